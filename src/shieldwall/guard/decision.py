@@ -1,0 +1,111 @@
+"""The contract between the guard (decides) and the proxy (enforces).
+
+The proxy builds a :class:`RequestFacts` from the request line and headers
+alone, before any body byte is read, and asks a :class:`Gate` for a
+:class:`Decision`. The decision is a record, not a callback: the proxy only
+enforces it, so the same record can be logged, counted, replayed and run in
+shadow mode. See crowdsec's decision model for the idea.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Protocol
+
+
+class Action(StrEnum):
+    ALLOW = "allow"
+    LIMIT = "limit"
+    CHALLENGE = "challenge"
+    BLOCK = "block"
+    RESPOND = "respond"
+    """The guard answers itself (challenge verification, its own assets)."""
+
+
+class ClientClass(IntEnum):
+    """Priority classes; a higher value is served first and shed last."""
+
+    SUSPECT = 0
+    UNKNOWN = 1
+    VERIFIED = 2
+    CUSTOMER = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Mode(StrEnum):
+    NORMAL = "normal"
+    ELEVATED = "elevated"
+    UNDER_ATTACK = "under_attack"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What is known of a request before its body: enough to decide on."""
+
+    client: str
+    """Client address after trusted-proxy resolution of X-Forwarded-For."""
+    method: str
+    path: str
+    query: str
+    host: str = ""
+    user_agent: str = ""
+    referer: str = ""
+    cookie: str = ""
+    """The raw Cookie header (all Cookie headers joined with '; ')."""
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    cls: ClientClass = ClientClass.UNKNOWN
+    retry_after: float = 0.0
+    reason: str = ""
+    shadow: bool = False
+    """The rule that fired is in shadow mode: log ``action`` but let the request through."""
+    response: bytes | None = None
+    """For every action but ALLOW: the complete HTTP/1.1 response the proxy sends as is."""
+    close: bool = False
+    """Close the connection after ``response`` (block, and anything the guard distrusts)."""
+    add_response_headers: tuple[tuple[bytes, bytes], ...] = field(default=())
+    """For ALLOW: headers the proxy appends to the upstream's response (e.g. Set-Cookie)."""
+
+    @property
+    def enforced(self) -> bool:
+        """True when the proxy must answer with ``response`` instead of forwarding."""
+        return self.action is not Action.ALLOW and not self.shadow
+
+
+class Gate(Protocol):
+    """What the proxy calls. Implementations must not block or await: the request
+    path never waits on Redis or the detector."""
+
+    def decide(self, facts: RequestFacts) -> Decision: ...
+
+    def observe_response(
+        self, facts: RequestFacts, decision: Decision, status: int,
+        headers: list[tuple[bytes, bytes]],
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        """Called with the upstream's status and headers before they are sent on;
+        returns extra headers to append (session cookie, customer marking)."""
+        ...
+
+
+ALLOW_ALL = Decision(Action.ALLOW, ClientClass.UNKNOWN, reason="no guard")
+
+
+class OpenGate:
+    """The gate of a shield with no guard configured: lets everything through."""
+
+    def decide(self, facts: RequestFacts) -> Decision:
+        return ALLOW_ALL
+
+    def observe_response(
+        self, facts: RequestFacts, decision: Decision, status: int,
+        headers: list[tuple[bytes, bytes]],
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        return ()
