@@ -109,3 +109,27 @@ class OpenGate:
         headers: list[tuple[bytes, bytes]],
     ) -> tuple[tuple[bytes, bytes], ...]:
         return ()
+
+
+class Admission(Protocol):
+    """Admission control in front of each backend (the guard's priority queue).
+
+    The proxy calls ``acquire`` before sending a request to ``backend`` and
+    ``release`` when the response is complete (or failed)."""
+
+    async def acquire(self, backend: str, cls: ClientClass) -> float | None:
+        """Wait for a slot; return None when admitted, or the Retry-After
+        seconds when the request is shed (the proxy answers 503)."""
+        ...
+
+    def release(self, backend: str, latency: float, ok: bool) -> None: ...
+
+
+class OpenAdmission:
+    """No admission control: every request goes straight to the pool."""
+
+    async def acquire(self, backend: str, cls: ClientClass) -> float | None:
+        return None
+
+    def release(self, backend: str, latency: float, ok: bool) -> None:
+        return None
