@@ -73,6 +73,9 @@ class Decision:
     """Close the connection after ``response`` (block, and anything the guard distrusts)."""
     add_response_headers: tuple[tuple[bytes, bytes], ...] = field(default=())
     """For ALLOW: headers the proxy appends to the upstream's response (e.g. Set-Cookie)."""
+    priority: int = 0
+    """Rank within ``cls`` for admission (1: a customer in checkout, shed last of all).
+    The proxy passes it on: ``admission.acquire(backend, cls, priority=decision.priority)``."""
 
     @property
     def enforced(self) -> bool:

@@ -1,0 +1,237 @@
+"""Admission control in front of each backend: a concurrency limit, a
+priority queue by class with a deadline, and shedding of the lowest class.
+
+:class:`AdmissionCore` is the pure policy for one backend (no awaits, an
+injected clock): ``offer`` says admit, queue or shed; ``release`` frees a slot
+and names the waiters to admit next, highest class first, FIFO within a
+class. When the queue is full a newcomer evicts the newest waiter of a lower
+rank, or is shed itself. A customer in checkout (priority 1) outranks every
+other customer, so it is the last to be shed.
+
+The limit is fixed, or adaptive (AIMD on latency): the core keeps a latency
+baseline (the lowest recent latency, drifting up slowly); a response slower
+than ``latency_tolerance`` × baseline, or a failed one, cuts the limit by 10 %
+(at most once per baseline interval); a fast response while the backend was
+saturated adds 1/limit, so the limit grows by one per limit-worth of good
+responses. The limit stays within [min_limit, max_limit].
+
+:class:`PriorityAdmission` is the thin asyncio wrapper the proxy calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shieldwall.guard.decision import ClientClass
+from shieldwall.guard.settings import AdmissionSettings
+
+_RANKS = [(c, p) for c in sorted(ClientClass, reverse=True) for p in (1, 0)]
+"""Ranks from the highest (customer in checkout) to the lowest (suspect)."""
+
+
+@dataclass(eq=False, slots=True)
+class Ticket:
+    cls: ClientClass
+    priority: int
+    deadline: float
+    state: str = "waiting"
+    """"waiting", "admitted", "shed" (evicted or expired) or "cancelled"."""
+    waiter: Any = field(default=None)
+
+
+class AdmissionCore:
+    def __init__(self, settings: AdmissionSettings, shadow: bool = False) -> None:
+        self.s = settings
+        self.shadow = shadow
+        self.limit = float(settings.limit)
+        self.inflight = 0
+        self.waiting = 0
+        self._queues: dict[tuple[ClientClass, int], deque[Ticket]] = {r: deque() for r in _RANKS}
+        self.baseline = 0.0
+        self._last_cut = -1e18
+        self.counts: dict[str, int] = {}
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _full(self) -> bool:
+        return self.inflight >= int(self.limit)
+
+    def offer(self, cls: ClientClass, priority: int, now: float) -> tuple[str, Ticket | None,
+                                                                          list[Ticket]]:
+        """("admit" | "queue" | "shed", the ticket when queued, waiters evicted)."""
+        priority = 1 if priority > 0 else 0
+        if not self._full() and self.waiting == 0:
+            self.inflight += 1
+            self._count("admit")
+            return "admit", None, []
+        if self.shadow:
+            self.inflight += 1
+            self._count("shadow:shed")
+            return "admit", None, []
+        if cls is ClientClass.SUSPECT and not self.s.queue_suspects:
+            self._count("shed:" + cls.label)
+            return "shed", None, []
+        evicted: list[Ticket] = []
+        if self.waiting >= self.s.queue_size:
+            victim = self._lowest_below((cls, priority))
+            if victim is None:
+                self._count("shed:" + cls.label)
+                return "shed", None, []
+            victim.state = "shed"
+            self.waiting -= 1
+            self._count("evict:" + victim.cls.label)
+            evicted.append(victim)
+        timeout = (self.s.customer_queue_timeout if cls is ClientClass.CUSTOMER
+                   else self.s.queue_timeout)
+        ticket = Ticket(cls, priority, now + timeout)
+        self._queues[(cls, priority)].append(ticket)
+        self.waiting += 1
+        self._count("queue")
+        return "queue", ticket, evicted
+
+    def _lowest_below(self, rank: tuple[ClientClass, int]) -> Ticket | None:
+        """The newest live waiter of a rank strictly lower than ``rank``."""
+        for r in reversed(_RANKS):
+            if r >= rank:
+                return None
+            q = self._queues[r]
+            while q:
+                t = q.pop()
+                if t.state == "waiting":
+                    return t
+        return None
+
+    def cancel(self, ticket: Ticket) -> None:
+        """The waiter gave up (deadline, or its client went away)."""
+        if ticket.state == "waiting":
+            ticket.state = "cancelled"
+            self.waiting -= 1
+
+    def expire(self, now: float) -> list[Ticket]:
+        gone = []
+        for q in self._queues.values():
+            while q and (q[0].state != "waiting" or q[0].deadline <= now):
+                t = q.popleft()
+                if t.state == "waiting":
+                    t.state = "shed"
+                    self.waiting -= 1
+                    self._count("expire:" + t.cls.label)
+                    gone.append(t)
+        return gone
+
+    def _admit_next(self) -> list[Ticket]:
+        admitted = []
+        for r in _RANKS:
+            q = self._queues[r]
+            while q and not self._full():
+                t = q.popleft()
+                if t.state != "waiting":
+                    continue
+                t.state = "admitted"
+                self.waiting -= 1
+                self.inflight += 1
+                self._count("admit:queued")
+                admitted.append(t)
+            if self._full():
+                break
+        return admitted
+
+    def release(self, latency: float, ok: bool, now: float) -> list[Ticket]:
+        """A request finished: adapt the limit, admit waiters into free slots."""
+        saturated = self._full()
+        self.inflight = max(0, self.inflight - 1)
+        if self.s.adaptive:
+            self._adapt(latency, ok, saturated, now)
+        return self._admit_next()
+
+    def _adapt(self, latency: float, ok: bool, saturated: bool, now: float) -> None:
+        s = self.s
+        if latency > 0 and ok:
+            if self.baseline <= 0 or latency < self.baseline:
+                self.baseline = latency
+            else:
+                self.baseline += (latency - self.baseline) * 0.01
+        congested = not ok or (self.baseline > 0 and latency > s.latency_tolerance * self.baseline)
+        if congested:
+            if now - self._last_cut >= max(self.baseline, 0.01):
+                self.limit = max(float(s.min_limit), self.limit * 0.9)
+                self._last_cut = now
+                self._count("limit:cut")
+        elif saturated:
+            self.limit = min(float(s.max_limit), self.limit + 1.0 / self.limit)
+
+    def status(self) -> dict[str, Any]:
+        return {"limit": round(self.limit, 2), "inflight": self.inflight,
+                "waiting": self.waiting, "baseline_s": round(self.baseline, 6),
+                "counters": dict(sorted(self.counts.items()))}
+
+
+class PriorityAdmission:
+    """Implements :class:`shieldwall.guard.decision.Admission`."""
+
+    def __init__(self, settings: AdmissionSettings, *,
+                 clock: Callable[[], float] = time.monotonic, shadow: bool = False) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.shadow = shadow
+        self.cores: dict[str, AdmissionCore] = {}
+
+    def core(self, backend: str) -> AdmissionCore:
+        c = self.cores.get(backend)
+        if c is None:
+            c = self.cores[backend] = AdmissionCore(self.settings, self.shadow)
+        return c
+
+    async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
+        core = self.core(backend)
+        now = self.clock()
+        for t in core.expire(now):
+            _wake(t, self.settings.retry_after)
+        verdict, ticket, evicted = core.offer(cls, priority, now)
+        for t in evicted:
+            _wake(t, self.settings.retry_after)
+        if verdict == "admit":
+            return None
+        if verdict == "shed" or ticket is None:
+            return self.settings.retry_after
+        fut: asyncio.Future[float | None] = asyncio.get_running_loop().create_future()
+        ticket.waiter = fut
+        try:
+            await asyncio.wait({fut}, timeout=max(0.0, ticket.deadline - now))
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.result() is None:
+                self._give_back(backend)
+            core.cancel(ticket)
+            raise
+        if fut.done():
+            return fut.result()
+        core.cancel(ticket)
+        fut.cancel()
+        core._count("expire:" + cls.label)
+        return self.settings.retry_after
+
+    def _give_back(self, backend: str) -> None:
+        core = self.core(backend)
+        core.inflight = max(0, core.inflight - 1)
+        for t in core._admit_next():
+            _wake(t, None)
+
+    def release(self, backend: str, latency: float, ok: bool) -> None:
+        core = self.core(backend)
+        for t in core.release(latency, ok, self.clock()):
+            _wake(t, None)
+
+    def status(self) -> dict[str, Any]:
+        return {b: c.status() for b, c in sorted(self.cores.items())}
+
+
+def _wake(ticket: Ticket, result: float | None) -> None:
+    fut = ticket.waiter
+    if fut is not None and not fut.done():
+        fut.set_result(result)

@@ -1,0 +1,464 @@
+"""The decision engine: RequestFacts in, Decision out, from memory alone.
+
+The order of the rules, each of which may run in shadow mode:
+
+1. the guard's own paths (``/.shieldwall/verify``) are answered here;
+2. ``block``: the address is on a block list -> 403 and close;
+3. the class: allow-listed -> verified; detector or limit suspect -> suspect;
+   a signed session the shop marked -> customer; a valid pass token -> verified;
+   else unknown;
+4. ``limit``: token buckets per address (rate by route class, times a class
+   factor) and, for unknown and suspect clients, per network prefix -> 429;
+5. ``challenge``: by mode (elevated: suspects, and unknown clients on
+   expensive routes; under_attack: every unknown and suspect) unless the
+   client holds a pass token of enough difficulty -> the proof-of-work page.
+
+A shadowed rule records what it would have done and the evaluation goes on;
+if no enforced rule fires the request goes through with the first shadow
+decision (``shadow=True``) so the proxy logs and counts it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qs, quote
+
+from shieldwall.guard import _responses as responses
+from shieldwall.guard._net import Identity, IdentityCache
+from shieldwall.guard._state import ListEntry, LocalState
+from shieldwall.guard._tokens import Signer, cookie_value, pow_ok
+from shieldwall.guard.decision import Action, ClientClass, Decision, Mode, RequestFacts
+from shieldwall.guard.settings import GuardSettings, RouteClass
+
+log = logging.getLogger("shieldwall.guard")
+
+VERIFY_PATH = "/.shieldwall/verify"
+OWN_PREFIX = "/.shieldwall/"
+_CLASS_BY_LABEL = {c.label: c for c in ClientClass}
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    name: str
+    rate: float
+    burst: float
+    expensive: bool
+    checkout: bool
+
+
+@dataclass(slots=True)
+class _Lists:
+    version: int
+    expires: float
+    """Recompute at this time (an entry it relied on runs out)."""
+    ban: ListEntry | None
+    allowed: bool
+    suspect: bool
+
+
+def _secret(settings: GuardSettings) -> bytes:
+    if settings.secret is not None and settings.secret.get_secret_value():
+        return settings.secret.get_secret_value().encode()
+    env = os.environ.get("SHIELDWALL_GUARD_SECRET", "")
+    if env:
+        return env.encode()
+    return secrets.token_bytes(32)
+
+
+class _ShadowLog:
+    """Logs what a shadowed rule would have done, at most once a second per rule."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def note(self, rule: str, facts: RequestFacts, now: float) -> None:
+        if now - self._last.get(rule, -math.inf) >= 1.0:
+            held = self._held.pop(rule, 0)
+            log.info("shadow: rule %s would have acted on %s %s %s (and %d more since last line)",
+                     rule, facts.client, facts.method, facts.path, held)
+            self._last[rule] = now
+        else:
+            self._held[rule] = self._held.get(rule, 0) + 1
+
+
+class GuardGate:
+    """Implements :class:`shieldwall.guard.decision.Gate`. Never blocks, never awaits."""
+
+    def __init__(self, settings: GuardSettings, state: LocalState,
+                 clock: Callable[[], float] = time.time, secret: bytes | None = None) -> None:
+        self.settings = settings
+        self.state = state
+        self.clock = clock
+        self.counts: dict[str, int] = {}
+        self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
+        self._canned = responses.Canned()
+        self._shadow = frozenset(settings.shadow)
+        self._shadow_log = _ShadowLog()
+        self._lists: dict[str, _Lists] = {}
+        lim = settings.limits
+        self._class_factor = {c: lim.class_factor.get(c.label, 1.0) for c in ClientClass}
+        self._prefix_factor = {int(k): v for k, v in lim.prefix_factor.items()}
+        self._strike_rate = lim.strikes_to_suspect / lim.strike_window
+        self._routes = [self._route(r) for r in lim.routes]
+        self._default_route = self._route(lim.default_route)
+        alts = []
+        for i, r in enumerate(lim.routes):
+            pats = "|".join(fnmatch.translate(p) for p in r.match) or "(?!)"
+            alts.append(f"(?P<r{i}>{pats})")
+        self._route_re = re.compile("|".join(alts)) if alts else None
+        self._route_cache: dict[str, _Route] = {}
+        self._allow_decisions = {
+            (c, p): Decision(Action.ALLOW, c, reason="allow", priority=p)
+            for c in ClientClass for p in (0, 1)
+        }
+        self.set_secret(secret if secret is not None else _secret(settings))
+
+    def set_secret(self, secret: bytes) -> None:
+        """Install the HMAC key (the runtime may share one through Redis at start)."""
+        self._session = Signer(secret, "session")
+        self._challenge = Signer(secret, "challenge")
+        self._pass = Signer(secret, "pass")
+
+    @staticmethod
+    def _route(r: RouteClass) -> _Route:
+        return _Route(r.name, r.rate, r.burst, r.expensive, r.checkout)
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    # -- the decision ------------------------------------------------------
+
+    def decide(self, facts: RequestFacts) -> Decision:
+        now = self.clock()
+        path = facts.path
+        if path.startswith(OWN_PREFIX):
+            return self._own(facts, now)
+        ident = self._ids.get(facts.client)
+        lists = self._lists_for(ident, now)
+        shadowed: Decision | None = None
+
+        if lists.ban is not None and lists.ban.until > now:
+            d = Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
+                         response=self._canned.block, close=True)
+            if "block" not in self._shadow:
+                self._count("block")
+                return d
+            shadowed = self._shadowed(d, "block", facts, now)
+
+        cls, pass_bits = self._classify(facts, ident, lists, now)
+        route = self._route_of(path)
+
+        wait = self._take(route, ident, cls, now)
+        if wait > 0.0:
+            self._strike(ident, now)
+            d = Decision(Action.LIMIT, cls, retry_after=wait, reason="limit:" + route.name,
+                         response=self._canned.limit(wait))
+            if "limit" not in self._shadow:
+                self._count("limit")
+                return d
+            sd = self._shadowed(d, "limit", facts, now)
+            shadowed = shadowed or sd
+
+        if not lists.allowed and cls <= ClientClass.UNKNOWN:
+            mode = self.state.mode
+            if mode is not Mode.NORMAL and (
+                mode is Mode.UNDER_ATTACK or cls is ClientClass.SUSPECT or route.expensive
+            ):
+                need = self.required_bits(cls, mode)
+                if pass_bits < need:
+                    d = self._challenge_decision(facts, ident, cls, need, now)
+                    if "challenge" not in self._shadow:
+                        self._count("challenge")
+                        return d
+                    sd = self._shadowed(d, "challenge", facts, now)
+                    shadowed = shadowed or sd
+
+        if shadowed is not None:
+            return shadowed
+        self._count("allow")
+        return self._allow_decisions[(cls, 1 if route.checkout and cls is ClientClass.CUSTOMER
+                                      else 0)]
+
+    def _shadowed(self, d: Decision, rule: str, facts: RequestFacts, now: float) -> Decision:
+        self._count("shadow:" + rule)
+        self._shadow_log.note(rule, facts, now)
+        return Decision(d.action, d.cls, d.retry_after, d.reason, True, d.response, d.close)
+
+    def required_bits(self, cls: ClientClass, mode: Mode) -> int:
+        c = self.settings.challenge
+        bits = c.difficulty
+        if cls is ClientClass.SUSPECT:
+            bits += c.suspect_extra
+        if mode is Mode.UNDER_ATTACK:
+            bits += c.under_attack_extra
+        return min(bits, 32)
+
+    def _lists_for(self, ident: Identity, now: float) -> _Lists:
+        st = self.state
+        hit = self._lists.get(ident.address)
+        if hit is not None and hit.version == st.version and now < hit.expires:
+            return hit
+        v, val = ident.version, ident.value
+        ban = st.bans.lookup(v, val) or st.static_block.lookup(v, val)
+        allow = st.allows.lookup(v, val)
+        allowed = (allow is not None and allow.until > now) or \
+            st.static_allow.lookup(v, val) is not None
+        sus = st.suspects.get(ident.address)
+        suspect = sus is not None and sus[0] >= self.settings.suspect_score and sus[1] > now
+        expires = min(ban.until if ban is not None else math.inf,
+                      allow.until if allow is not None else math.inf,
+                      sus[1] if sus is not None else math.inf)
+        lists = _Lists(st.version, expires, ban, allowed, suspect)
+        if len(self._lists) >= 65536:
+            self._lists.clear()
+        self._lists[ident.address] = lists
+        return lists
+
+    def _classify(self, facts: RequestFacts, ident: Identity, lists: _Lists,
+                  now: float) -> tuple[ClientClass, int]:
+        """The class, and the difficulty of a valid pass token (-1: none)."""
+        pass_bits = -1
+        if facts.cookie:
+            token = cookie_value(facts.cookie, self.settings.pass_cookie)
+            if token:
+                f = self._pass.verify(token)
+                if f is not None and len(f) == 5 and f[1] == ident.bind_prefix \
+                        and float(f[2]) > now:
+                    pass_bits = int(f[3])
+        if lists.allowed:
+            return ClientClass.VERIFIED, pass_bits
+        if lists.suspect:
+            sus = self.state.suspects.get(ident.address)
+            if sus is not None and sus[1] > now:
+                return ClientClass.SUSPECT, pass_bits
+        if facts.cookie and self._session_customer(facts.cookie, now):
+            return ClientClass.CUSTOMER, pass_bits
+        if pass_bits >= 0 and pass_bits >= self.required_bits(ClientClass.UNKNOWN,
+                                                              self.state.mode):
+            return ClientClass.VERIFIED, pass_bits
+        return ClientClass.UNKNOWN, pass_bits
+
+    def _session_fields(self, cookie: str) -> tuple[str, ...] | None:
+        token = cookie_value(cookie, self.settings.session_cookie)
+        if not token:
+            return None
+        f = self._session.verify(token)
+        return f if f is not None and len(f) == 4 else None
+
+    def _session_customer(self, cookie: str, now: float) -> bool:
+        f = self._session_fields(cookie)
+        return f is not None and float(f[3]) > now
+
+    def _route_of(self, path: str) -> _Route:
+        hit = self._route_cache.get(path)
+        if hit is not None:
+            return hit
+        route = self._default_route
+        if self._route_re is not None:
+            m = self._route_re.match(path)
+            if m is not None and m.lastgroup is not None:
+                route = self._routes[int(m.lastgroup[1:])]
+        if len(self._route_cache) >= 16384:
+            self._route_cache.clear()
+        self._route_cache[path] = route
+        return route
+
+    # -- token buckets -----------------------------------------------------
+
+    def _take(self, route: _Route, ident: Identity, cls: ClientClass, now: float) -> float:
+        """Take one token from every bucket of this request, or none; returns 0.0
+        when allowed, else the seconds until a token will be there."""
+        buckets = self.state.buckets
+        factor = self._class_factor[cls]
+        keys: list[tuple[str, float, float]] = [
+            (f"{route.name}|{ident.address}", route.rate * factor, route.burst * factor)]
+        if cls <= ClientClass.UNKNOWN:
+            for plen, net in ident.prefixes:
+                pf = self._prefix_factor.get(plen, 16.0)
+                keys.append((f"{route.name}|{net}", route.rate * pf, route.burst * pf))
+        wait = 0.0
+        levels: list[tuple[list[float], float]] = []
+        for key, rate, burst in keys:
+            b = buckets.get(key)
+            if b is None:
+                b = [burst, now]
+                buckets[key] = b
+            tokens = b[0] + (now - b[1]) * rate if now > b[1] else b[0]
+            if tokens > burst:
+                tokens = burst
+            b[0] = tokens
+            b[1] = max(now, b[1])
+            if tokens < 1.0:
+                wait = max(wait, (1.0 - tokens) / rate)
+            levels.append((b, tokens))
+        if wait > 0.0:
+            return wait
+        pending = self.state.pending
+        for (b, tokens), (key, rate, burst) in zip(levels, keys, strict=True):
+            b[0] = tokens - 1.0
+            if pending is not None:
+                p = pending.get(key)
+                if p is None:
+                    pending[key] = [1.0, rate, burst]
+                else:
+                    p[0] += 1.0
+        return 0.0
+
+    def _strike(self, ident: Identity, now: float) -> None:
+        """A limit hit; enough of them in the window make the client a suspect."""
+        lim = self.settings.limits
+        key = "strike|" + ident.address
+        burst = float(lim.strikes_to_suspect)
+        b = self.state.buckets.get(key)
+        if b is None:
+            b = [burst, now]
+            self.state.buckets[key] = b
+        tokens = min(burst, b[0] + max(0.0, now - b[1]) * self._strike_rate) - 1.0
+        b[0], b[1] = tokens, now
+        if tokens < 0.0:
+            self.state.mark_suspect(ident.address, 1.0, now + lim.suspect_ttl)
+            b[0] = burst
+            self._count("suspect:limit")
+
+    # -- the challenge -----------------------------------------------------
+
+    def _challenge_decision(self, facts: RequestFacts, ident: Identity, cls: ClientClass,
+                            bits: int, now: float, note: str = "") -> Decision:
+        challenge = self._challenge.sign("1", ident.bind_prefix, f"{now:.3f}", str(bits),
+                                         secrets.token_hex(6))
+        target = facts.path + ("?" + facts.query if facts.query else "")
+        c = self.settings.challenge
+        page = responses.challenge_page(challenge, bits, target, VERIFY_PATH,
+                                        c.nojs_delay if c.nojs else None, note)
+        return Decision(Action.CHALLENGE, cls, reason=f"challenge:{bits}", response=page)
+
+    def _own(self, facts: RequestFacts, now: float) -> Decision:
+        if facts.path != VERIFY_PATH:
+            return Decision(Action.RESPOND, ClientClass.UNKNOWN, reason="own:404",
+                            response=self._canned.not_found)
+        ident = self._ids.get(facts.client)
+        lists = self._lists_for(ident, now)
+        if lists.ban is not None and lists.ban.until > now and "block" not in self._shadow:
+            self._count("block")
+            return Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
+                            response=self._canned.block, close=True)
+        q = parse_qs(facts.query, max_num_fields=8)
+        challenge = q.get("c", [""])[0]
+        nonce = q.get("n", [""])[0]
+        nojs = q.get("nojs", [""])[0] == "1"
+        target = _safe_target(q.get("r", ["/"])[0])
+        cls, _ = self._classify(facts, ident, lists, now)
+        c = self.settings.challenge
+
+        def fail(why: str, note: str) -> Decision:
+            self._count("verify:fail:" + why)
+            retry = RequestFacts(facts.client, "GET", target.partition("?")[0],
+                                 target.partition("?")[2])
+            need = self.required_bits(cls, self.state.mode)
+            d = self._challenge_decision(retry, ident, cls, need, now, note)
+            return Decision(Action.RESPOND, cls, reason="verify:" + why, response=d.response)
+
+        f = self._challenge.verify(challenge) if challenge else None
+        if f is None or len(f) != 5:
+            return fail("forged", "That answer could not be checked; trying again.")
+        _, prefix, issued_s, bits_s, _ = f
+        issued, bits = float(issued_s), int(bits_s)
+        if prefix != ident.bind_prefix:
+            return fail("prefix", "Your network changed; trying again.")
+        if now - issued > c.challenge_ttl or issued > now + 5.0:
+            return fail("expired", "That check expired; trying again.")
+        if bits < self.required_bits(cls, self.state.mode):
+            return fail("difficulty", "A harder check is needed now; trying again.")
+        if nojs:
+            if not c.nojs:
+                return fail("nojs", "This shop needs JavaScript right now.")
+            if now - issued < c.nojs_delay:
+                self._count("verify:early")
+                wait = math.ceil(c.nojs_delay - (now - issued))
+                page = responses.build(
+                    429, f"Too early: wait {wait} seconds, then reload.\n".encode(),
+                    headers=(("Retry-After", str(wait)),))
+                return Decision(Action.RESPOND, cls, retry_after=wait, reason="verify:early",
+                                response=page)
+            kind = "nojs"
+        else:
+            if not (0 < len(nonce) <= 20 and nonce.isdigit()) or \
+                    not pow_ok(challenge, nonce, bits):
+                return fail("wrong", "That answer was wrong; trying again.")
+            kind = "pow"
+        expires = int(now + c.pass_ttl)
+        token = self._pass.sign("1", prefix, str(expires), str(bits), kind)
+        cookie = (f"{self.settings.pass_cookie}={token}; Path=/; Max-Age={int(c.pass_ttl)}; "
+                  "HttpOnly; SameSite=Lax" + ("; Secure" if facts.tls else ""))
+        self._count("verify:ok:" + kind)
+        return Decision(Action.RESPOND, max(cls, ClientClass.VERIFIED), reason="verify:ok",
+                        response=responses.redirect(target, cookie))
+
+    # -- after the upstream answered ----------------------------------------
+
+    def observe_response(self, facts: RequestFacts, decision: Decision, status: int,
+                         headers: list[tuple[bytes, bytes]]) -> tuple[tuple[bytes, bytes], ...]:
+        """Issue the session cookie to a new browser, and mark it customer when
+        the shop says the session has a cart or is checking out."""
+        if decision.action is not Action.ALLOW and not decision.shadow:
+            return ()
+        now = self.clock()
+        s = self.settings
+        fields = self._session_fields(facts.cookie) if facts.cookie else None
+        customer = _marks_customer(headers, s.customer_cookie.encode(),
+                                   s.customer_header.encode())
+        if fields is not None:
+            cust_until = float(fields[3])
+            issued = float(fields[2])
+            if not customer and now - issued < s.session_ttl / 2:
+                return ()
+            if customer and cust_until - now > s.customer_ttl / 2:
+                return ()
+            sid = fields[1]
+        else:
+            sid = secrets.token_urlsafe(9)
+            cust_until = 0.0
+        if customer:
+            cust_until = now + s.customer_ttl
+            self._count("customer:marked")
+        token = self._session.sign("1", sid, str(int(now)), str(int(cust_until)))
+        cookie = (f"{s.session_cookie}={token}; Path=/; Max-Age={int(s.session_ttl)}; "
+                  "HttpOnly; SameSite=Lax" + ("; Secure" if facts.tls else ""))
+        return ((b"Set-Cookie", cookie.encode()),)
+
+
+def _marks_customer(headers: list[tuple[bytes, bytes]], cookie: bytes, header: bytes) -> bool:
+    prefix = cookie + b"="
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"set-cookie":
+            v = value.lstrip()
+            if v.startswith(prefix):
+                first, _, attrs = v.partition(b";")
+                if first[len(prefix):].strip() and b"max-age=0" not in attrs.lower().replace(
+                        b" ", b""):
+                    return True
+        elif lname == header and value.strip() not in (b"", b"0"):
+            return True
+    return False
+
+
+def _safe_target(target: str) -> str:
+    """Only paths on this site: no scheme, no host, no protocol-relative URL."""
+    if not target.startswith("/") or target.startswith("//") or target.startswith("/\\") \
+            or any(ch in target for ch in "\r\n"):
+        return "/"
+    return quote(target, safe="/?&=%:;,+@!$'()*~.-_[]")
+
+
+def class_from_label(label: str) -> ClientClass:
+    return _CLASS_BY_LABEL[label]

@@ -1,0 +1,197 @@
+"""Complete HTTP/1.1 responses the proxy writes as they are.
+
+Cheap rejection is the point: the fixed ones are built once, 429s are cached
+per Retry-After value, and the challenge page is one string format.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+
+_REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+            429: "Too Many Requests", 503: "Service Unavailable"}
+
+
+def build(status: int, body: bytes, *, content_type: str = "text/plain; charset=utf-8",
+          headers: tuple[tuple[str, str], ...] = (), close: bool = False) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+             f"Content-Type: {content_type}",
+             f"Content-Length: {len(body)}",
+             "Cache-Control: no-store"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def retry_after_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
+
+
+class Canned:
+    """The fixed responses, built once per process."""
+
+    def __init__(self) -> None:
+        self.block = build(403, b"Forbidden: this address is blocked.\n", close=True)
+        self.not_found = build(404, b"Not found.\n")
+        self.bad_verify = build(400, b"Bad challenge answer.\n", close=True)
+        self._limit: dict[int, bytes] = {}
+        self._shed: dict[int, bytes] = {}
+
+    def limit(self, retry_after: float) -> bytes:
+        secs = retry_after_seconds(retry_after)
+        hit = self._limit.get(secs)
+        if hit is None:
+            hit = build(429, b"Too many requests: slow down and retry later.\n",
+                        headers=(("Retry-After", str(secs)),))
+            if len(self._limit) < 4096:
+                self._limit[secs] = hit
+        return hit
+
+    def shed(self, retry_after: float) -> bytes:
+        secs = retry_after_seconds(retry_after)
+        hit = self._shed.get(secs)
+        if hit is None:
+            hit = build(503, b"The shop is very busy: please retry in a moment.\n",
+                        headers=(("Retry-After", str(secs)),))
+            if len(self._shed) < 4096:
+                self._shed[secs] = hit
+        return hit
+
+
+def redirect(location: str, set_cookie: str) -> bytes:
+    return build(302, b"", headers=(("Location", location), ("Set-Cookie", set_cookie)))
+
+
+# The solver: SHA-256 via crypto.subtle (batched, so the async calls overlap),
+# or, outside a secure context where crypto.subtle is missing, a small inline
+# SHA-256. It finds the smallest nonce, as docs/CHALLENGE.md specifies.
+_SCRIPT = r"""
+(function () {
+  var el = document.querySelector('meta[name="shieldwall-challenge"]');
+  var m = JSON.parse(el.getAttribute('content'));
+  var enc = new TextEncoder();
+  function zeros(b) {
+    var n = 0;
+    for (var i = 0; i < b.length; i++) {
+      if (b[i] === 0) { n += 8; continue; }
+      return n + Math.clz32(b[i]) - 24;
+    }
+    return n;
+  }
+  var K = [];
+  (function () {
+    var p = 2, c = 0;
+    while (c < 64) {
+      var q = true;
+      for (var d = 2; d * d <= p; d++) { if (p % d === 0) { q = false; break; } }
+      if (q) { K.push((Math.pow(p, 1 / 3) % 1) * 4294967296 | 0); c++; }
+      p++;
+    }
+  })();
+  function sha256(bytes) {
+    var H = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+             0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    var len = bytes.length, total = ((len + 9 + 63) >> 6) << 6;
+    var buf = new Uint8Array(total); buf.set(bytes); buf[len] = 0x80;
+    var bits = len * 8;
+    buf[total - 4] = bits >>> 24; buf[total - 3] = bits >>> 16;
+    buf[total - 2] = bits >>> 8; buf[total - 1] = bits;
+    var W = new Int32Array(64);
+    for (var o = 0; o < total; o += 64) {
+      for (var t = 0; t < 16; t++) {
+        W[t] = buf[o + 4 * t] << 24 | buf[o + 4 * t + 1] << 16 | buf[o + 4 * t + 2] << 8 | buf[o + 4 * t + 3];
+      }
+      for (t = 16; t < 64; t++) {
+        var x = W[t - 15], y = W[t - 2];
+        var s0 = (x >>> 7 | x << 25) ^ (x >>> 18 | x << 14) ^ (x >>> 3);
+        var s1 = (y >>> 17 | y << 15) ^ (y >>> 19 | y << 13) ^ (y >>> 10);
+        W[t] = W[t - 16] + s0 + W[t - 7] + s1 | 0;
+      }
+      var a = H[0], b = H[1], c = H[2], d = H[3], e = H[4], f = H[5], g = H[6], h = H[7];
+      for (t = 0; t < 64; t++) {
+        var S1 = (e >>> 6 | e << 26) ^ (e >>> 11 | e << 21) ^ (e >>> 25 | e << 7);
+        var t1 = h + S1 + (e & f ^ ~e & g) + K[t] + W[t] | 0;
+        var S0 = (a >>> 2 | a << 30) ^ (a >>> 13 | a << 19) ^ (a >>> 22 | a << 10);
+        var t2 = S0 + (a & b ^ a & c ^ b & c) | 0;
+        h = g; g = f; f = e; e = d + t1 | 0; d = c; c = b; b = a; a = t1 + t2 | 0;
+      }
+      H[0] = H[0] + a | 0; H[1] = H[1] + b | 0; H[2] = H[2] + c | 0; H[3] = H[3] + d | 0;
+      H[4] = H[4] + e | 0; H[5] = H[5] + f | 0; H[6] = H[6] + g | 0; H[7] = H[7] + h | 0;
+    }
+    var out = new Uint8Array(32);
+    for (var i = 0; i < 8; i++) {
+      out[4 * i] = H[i] >>> 24; out[4 * i + 1] = H[i] >>> 16;
+      out[4 * i + 2] = H[i] >>> 8; out[4 * i + 3] = H[i];
+    }
+    return out;
+  }
+  function done(n) {
+    location.replace(m.verify + '?c=' + encodeURIComponent(m.challenge) + '&n=' + n +
+                     '&r=' + encodeURIComponent(m.redirect));
+  }
+  var pre = m.challenge + ':';
+  if (window.crypto && crypto.subtle && crypto.subtle.digest) {
+    var B = 512;
+    (function batch(n) {
+      var ps = [];
+      for (var i = 0; i < B; i++) ps.push(crypto.subtle.digest('SHA-256', enc.encode(pre + (n + i))));
+      Promise.all(ps).then(function (rs) {
+        for (var i = 0; i < B; i++) {
+          if (zeros(new Uint8Array(rs[i])) >= m.difficulty) { done(n + i); return; }
+        }
+        batch(n + B);
+      });
+    })(0);
+  } else {
+    var n = 0;
+    (function slice() {
+      var stop = n + 20000;
+      for (; n < stop; n++) {
+        if (zeros(sha256(enc.encode(pre + n))) >= m.difficulty) { done(n); return; }
+      }
+      setTimeout(slice, 0);
+    })();
+  }
+})();
+"""
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<meta name="robots" content="noindex">
+<meta name="shieldwall-challenge" content="{meta}">
+{nojs_head}<title>One moment…</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:34em;margin:4em auto;padding:0 1em;color:#222}}</style>
+</head><body>
+<h1>One moment…</h1>
+<p>The shop is protecting itself from automated traffic. Your browser is
+doing a small calculation; you will be taken on in about a second.</p>
+<noscript><p>This check needs JavaScript. Without it, {nojs_body}</p></noscript>
+<script>{script}</script>
+</body></html>
+"""
+
+
+def challenge_page(challenge: str, difficulty: int, redirect_to: str, verify_path: str,
+                   nojs_delay: float | None, note: str = "") -> bytes:
+    meta = json.dumps({"challenge": challenge, "difficulty": difficulty,
+                       "verify": verify_path, "redirect": redirect_to},
+                      separators=(",", ":"))
+    from urllib.parse import quote
+    if nojs_delay is not None:
+        url = html.escape(f"{verify_path}?c={quote(challenge)}&nojs=1&r={quote(redirect_to)}")
+        wait = math.ceil(nojs_delay)
+        nojs_head = f'<noscript><meta http-equiv="refresh" content="{wait};url={url}"></noscript>\n'
+        nojs_body = (f'this page continues by itself after {wait} seconds, or follow '
+                     f'<a href="{url}">this link</a> after {wait} seconds.')
+    else:
+        nojs_head = ""
+        nojs_body = "please enable JavaScript for this shop and reload the page."
+    page = _PAGE.format(meta=html.escape(meta, quote=True), nojs_head=nojs_head,
+                        nojs_body=nojs_body, script=_SCRIPT)
+    if note:
+        page = page.replace("<h1>One moment…</h1>", f"<h1>One moment…</h1>\n<p>{html.escape(note)}</p>")
+    return build(403, page.encode(), content_type="text/html; charset=utf-8")

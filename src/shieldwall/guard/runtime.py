@@ -1,0 +1,192 @@
+"""The guard as the shield runs it: the pure gate and admission plus the
+background work they need (Redis batch sync, expiry sweeps, the nftables set)
+and the admin routes. The proxy wires it in::
+
+    guard = GuardRuntime.from_settings(config.guard)
+    await guard.start()
+    ... gate=guard.gate, admission=guard.admission, admin_routes += guard.admin_routes
+    await guard.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shieldwall.admin_api import AdminRoute
+from shieldwall.guard._admission import PriorityAdmission
+from shieldwall.guard._crawlers import crawler_networks
+from shieldwall.guard._gate import GuardGate
+from shieldwall.guard._net import parse_network
+from shieldwall.guard._state import ListEntry, LocalState
+from shieldwall.guard.decision import Mode
+from shieldwall.guard.settings import GuardSettings
+
+log = logging.getLogger("shieldwall.guard")
+
+SWEEP_INTERVAL = 1.0
+
+
+class GuardRuntime:
+    def __init__(self, settings: GuardSettings, state: LocalState, gate: GuardGate,
+                 admission: PriorityAdmission, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.state = state
+        self.gate = gate
+        self.admission = admission
+        self.clock = clock
+        self.allow_source = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sync: Any = None
+        self._nft: Any = None
+        from shieldwall.guard._admin import admin_routes
+        self.admin_routes: list[AdminRoute] = admin_routes(self)
+
+    @classmethod
+    def from_settings(cls, settings: GuardSettings, *,
+                      clock: Callable[[], float] = time.time) -> GuardRuntime:
+        pinned = None if settings.mode == "auto" else Mode(settings.mode)
+        state = LocalState(pinned)
+        for net in settings.block:
+            state.static_block.put(net, ListEntry(math.inf, "config", "config"))
+        for net in settings.allow:
+            state.static_allow.put(net, ListEntry(math.inf, "config", "config"))
+        source = "config only"
+        if settings.allow_crawlers:
+            nets, source = crawler_networks()
+            for net in nets:
+                try:
+                    state.static_allow.put(net, ListEntry(math.inf, "crawler", "crawler"))
+                except ValueError:
+                    continue
+        gate = GuardGate(settings, state, clock)
+        admission = PriorityAdmission(settings.admission, clock=time.monotonic,
+                                      shadow="shed" in settings.shadow)
+        rt = cls(settings, state, gate, admission, clock)
+        rt.allow_source = source
+        if settings.redis.url:
+            from shieldwall.guard._redis import RedisSync
+            state.pending = {}
+            state.record_ops = True
+            rt._sync = RedisSync(settings.redis, state, gate, clock)
+        return rt
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        log.info("guard: mode %s%s; allow list: %s", self.state.mode.value,
+                 " (pinned)" if self.state.pinned else "", self.allow_source)
+        if self.settings.nftables != "off":
+            from shieldwall.guard._nft import NftBanSet
+            self._nft = await NftBanSet.detect(self.settings.nftables_netns,
+                                               required=self.settings.nftables == "on")
+            if self._nft is not None:
+                self.state.listeners.append(self._nft.on_change)
+                for key, entry in self.state.bans.items():
+                    self._nft.on_change("ban", key, entry)
+                self._tasks.append(asyncio.create_task(self._nft.run(self.clock)))
+        if self._sync is not None:
+            await self._sync.start()
+            self._tasks.append(asyncio.create_task(self._sync.run()))
+        self._tasks.append(asyncio.create_task(self._sweeper()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._sync is not None:
+            await self._sync.close()
+        if self._nft is not None:
+            await self._nft.close()
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.state.sweep(self.clock())
+
+    async def sync_now(self) -> None:
+        """One Redis sync round now (tests and shutdown; the loop does it by itself)."""
+        if self._sync is not None:
+            await self._sync.sync_once()
+
+    # -- control -----------------------------------------------------------
+
+    def set_mode(self, mode: Mode | None, source: str) -> bool:
+        """Set the mode. ``source="detector"`` is ignored while an operator has
+        pinned the mode; any other source pins it, and ``mode=None`` unpins
+        (``auto``). Returns False when the change was ignored."""
+        before = self.state.mode
+        applied = self.state.set_mode(mode, source)
+        if self.state.mode is not before:
+            log.warning("guard: mode %s -> %s (by %s)", before.value, self.state.mode.value,
+                        source)
+        return applied
+
+    def mark_suspect(self, client: str, score: float, ttl: float) -> None:
+        ident = self.gate._ids.get(client)
+        self.state.mark_suspect(ident.address, score, self.clock() + ttl)
+
+    def ban(self, value: str, ttl: float, reason: str = "", source: str = "operator") -> str:
+        if not 0 < ttl <= self.settings.ban_max_ttl:
+            raise ValueError(f"ttl must be between 0 and {self.settings.ban_max_ttl:g} seconds, "
+                             f"got {ttl:g}")
+        parse_network(value)
+        key = self.state.ban(value, ListEntry(self.clock() + ttl, reason, source))
+        log.warning("guard: banned %s for %gs (%s, by %s)", key, ttl, reason or "no reason",
+                    source)
+        return key
+
+    def unban(self, value: str) -> bool:
+        return self.state.unban(value)
+
+    def allow(self, value: str, ttl: float, reason: str = "", source: str = "operator") -> str:
+        if not 0 < ttl <= self.settings.ban_max_ttl:
+            raise ValueError(f"ttl must be between 0 and {self.settings.ban_max_ttl:g} seconds, "
+                             f"got {ttl:g}")
+        parse_network(value)
+        return self.state.allow(value, ListEntry(self.clock() + ttl, reason, source))
+
+    def unallow(self, value: str) -> bool:
+        return self.state.unallow(value)
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        st = self.state
+        return {
+            "mode": st.mode.value,
+            "pinned": st.pinned is not None,
+            "detector_mode": st.detector_mode.value,
+            "counters": dict(sorted(self.gate.counts.items())),
+            "bans": sum(1 for _, e in st.bans.items() if e.until > now),
+            "allows": sum(1 for _, e in st.allows.items() if e.until > now),
+            "static_allow": len(st.static_allow),
+            "static_block": len(st.static_block),
+            "suspects": sum(1 for _, until in st.suspects.values() if until > now),
+            "buckets": len(st.buckets),
+            "admission": self.admission.status(),
+            "store": self._sync.status() if self._sync is not None else
+            {"kind": "memory", "healthy": True},
+            "nftables": self._nft.status() if self._nft is not None else
+            {"enabled": False, "setting": self.settings.nftables},
+            "shadow": list(self.settings.shadow),
+        }
+
+    def bans(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = [{"value": k, "until": e.until, "ttl": round(e.until - now, 1), "reason": e.reason,
+                "source": e.source} for k, e in self.state.bans.items() if e.until > now]
+        return sorted(out, key=lambda d: str(d["value"]))
+
+    def allows(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        out = [{"value": k, "until": e.until, "ttl": round(e.until - now, 1), "reason": e.reason,
+                "source": e.source} for k, e in self.state.allows.items() if e.until > now]
+        return sorted(out, key=lambda d: str(d["value"]))

@@ -1,0 +1,75 @@
+"""Helpers shared by the guard tests: a settable clock, request facts, and
+reading the guard's prebuilt HTTP responses."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from shieldwall.guard.decision import RequestFacts
+from shieldwall.guard.runtime import GuardRuntime
+from shieldwall.guard.settings import GuardSettings
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def runtime(clock: Clock, **settings: Any) -> GuardRuntime:
+    settings.setdefault("allow_crawlers", False)
+    return GuardRuntime.from_settings(GuardSettings.model_validate(settings), clock=clock)
+
+
+def facts(client: str = "192.0.2.10", path: str = "/", query: str = "",
+          cookie: str = "", method: str = "GET") -> RequestFacts:
+    return RequestFacts(client=client, method=method, path=path, query=query, cookie=cookie)
+
+
+@dataclass
+class Parsed:
+    status: int
+    headers: dict[str, list[str]]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return self.headers[name.lower()][0]
+
+
+def parse(raw: bytes | None) -> Parsed:
+    assert raw is not None
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/1.1 ")
+    status = int(lines[0].split()[1])
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    assert int(headers["content-length"][0]) == len(body)
+    return Parsed(status, headers, body)
+
+
+_META = re.compile(rb'<meta name="shieldwall-challenge" content="([^"]*)">')
+
+
+def challenge_of(raw: bytes | None) -> dict[str, Any]:
+    p = parse(raw)
+    m = _META.search(p.body)
+    assert m is not None, "no challenge meta in page"
+    data: dict[str, Any] = json.loads(html.unescape(m.group(1).decode()))
+    return data
+
+
+def cookie_pair(set_cookie: str) -> str:
+    """The name=value part of a Set-Cookie header value."""
+    return set_cookie.split(";", 1)[0]
