@@ -144,10 +144,12 @@ class MonitorCore:
                     now=now,
                 ):
                     out.append((inc, page))
+            elif "recovery" in frozen:
+                del self._tracked[inc.id]  # the story is told
             else:
                 page_r = recovery_page(self.policy, sent=frozen, now=now)
                 if page_r is None:
-                    del self._tracked[inc.id]  # nothing more to say about it
+                    del self._tracked[inc.id]  # nobody was paged: nothing to say
                 else:
                     out.append((inc, page_r))
         return out
@@ -157,8 +159,12 @@ class MonitorCore:
         if t is None:
             return
         t.sent.add(key)
-        if key == "recovery":
-            del self._tracked[incident_id]
+
+    def unmark(self, incident_id: int, key: str) -> None:
+        """A delivery failed and may be retried: plan ``key`` again."""
+        t = self._tracked.get(incident_id)
+        if t is not None:
+            t.sent.discard(key)
 
     def sent(self, incident_id: int) -> frozenset[str]:
         t = self._tracked.get(incident_id)

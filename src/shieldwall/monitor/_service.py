@@ -1,0 +1,371 @@
+"""The running monitor: the IO shell around :class:`MonitorCore`.
+
+Per check, a round loop starts every local probe at the top of each interval,
+waits until every probe (local and remote) has reported or the round's
+deadline (timeout + grace) passes, and closes the round. An escalation loop
+turns due pages into Apprise deliveries on a thread pool, recording each one
+before it is sent. Everything the core returns is written to SQLite at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shieldwall.monitor._alerts import deliver
+from shieldwall.monitor._checks import run_check
+from shieldwall.monitor._config import CheckSettings, MonitorSettings, parse_listen
+from shieldwall.monitor._engine import CheckRule, MonitorCore, RoundOutcome
+from shieldwall.monitor._escalation import Page, maintenance_at
+from shieldwall.monitor._incident import Incident
+from shieldwall.monitor._messages import render
+from shieldwall.monitor._metrics import MonitorMetrics
+from shieldwall.monitor._quorum import Health, ProbeResult, RoundReport
+from shieldwall.monitor._shield import fetch_verdict
+from shieldwall.monitor._store import MAX_ATTEMPTS, Store
+
+log = logging.getLogger("shieldwall.monitor")
+
+STATE_FILE = "monitor.json"
+RETRY_BACKOFF = 2.0  # seconds before a failed delivery is tried again
+VERDICT_WAIT = 1.5  # the first page waits at most this long for the shield's verdict
+
+
+@dataclass(slots=True)
+class CheckState:
+    """What the status page and the API show for a check right now."""
+
+    settings: CheckSettings
+    health: Health = Health.UNKNOWN
+    last_round: RoundReport | None = None
+    since: float = 0.0
+
+
+def read_state(data_dir: str | Path) -> dict[str, Any] | None:
+    """The running monitor's address and API token, as it left them."""
+    try:
+        data = json.loads((Path(data_dir) / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class Monitor:
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        *,
+        data_dir: str | Path | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = Path(data_dir or settings.monitor.data_dir)
+        self.wall = wall
+        self.store = Store.in_dir(self.data_dir)
+        self.metrics = MonitorMetrics()
+        self.policy = settings.policy()
+        self.token = settings.api_token() or secrets.token_urlsafe(24)
+        self.probe_tokens = {p.token: p.name for p in settings.probes.remote}
+        self.local_probes = {p.name: p.source_address for p in settings.probes.local}
+        rules = {
+            c.name: CheckRule(
+                tuple(settings.probes_for(c)),
+                quorum=settings.quorum_for(c),
+                confirm_rounds=settings.probes.confirm_rounds,
+                recover_rounds=settings.probes.recover_rounds,
+            )
+            for c in settings.checks
+        }
+        resume = self.store.resumable()
+        self.core = MonitorCore(rules, self.policy, resume=resume, next_id=self.store.next_id())
+        self.checks = {c.name: CheckState(c) for c in settings.checks}
+        for inc, sent in resume:
+            if inc.open and inc.check in self.checks:
+                self.checks[inc.check].health = Health.DOWN
+                self.checks[inc.check].since = inc.started_at
+            log.warning(
+                "resuming incident #%d on %s (%s), already sent: %s",
+                inc.id,
+                inc.check,
+                "open" if inc.open else "closed, recovery owed",
+                ", ".join(sorted(sent)) or "nothing",
+            )
+        self.metrics.incidents_open.set(sum(1 for i, _ in resume if i.open))
+        self._round_ready = {c: asyncio.Event() for c in self.checks}
+        self._kick = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="apprise")
+        self._in_flight: set[tuple[int, str]] = set()
+        self._retry_at: dict[tuple[int, str], float] = {}
+        self._verdict_pending: dict[int, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_warning: dict[tuple[str, str], bool] = {}
+        self.url = ""
+        self.sock: socket.socket | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    def bind(self) -> socket.socket:
+        host, port = parse_listen(self.settings.monitor.listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+        bound = sock.getsockname()
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        self.url = f"http://{shown}:{bound[1]}"
+        self.sock = sock
+        return sock
+
+    def _write_state(self) -> None:
+        path = self.data_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"url": self.url, "pid": os.getpid(), "token": self.token}, f)
+        os.replace(tmp, path)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        import uvicorn
+
+        from shieldwall.monitor._web import build_app
+
+        if self.sock is None:
+            self.bind()
+        assert self.sock is not None
+        now = self.wall()
+        for c in self.settings.checks:
+            self.store.note_check(c.name, c.url, now)
+        self.store.set_meta("revenue_per_minute", str(self.settings.monitor.revenue_per_minute))
+        self.store.set_meta("currency", self.settings.monitor.currency)
+        self.store.set_meta("title", self.settings.monitor.title)
+        config = uvicorn.Config(
+            build_app(self), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=2
+        )
+        server = uvicorn.Server(config)
+        # the monitor owns SIGINT/SIGTERM (the CLI turns them into stop())
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        web = asyncio.create_task(server.serve(sockets=[self.sock]))
+        self._write_state()
+        log.warning("monitor listening on %s (status page, /metrics, probe and ack API)", self.url)
+        # Apprise loads its plugins on first use (~0.3 s): pay that now, not in the first page
+        await asyncio.get_running_loop().run_in_executor(self._pool, _warm_apprise)
+        loops = [asyncio.create_task(self._round_loop(c)) for c in self.settings.checks]
+        loops.append(asyncio.create_task(self._escalation_loop()))
+        try:
+            await self._stop.wait()
+        finally:
+            for t in loops:
+                t.cancel()
+            for t in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            # let deliveries in flight finish, so their rows are not left "sending"
+            pending = [t for t in self._tasks if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await web
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(OSError):
+                (self.data_dir / STATE_FILE).unlink()
+            self.store.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- rounds --------------------------------------------------------------------
+    def accept(self, result: ProbeResult) -> bool:
+        """A result from a local or remote probe, counted in the open round."""
+        if not self.core.record(result):
+            return False
+        if self.core.round_complete(result.check):
+            self._round_ready[result.check].set()
+        return True
+
+    async def _probe(self, check: CheckSettings, probe: str) -> None:
+        result = await run_check(check, probe, source_address=self.local_probes[probe], wall=self.wall)
+        self.accept(result)
+
+    async def _round_loop(self, check: CheckSettings) -> None:
+        loop = asyncio.get_running_loop()
+        ready = self._round_ready[check.name]
+        mine = [p for p in self.settings.probes_for(check) if p in self.local_probes]
+        deadline_after = min(check.timeout + self.settings.monitor.round_grace, check.interval)
+        t0 = loop.time()
+        n = 0
+        while True:
+            start = t0 + n * check.interval
+            if loop.time() - start > check.interval:  # fell behind (suspended?): skip, never burst
+                n = int((loop.time() - t0) // check.interval) + 1
+                continue
+            await asyncio.sleep(max(0.0, start - loop.time()))
+            probes = [asyncio.create_task(self._probe(check, p)) for p in mine]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.wait(), timeout=max(0.0, start + deadline_after - loop.time()))
+            ready.clear()
+            for t in probes:  # the timeout bounds them; a straggler is cut at the deadline
+                if not t.done():
+                    t.cancel()
+            outcome = self.core.close_round(check.name, self.wall())
+            self._handle(outcome)
+            n += 1
+
+    def _handle(self, out: RoundOutcome) -> None:
+        rep = out.report
+        state = self.checks[rep.check]
+        if rep.health is not state.health:
+            state.since = rep.closed_at
+        state.health = rep.health
+        state.last_round = rep
+        self.metrics.round(rep)
+        for r in (*rep.failing, *rep.passing):
+            key = (rep.check, r.probe)
+            if self._last_warning.get(key, True) != r.ok:
+                if r.ok:
+                    log.info("probe %s sees %s up again", r.probe, rep.check)
+                else:
+                    log.warning("probe %s sees %s failing: %s (%s)", r.probe, rep.check, r.reason, rep.health.value)
+            self._last_warning[key] = r.ok
+        if out.opened is not None:
+            inc = out.opened
+            self.store.save_incident(inc)
+            self.metrics.incidents.labels(inc.check).inc()
+            self.metrics.incidents_open.inc()
+            log.error("incident #%d opened: %s down since %.3f: %s", inc.id, inc.check, inc.started_at, inc.reason)
+            if self.settings.monitor.shield_admin:
+                self._verdict_pending[inc.id] = self.wall() + VERDICT_WAIT
+                self._spawn(self._attach_verdict(inc.id))
+            self._kick.set()
+        if out.updated is not None:
+            self.store.save_incident(out.updated)
+            if out.updated.verdict is None and self.settings.monitor.shield_admin and out.updated.id not in self._verdict_pending:
+                self._spawn(self._attach_verdict(out.updated.id))
+        if out.closed is not None:
+            inc = out.closed
+            self.store.save_incident(inc)
+            self.metrics.incidents_open.dec()
+            log.warning("incident #%d closed: %s was down %.1fs", inc.id, inc.check, inc.duration(inc.ended_at or 0))
+            self._kick.set()
+
+    async def _attach_verdict(self, incident_id: int) -> None:
+        admin = self.settings.monitor.shield_admin
+        assert admin is not None
+        try:
+            got = await fetch_verdict(admin, self.settings.monitor.shield_token)
+            if got is not None:
+                inc = self.core.attach_verdict(incident_id, got[0], got[1])
+                if inc is not None:
+                    self.store.save_incident(inc)
+        finally:
+            self._verdict_pending.pop(incident_id, None)
+            self._kick.set()
+
+    # -- people --------------------------------------------------------------------
+    def acknowledge(self, incident_id: int, by: str) -> Incident | None:
+        inc = self.core.acknowledge(incident_id, by=by, now=self.wall())
+        if inc is None:
+            stored = self.store.incident(incident_id)
+            if stored is None:
+                return None
+            return stored  # closed and done: nothing to stop
+        self.store.save_incident(inc)
+        log.warning("incident #%d acknowledged by %s", incident_id, inc.acked_by)
+        return inc
+
+    async def _escalation_loop(self) -> None:
+        tick = max(0.05, min(1.0, min(c.interval for c in self.settings.checks) / 4))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=tick)
+            self._kick.clear()
+            self.dispatch_due()
+
+    def dispatch_due(self) -> None:
+        now = self.wall()
+        for inc, page in self.core.due(now):
+            key = (inc.id, page.key)
+            if key in self._in_flight or self._retry_at.get(key, 0.0) > now:
+                continue
+            if self._verdict_pending.get(inc.id, 0.0) > now:
+                continue  # give the shield a moment to say what it sees
+            title, body = render(page, inc, now=now)
+            row = self.store.begin_notification(
+                inc.id, page.key, page.kind.value, page.targets, title, body, now
+            )
+            self.core.mark_sent(inc.id, page.key)
+            if row is None:
+                continue  # sent before (by us or a previous process)
+            self._in_flight.add(key)
+            self._spawn(self._send(row, inc, page, title, body))
+
+    async def _send(self, row: int, inc: Incident, page: Page, title: str, body: str) -> None:
+        urls = [u for t in page.targets if t in self.settings.alerts.targets for u in self.settings.alerts.urls(t)]
+        loop = asyncio.get_running_loop()
+        try:
+            ok, error = await loop.run_in_executor(self._pool, deliver, urls, title, body, page.kind)
+        except Exception as e:  # the pool is shutting down
+            ok, error = False, f"{type(e).__name__}: {e}"
+        now = self.wall()
+        self.store.finish_notification(row, ok=ok, error=error, now=now)
+        self.metrics.notifications.labels(page.kind.value, "sent" if ok else "failed").inc()
+        self._in_flight.discard((inc.id, page.key))
+        if ok:
+            log.warning("sent %s for incident #%d to %s", page.key, inc.id, ", ".join(page.targets))
+        else:
+            log.error("could not send %s for incident #%d: %s", page.key, inc.id, error)
+            if self.store.attempts_left(inc.id, page.key):
+                self._retry_at[(inc.id, page.key)] = now + RETRY_BACKOFF
+                self.core.unmark(inc.id, page.key)
+            else:
+                log.error("giving up on %s for incident #%d after %d attempts", page.key, inc.id, MAX_ATTEMPTS)
+
+    # -- views -----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        now = self.wall()
+        window = maintenance_at(self.policy.maintenance, now)
+        checks = []
+        for name, st in self.checks.items():
+            rep = st.last_round
+            open_inc = self.core.open_incident(name)
+            checks.append(
+                {
+                    "name": name,
+                    "health": st.health.value,
+                    "since": st.since or None,
+                    "incident": open_inc.id if open_inc else None,
+                    "failing": [r.to_json() for r in rep.failing] if rep else [],
+                    "passing": [r.probe for r in rep.passing] if rep else [],
+                    "missing": list(rep.missing) if rep else [],
+                }
+            )
+        return {
+            "title": self.settings.monitor.title,
+            "now": now,
+            "maintenance": {"reason": window.reason, "until": window.end} if window else None,
+            "checks": checks,
+        }
+
+
+def _warm_apprise() -> None:
+    import apprise
+
+    apprise.Apprise().add("json://127.0.0.1/warm-up")
