@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ class Clock:
         self.now += seconds
 
 
-def runtime(clock: Clock, **settings: Any) -> GuardRuntime:
+def runtime(clock: Callable[[], float], **settings: Any) -> GuardRuntime:
     settings.setdefault("allow_crawlers", False)
     return GuardRuntime.from_settings(GuardSettings.model_validate(settings), clock=clock)
 

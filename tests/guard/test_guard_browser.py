@@ -1,0 +1,130 @@
+"""A real browser (Debian's chromium, headless, driven by selenium through
+Debian's chromedriver) goes from the challenge page to the shop page with no
+click: through crypto.subtle, through the inline SHA-256 used where
+crypto.subtle is missing, and without JavaScript through the delayed
+meta-refresh."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from guard_harness import Harness
+from guard_helpers import runtime
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+    pytest.skip("chromium/chromedriver not installed (make installs them)",
+                allow_module_level=True)
+
+
+def _driver(profile: Path, javascript: bool = True) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    if not javascript:
+        opts.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2})
+    service = Service(executable_path=CHROMEDRIVER)
+    try:
+        return webdriver.Chrome(service=service, options=opts)
+    except Exception:
+        if service.process is not None:
+            service.process.kill()
+        raise
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    drv = _driver(tmp_path / "profile")
+    try:
+        yield drv
+    finally:
+        _quit(drv)
+
+
+def _quit(drv: Any) -> None:
+    proc = drv.service.process
+    try:
+        drv.quit()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+
+def _wait_for_shop(drv: Any, t0: float, timeout: float = 30.0) -> float:
+    while time.monotonic() - t0 < timeout:
+        if drv.title == "Shop":
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"never reached the shop; at {drv.current_url}: {drv.page_source[:300]}")
+
+
+@pytest.fixture
+def shield() -> Iterator[Harness]:
+    # the default difficulty: what a shopper's browser really has to do
+    h = Harness(runtime(time.time, mode="under_attack", challenge={"nojs_delay": 2})).start()
+    try:
+        yield h
+    finally:
+        h.stop()
+
+
+def test_browser_passes_the_challenge_without_a_click(browser: Any, shield: Harness) -> None:
+    url = f"http://127.0.0.1:{shield.port}/shop?item=7"
+    t0 = time.monotonic()
+    browser.get(url)
+    took = _wait_for_shop(browser, t0)
+    assert browser.current_url == url
+    assert "Welcome to the shop" in browser.page_source
+    names = {c["name"] for c in browser.get_cookies()}
+    assert "sw_p" in names
+    counts = shield.rt.status()["counters"]
+    assert counts["challenge"] >= 1 and counts["verify:ok:pow"] == 1
+    print(f"browser solved {shield.rt.settings.challenge.difficulty} bits and reached the shop "
+          f"in {took:.2f}s")
+    # the pass holds: the next page needs no challenge
+    browser.get(f"http://127.0.0.1:{shield.port}/other")
+    assert browser.title == "Shop"
+    assert shield.rt.status()["counters"]["verify:ok:pow"] == 1
+
+
+def test_browser_without_crypto_subtle_uses_the_inline_sha256(browser: Any,
+                                                              shield: Harness) -> None:
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {
+        "source": "Object.defineProperty(window.crypto, 'subtle', {value: undefined});"})
+    t0 = time.monotonic()
+    browser.get(f"http://127.0.0.1:{shield.port}/fallback")
+    print(f"inline SHA-256: reached the shop in {_wait_for_shop(browser, t0):.2f}s")
+    assert browser.execute_script("return typeof window.crypto.subtle") == "undefined"
+    assert shield.rt.status()["counters"]["verify:ok:pow"] == 1
+
+
+def test_browser_without_javascript_gets_in_after_the_delay(tmp_path: Path,
+                                                           shield: Harness) -> None:
+    drv = _driver(tmp_path / "nojs", javascript=False)
+    try:
+        t0 = time.monotonic()
+        drv.get(f"http://127.0.0.1:{shield.port}/slow-path")
+        took = _wait_for_shop(drv, t0)
+        assert took >= 1.0  # the meta-refresh waits for the server-side delay
+        assert shield.rt.status()["counters"]["verify:ok:nojs"] == 1
+    finally:
+        _quit(drv)
+        shutil.rmtree(tmp_path / "nojs", ignore_errors=True)
