@@ -1,0 +1,220 @@
+"""The monitor running for real: three probes on three loopback addresses, a
+shop that goes down and comes back, Apprise delivering to a local webhook.
+Intervals are 0.25 s; bounds on timing are generous (the machine is shared)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import httpx
+from monitor_helpers import INTERVAL, Shop, Webhook, _Server, settings_for, wait_until
+
+from shieldwall.monitor._store import Store
+
+CONFIRM = 2
+
+
+async def test_an_outage_pages_after_the_quorum_escalates_and_recovers_once(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    await wait_until(lambda: mon.mon.checks["shop"].health.value == "up", 5, "the shop to be seen up")
+    shop.down()
+    failed_at = time.time()
+    chat_at = await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the first page")
+    detect = chat_at - failed_at
+    print(f"\nfirst failed check -> first alert: {detect:.3f}s (interval {INTERVAL}s, {CONFIRM} rounds)")
+    # bound: one interval until the next check, the confirmation rounds, under a second
+    assert detect <= INTERVAL + CONFIRM * INTERVAL + 1.0 + 1.0  # +1 s slack for a shared machine
+    assert webhook.to("sms") == []
+    first = webhook.to("chat")[0]
+    assert first.type == "failure" and first.title.startswith("DOWN: shop (incident #1")
+    assert "cannot connect" in first.message and "shieldwall incidents ack 1" in first.message
+
+    sms_at = await wait_until(lambda: len(webhook.to("sms")) >= 1, 10, "the SMS step")
+    assert 1.0 - 0.05 <= sms_at - chat_at <= 1.0 + 1.5
+
+    shop.up()
+    await wait_until(lambda: any(d.type == "success" for d in webhook.to("chat")), 10, "the recovery")
+    await asyncio.sleep(6 * INTERVAL)  # anything more would show up by now
+    chat, sms = webhook.to("chat"), webhook.to("sms")
+    assert [d.type for d in chat] == ["failure", "success"]
+    assert [d.type for d in sms] == ["failure", "success"]
+    assert chat[1].title.startswith("RECOVERED: shop is back up after")
+
+    store: Store = mon.mon.store
+    inc = store.incident(1)
+    assert inc is not None and not inc.open and store.incident(2) is None
+    assert inc.started_at >= failed_at - 0.05 and inc.started_at <= failed_at + INTERVAL + 0.3
+    assert inc.declared_at - inc.started_at >= (CONFIRM - 1) * INTERVAL - 0.05
+    assert inc.ended_at is not None and inc.ended_at > inc.started_at
+    assert sorted(n.key for n in store.notifications(1)) == ["recovery", "step:0", "step:1"]
+    assert {n.status for n in store.notifications(1)} == {"sent"}
+
+
+async def test_a_single_failing_probe_warns_and_never_pages(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    shop.fail_for = {"127.0.0.3"}  # only p3's vantage point sees trouble
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    await wait_until(lambda: mon.mon.core.trackers["shop"].round_no >= 12, 15, "twelve rounds")
+    assert webhook.got == []
+    assert mon.mon.store.incidents() == []
+    async with httpx.AsyncClient() as c:
+        status = (await c.get(mon.mon.url + "/api/status")).json()
+        metrics = (await c.get(mon.mon.url + "/metrics")).text
+    check = status["checks"][0]
+    assert check["health"] == "warning"
+    assert [f["probe"] for f in check["failing"]] == ["p3"] and check["passing"] == ["p1", "p2"]
+    warned = [ln for ln in metrics.splitlines() if ln.startswith('shieldwall_monitor_probe_warnings_total{check="shop"}')]
+    assert warned and float(warned[0].split()[-1]) >= 10
+    assert 'shieldwall_monitor_probe_up{check="shop",probe="p3"} 0.0' in metrics
+    assert 'shieldwall_monitor_check_up{check="shop"} 1.0' in metrics
+
+
+async def test_a_hanging_shop_is_an_outage_with_the_timeout_as_reason(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    shop.mode = "hang"
+    await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the page for a hanging shop")
+    inc = mon.mon.store.incident(1)
+    assert inc is not None and "timeout after 0.2s" in inc.reason
+    assert "timeout after 0.2s" in webhook.to("chat")[0].message
+
+
+async def test_a_wrong_page_is_an_outage(shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any) -> None:
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    shop.mode = "wrong"
+    await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the page for a wrong body")
+    inc = mon.mon.store.incident(1)
+    assert inc is not None and "body lacks 'Add to cart'" in inc.reason
+
+
+async def test_acknowledging_over_the_api_stops_the_escalation(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    shop.down()
+    await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the first page")
+    async with httpx.AsyncClient() as c:
+        url = f"{mon.mon.url}/api/incidents/1/ack"
+        assert (await c.post(url, json={"by": "alice"})).status_code == 401
+        bad = await c.post(url, headers={"authorization": "Bearer wrong"}, json={"by": "alice"})
+        assert bad.status_code == 401
+        ok = await c.post(url, headers={"authorization": "Bearer test-token-123456"}, json={"by": "alice"})
+        assert ok.status_code == 200 and ok.json()["incident"]["acked_by"] == "alice"
+        missing = await c.post(
+            f"{mon.mon.url}/api/incidents/99/ack", headers={"authorization": "Bearer test-token-123456"}
+        )
+        assert missing.status_code == 404
+    await asyncio.sleep(1.8)  # past the SMS step's delay
+    assert webhook.to("sms") == []
+    shop.up()
+    await wait_until(lambda: len(webhook.to("chat")) >= 2, 10, "the recovery")
+    assert [d.type for d in webhook.to("chat")] == ["failure", "success"]
+    inc = mon.mon.store.incident(1)
+    assert inc is not None and inc.acked_by == "alice"
+
+
+async def test_a_maintenance_window_records_the_incident_but_pages_nobody(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    window = [{"start": now - dt.timedelta(minutes=5), "end": now + dt.timedelta(minutes=5), "reason": "upgrade"}]
+    mon = await monitors(settings_for(shop, webhook, tmp_path, maintenance=window), tmp_path)
+    shop.down()
+    await wait_until(lambda: mon.mon.store.incident(1) is not None, 10, "the incident")
+    await asyncio.sleep(1.5)
+    shop.up()
+    await wait_until(lambda: not mon.mon.store.incident(1).open, 10, "the incident to close")  # type: ignore[union-attr]
+    await asyncio.sleep(4 * INTERVAL)
+    assert webhook.got == []
+    inc = mon.mon.store.incident(1)
+    assert inc is not None and inc.quiet and inc.ended_at is not None
+    async with httpx.AsyncClient() as c:
+        page = (await c.get(mon.mon.url + "/")).text
+    assert "Scheduled maintenance until" in page and "upgrade" in page
+
+
+async def test_a_failed_delivery_is_retried_and_recorded(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    webhook.fail = True
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    shop.down()
+    store = mon.mon.store
+    await wait_until(
+        lambda: any(n.key == "step:0" and n.status == "failed" for n in store.notifications(1)), 10, "a failed send"
+    )
+    webhook.fail = False
+    await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the retried page")
+    step0 = next(n for n in store.notifications(1) if n.key == "step:0")
+    assert step0.status == "sent" and step0.attempts == 2
+    assert len(webhook.to("chat")) == 1
+
+
+class _Shield:
+    """Stands in for the shield's admin API: GET /api/verdict."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.seen_auth: list[str] = []
+        shield = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                shield.seen_auth.append(self.headers.get("authorization", ""))
+                body = json.dumps(answer).encode() if self.path == "/api/verdict" else b"{}"
+                self.send_response(200 if self.path == "/api/verdict" else 404)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = _Server(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_the_incident_carries_the_shields_verdict(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    shield = _Shield({"verdict": "ddos", "kind": "flood", "confidence": 0.9})
+    try:
+        s = settings_for(shop, webhook, tmp_path)
+        monitor = s.monitor.model_copy(update={"shield_admin": shield.url, "shield_token": "shield-secret"})
+        s = s.model_copy(update={"monitor": monitor})
+        mon = await monitors(s, tmp_path)
+        shop.mode = "error"
+        await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the page")
+    finally:
+        shield.close()
+    inc = mon.mon.store.incident(1)
+    assert inc is not None and (inc.verdict, inc.verdict_kind) == ("ddos", "flood")
+    assert "Shield verdict: ddos (flood)" in webhook.to("chat")[0].message
+    assert shield.seen_auth[0] == "Bearer shield-secret"
+
+
+async def test_an_absent_shield_changes_nothing(shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any) -> None:
+    s = settings_for(shop, webhook, tmp_path)
+    s = s.model_copy(update={"monitor": s.monitor.model_copy(update={"shield_admin": "http://127.0.0.1:9"})})
+    mon = await monitors(s, tmp_path)
+    shop.down()
+    await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the page")
+    inc = mon.mon.store.incident(1)
+    assert inc is not None and inc.verdict is None
+    assert "Shield verdict" not in webhook.to("chat")[0].message
