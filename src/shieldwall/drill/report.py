@@ -1,0 +1,199 @@
+"""The drill's outputs: the JSON report, phases.json (labels for the access
+log), a self-contained HTML timeline (inline SVG, no external assets) and the
+terminal summary."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+REQUIRED = {
+    "scenario": str, "against": str, "duration_s": float, "legit": dict, "attack": dict,
+    "orders": dict, "phases": list, "timeline": list,
+}
+LEGIT_KEYS = ("requests", "ok", "goodput", "p50_ms", "p99_ms", "checkouts_started", "checkouts_completed")
+ATTACK_KEYS = ("requests", "reached_backend", "sources")
+ORDER_KEYS = ("expected", "recorded", "duplicated")
+PHASE_KEYS = ("name", "start_s", "end_s", "legit_goodput", "verdict")
+TIMELINE_KEYS = ("t", "legit_rps", "legit_ok_rps", "attack_rps", "mode")
+
+
+def schema_errors(report: dict[str, Any]) -> list[str]:
+    """Where ``report`` departs from the documented schema (empty when it conforms)."""
+    errs: list[str] = []
+    for key, typ in REQUIRED.items():
+        if not isinstance(report.get(key), typ):
+            errs.append(f"{key}: expected {typ.__name__}, got {type(report.get(key)).__name__}")
+    sections: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("legit", LEGIT_KEYS), ("attack", ATTACK_KEYS), ("orders", ORDER_KEYS))
+    for section, keys in sections:
+        sub = report.get(section)
+        if isinstance(sub, dict):
+            for k in keys:
+                if not isinstance(sub.get(k), int | float) or isinstance(sub.get(k), bool):
+                    errs.append(f"{section}.{k}: expected a number, got {sub.get(k)!r}")
+    lists: tuple[tuple[str, tuple[str, ...]], ...] = (("phases", PHASE_KEYS), ("timeline", TIMELINE_KEYS))
+    for listname, keys in lists:
+        for i, item in enumerate(report.get(listname) or []):
+            for k in keys:
+                if k not in item:
+                    errs.append(f"{listname}[{i}].{k}: missing")
+            for k in ("verdict", "mode"):
+                if k in item and item[k] is not None and not isinstance(item[k], str):
+                    errs.append(f"{listname}[{i}].{k}: expected a string or null")
+    return errs
+
+
+def write_all(report: dict[str, Any], json_path: Path, html_path: Path | None) -> dict[str, Path]:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    out = {"json": json_path}
+    phases = json_path.parent / "phases.json"
+    phases.write_text(json.dumps(phase_labels(report), indent=2) + "\n")
+    out["phases"] = phases
+    if html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render_html(report))
+        out["html"] = html_path
+    return out
+
+
+def phase_labels(report: dict[str, Any]) -> dict[str, Any]:
+    """Known phases in unix time, so the access log can be used as labelled data."""
+    zero = float(report.get("clock_zero_unix", 0.0))
+    return {
+        "scenario": report["scenario"], "against": report["against"],
+        "access_log": report.get("access_log"),
+        "shopper_net": "127.10.0.0/16", "attacker_net": "127.64.0.0/10",
+        "phases": [{"name": p["name"], "start_unix": round(zero + p["start_s"], 3),
+                    "end_unix": round(zero + p["end_s"], 3), "expect": p.get("expect"),
+                    "attacks": p.get("attacks", []), "faults": p.get("faults", [])}
+                   for p in report["phases"]],
+        "events": [{"unix": round(zero + e["t"], 3), "event": e["event"]} for e in report.get("events", [])],
+    }
+
+
+_MODE_COLOURS = {"normal": "#d8f0d8", "elevated": "#fbe8b0", "under_attack": "#f6c4c4"}
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """One self-contained page: legit goodput, attack rate and mode over time."""
+    tl = report["timeline"]
+    w, h, left, right, top, bottom = 960, 360, 60, 60, 30, 50
+    pw, ph = w - left - right, h - top - bottom
+    n = max(1, len(tl))
+    max_legit = max([1.0, *(float(p["legit_rps"]) for p in tl)])
+    max_attack = max([1.0, *(float(p["attack_rps"]) for p in tl)])
+
+    def x(i: float) -> float:
+        return left + pw * i / n
+
+    def yl(v: float) -> float:
+        return top + ph * (1 - v / max_legit)
+
+    def ya(v: float) -> float:
+        return top + ph * (1 - v / max_attack)
+
+    parts: list[str] = []
+    for i, p in enumerate(tl):  # mode bands
+        colour = _MODE_COLOURS.get(p.get("mode") or "", "")
+        if colour:
+            parts.append(f'<rect x="{x(i):.1f}" y="{top}" width="{pw / n + 0.5:.1f}" height="{ph}" '
+                         f'fill="{colour}"><title>{html.escape(str(p.get("mode")))}</title></rect>')
+    for p in report["phases"]:  # phase boundaries and names
+        xs = x(p["start_s"])
+        parts.append(f'<line x1="{xs:.1f}" y1="{top}" x2="{xs:.1f}" y2="{top + ph}" stroke="#999" '
+                     'stroke-dasharray="3,3"/>')
+        verdict = p.get("verdict")
+        label = p["name"] + (f" [{verdict}]" if verdict else "")
+        parts.append(f'<text x="{xs + 3:.1f}" y="{top + 12}" font-size="11" fill="#333">'
+                     f'{html.escape(label)}</text>')
+
+    def poly(key: str, scale: Any, colour: str, dash: str = "") -> str:
+        pts = " ".join(f"{x(i + 0.5):.1f},{scale(p[key]):.1f}" for i, p in enumerate(tl))
+        d = f' stroke-dasharray="{dash}"' if dash else ""
+        return f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"{d}/>'
+
+    parts.append(poly("attack_rps", ya, "#c0392b"))
+    parts.append(poly("legit_rps", yl, "#7f8c8d", "4,2"))
+    parts.append(poly("legit_ok_rps", yl, "#1e8449"))
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
+    for frac in (0, 0.5, 1):
+        yy = top + ph * (1 - frac)
+        parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" font-size="11" text-anchor="end" '
+                     f'fill="#1e8449">{max_legit * frac:.0f}</text>')
+        parts.append(f'<text x="{left + pw + 6}" y="{yy + 4:.1f}" font-size="11" fill="#c0392b">'
+                     f'{max_attack * frac:.0f}</text>')
+    for i in range(0, n + 1, max(1, n // 10)):
+        parts.append(f'<text x="{x(i):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">{i}s</text>')
+    parts.append(f'<text x="{left - 45}" y="{top - 10}" font-size="11" fill="#1e8449">shoppers req/s</text>')
+    parts.append(f'<text x="{left + pw - 40}" y="{top - 10}" font-size="11" fill="#c0392b">attack req/s</text>')
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'viewBox="0 0 {w} {h}" font-family="sans-serif">{"".join(parts)}</svg>')
+    legit, attack, orders = report["legit"], report["attack"], report["orders"]
+    rows = "".join(
+        f"<tr><td>{html.escape(p['name'])}</td><td>{p['start_s']:.0f}-{p['end_s']:.0f}s</td>"
+        f"<td>{p['legit_goodput'] * 100:.1f}%</td>"
+        f"<td>{(p.get('legit') or {}).get('p99_ms', 0):.0f}</td>"
+        f"<td>{(p.get('legit') or {}).get('checkouts_completed', 0)}/"
+        f"{(p.get('legit') or {}).get('checkouts_started', 0)}</td>"
+        f"<td>{(p.get('attack') or {}).get('requests', 0)}</td>"
+        f"<td>{p.get('attack_reached_backend') if p.get('attack_reached_backend') is not None else '-'}</td>"
+        f"<td>{html.escape(str(p.get('mode') or '-'))}</td>"
+        f"<td>{html.escape(str(p.get('verdict') or '-'))}</td></tr>"
+        for p in report["phases"])
+    legend = ("<p><span style='color:#1e8449'>&#9632; shoppers answered 2xx/3xx within 2 s</span> &nbsp; "
+              "<span style='color:#7f8c8d'>&#9632; shoppers' requests</span> &nbsp; "
+              "<span style='color:#c0392b'>&#9632; attack requests sent</span> &nbsp; background: mode "
+              + " ".join(f"<span style='background:{c}'>&nbsp;{m}&nbsp;</span>" for m, c in _MODE_COLOURS.items())
+              + "</p>")
+    title = f"shieldwall drill: {report['scenario']} against {report['against']}"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "td:first-child{text-align:left}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f"<p>{report['duration_s']:.0f} s; shoppers' goodput {legit['goodput'] * 100:.2f}% "
+        f"({legit['ok']}/{legit['requests']}), p99 {legit['p99_ms']:.0f} ms, checkouts "
+        f"{legit['checkouts_completed']}/{legit['checkouts_started']}; attack {attack['requests']} requests "
+        f"from {attack['sources']} addresses, {attack['reached_backend']} reached the shop; orders "
+        f"expected {orders['expected']}, recorded {orders['recorded']}, duplicated {orders['duplicated']}.</p>"
+        f"{svg}{legend}<table><tr><th>phase</th><th>time</th><th>goodput</th><th>p99 ms</th>"
+        "<th>checkouts</th><th>attack req</th><th>attack at shop</th><th>mode</th><th>verdict</th></tr>"
+        f"{rows}</table></body></html>\n"
+    )
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    t = Table(title=f"drill {report['scenario']} against {report['against']} ({report['duration_s']:.0f} s)")
+    for col in ("phase", "goodput", "p50 ms", "p99 ms", "checkouts", "attack req", "at shop", "mode",
+                "verdict"):
+        t.add_column(col, justify="left" if col in ("phase", "mode", "verdict") else "right")
+    for p in report["phases"]:
+        lg = p.get("legit") or {}
+        at = p.get("attack") or {}
+        reached = p.get("attack_reached_backend")
+        t.add_row(p["name"], f"{p['legit_goodput'] * 100:.1f}%", f"{lg.get('p50_ms', 0):.0f}",
+                  f"{lg.get('p99_ms', 0):.0f}", f"{lg.get('checkouts_completed', 0)}/{lg.get('checkouts_started', 0)}",
+                  str(at.get("requests", 0)), "-" if reached is None else str(reached),
+                  str(p.get("mode") or "-"), str(p.get("verdict") or "-"))
+    lg, at = report["legit"], report["attack"]
+    t.add_row("ALL", f"{lg['goodput'] * 100:.1f}%", f"{lg['p50_ms']:.0f}", f"{lg['p99_ms']:.0f}",
+              f"{lg['checkouts_completed']}/{lg['checkouts_started']}", str(at["requests"]),
+              str(at["reached_backend"]), "", "", style="bold")
+    return t
+
+
+def print_summary(report: dict[str, Any], console: Console, paths: dict[str, Path]) -> None:
+    console.print(summary_table(report))
+    o = report["orders"]
+    console.print(f"orders: expected {o['expected']}, recorded {o['recorded']}, duplicated {o['duplicated']}, "
+                  f"lost {o.get('lost', 0)}; attack sources {report['attack']['sources']}")
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}")

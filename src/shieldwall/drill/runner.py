@@ -1,0 +1,325 @@
+"""Runs one drill: starts the shop and the front, drives shoppers, attacks
+and faults phase by phase, samples the shield's mode and verdict every
+second, stops every process, and returns the report (a plain dict).
+
+The report is counted from real requests: legitimate numbers from the
+shoppers' own clients, attack numbers from the attackers' sends, what reached
+the backends from the shop's counters (by true client address), and orders
+from the shop's SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shieldwall.drill import counters as ctr
+from shieldwall.drill import scenarios as sc
+from shieldwall.drill.attackers import Attack, AttackSpec, Kind
+from shieldwall.drill.fronts import Front, ShieldwallFront, ShopCluster, ShopShape, make_front
+from shieldwall.drill.procs import Lab
+from shieldwall.drill.shop import order_summary
+from shieldwall.drill.shoppers import Clock, ShopperProfile, Shoppers
+from shieldwall.drill.stats import AttackStats, LegitStats
+
+END_GRACE_S = 8.0
+"""After the last phase, sessions still running get this long to finish."""
+
+
+@dataclass
+class DrillOptions:
+    scenario: str
+    against: str = "none"
+    duration: float = 60.0
+    base_rate: float = 2.0
+    """Shopper sessions per second in a calm phase."""
+    out_dir: Path = Path("out/drill")
+    backends: int = 2
+    shape: ShopShape = field(default_factory=ShopShape)
+    profile: ShopperProfile = field(default_factory=ShopperProfile)
+    attack_sources: int | None = None
+    """Override every assault's source count (None: the scenario's)."""
+    seed: int | None = None
+    grace: float = END_GRACE_S
+
+
+@dataclass
+class Sample:
+    t: int
+    mode: str | None
+    verdict: str | None
+    kind: str | None
+    reached_attack: int
+    reached_shopper: int
+    alive: list[bool]
+
+
+@dataclass
+class Live:
+    """What the terminal shows while a drill runs (read by the CLI's renderer)."""
+
+    phase: str = "start"
+    t: float = 0.0
+    duration: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+    legit: LegitStats | None = None
+    attack: AttackStats | None = None
+    events: list[str] = field(default_factory=list)
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+async def _admin(front: Front, path: str) -> Any | None:
+    if not isinstance(front, ShieldwallFront):
+        return None
+    return await asyncio.to_thread(front.admin_get, path)
+
+
+def _mode_of(status: Any) -> str | None:
+    if isinstance(status, dict):
+        m = status.get("mode")
+        if isinstance(m, str):
+            return m
+        if isinstance(m, dict) and isinstance(m.get("mode"), str):
+            return str(m["mode"])
+    return None
+
+
+def _fields(verdict: Any) -> tuple[str | None, str | None, str | None]:
+    if isinstance(verdict, dict):
+        v = verdict.get("verdict")
+        k = verdict.get("kind")
+        m = verdict.get("mode")
+        return (v if isinstance(v, str) else None, k if isinstance(k, str) else None,
+                m if isinstance(m, str) else None)
+    return None, None, None
+
+
+async def run_drill(opts: DrillOptions, live: Live | None = None,
+                    on_tick: Callable[[Live], None] | None = None) -> dict[str, Any]:
+    _raise_nofile()
+    plan = sc.timed(opts.scenario, opts.duration)
+    work = opts.out_dir
+    work.mkdir(parents=True, exist_ok=True)
+    live = live or Live()
+    live.duration = opts.duration
+    legit, attack = LegitStats(), AttackStats()
+    live.legit, live.attack = legit, attack
+    solver: Executor | None = ProcessPoolExecutor(1) if opts.against == "shieldwall" else None
+    lab = Lab(work)
+    events: list[dict[str, Any]] = []
+    started = time.time()
+    try:
+        cluster = ShopCluster(lab, work, opts.backends, opts.shape)
+        cluster.start()
+        front = make_front(opts.against, lab, cluster, work)
+        front.start()
+        targets = front.targets()
+        clock = Clock()
+        clock.phase = live.phase = plan[0][0].name
+        wall0 = time.time()
+        live.events = []
+
+        def note(what: str) -> None:
+            events.append({"t": round(clock.now(), 2), "event": what})
+            live.events.append(f"{clock.now():5.1f}s {what}")
+
+        current: dict[str, sc.Phase] = {"phase": plan[0][0]}
+        shoppers = Shoppers(targets, legit, clock, lambda: opts.base_rate * current["phase"].shoppers_x,
+                            opts.profile, solver, opts.seed)
+        legit_rps = opts.base_rate * sc.REQUESTS_PER_SESSION
+
+        async def fault(f: sc.Fault, delay: float) -> None:
+            await asyncio.sleep(delay)
+            i = f.backend % opts.backends
+            act = sc.FaultAction(f.action)
+            if act is sc.FaultAction.KILL:
+                cluster.kill(i)
+            elif act is sc.FaultAction.FREEZE:
+                cluster.freeze(i)
+            elif act is sc.FaultAction.THAW:
+                cluster.thaw(i)
+            elif act is sc.FaultAction.RESTART:
+                await asyncio.to_thread(cluster.restart, i)
+            elif act is sc.FaultAction.SLOW:
+                await asyncio.to_thread(cluster.slow, i, f.ms)
+            elif act is sc.FaultAction.UNSLOW:
+                await asyncio.to_thread(cluster.slow, i, 0.0)
+            pid = lab.procs[cluster.name(i)].pid
+            note(f"{act.value} backend{i} (pid {pid})")
+
+        async def phases() -> None:
+            tasks: list[asyncio.Task[None]] = []
+            for n, (ph, start, end) in enumerate(plan):
+                await asyncio.sleep(max(0.0, start - clock.now()))
+                current["phase"] = ph
+                clock.phase = live.phase = ph.name
+                note(f"phase {ph.name}")
+                for f in ph.faults:
+                    tasks.append(asyncio.create_task(fault(f, f.at * (end - start))))
+                for j, a in enumerate(ph.attacks):
+                    sources = opts.attack_sources or a.sources
+                    share = len(targets)
+                    for k, (host, port) in enumerate(targets):
+                        spec = AttackSpec(a.kind, a.x * legit_rps / share, max(1, sources // share),
+                                          max(1, a.connections // share))
+                        atk = Attack(spec, host, port, attack, clock.now, lambda: clock.phase, solver,
+                                     None if opts.seed is None else opts.seed + n * 100 + j * 10 + k,
+                                     source_offset=k * (sources // share) + n * 5000)
+                        tasks.append(asyncio.create_task(atk.run(end)))
+                    note(f"attack {a.kind.value} x{a.x:g} from {sources} sources")
+            await asyncio.sleep(max(0.0, plan[-1][2] - clock.now()))
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+        async def sampler() -> None:
+            second = 0
+            while True:
+                await asyncio.sleep(max(0.0, second + 1 - clock.now()))
+                second += 1
+                status, verdict = await asyncio.gather(_admin(front, "/api/status"), _admin(front, "/api/verdict"))
+                v, k, vm = _fields(verdict)
+                c = ctr.read_all(cluster.counters_dir)
+                live.samples.append(Sample(second, _mode_of(status) or vm, v, k, c["attacker"], c["shopper"],
+                                           [lab.procs[cluster.name(i)].alive() and not lab.procs[cluster.name(i)].frozen
+                                            for i in range(opts.backends)]))
+                live.t = clock.now()
+                if on_tick is not None:
+                    on_tick(live)
+
+        sample_task = asyncio.create_task(sampler())
+        phase_task = asyncio.create_task(phases())
+        await shoppers.run(until=opts.duration, grace=opts.grace)
+        await phase_task
+        note("end")
+        ended_at = clock.now()
+        sample_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sample_task
+        live.phase = "done"
+        final = ctr.read_all(cluster.counters_dir)
+        orders = order_summary(cluster.db)
+        shop_info = {cluster.name(i): [{"event": e, "pid": p} for e, p in lab.procs[cluster.name(i)].history]
+                     for i in range(opts.backends)}
+        front_info = front.describe()
+        access = front.access_log()
+    finally:
+        lab.stop_all()
+        if solver is not None:
+            solver.shutdown(cancel_futures=True)
+    # copy the front's access log next to the report, with the labels of its phases
+    log_copy = None
+    if access is not None and access.exists():
+        log_copy = work / "access.log"
+        if access.resolve() != log_copy.resolve():
+            shutil.copyfile(access, log_copy)
+    return build_report(opts, plan, legit, attack, live.samples, final, orders, events, shop_info,
+                        front_info, wall0, started, ended_at, shoppers.dropped, log_copy,
+                        shoppers.leftover)
+
+
+def _most_common(values: list[str | None]) -> str | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return Counter(vals).most_common(1)[0][0]
+
+
+def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], legit: LegitStats,
+                 attack: AttackStats, samples: list[Sample], final: dict[str, int], orders: Any,
+                 events: list[dict[str, Any]], shop_info: dict[str, Any], front_info: dict[str, Any],
+                 wall0: float, started: float, ended_at: float, dropped: int,
+                 log_copy: Path | None, leftover: int = 0) -> dict[str, Any]:
+    total = legit.total().summary()
+    atot = attack.total()
+    phases: list[dict[str, Any]] = []
+    by_second = {s.t: s for s in samples}
+    for ph, start, end in plan:
+        lp = legit.phases.get(ph.name)
+        summ = lp.summary() if lp is not None else None
+        ap = attack.phases.get(ph.name)
+        # the verdict the detector held most of the phase's second half
+        half = [by_second[t] for t in range(int((start + end) / 2) + 1, int(end) + 1) if t in by_second]
+        verdicts = [s.verdict for s in half]
+        reached = _reached(by_second, start, end)
+        phases.append({
+            "name": ph.name, "start_s": start, "end_s": end,
+            "legit_goodput": summ["goodput"] if summ else 0.0,
+            "verdict": _most_common(verdicts),
+            "verdict_kind": _most_common([s.kind for s in half if s.verdict == _most_common(verdicts)]),
+            "mode": _most_common([s.mode for s in half]),
+            "expect": ph.expect,
+            "shoppers_x": ph.shoppers_x,
+            "attacks": [{"kind": a.kind.value, "x": a.x} for a in ph.attacks],
+            "faults": [{"action": f.action.value, "backend": f.backend} for f in ph.faults],
+            "legit": summ,
+            "attack": None if ap is None else {"requests": ap.requests, "answered": ap.answered,
+                                               "refused": ap.refused, "challenged": ap.challenged,
+                                               "failed": ap.failed, "skipped": ap.skipped},
+            "attack_reached_backend": reached,
+        })
+    n = max(int(ended_at + 0.999), len(samples))
+    timeline = []
+    prev_a = prev_s = 0
+    for t in range(n):
+        s = by_second.get(t + 1)
+        ra = (s.reached_attack - prev_a) if s else 0
+        rs = (s.reached_shopper - prev_s) if s else 0
+        if s:
+            prev_a, prev_s = s.reached_attack, s.reached_shopper
+        timeline.append({
+            "t": float(t), "legit_rps": float(legit.requests.at(t)), "legit_ok_rps": float(legit.good.at(t)),
+            "attack_rps": float(attack.sent.at(t)), "mode": s.mode if s else None,
+            "verdict": s.verdict if s else None, "attack_reached_rps": float(ra),
+            "legit_reached_rps": float(rs), "backends_up": sum(s.alive) if s else None,
+            "phase": next((p.name for p, a, b in plan if a <= t < b), plan[-1][0].name),
+        })
+    expected = len(legit.acknowledged)
+    return {
+        "scenario": opts.scenario, "against": opts.against, "duration_s": float(opts.duration),
+        "started_at": started, "clock_zero_unix": wall0,
+        "settings": {"base_rate_sessions_per_s": opts.base_rate, "backends": opts.backends,
+                     "shop": vars(opts.shape), "ok_within_s": 2.0, "sessions_dropped": dropped,
+                     "front": front_info},
+        "legit": {**total, "http_exchanges": legit.exchanges, "sessions_in_flight_at_end": leftover},
+        "attack": {"requests": atot.requests, "reached_backend": final["attacker"],
+                   "sources": len(attack.sources), "answered": atot.answered, "refused": atot.refused,
+                   "challenged": atot.challenged, "failed": atot.failed, "skipped": atot.skipped},
+        "backend_requests": {"shopper": final["shopper"], "attacker": final["attacker"], "other": final["other"]},
+        "orders": {"expected": expected, "recorded": orders.sessions, "duplicated": orders.duplicated,
+                   "lost": len(legit.acknowledged - orders.order_sessions),
+                   "unacknowledged": len(orders.order_sessions - legit.acknowledged),
+                   "checkout_attempts_at_shop": orders.attempts, "idempotency_keys": orders.keys},
+        "phases": phases,
+        "timeline": timeline,
+        "events": events,
+        "backends": shop_info,
+        "errors": dict(legit.errors.most_common(10)),
+        "access_log": str(log_copy) if log_copy else None,
+    }
+
+
+def _reached(by_second: dict[int, Sample], start: float, end: float) -> int | None:
+    a = by_second.get(int(start)) if int(start) > 0 else None
+    b = by_second.get(int(end)) or (by_second[max(by_second)] if by_second else None)
+    if b is None:
+        return None
+    return b.reached_attack - (a.reached_attack if a else 0)
+
+
+__all__ = ["DrillOptions", "Kind", "Live", "run_drill"]

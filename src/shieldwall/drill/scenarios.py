@@ -1,0 +1,107 @@
+"""The drills, as data: phases with a shopper rate, attacks and faults.
+
+A scenario is a list of phases sharing the drill's duration. Rates are
+relative to the base shopper rate so that "a flood of twenty times the
+shoppers' rate" means the same thing at any size: an attack's ``x`` is a
+multiple of the shoppers' *request* rate (sessions/s times
+``REQUESTS_PER_SESSION``); a phase's ``shoppers_x`` multiplies the session
+arrival rate (10 = a flash crowd).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shieldwall.drill.attackers import Kind
+
+REQUESTS_PER_SESSION = 8.9
+"""Mean logical requests per session of the default ShopperProfile:
+1 landing + 3 assets + 2 x (product + picture) + 0.3 search + 0.35 x (cart + checkout)."""
+
+
+class FaultAction(StrEnum):
+    KILL = "kill"
+    FREEZE = "freeze"
+    THAW = "thaw"
+    RESTART = "restart"
+    SLOW = "slow"
+    UNSLOW = "unslow"
+
+
+@dataclass(frozen=True)
+class Fault:
+    action: FaultAction
+    backend: int = 0
+    at: float = 0.0
+    """When, as a fraction of the phase (0 = at its start)."""
+    ms: float = 0.0
+    """For SLOW: service time added to every database query."""
+
+
+@dataclass(frozen=True)
+class Assault:
+    kind: Kind
+    x: float
+    """Rate as a multiple of the shoppers' request rate (slow attacks: ignored)."""
+    sources: int = 1000
+    connections: int = 1000
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    share: float
+    shoppers_x: float = 1.0
+    attacks: tuple[Assault, ...] = ()
+    faults: tuple[Fault, ...] = field(default=())
+    expect: str = "normal"
+    """What the detector should say during this phase (labels for phases.json)."""
+
+
+def _attack_drill(name: str, assault: Assault, expect: str) -> tuple[Phase, ...]:
+    return (Phase("calm", 0.3), Phase(name, 0.5, attacks=(assault,), expect=expect),
+            Phase("after", 0.2))
+
+
+SCENARIOS: dict[str, tuple[Phase, ...]] = {
+    "baseline": (Phase("shopping", 1.0),),
+    "flash-crowd": (Phase("calm", 0.3), Phase("flash-crowd", 0.5, shoppers_x=10, expect="flash_crowd"),
+                    Phase("after", 0.2)),
+    "flood": _attack_drill("flood", Assault(Kind.FLOOD, 20), "ddos"),
+    "randomized": _attack_drill("randomized", Assault(Kind.RANDOMIZED, 20), "ddos"),
+    "cache-bust": _attack_drill("cache-bust", Assault(Kind.CACHE_BUST, 10), "ddos"),
+    "slowloris": _attack_drill("slowloris", Assault(Kind.SLOWLORIS, 0, connections=1000), "ddos"),
+    "slow-post": _attack_drill("slow-post", Assault(Kind.SLOW_POST, 0, connections=1000), "ddos"),
+    "smart-bot": _attack_drill("smart-bot", Assault(Kind.SMART_BOT, 20, sources=100), "ddos"),
+    "backend-failure": (
+        Phase("calm", 0.2),
+        Phase("backend-killed", 0.3, faults=(Fault(FaultAction.KILL, 0),), expect="backend_failure"),
+        Phase("backend-frozen", 0.2, faults=(Fault(FaultAction.RESTART, 0), Fault(FaultAction.FREEZE, 1, 0.1)),
+              expect="backend_failure"),
+        Phase("recovered", 0.3, faults=(Fault(FaultAction.THAW, 1),)),
+    ),
+    "mixed": (
+        Phase("calm", 0.15),
+        Phase("flash-crowd", 0.2, shoppers_x=10, expect="flash_crowd"),
+        Phase("randomized-flood", 0.25, attacks=(Assault(Kind.RANDOMIZED, 20),), expect="ddos"),
+        Phase("flood+backend-killed", 0.2, attacks=(Assault(Kind.RANDOMIZED, 20),),
+              faults=(Fault(FaultAction.KILL, 0),), expect="ddos"),
+        Phase("recovery", 0.2, faults=(Fault(FaultAction.RESTART, 0),)),
+    ),
+}
+
+
+def timed(name: str, duration: float) -> list[tuple[Phase, float, float]]:
+    """(phase, start_s, end_s) for scenario ``name`` over ``duration`` seconds."""
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
+    phases = SCENARIOS[name]
+    total = sum(p.share for p in phases)
+    out: list[tuple[Phase, float, float]] = []
+    t = 0.0
+    for p in phases:
+        end = t + duration * p.share / total
+        out.append((p, round(t, 3), round(end, 3)))
+        t = end
+    return out
