@@ -11,12 +11,10 @@ import sys
 from pathlib import Path
 
 from conftest import Procs
-
 from shieldwall.drill import counters
 from shieldwall.drill.httpclient import Connection
 from shieldwall.drill.procs import free_port, wait_http
 from shieldwall.drill.shop import init_db, order_summary, true_client
-
 
 _last_started: list[subprocess.Popen[bytes]] = []
 
