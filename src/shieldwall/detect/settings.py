@@ -1,11 +1,98 @@
-"""The ``[detect]`` section of the shield's config (owned by the detector)."""
+"""The ``[detect]`` section of the shield's config (owned by the detector).
+
+Every threshold of the rules lives here with a default tuned on the synthetic
+training family (``shieldwall.detect.synth``, seeds < 1000) and checked on
+the held-out family; docs/DETECT.md says what each one means. An empty
+``[detect]`` section gives a working detector.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class DetectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+
+    # --- windows and feeds -------------------------------------------------
+    live_lateness: float = Field(default=2.0, ge=0.0, le=60.0)
+    """Live feed: a 1 s window closes this many seconds after its end (events
+    arrive when requests finish; a little slack absorbs reordering)."""
+    offline_lateness: float = Field(default=30.0, ge=0.0, le=3600.0)
+    """Log feed: reorder buffer in seconds (real logs are out of order by seconds)."""
+    idle_gap: int = Field(default=120, ge=61, le=86400)
+    """A silence longer than this many seconds is skipped, not replayed as empty
+    windows; the baseline does not learn from the gap."""
+
+    # --- baseline ------------------------------------------------------------
+    warmup_windows: int = Field(default=30, ge=1)
+    """Active windows the baseline must see before new-source shares count."""
+    baseline_alpha: float = Field(default=0.02, gt=0.0, le=1.0)
+    """EWMA weight of one normal window in the learned baseline."""
+    seen_capacity: int = Field(default=1_000_000, ge=1000)
+    """At most this many addresses (and as many prefixes) remembered as seen."""
+    ipv4_prefix: int = Field(default=24, ge=8, le=32)
+    ipv6_prefix: int = Field(default=48, ge=16, le=128)
+
+    # --- rules ---------------------------------------------------------------
+    rate_factor: float = Field(default=3.0, gt=1.0)
+    """Traffic is elevated at this many times the baseline rate..."""
+    min_elevated_rps: float = Field(default=20.0, ge=0.0)
+    """...and at least this many requests per second (quiet sites never alarm)."""
+    per_source_factor: float = Field(default=4.0, gt=1.0)
+    """A flood by few heavy sources: 10 s per-source p99 over this many times the baseline p99."""
+    per_source_min: int = Field(default=40, ge=1)
+    """...and at least this many requests per source in 10 s."""
+    asset_share_drop: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Page clients that fetch assets fell below this fraction of the baseline share."""
+    new_prefix_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    """Share of sources from prefixes never seen in the baseline that marks a botnet."""
+    top_path_share: float = Field(default=0.6, gt=0.0, le=1.0)
+    """Share of page requests on the single top path that marks a single-URL flood."""
+    random_min_distinct: int = Field(default=100, ge=1)
+    """Randomized: at least this many distinct URLs per second..."""
+    random_unique_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    """...which are at least this share of page requests."""
+    cache_bust_min_distinct: int = Field(default=50, ge=1)
+    """Cache-busting: distinct query strings per second on one path."""
+    distinct_factor: float = Field(default=5.0, gt=1.0)
+    """Distinct-URL and distinct-query counts must also exceed the baseline by this factor."""
+    slow_request_seconds: float = Field(default=5.0, gt=0.0)
+    """A request that took this long and sent under ``slow_max_bytes`` is a slow request."""
+    slow_max_bytes: int = Field(default=1024, ge=0)
+    slow_min_count: int = Field(default=10, ge=1)
+    """Slow attack: at least this many 408s or slow requests per second..."""
+    slow_share: float = Field(default=0.1, gt=0.0, le=1.0)
+    """...making at least this share of requests."""
+    backend_error_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    """Backend failure: this share of requests failed at the backend (5xx, refused, timeout)..."""
+    backend_min_errors: int = Field(default=5, ge=1)
+    """...and at least this many in the last 3 s."""
+
+    # --- hysteresis and outputs ---------------------------------------------
+    enter_windows: int = Field(default=2, ge=1)
+    """Consecutive anomalous windows of one verdict to open an incident."""
+    backend_enter_windows: int = Field(default=1, ge=1)
+    """A backend failure opens faster: its thresholds are absolute and a dead backend
+    must be reported within 2 s."""
+    switch_windows: int = Field(default=3, ge=1)
+    """Consecutive windows of another verdict to switch an open incident."""
+    exit_windows: int = Field(default=10, ge=1)
+    """Consecutive normal windows to close an incident."""
+    elevated_hold: int = Field(default=5, ge=1)
+    """Windows the live mode stays ``elevated`` after the last suspicious window."""
+    suspect_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
+    """Clients scoring at least this during a ddos incident are reported as suspects."""
+    suspect_ttl: float = Field(default=300.0, gt=0.0)
+    max_suspects_per_window: int = Field(default=2000, ge=0)
+    incidents_kept: int = Field(default=100, ge=1)
+    """How many closed incidents the live runtime remembers for ``/api/incidents``."""
+
+    # --- request kinds -------------------------------------------------------
+    asset_extensions: list[str] = Field(default_factory=lambda: [
+        "css", "js", "mjs", "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "avif",
+        "woff", "woff2", "ttf", "map"])
+    """A request whose path ends in one of these is a page asset, not a page."""
+    asset_prefixes: list[str] = Field(default_factory=lambda: ["/static/", "/assets/"])

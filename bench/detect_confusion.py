@@ -1,0 +1,65 @@
+"""Labelled-traffic scoring of the detector: per-phase results and the window
+confusion table, for the training family and the held-out family.
+
+Usage: .venv/bin/python bench/detect_confusion.py [--seeds N] [--format access|combined|json]
+Prints JSON (per family: phases found, kind right, max delay, baseline
+incidents, flash crowds called ddos) followed by the confusion tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from shieldwall.detect.evaluate import confusion_table, evaluate
+from shieldwall.detect.synth import make_scenario
+
+KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure", "flood_heavy"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--format", default="access", choices=["access", "combined", "json"])
+    args = ap.parse_args()
+    out: dict[str, object] = {}
+    tables = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for family, base in (("train", 1), ("heldout", 1000)):
+            conf: Counter[tuple[str, str]] = Counter()
+            phases = found = kind_ok = 0
+            misses: list[str] = []
+            delays: dict[str, float] = {}
+            base_inc = flash_as_ddos = 0
+            for i in range(args.seeds):
+                seed = base + i
+                kinds = KINDS[i % len(KINDS):] + KINDS[:i % len(KINDS)]
+                ev = evaluate(make_scenario(seed, kinds, family=family), Path(tmp), fmt=args.format)
+                conf.update(ev.confusion)
+                base_inc += len(ev.baseline_incidents)
+                for r in ev.phases:
+                    phases += 1
+                    found += r.incident is not None
+                    kind_ok += r.found
+                    if not r.found:
+                        misses.append(f"seed {seed} {r.phase.kind}: "
+                                      + (f"{r.incident.verdict}/{r.incident.kind}" if r.incident else
+                                         "not found; " + ",".join(i.verdict for i in r.wrong)))
+                    if r.delay is not None:
+                        delays[r.phase.kind] = max(delays.get(r.phase.kind, -1e9), round(r.delay, 1))
+                    if r.phase.kind == "flash_crowd":
+                        flash_as_ddos += sum(i.verdict == "ddos" for i in r.wrong)
+            out[family] = {"phases": phases, "found": found, "kind_right": kind_ok,
+                           "max_delay_s": delays, "baseline_incidents": base_inc,
+                           "flash_crowd_called_ddos": flash_as_ddos, "misses": misses}
+            tables.append(f"== {family} ({args.seeds} scenarios, {args.format} logs) ==\n"
+                          + confusion_table(conf))
+    print(json.dumps(out, indent=2))
+    print("\n\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""After the fact: access logs in, incidents and a traffic series out.
+
+The same :class:`Detector` as the live shield, fed by the log readers instead
+of the proxy's sink. Memory is flat in log size: the reader streams, the
+window builder holds only the reorder slack, the detector's sets are bounded,
+and the traffic series re-buckets itself to at most ``max_points`` points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shieldwall.detect.detector import Detector, Incident, StepResult
+from shieldwall.detect.readers import ReadStats, read_logs
+from shieldwall.detect.settings import DetectSettings
+from shieldwall.detect.windows import Window, WindowBuilder
+
+
+class Series:
+    """Requests and errors over time in buckets that double in width to stay bounded."""
+
+    def __init__(self, max_points: int = 2000) -> None:
+        self.width = 1
+        self.max_points = max_points
+        self.buckets: dict[int, list[float]] = {}
+        """bucket start -> [requests, 5xx, peak 1 s rate, anomalous seconds]."""
+
+    def add(self, sec: int, n: int, errors: int, anomalous: bool) -> None:
+        if n == 0 and not anomalous:
+            return
+        key = sec - sec % self.width
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = [0.0, 0.0, 0.0, 0.0]
+            if len(self.buckets) > self.max_points:
+                self._coarsen()
+                b = self.buckets.setdefault(sec - sec % self.width, [0.0, 0.0, 0.0, 0.0])
+        b[0] += n
+        b[1] += errors
+        b[2] = max(b[2], float(n))
+        b[3] += anomalous
+
+    def _coarsen(self) -> None:
+        self.width *= 2
+        merged: dict[int, list[float]] = {}
+        for k, (n, e, peak, a) in self.buckets.items():
+            m = merged.setdefault(k - k % self.width, [0.0, 0.0, 0.0, 0.0])
+            m[0] += n
+            m[1] += e
+            m[2] = max(m[2], peak)
+            m[3] += a
+        self.buckets = merged
+
+    def points(self) -> list[tuple[int, float, float, float]]:
+        """(bucket start, mean req/s, mean 5xx/s, peak req/s), in time order."""
+        w = self.width
+        return [(k, v[0] / w, v[1] / w, v[2]) for k, v in sorted(self.buckets.items())]
+
+
+@dataclass
+class Report:
+    incidents: list[Incident] = field(default_factory=list)
+    stats: ReadStats = field(default_factory=ReadStats)
+    series: Series = field(default_factory=Series)
+    late: int = 0
+    windows: int = 0
+    first: float | None = None
+    last: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The issue's schema, exactly."""
+        return {"incidents": [i.as_json() for i in self.incidents],
+                "lines": self.stats.lines, "unparsed": self.stats.unparsed}
+
+
+def analyze(
+    paths: Iterable[Path], fmt: str = "auto", settings: DetectSettings | None = None,
+    on_step: Callable[[Window, StepResult], None] | None = None,
+) -> Report:
+    """Run the detector over log files (in the order given)."""
+    s = settings or DetectSettings()
+    det = Detector(s)
+    builder = WindowBuilder(lateness=s.offline_lateness, **det.make_builder_args())
+    report = Report()
+    series = report.series
+
+    def process(windows: list[Window]) -> None:
+        for w in windows:
+            r = det.step(w)
+            report.incidents.extend(r.closed)
+            series.add(w.sec, w.n, w.errors, r.state != "normal")
+            if on_step is not None:
+                on_step(w, r)
+
+    add = builder.add
+    drain = builder.drain
+    for i, rec in enumerate(read_logs(paths, fmt, report.stats), 1):
+        add(*rec)
+        if not i & 4095:
+            process(drain())
+    process(builder.flush())
+    report.incidents.extend(det.finish())
+    report.incidents.sort(key=lambda inc: inc.start)
+    report.late = builder.late
+    report.windows = det.windows
+    pts = series.points()
+    if pts:
+        report.first, report.last = float(pts[0][0]), float(pts[-1][0] + series.width)
+    return report

@@ -1,0 +1,307 @@
+"""The detector: windows -> features -> rules -> hysteresis -> incidents, suspects, mode.
+
+Pure and synchronous. The live runtime and the offline analyzer both build a
+:class:`Detector` and push closed windows into :meth:`Detector.step`; neither
+adds logic of its own, which is what makes the two feeds agree.
+
+Hysteresis: an incident opens after ``enter_windows`` consecutive windows with
+the same non-normal verdict (its start is the first of them), switches verdict
+only after ``switch_windows`` consecutive windows of another, and closes after
+``exit_windows`` normal windows (its end is the end of the last anomalous one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from shieldwall.detect.features import Features, Featurizer
+from shieldwall.detect.rules import BACKEND_FAILURE, DDOS, NORMAL, WindowVerdict, classify
+from shieldwall.detect.settings import DetectSettings
+from shieldwall.detect.windows import Window
+from shieldwall.guard.decision import Mode
+
+
+class Hll:
+    """HyperLogLog distinct counter (2^12 registers, ~1.6% error), deterministic hashing."""
+
+    P = 12
+    M = 1 << P
+
+    def __init__(self) -> None:
+        self.reg = bytearray(self.M)
+
+    def add(self, key: str) -> None:
+        h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+        idx = h >> (64 - self.P)
+        rest = (h << self.P) & ((1 << 64) - 1)
+        rank = 64 - self.P + 1 if rest == 0 else (64 - rest.bit_length()) + 1
+        if rank > self.reg[idx]:
+            self.reg[idx] = rank
+
+    def count(self) -> int:
+        import math
+
+        m = self.M
+        zeros = self.reg.count(0)
+        est = (0.7213 / (1 + 1.079 / m)) * m * m / sum(2.0 ** -r for r in self.reg)
+        if est <= 2.5 * m and zeros:
+            est = m * math.log(m / zeros)
+        return round(est)
+
+
+def iso(sec: float) -> str:
+    return datetime.fromtimestamp(sec, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Incident:
+    start: float
+    end: float
+    verdict: str
+    detected_at: float
+    """Event time at which the hysteresis confirmed the incident."""
+    kinds: Counter[str] = field(default_factory=Counter)
+    confidence: float = 0.0
+    evidence: tuple[str, ...] = ()
+    peak_rps: float = 0.0
+    windows: int = 0
+    requests: int = 0
+    legit_requests: int = 0
+    legit_failed: int = 0
+    downtime_seconds: float = 0.0
+    """Sum over windows of the share of legitimate requests that failed."""
+    sources: Hll = field(default_factory=Hll, repr=False)
+    prefixes: Counter[str] = field(default_factory=Counter, repr=False)
+    open: bool = True
+
+    @property
+    def kind(self) -> str | None:
+        if self.verdict != DDOS or not self.kinds:
+            return None
+        return self.kinds.most_common(1)[0][0]
+
+    @property
+    def legit_failed_share(self) -> float:
+        return self.legit_failed / self.legit_requests if self.legit_requests else 0.0
+
+    def top_prefixes(self, n: int = 5) -> list[list[Any]]:
+        return [[p, c] for p, c in self.prefixes.most_common(n)]
+
+    def as_json(self) -> dict[str, Any]:
+        """The issue's incident schema, exactly."""
+        return {
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "verdict": self.verdict,
+            "kind": self.kind,
+            "confidence": round(self.confidence, 3),
+            "evidence": list(self.evidence),
+            "peak_rps": float(self.peak_rps),
+            "sources": self.sources.count(),
+            "top_prefixes": self.top_prefixes(),
+            "legit_failed_share": round(self.legit_failed_share, 4),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    features: Features
+    raw: WindowVerdict
+    """This window's own verdict, before hysteresis."""
+    state: str
+    """The verdict after hysteresis (the open incident's, or normal)."""
+    kind: str | None
+    mode: Mode
+    opened: Incident | None = None
+    closed: tuple[Incident, ...] = ()
+    suspects: tuple[tuple[str, float], ...] = ()
+
+
+class Detector:
+    """One per shield (live) or per analyzed log set (offline)."""
+
+    def __init__(self, settings: DetectSettings) -> None:
+        self.s = settings
+        self.featurizer = Featurizer(settings)
+        self.current: Incident | None = None
+        self._cand: str | None = None
+        self._cand_n = 0
+        self._cand_start = 0
+        self._cand_windows: list[tuple[Window, Features, WindowVerdict]] = []
+        self._normal_run = 0
+        self._last_anomaly_end = 0.0
+        self._elevated_until = -1
+        self.mode = Mode.NORMAL
+        self.last: StepResult | None = None
+        self._suspect_sent: dict[str, int] = {}
+        self.windows = 0
+
+    def make_builder_args(self) -> dict[str, Any]:
+        s = self.s
+        return {"idle_gap": s.idle_gap, "asset_extensions": s.asset_extensions,
+                "asset_prefixes": s.asset_prefixes, "slow_seconds": s.slow_request_seconds,
+                "slow_max_bytes": s.slow_max_bytes}
+
+    # -- one window -------------------------------------------------------------
+    def step(self, w: Window) -> StepResult:
+        self.windows += 1
+        f = self.featurizer.featurize(w)
+        v = classify(f, self.s)
+        opened: Incident | None = None
+        closed: list[Incident] = []
+        cur = self.current
+        if cur is None:
+            if v.verdict == NORMAL:
+                self._cand, self._cand_n, self._cand_windows = None, 0, []
+                self.featurizer.learn(w, f)
+            else:
+                if v.verdict != self._cand:
+                    self._cand, self._cand_n, self._cand_start = v.verdict, 0, w.sec
+                    self._cand_windows = []
+                self._cand_n += 1
+                self._cand_windows.append((w, f, v))
+                if self._cand_n >= self._enter(v.verdict):
+                    opened = self._open(v.verdict, f.sec)
+        else:
+            if v.verdict == NORMAL:
+                self._normal_run += 1
+                self._cand, self._cand_n = None, 0
+                if self._normal_run >= self.s.exit_windows:
+                    cur.open = False
+                    closed.append(cur)
+                    self.current = None
+                    self._normal_run = 0
+            else:
+                self._normal_run = 0
+                if v.verdict == cur.verdict:
+                    self._cand, self._cand_n = None, 0
+                    self._absorb(cur, w, f, v)
+                else:
+                    if v.verdict != self._cand:
+                        self._cand, self._cand_n, self._cand_start = v.verdict, 0, w.sec
+                        self._cand_windows = []
+                    self._cand_n += 1
+                    self._cand_windows.append((w, f, v))
+                    if self._cand_n >= max(self.s.switch_windows, self._enter(v.verdict)):
+                        cur.open = False
+                        cur.end = min(cur.end, float(self._cand_start))
+                        closed.append(cur)
+                        opened = self._open(v.verdict, f.sec)
+        suspects = self._suspects(f, v)
+        mode = self._mode(f, v)
+        state = self.current.verdict if self.current else NORMAL
+        kind = self.current.kind if self.current else None
+        res = StepResult(f, v, state, kind, mode, opened, tuple(closed), suspects)
+        self.last = res
+        return res
+
+    def _enter(self, verdict: str) -> int:
+        return self.s.backend_enter_windows if verdict == BACKEND_FAILURE else self.s.enter_windows
+
+    def _open(self, verdict: str, sec: int) -> Incident:
+        inc = Incident(start=float(self._cand_start), end=float(self._cand_start),
+                       verdict=verdict, detected_at=float(sec + 1))
+        for cw, cf, cv in self._cand_windows:
+            self._absorb(inc, cw, cf, cv)
+        self.current = inc
+        self._cand, self._cand_n, self._cand_windows = None, 0, []
+        self._normal_run = 0
+        return inc
+
+    def _absorb(self, inc: Incident, w: Window, f: Features, v: WindowVerdict) -> None:
+        inc.end = float(w.sec + 1)
+        inc.windows += 1
+        inc.requests += w.n
+        if v.kind:
+            inc.kinds[v.kind] += 1
+        if f.rps >= inc.peak_rps or not inc.evidence:
+            inc.peak_rps = max(inc.peak_rps, f.rps)
+            inc.evidence = v.evidence
+            inc.confidence = max(inc.confidence, v.confidence)
+        inc.legit_requests += f.legit_requests
+        inc.legit_failed += f.legit_failed
+        if f.legit_requests:
+            inc.downtime_seconds += f.legit_failed / f.legit_requests
+        prefix = self.featurizer.prefix
+        for c, cnt in w.src.items():
+            inc.sources.add(c)
+            inc.prefixes[prefix(c)] += cnt
+        if len(inc.prefixes) > 50_000:
+            inc.prefixes = Counter(dict(inc.prefixes.most_common(10_000)))
+
+    # -- outputs for the guard -------------------------------------------------------
+    def _mode(self, f: Features, v: WindowVerdict) -> Mode:
+        """ddos confirmed -> under_attack; a ddos window not yet confirmed, or an attack
+        that just stopped, -> elevated (held a few windows); else normal. A flash crowd
+        never raises the mode: elevated challenges unknown clients on expensive routes."""
+        if v.verdict == DDOS:
+            self._elevated_until = f.sec + self.s.elevated_hold
+        held = f.sec < self._elevated_until
+        if self.current is not None and self.current.verdict == DDOS:
+            self.mode = Mode.UNDER_ATTACK if held else Mode.ELEVATED
+        else:
+            self.mode = Mode.ELEVATED if held else Mode.NORMAL
+        return self.mode
+
+    def _suspects(self, f: Features, v: WindowVerdict) -> tuple[tuple[str, float], ...]:
+        """Per-client scores while a ddos incident is open (never during a flash crowd)."""
+        cur = self.current
+        if cur is None or cur.verdict != DDOS or v.verdict != DDOS or self.s.max_suspects_per_window == 0:
+            return ()
+        fz = self.featurizer
+        limit = max(self.s.per_source_min, self.s.per_source_factor * f.base_p99)
+        slow_srcs = {c for win in fz._v10 for c in win.slow_src} if v.kind == "slow" else set()
+        seen = fz.seen_sources
+        seen_p = fz.seen_prefixes
+        assets = fz.asset10
+        pages = fz.page10
+        trusted = fz.trusted10
+        prefix = fz.prefix
+        out: list[tuple[str, float]] = []
+        for c, cnt in fz.src10.items():
+            if c in trusted:
+                continue
+            if c in slow_srcs:
+                score = 0.95
+            else:
+                score = 0.4 * min(1.0, cnt / limit)
+                if c in pages and c not in assets:
+                    score += 0.3
+                if prefix(c) not in seen_p:
+                    score += 0.3
+                if c in seen and c in assets:
+                    score *= 0.3
+            if score >= self.s.suspect_threshold:
+                out.append((c, round(score, 3)))
+        out.sort(key=lambda cs: -cs[1])
+        sent = self._suspect_sent
+        ttl_windows = int(self.s.suspect_ttl / 2)
+        fresh: list[tuple[str, float]] = []
+        for c, score in out:
+            last = sent.get(c)
+            if last is not None and f.sec - last < ttl_windows:
+                continue
+            sent[c] = f.sec
+            fresh.append((c, score))
+            if len(fresh) >= self.s.max_suspects_per_window:
+                break
+        if len(sent) > 500_000:
+            cutoff = f.sec - ttl_windows
+            self._suspect_sent = {c: t for c, t in sent.items() if t >= cutoff}
+        return tuple(fresh)
+
+    def finish(self) -> list[Incident]:
+        """End of input: close the open incident, if any."""
+        if self.current is None:
+            return []
+        inc = self.current
+        inc.open = False
+        self.current = None
+        return [inc]
+
+
+__all__ = ["BACKEND_FAILURE", "DDOS", "Detector", "Incident", "StepResult"]

@@ -1,0 +1,371 @@
+"""Features of each closed window, with 10 s and 60 s views and a learned baseline.
+
+The :class:`Featurizer` is the only stateful step between windows and rules:
+it keeps running 10 s counters (added when a window enters the view,
+subtracted when it leaves, so the cost is per distinct key, not per request),
+60 s scalar sums, the EWMA baseline and the bounded sets of sources and
+prefixes seen while traffic was normal. The baseline learns only from windows
+the detector judged normal (:meth:`Featurizer.learn`), so an attack cannot
+teach it that attacks are normal.
+
+Jung, Krishnamurthy and Rabinovich (WWW 2002) is the reference for what
+separates a flash crowd from a DoS: a crowd comes mostly from networks seen
+before, bunches on a few popular pages and keeps a normal per-client rate; a
+DoS comes from new networks, at a high per-client rate, or at random URLs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from heapq import nlargest
+from typing import Any
+
+from shieldwall.detect.settings import DetectSettings
+from shieldwall.detect.windows import _ASSET, _PAGE, _TRUSTED, Window
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """Everything the rules look at for one 1 s window (all plain numbers)."""
+
+    sec: int
+    rps: float
+    rps_10: float
+    rps_60: float
+    sources: int
+    prefixes: int
+    new_source_share: float
+    """Share of this second's sources never seen while traffic was normal."""
+    new_prefix_share: float
+    """Share of this second's sources whose network prefix was never seen."""
+    req_per_source_mean: float
+    """Requests per source over the 10 s view."""
+    req_per_source_p99: float
+    req_per_source_max: float
+    pages: int
+    top_path: str
+    top_path_share: float
+    """Share of page requests in the 10 s view on the single most requested path."""
+    path_entropy: float
+    """Entropy of page paths in the 10 s view over log2(page requests): 0 = one path, 1 = all distinct."""
+    distinct_urls: int
+    """Distinct page URLs (path and query) this second."""
+    url_unique_share: float
+    query_path: str
+    """The path with the most distinct query strings this second."""
+    query_distinct: int
+    ua_entropy: float
+    asset_share: float
+    """Share of page clients in the 10 s view that also fetched page assets."""
+    session_share: float
+    verified_share: float
+    error_share: float
+    backend_fail_share: float
+    backend_fails: int
+    backend_fails_3: int
+    """Backend failures over the last 3 s (a quiet shop's failing second may hold few requests)."""
+    timeout_share: float
+    latency: float
+    upstream_latency: float
+    s408: int
+    slow: int
+    slow_share: float
+    error_share_60: float
+    legit_requests: int
+    legit_failed: int
+    # the baseline these were judged against
+    warm: bool
+    base_rps: float
+    base_p99: float
+    base_asset_share: float
+    base_distinct_urls: float
+    base_query_distinct: float
+    base_error_share: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _entropy(counts: dict[str, int], total: int) -> float:
+    """Shannon entropy of ``counts`` normalised by log2(total): 1 when every item is distinct."""
+    if total <= 1:
+        return 0.0
+    h = 0.0
+    for c in counts.values():
+        p = c / total
+        h -= p * math.log2(p)
+    return h / math.log2(total)
+
+
+class _Seen:
+    """A bounded insertion-ordered set: the oldest entries go first when full."""
+
+    __slots__ = ("_cap", "_d")
+
+    def __init__(self, cap: int) -> None:
+        self._d: dict[str, None] = {}
+        self._cap = cap
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def add_all(self, keys: Any) -> None:
+        d = self._d
+        for k in keys:
+            if k in d:
+                continue
+            d[k] = None
+        over = len(d) - self._cap
+        if over > 0:
+            it = iter(d)
+            old = [next(it) for _ in range(over)]
+            for k in old:
+                del d[k]
+
+
+class Prefixer:
+    """Client address -> network prefix string (``a.b.c.0/24``), cached and bounded."""
+
+    def __init__(self, v4: int = 24, v6: int = 48) -> None:
+        self.v4 = v4
+        self.v6 = v6
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, client: str) -> str:
+        p = self._cache.get(client)
+        if p is not None:
+            return p
+        if self.v4 == 24 and client.count(".") == 3 and ":" not in client:
+            p = client.rpartition(".")[0] + ".0/24"
+        else:
+            try:
+                ip = ipaddress.ip_address(client)
+                bits = self.v4 if ip.version == 4 else self.v6
+                p = str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+            except ValueError:
+                p = client
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[client] = p
+        return p
+
+
+class _Ewma:
+    """A mean that is exact during warm-up and exponentially weighted after it."""
+
+    __slots__ = ("alpha", "n", "value")
+
+    def __init__(self, alpha: float, value: float = 0.0) -> None:
+        self.alpha = alpha
+        self.n = 0
+        self.value = value
+
+    def update(self, x: float) -> None:
+        self.n += 1
+        a = max(self.alpha, 1.0 / self.n)
+        self.value += a * (x - self.value)
+
+
+class Featurizer:
+    """Closed windows in, :class:`Features` out; the same object for both feeds."""
+
+    def __init__(self, settings: DetectSettings) -> None:
+        self.s = settings
+        self.prefix = Prefixer(settings.ipv4_prefix, settings.ipv6_prefix)
+        self.seen_sources = _Seen(settings.seen_capacity)
+        self.seen_prefixes = _Seen(settings.seen_capacity)
+        a = settings.baseline_alpha
+        self.base_rps = _Ewma(a)
+        self.base_p99 = _Ewma(a, 1.0)
+        self.base_asset = _Ewma(a, 1.0)
+        self.base_urls = _Ewma(a)
+        self.base_qd = _Ewma(a)
+        self.base_err = _Ewma(a)
+        self.learned = 0
+        # 10 s view: running counters over the windows in `_v10`
+        self._v10: deque[Window] = deque()
+        self.src10: dict[str, int] = {}
+        self.page10: dict[str, int] = {}
+        self.asset10: dict[str, int] = {}
+        self.trusted10: dict[str, int] = {}
+        self.paths10: dict[str, int] = {}
+        self._n10 = 0
+        self._pages10 = 0
+        self._bf3: deque[int] = deque(maxlen=3)
+        # 60 s view: scalars only
+        self._v60: deque[tuple[int, int]] = deque()
+        self._n60 = 0
+        self._err60 = 0
+
+    @property
+    def warm(self) -> bool:
+        return self.learned >= self.s.warmup_windows
+
+    # -- sliding views ---------------------------------------------------------
+    @staticmethod
+    def _add(counter: dict[str, int], items: Any, sign: int) -> None:
+        if sign > 0:
+            for k, v in items:
+                counter[k] = counter.get(k, 0) + v
+        else:
+            for k, v in items:
+                left = counter[k] - v
+                if left:
+                    counter[k] = left
+                else:
+                    del counter[k]
+
+    def _flags(self, w: Window, sign: int) -> None:
+        for dest, bit in ((self.page10, _PAGE), (self.asset10, _ASSET), (self.trusted10, _TRUSTED)):
+            self._add(dest, ((c, 1) for c, f in w.cflags.items() if f & bit), sign)
+
+    def _slide(self, w: Window) -> None:
+        self._v10.append(w)
+        self._add(self.src10, w.src.items(), 1)
+        self._add(self.paths10, w.paths.items(), 1)
+        self._flags(w, 1)
+        self._n10 += w.n
+        self._pages10 += w.pages
+        if len(self._v10) > 10:
+            old = self._v10.popleft()
+            self._add(self.src10, old.src.items(), -1)
+            self._add(self.paths10, old.paths.items(), -1)
+            self._flags(old, -1)
+            self._n10 -= old.n
+            self._pages10 -= old.pages
+        self._bf3.append(w.bfail)
+        self._v60.append((w.n, w.errors))
+        self._n60 += w.n
+        self._err60 += w.errors
+        if len(self._v60) > 60:
+            n, e = self._v60.popleft()
+            self._n60 -= n
+            self._err60 -= e
+
+    # -- features ----------------------------------------------------------------
+    def featurize(self, w: Window) -> Features:
+        self._slide(w)
+        n = w.n
+        prefix = self.prefix
+        seen_s = self.seen_sources
+        seen_p = self.seen_prefixes
+        new_src = 0
+        new_pfx = 0
+        pfxs: set[str] = set()
+        for c in w.src:
+            p = prefix(c)
+            pfxs.add(p)
+            if c not in seen_s:
+                new_src += 1
+            if p not in seen_p:
+                new_pfx += 1
+        nsrc = len(w.src)
+        # per-source rate over 10 s
+        counts = self.src10
+        nsrc10 = len(counts)
+        if nsrc10:
+            k = max(1, nsrc10 // 100 + 1)
+            top = nlargest(k, counts.values())
+            p99 = float(top[-1])
+            mx = float(top[0])
+            mean = self._n10 / nsrc10
+        else:
+            p99 = mx = mean = 0.0
+        # paths over 10 s
+        pages10 = self._pages10
+        if pages10 and self.paths10:
+            top_path, top_count = max(self.paths10.items(), key=lambda kv: kv[1])
+            top_share = top_count / pages10
+            path_h = _entropy(self.paths10, pages10)
+        else:
+            top_path, top_share, path_h = "", 0.0, 0.0
+        # queries this second
+        qpath, qd = "", 0
+        for path, qs in w.qpaths.items():
+            if len(qs) > qd:
+                qpath, qd = path, len(qs)
+        # assets over 10 s
+        page_clients = self.page10
+        if page_clients:
+            assets = self.asset10
+            with_assets = sum(1 for c in page_clients if c in assets)
+            asset_share = with_assets / len(page_clients)
+        else:
+            asset_share = self.base_asset.value if self.learned else 1.0
+        # legitimate traffic: seen before, trusted, or behaving like a browser
+        legit = legit_failed = 0
+        trusted = self.trusted10
+        assets10 = self.asset10
+        failed = w.failed_src
+        for c, cnt in w.src.items():
+            if c in seen_s or c in trusted or c in assets10:
+                legit += cnt
+                legit_failed += failed.get(c, 0)
+        inv = 1.0 / n if n else 0.0
+        return Features(
+            sec=w.sec,
+            rps=float(n),
+            rps_10=self._n10 / len(self._v10),
+            rps_60=self._n60 / len(self._v60),
+            sources=nsrc,
+            prefixes=len(pfxs),
+            new_source_share=new_src / nsrc if nsrc else 0.0,
+            new_prefix_share=new_pfx / nsrc if nsrc else 0.0,
+            req_per_source_mean=mean,
+            req_per_source_p99=p99,
+            req_per_source_max=mx,
+            pages=w.pages,
+            top_path=top_path,
+            top_path_share=top_share,
+            path_entropy=path_h,
+            distinct_urls=len(w.urls),
+            url_unique_share=len(w.urls) / w.pages if w.pages else 0.0,
+            query_path=qpath,
+            query_distinct=qd,
+            ua_entropy=_entropy(w.uas, n),
+            asset_share=asset_share,
+            session_share=w.sessions * inv,
+            verified_share=w.verified * inv,
+            error_share=w.errors * inv,
+            backend_fail_share=w.bfail * inv,
+            backend_fails=w.bfail,
+            backend_fails_3=sum(self._bf3),
+            timeout_share=w.timeouts * inv,
+            latency=w.rt_sum * inv,
+            upstream_latency=w.ut_sum / w.ut_n if w.ut_n else -1.0,
+            s408=w.s408,
+            slow=w.slow,
+            slow_share=w.slow * inv,
+            error_share_60=self._err60 / self._n60 if self._n60 else 0.0,
+            legit_requests=legit,
+            legit_failed=legit_failed,
+            warm=self.warm,
+            base_rps=self.base_rps.value,
+            base_p99=self.base_p99.value,
+            base_asset_share=self.base_asset.value,
+            base_distinct_urls=self.base_urls.value,
+            base_query_distinct=self.base_qd.value,
+            base_error_share=self.base_err.value,
+        )
+
+    def learn(self, w: Window, f: Features) -> None:
+        """Fold a window judged normal into the baseline and the seen sets."""
+        if w.n == 0:
+            return
+        self.learned += 1
+        self.base_rps.update(f.rps)
+        self.base_p99.update(f.req_per_source_p99)
+        if self.page10:
+            self.base_asset.update(f.asset_share)
+        self.base_urls.update(f.distinct_urls)
+        self.base_qd.update(f.query_distinct)
+        self.base_err.update(f.error_share)
+        self.seen_sources.add_all(w.src)
+        prefix = self.prefix
+        self.seen_prefixes.add_all(prefix(c) for c in w.src)

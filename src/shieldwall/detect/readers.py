@@ -1,0 +1,225 @@
+"""Log readers: nginx/Apache ``combined`` and ``common``, shieldwall's access log
+(combined + ``key=value`` fields, docs/ACCESS_LOG.md) and JSON lines named like
+:class:`~shieldwall.detect.events.RequestEvent`; plain or gzipped.
+
+The fast path splits a combined line on ``"`` (seven pieces for a well-formed
+line) instead of running one big regex, and caches the parsed timestamp
+(consecutive lines share their second). A line the fast path cannot read goes
+to a strict regex; a line neither can read is counted and a few are kept as
+samples, never fatal.
+
+A parsed line is a tuple of the fields :meth:`WindowBuilder.add` takes, in its
+order, so the analyzer never builds an object per line.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+Parsed = tuple[float, str, str, str, int, int, float, str, bool, bool, str, float]
+"""(t_end, client, path, query, status, bytes, rt, ua, session, verified, outcome, ut)."""
+
+FORMATS = ("auto", "combined", "json")
+
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+_LINE_RE = re.compile(
+    r'^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "(?P<request>(?:[^"\\]|\\.)*)" '
+    r'(?P<status>\d{3}) (?P<bytes>\d+|-)'
+    r'(?: "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<ua>(?:[^"\\]|\\.)*)")?(?P<rest>.*)$'
+)
+
+
+class _TimeCache:
+    """``17/May/2015:10:05:03 +0000`` -> Unix seconds, memoised (bounded)."""
+
+    def __init__(self) -> None:
+        self._d: dict[str, float] = {}
+
+    def __call__(self, s: str) -> float:
+        v = self._d.get(s)
+        if v is not None:
+            return v
+        # dd/Mon/yyyy:HH:MM:SS +zzzz
+        if len(s) != 26 or s[2] != "/" or s[6] != "/" or s[11] != ":" or s[20] != " ":
+            raise ValueError(f"bad time {s!r}")
+        day, mon, year = int(s[0:2]), _MONTHS[s[3:6]], int(s[7:11])
+        hh, mm, ss = int(s[12:14]), int(s[15:17]), int(s[18:20])
+        tz = s[21:26]
+        off = (int(tz[1:3]) * 3600 + int(tz[3:5]) * 60) * (-1 if tz[0] == "-" else 1)
+        v = float(calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0)) - off)
+        if len(self._d) > 100_000:
+            self._d.clear()
+        self._d[s] = v
+        return v
+
+
+@dataclass
+class ReadStats:
+    lines: int = 0
+    unparsed: int = 0
+    samples: list[str] = field(default_factory=list)
+    """Up to ``max_samples`` unparsed lines, with file and line number."""
+    max_samples: int = 5
+
+    def bad(self, where: str, line: str) -> None:
+        self.unparsed += 1
+        if len(self.samples) < self.max_samples:
+            self.samples.append(f"{where}: {line[:200]!r}")
+
+
+def _split_target(request: str) -> tuple[str, str] | None:
+    parts = request.split(" ")
+    if len(parts) == 3 or len(parts) == 2:
+        target = parts[1]
+    else:
+        return None
+    path, _, query = target.partition("?")
+    return path, query
+
+
+def _kv(rest: str) -> tuple[float, bool, bool, str, float]:
+    """The ACCESS_LOG.md tail: (rt, session, verified, outcome, ut); defaults when absent."""
+    rt, session, verified, outcome, ut = 0.0, False, False, "-", -1.0
+    for tok in rest.split():
+        k, eq, v = tok.partition("=")
+        if not eq:
+            continue
+        if k == "rt":
+            rt = float(v)
+        elif k == "o":
+            outcome = v
+        elif k == "ut":
+            if v != "-":
+                ut = float(v)
+        elif k == "s":
+            session = v == "1"
+        elif k == "v":
+            verified = v == "1"
+    return rt, session, verified, outcome, ut
+
+
+class LineParser:
+    """Parses one line of a given format into a :data:`Parsed` tuple (or None)."""
+
+    def __init__(self, fmt: str = "auto") -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        self.fmt = fmt
+        self._time = _TimeCache()
+
+    def parse(self, line: str) -> Parsed | None:
+        if self.fmt == "json" or (self.fmt == "auto" and line[:1] == "{"):
+            return self.parse_json(line)
+        return self.parse_combined(line)
+
+    def parse_combined(self, line: str) -> Parsed | None:
+        parts = line.split('"')
+        try:
+            if len(parts) == 7 or len(parts) == 3:
+                head = parts[0]
+                sp = head.index(" ")
+                client = head[:sp]
+                lb = head.index("[", sp)
+                t = self._time(head[lb + 1 : head.index("]", lb)])
+                req = parts[1].split(" ")
+                if len(req) == 3 or len(req) == 2:
+                    target = req[1]
+                    qpos = target.find("?")
+                    if qpos < 0:
+                        path, query = target, ""
+                    else:
+                        path, query = target[:qpos], target[qpos + 1 :]
+                    sb = parts[2].split()
+                    status = int(sb[0])
+                    b = sb[1]
+                    nbytes = 0 if b == "-" else int(b)
+                    if len(parts) == 7:
+                        ua = parts[5]
+                        rest = parts[6]
+                        if len(rest) > 2:
+                            rt, session, verified, outcome, ut = _kv(rest)
+                            return (t + rt, client, path, query, status, nbytes, rt, ua,
+                                    session, verified, outcome, ut)
+                    else:
+                        ua = ""
+                    return (t, client, path, query, status, nbytes, 0.0, ua, False, False, "-", -1.0)
+        except (ValueError, IndexError, KeyError):
+            pass
+        return self._parse_slow(line)
+
+    def _parse_slow(self, line: str) -> Parsed | None:
+        """Lines with escaped quotes or odd request lines: the strict regex."""
+        m = _LINE_RE.match(line.rstrip("\r\n"))
+        if m is None:
+            return None
+        try:
+            t = self._time(m["time"])
+            target = _split_target(m["request"].replace('\\"', '"'))
+            path, query = target if target is not None else ("", "")
+            status = int(m["status"])
+            nbytes = 0 if m["bytes"] == "-" else int(m["bytes"])
+            ua = (m["ua"] or "").replace('\\"', '"')
+            rt, session, verified, outcome, ut = _kv(m["rest"] or "")
+        except (ValueError, KeyError):
+            return None
+        return (t + rt, m["client"], path, query, status, nbytes, rt, ua, session, verified, outcome, ut)
+
+    def parse_json(self, line: str) -> Parsed | None:
+        try:
+            d = json.loads(line)
+            if not isinstance(d, dict):
+                return None
+            tv = d["time"]
+            if isinstance(tv, str):
+                t = datetime.fromisoformat(tv.replace("Z", "+00:00")).timestamp()
+            else:
+                t = float(tv)
+            rt = float(d.get("request_time", 0.0))
+            path = str(d.get("path", ""))
+            query = str(d.get("query", ""))
+            if not query and "?" in path:
+                path, _, query = path.partition("?")
+            ut = d.get("upstream_time", -1.0)
+            return (t + rt, str(d["client"]), path, query, int(d["status"]),
+                    int(d.get("bytes_sent", 0) or 0), rt, str(d.get("user_agent", "")),
+                    bool(d.get("session", False)), bool(d.get("verified", False)),
+                    str(d.get("outcome", "-") or "-"), float(ut if ut is not None else -1.0))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def open_log(path: Path) -> IO[str]:
+    """Open a log as text (gzip recognised by its magic bytes, not its name)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace", buffering=1 << 20)
+
+
+def read_logs(paths: Iterable[Path], fmt: str, stats: ReadStats) -> Iterator[Parsed]:
+    """Every parsed line of every file, in file order; bad lines counted in ``stats``."""
+    parser = LineParser(fmt)
+    parse = parser.parse
+    for p in paths:
+        with open_log(p) as fh:
+            for i, line in enumerate(fh, 1):
+                stats.lines += 1
+                rec = parse(line)
+                if rec is None:
+                    if line.strip():
+                        stats.bad(f"{p}:{i}", line)
+                    else:
+                        stats.lines -= 1
+                    continue
+                yield rec

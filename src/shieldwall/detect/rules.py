@@ -1,0 +1,152 @@
+"""Transparent rules: one window's :class:`Features` in, a verdict with evidence out.
+
+Order matters and is the policy: a slow attack, cache busting, randomized
+URLs and floods are checked first (attack evidence wins), then a flash crowd
+(elevated rate that looks like shoppers: assets fetched, normal per-client
+rate, known networks), then a backend failure (backends failing while the
+traffic itself looks normal). Every verdict carries its reasons in words
+with the numbers that tripped them, and the health of the backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shieldwall.detect.features import Features
+from shieldwall.detect.settings import DetectSettings
+
+NORMAL = "normal"
+FLASH_CROWD = "flash_crowd"
+DDOS = "ddos"
+BACKEND_FAILURE = "backend_failure"
+VERDICTS = (NORMAL, FLASH_CROWD, DDOS, BACKEND_FAILURE)
+KINDS = ("flood", "randomized", "slow", "cache_bust")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowVerdict:
+    verdict: str
+    kind: str | None = None
+    confidence: float = 1.0
+    evidence: tuple[str, ...] = field(default=())
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _confidence(hits: int, of: int) -> float:
+    """0.6 for the minimum evidence, up to 0.99 when every supporting signal agrees."""
+    return round(min(0.99, 0.6 + 0.39 * hits / max(1, of)), 2)
+
+
+def backend_failing(f: Features, s: DetectSettings) -> bool:
+    """This second's requests mostly failed at the backend, and enough of them lately."""
+    return f.backend_fail_share >= s.backend_error_share and f.backend_fails_3 >= s.backend_min_errors
+
+
+def _backend_words(f: Features, s: DetectSettings) -> str:
+    if backend_failing(f, s):
+        return (f"backends failing: {_pct(f.backend_fail_share)} of requests refused, timed out "
+                f"or 502/503/504 ({_pct(f.timeout_share)} timeouts)")
+    return f"backends healthy ({_pct(f.error_share)} 5xx)"
+
+
+def classify(f: Features, s: DetectSettings) -> WindowVerdict:
+    """The verdict of one window. Pure: the same features always give the same answer."""
+    if f.rps <= 0:
+        return WindowVerdict(NORMAL)
+    base_rps = f.base_rps if f.warm else 0.0
+    threshold = max(s.rate_factor * base_rps, s.min_elevated_rps)
+    elevated = f.warm and f.rps >= threshold
+    """Before warm-up nothing is 'elevated': only absolute signals (slow, cache busting,
+    backend failure) can fire."""
+    rate_words = (f"{_num(f.rps)} req/s = {f.rps / base_rps:.1f}x the baseline {base_rps:.0f}"
+                  if base_rps > 0 else f"{_num(f.rps)} req/s (no baseline yet)")
+    base_asset = f.base_asset_share if f.warm else 1.0
+    assets_low = f.asset_share < s.asset_share_drop * base_asset
+    new_prefixes = f.warm and f.new_prefix_share >= s.new_prefix_share
+    backends = _backend_words(f, s)
+    per_source_limit = max(s.per_source_min, s.per_source_factor * (f.base_p99 if f.warm else 0.0))
+    heavy_sources = f.req_per_source_p99 >= per_source_limit
+    asset_words = (f"{_pct(f.asset_share)} of page clients fetched assets "
+                   f"(baseline {_pct(base_asset)})")
+
+    # slow: 408s and long requests that carry almost nothing
+    if f.slow >= s.slow_min_count and f.slow_share >= s.slow_share:
+        ev = [f"{_num(f.slow)} slow requests/s ({_num(f.s408)} 408s) = {_pct(f.slow_share)} of requests",
+              f"mean request time {f.latency:.1f} s"]
+        hits = 1 + (f.s408 > 0) + new_prefixes
+        if new_prefixes:
+            ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")
+        ev.append(backends)
+        return WindowVerdict(DDOS, "slow", _confidence(hits, 3), tuple(ev))
+
+    # cache busting: many distinct query strings on one path, no browser behind them
+    qd_floor = max(s.cache_bust_min_distinct, s.distinct_factor * (f.base_query_distinct if f.warm else 0.0))
+    if f.query_distinct >= qd_floor and f.query_distinct >= 0.5 * f.distinct_urls and assets_low:
+        ev = [f"{_num(f.query_distinct)} distinct query strings per second on {f.query_path} "
+              f"(baseline {f.base_query_distinct:.0f})", asset_words, rate_words]
+        hits = 1 + assets_low + new_prefixes + elevated
+        if new_prefixes:
+            ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")
+        ev.append(backends)
+        return WindowVerdict(DDOS, "cache_bust", _confidence(hits, 4), tuple(ev))
+
+    url_floor = max(s.random_min_distinct, s.distinct_factor * (f.base_distinct_urls if f.warm else 0.0))
+    randomized = (elevated and f.distinct_urls >= url_floor
+                  and f.url_unique_share >= s.random_unique_share and assets_low)
+    if randomized:
+        ev = [f"{_num(f.distinct_urls)} distinct URLs per second ({_pct(f.url_unique_share)} of "
+              f"page requests, baseline {f.base_distinct_urls:.0f})",
+              f"user-agent entropy {f.ua_entropy:.2f}", asset_words, rate_words]
+        hits = 2 + new_prefixes + (f.ua_entropy > 0.5)
+        if new_prefixes:
+            ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")
+        ev.append(backends)
+        return WindowVerdict(DDOS, "randomized", _confidence(hits, 4), tuple(ev))
+
+    if elevated and (heavy_sources or (assets_low and (new_prefixes or f.top_path_share >= s.top_path_share))):
+        ev = [rate_words]
+        hits = 1
+        if heavy_sources:
+            hits += 1
+            ev.append(f"p99 {f.req_per_source_p99:.0f} requests per source in 10 s, max "
+                      f"{f.req_per_source_max:.0f} (baseline p99 {f.base_p99:.0f})")
+        if assets_low:
+            hits += 1
+            ev.append(asset_words)
+        if new_prefixes:
+            hits += 1
+            ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen "
+                      f"({_pct(f.new_source_share)} new addresses)")
+        if f.top_path_share >= s.top_path_share:
+            hits += 1
+            ev.append(f"{_pct(f.top_path_share)} of page requests on {f.top_path}")
+        ev.append(backends)
+        return WindowVerdict(DDOS, "flood", _confidence(hits, 5), tuple(ev))
+
+    if elevated:
+        ev = [rate_words,
+              f"{_pct(f.new_source_share)} of sources new, but only {_pct(f.new_prefix_share)} "
+              f"from networks never seen" if f.warm else f"{_num(f.sources)} sources",
+              asset_words,
+              f"{f.req_per_source_mean:.1f} requests per source in 10 s (p99 {f.req_per_source_p99:.0f})",
+              f"{_pct(f.top_path_share)} of page requests on {f.top_path or '-'}",
+              backends]
+        hits = 1 + (not assets_low) + (not new_prefixes) + (not heavy_sources)
+        return WindowVerdict(FLASH_CROWD, None, _confidence(hits, 4), tuple(ev))
+
+    if backend_failing(f, s):
+        ev = [backends,
+              f"traffic normal: {rate_words}, {_pct(f.new_prefix_share)} of sources from new networks",
+              f"mean upstream time {f.upstream_latency:.2f} s" if f.upstream_latency >= 0
+              else f"mean request time {f.latency:.2f} s"]
+        hits = 1 + (f.backend_fail_share >= 0.6) + (not new_prefixes)
+        return WindowVerdict(BACKEND_FAILURE, None, _confidence(hits, 3), tuple(ev))
+
+    return WindowVerdict(NORMAL)

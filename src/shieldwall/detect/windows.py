@@ -1,0 +1,226 @@
+"""1-second windows of raw counts, filled from either feed.
+
+Both feeds call :meth:`WindowBuilder.add` with the same fields: the live
+runtime unpacks each :class:`~shieldwall.detect.events.RequestEvent`
+(:meth:`WindowBuilder.add_event`), the log readers pass parsed fields
+directly (no event object per line: that is the offline fast path). A request
+belongs to the window of its *completion* second (start + request time): that
+is when the live feed learns of it and when nginx writes its line, so live and
+offline windows agree and a slowloris connection counts when it is cut.
+
+Windows close when the watermark passes them (event time, never wall time):
+offline the watermark is the newest event minus a reorder slack, live it is the
+injected clock minus a smaller one. An event older than every open window
+joins the oldest open window and is counted as late, never dropped. A silence
+longer than ``idle_gap`` is skipped rather than replayed as empty windows.
+"""
+
+from __future__ import annotations
+
+from shieldwall.detect.events import RequestEvent
+
+FAILED_OUTCOMES = frozenset({"refused", "timeout", "none"})
+"""Outcomes that mean the backend did not answer."""
+
+_PAGE = 1
+_ASSET = 2
+_TRUSTED = 4  # presented a shield session or passed a challenge
+
+
+class Window:
+    """Raw counts of one second. Mergeable, bounded by the requests it holds."""
+
+    __slots__ = (
+        "bfail", "bytes", "cflags", "errors", "failed_src", "n", "pages", "paths",
+        "qpaths", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
+        "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
+    )
+
+    def __init__(self, sec: int) -> None:
+        self.sec = sec
+        self.n = 0
+        self.pages = 0
+        self.errors = 0
+        """Responses with status >= 500."""
+        self.bfail = 0
+        """Backend failures: outcome refused/timeout/none, or 502/503/504 when the
+        outcome is unknown (plain logs)."""
+        self.timeouts = 0
+        self.s408 = 0
+        self.slow = 0
+        self.sessions = 0
+        self.verified = 0
+        self.rt_sum = 0.0
+        self.ut_sum = 0.0
+        self.ut_n = 0
+        self.bytes = 0
+        self.src: dict[str, int] = {}
+        self.cflags: dict[str, int] = {}
+        self.paths: dict[str, int] = {}
+        """Page paths (no assets) and their counts."""
+        self.urls: dict[str, int] = {}
+        """Distinct page URLs (path?query) and their counts."""
+        self.qpaths: dict[str, set[str]] = {}
+        """Per path, the distinct query strings seen."""
+        self.uas: dict[str, int] = {}
+        self.failed_src: dict[str, int] = {}
+        self.slow_src: dict[str, int] = {}
+
+
+class WindowBuilder:
+    """Turns a stream of requests into closed 1 s :class:`Window` objects in order."""
+
+    def __init__(
+        self,
+        *,
+        lateness: float,
+        idle_gap: int = 120,
+        asset_extensions: list[str] | tuple[str, ...] = ("css", "js", "png", "jpg"),
+        asset_prefixes: list[str] | tuple[str, ...] = ("/static/",),
+        slow_seconds: float = 5.0,
+        slow_max_bytes: int = 1024,
+    ) -> None:
+        self.lateness = lateness
+        self.idle_gap = idle_gap
+        self._asset_ext = frozenset(e.lower() for e in asset_extensions)
+        self._asset_prefixes = tuple(asset_prefixes)
+        self._slow_seconds = slow_seconds
+        self._slow_max_bytes = slow_max_bytes
+        self._open: dict[int, Window] = {}
+        self._next: int | None = None
+        """The oldest second not yet closed (None before the first event)."""
+        self.max_time = float("-inf")
+        self.late = 0
+        self.events = 0
+
+    # -- input ---------------------------------------------------------------
+    def add_event(self, ev: RequestEvent) -> None:
+        """The live feed's entry: the same fields the log readers pass to :meth:`add`."""
+        self.add(
+            ev.time + ev.request_time, ev.client, ev.path, ev.query, ev.status,
+            ev.bytes_sent, ev.request_time, ev.user_agent, ev.session or ev.verified,
+            ev.verified, str(ev.outcome), ev.upstream_time,
+        )
+
+    def add(
+        self, t_end: float, client: str, path: str, query: str, status: int, nbytes: int,
+        rt: float, ua: str, session: bool, verified: bool, outcome: str, ut: float,
+    ) -> None:
+        """Count one finished request (``t_end`` = start + request time, Unix seconds)."""
+        sec = int(t_end) if t_end >= 0 else int(t_end) - 1
+        nxt = self._next
+        if nxt is None:
+            self._next = nxt = sec
+        elif sec < nxt:
+            sec = nxt
+            self.late += 1
+        if t_end > self.max_time:
+            self.max_time = t_end
+        w = self._open.get(sec)
+        if w is None:
+            w = self._open[sec] = Window(sec)
+        self.events += 1
+        w.n += 1
+        src = w.src
+        src[client] = src.get(client, 0) + 1
+        ext = path.rpartition(".")[2]
+        cf = w.cflags
+        if ext in self._asset_ext or path.startswith(self._asset_prefixes):
+            cf[client] = cf.get(client, 0) | _ASSET
+        else:
+            cf[client] = cf.get(client, 0) | _PAGE
+            w.pages += 1
+            paths = w.paths
+            paths[path] = paths.get(path, 0) + 1
+            url = path + "?" + query if query else path
+            urls = w.urls
+            urls[url] = urls.get(url, 0) + 1
+            if query:
+                qs = w.qpaths.get(path)
+                if qs is None:
+                    qs = w.qpaths[path] = set()
+                qs.add(query)
+        if session or verified:
+            cf[client] |= _TRUSTED
+            if session:
+                w.sessions += 1
+            if verified:
+                w.verified += 1
+        uas = w.uas
+        uas[ua] = uas.get(ua, 0) + 1
+        w.rt_sum += rt
+        w.bytes += nbytes
+        if ut >= 0:
+            w.ut_sum += ut
+            w.ut_n += 1
+        failed = False
+        if status >= 500:
+            w.errors += 1
+            failed = True
+            if outcome == "-" and status in (502, 503, 504):
+                w.bfail += 1
+                if status == 504:
+                    w.timeouts += 1
+        if outcome in FAILED_OUTCOMES:
+            w.bfail += 1
+            failed = True
+            if outcome == "timeout":
+                w.timeouts += 1
+        elif status == 429:
+            failed = True
+        if failed:
+            fs = w.failed_src
+            fs[client] = fs.get(client, 0) + 1
+        if status == 408 or (rt >= self._slow_seconds and nbytes <= self._slow_max_bytes):
+            w.slow += 1
+            if status == 408:
+                w.s408 += 1
+            ss = w.slow_src
+            ss[client] = ss.get(client, 0) + 1
+
+    # -- output --------------------------------------------------------------
+    def close_until(self, watermark: float) -> list[Window]:
+        """Close every window that ends at or before ``watermark - lateness``."""
+        return self._close(int(watermark - self.lateness))
+
+    def drain(self) -> list[Window]:
+        """Offline: close windows older than the newest event minus the slack."""
+        if self._next is None:
+            return []
+        return self._close(int(self.max_time - self.lateness))
+
+    def flush(self) -> list[Window]:
+        """End of input: close everything."""
+        if self._next is None or not self._open:
+            return []
+        return self._close(max(self._open) + 1)
+
+    def _close(self, upto: int) -> list[Window]:
+        """Close windows with second < ``upto``, empty ones included, gaps skipped."""
+        nxt = self._next
+        if nxt is None or upto <= nxt:
+            return []
+        out: list[Window] = []
+        opened = self._open
+        while nxt < upto:
+            w = opened.pop(nxt, None)
+            if w is None:
+                # An empty stretch: replay at most idle_gap empty windows, then jump.
+                later = [s for s in opened if s < upto]
+                stop = min(later) if later else upto
+                if stop - nxt > self.idle_gap:
+                    out.extend(Window(s) for s in range(nxt, nxt + self.idle_gap))
+                    nxt = stop
+                    continue
+                out.extend(Window(s) for s in range(nxt, stop))
+                nxt = stop
+                continue
+            out.append(w)
+            nxt += 1
+        self._next = nxt
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Open (not yet closed) windows: bounded by the lateness slack."""
+        return len(self._open)
