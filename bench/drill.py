@@ -1,0 +1,134 @@
+"""Drills side by side: flood, randomized and flash-crowd against none, nginx
+and shieldwall in one run; prints one JSON table.
+
+Goal (issue 4): under a flood of 20x the shoppers' rate, shoppers keep >= 99%
+goodput and >= 99% of checkouts behind shieldwall with p99 under twice the
+no-attack p99 (the calm phase of the same drill), where the unprotected shop
+and nginx fall far below; in a 10x flash crowd no shopper is refused.
+
+Also measures the load generator's own ceiling (a flood against a trivial
+sink server), so nobody mistakes a saturated generator for a strong shield.
+
+    .venv/bin/python bench/drill.py [--duration 40] [--against none,nginx,shieldwall]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from shieldwall.drill.attackers import Attack, AttackSpec, Kind
+from shieldwall.drill.procs import Lab, free_port, wait_http
+from shieldwall.drill.runner import DrillOptions, run_drill
+from shieldwall.drill.stats import AttackStats
+
+SINK = r"""
+import asyncio, sys
+RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+class P(asyncio.Protocol):
+    def connection_made(self, t): self.t = t; self.buf = b""
+    def data_received(self, d):
+        self.buf += d
+        n = self.buf.count(b"\r\n\r\n")
+        if n:
+            self.buf = self.buf[self.buf.rfind(b"\r\n\r\n") + 4:]
+            self.t.write(RESP * n)
+async def main():
+    s = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    await s.serve_forever()
+asyncio.run(main())
+"""
+
+
+async def generator_ceiling(seconds: float = 5.0) -> dict[str, Any]:
+    """The most requests per second the attack engine completes against a sink that costs ~nothing."""
+    work = Path("out/bench-drill")
+    work.mkdir(parents=True, exist_ok=True)
+    with Lab(work) as lab:
+        port = free_port()
+        m = lab.start("sink", [sys.executable, "-c", SINK, str(port)])
+        wait_http("127.0.0.1", port, "/", 10, m.proc)
+        stats = AttackStats()
+        t0 = time.monotonic()
+        now = lambda: time.monotonic() - t0  # noqa: E731
+        atk = Attack(AttackSpec(Kind.RANDOMIZED, 5000, sources=1000, max_inflight=1500), "127.0.0.1", port,
+                     stats, now, lambda: "ceiling", seed=1)
+        await atk.run(seconds)
+        tot = stats.total()
+        return {"offered_rps": 5000, "sent_rps": round(tot.requests / seconds), "answered_rps":
+                round(tot.answered / seconds), "skipped": tot.skipped, "sources": len(stats.sources)}
+
+
+def phase_row(report: dict[str, Any], name: str) -> dict[str, Any]:
+    phases = {p["name"]: p for p in report["phases"]}
+    calm, hit = phases["calm"], phases[name]
+    lg, base = hit["legit"] or {}, calm["legit"] or {}
+    started = lg.get("checkouts_started", 0)
+    return {
+        "goodput": hit["legit_goodput"],
+        "calm_goodput": calm["legit_goodput"],
+        "p99_ms": lg.get("p99_ms"),
+        "calm_p99_ms": base.get("p99_ms"),
+        "p99_ratio": round(lg.get("p99_ms", 0) / base["p99_ms"], 2) if base.get("p99_ms") else None,
+        "checkouts": f"{lg.get('checkouts_completed', 0)}/{started}",
+        "checkout_ratio": round(lg.get("checkouts_completed", 0) / started, 4) if started else None,
+        "legit_refused": lg.get("refused", 0),
+        "legit_failed": lg.get("failed", 0),
+        "challenges_solved": lg.get("challenges_solved", 0),
+        "attack_requests": (hit.get("attack") or {}).get("requests", 0),
+        "attack_reached_backend": hit.get("attack_reached_backend"),
+        "verdict": hit.get("verdict"),
+        "mode": hit.get("mode"),
+        "orders": report["orders"],
+    }
+
+
+def goals(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for scenario in ("flood", "randomized"):
+        r = rows.get(f"{scenario}/shieldwall")
+        if r is None:
+            continue
+        out[f"{scenario}: goodput >= 0.99"] = r["goodput"] >= 0.99
+        out[f"{scenario}: checkouts >= 0.99"] = r["checkout_ratio"] is not None and r["checkout_ratio"] >= 0.99
+        out[f"{scenario}: p99 < 2x calm"] = r["p99_ratio"] is not None and r["p99_ratio"] < 2.0
+    r = rows.get("flash-crowd/shieldwall")
+    if r is not None:
+        out["flash-crowd: no shopper refused"] = r["legit_refused"] == 0
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=40.0)
+    ap.add_argument("--rate", type=float, default=2.0, help="shopper sessions per second (calm)")
+    ap.add_argument("--against", default="none,nginx,shieldwall")
+    ap.add_argument("--scenarios", default="flood,randomized,flash-crowd")
+    ap.add_argument("--out", type=Path, default=Path("out/bench-drill"))
+    a = ap.parse_args()
+    result: dict[str, Any] = {"duration_s": a.duration, "shopper_sessions_per_s": a.rate,
+                              "generator_ceiling": asyncio.run(generator_ceiling())}
+    rows: dict[str, dict[str, Any]] = {}
+    for scenario in a.scenarios.split(","):
+        for against in a.against.split(","):
+            out = a.out / f"{scenario}-{against}"
+            try:
+                report = asyncio.run(run_drill(DrillOptions(scenario, against, a.duration, a.rate, out, seed=7)))
+            except Exception as exc:  # report the failure in the table, keep going
+                rows[f"{scenario}/{against}"] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            (out / "report.json").write_text(json.dumps(report, indent=2))
+            rows[f"{scenario}/{against}"] = phase_row(report, scenario)
+            print(f"# {scenario}/{against}: {json.dumps(rows[f'{scenario}/{against}'])}", file=sys.stderr)
+    result["rows"] = rows
+    result["goals_met"] = goals({k: v for k, v in rows.items() if "error" not in v})
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
