@@ -352,11 +352,16 @@ def quick_start(
         "checks": checks,
         "alerts": {"targets": {f"notify-{i + 1}": u for i, u in enumerate(notify)}},
     }
+    if not notify:
+        problems.append("--notify: name at least one Apprise URL to page, like json://host/hook or tgram://token/chat")
     try:
-        return validate(data, "command line")
+        settings = validate(data, "command line")
     except ConfigError as e:
-        problems = [_flagify(p) for p in e.problems]
+        problems += [_flagify(p) for p in e.problems if not (p.startswith("alerts.targets:") and not notify)]
         raise ConfigError(problems, "command line") from None
+    if problems:
+        raise ConfigError(problems, "command line")
+    return settings
 
 
 def _flagify(problem: str) -> str:

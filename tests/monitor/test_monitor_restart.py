@@ -1,0 +1,143 @@
+"""The monitor as a real process: killed mid-incident and started again, it
+resumes the incident, sends the next step once and repeats nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from monitor_helpers import Shop, Webhook
+
+
+def write_config(path: Path, shop: Shop, webhook: Webhook, data: Path) -> None:
+    path.write_text(
+        f"""
+[monitor]
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+api_token = "restart-token-0123456789"
+revenue_per_minute = 100.0
+
+[probes]
+quorum = 2
+confirm_rounds = 2
+local = [
+  {{ name = "p1", source_address = "127.0.0.1" }},
+  {{ name = "p2", source_address = "127.0.0.2" }},
+  {{ name = "p3", source_address = "127.0.0.3" }},
+]
+
+[[checks]]
+name = "shop"
+url = "{shop.url}"
+interval = "250ms"
+timeout = "200ms"
+
+[alerts]
+realert_every = "1h"
+targets = {{ chat = "{webhook.url('chat')}", sms = "{webhook.url('sms')}" }}
+escalation = [ {{ after = "0s", notify = ["chat"] }}, {{ after = "3s", notify = ["sms"] }} ]
+"""
+    )
+
+
+def wait(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def status(data: Path) -> dict[str, object] | None:
+    try:
+        url = json.loads((data / "monitor.json").read_text())["url"]
+        return httpx.get(url + "/api/status", timeout=1).json()  # type: ignore[no-any-return]
+    except (OSError, ValueError, KeyError, httpx.HTTPError):
+        return None
+
+
+def health(data: Path) -> str | None:
+    s = status(data)
+    return s["checks"][0]["health"] if s else None  # type: ignore[index]
+
+
+def test_a_restart_mid_incident_loses_nothing_and_sends_nothing_twice(
+    shop: Shop, webhook: Webhook, tmp_path: Path, procs
+) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data"
+    cfg = tmp_path / "monitor.toml"
+    write_config(cfg, shop, webhook, data)
+    cmd = ["-m", "shieldwall.cli", "monitor", "--config", str(cfg)]
+    first = procs.python(*cmd, stderr=open(tmp_path / "first.log", "wb"))
+    wait(lambda: health(data) == "up", 20, "the first monitor to see the shop up")
+    shop.down()
+    wait(lambda: len(webhook.to("chat")) == 1, 10, "the chat page")
+    os.killpg(first.pid, signal.SIGKILL)  # a crash, not a polite stop
+    first.wait(5)
+    (data / "monitor.json").unlink()  # a crash leaves the old address behind
+    second = procs.python(*cmd, stderr=open(tmp_path / "second.log", "wb"))
+    wait(lambda: len(webhook.to("sms")) == 1, 15, "the SMS step from the restarted monitor")
+    assert "resuming incident #1" in (tmp_path / "second.log").read_text()
+    shop.up()
+    wait(lambda: len(webhook.to("sms")) == 2, 10, "the recovery")
+    time.sleep(1.5)
+    assert [d.type for d in webhook.to("chat")] == ["failure", "success"]
+    assert [d.type for d in webhook.to("sms")] == ["failure", "success"]
+    assert "incident #1" in webhook.to("sms")[0].title
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(10) == 0
+    assert not (data / "monitor.json").exists()
+
+    import sqlite3
+
+    db = sqlite3.connect(data / "monitor.sqlite3")
+    incidents = db.execute("SELECT id, ended_at IS NOT NULL FROM incidents").fetchall()
+    assert incidents == [(1, 1)]
+    notes = db.execute("SELECT key, status FROM notifications ORDER BY id").fetchall()
+    assert [k for k, _ in notes] == ["step:0", "step:1", "recovery"]
+    assert [s for k, s in notes if k != "step:0"] == ["sent", "sent"]
+    # step:0 was sent; a crash right after may leave it "sending", never re-sent
+    assert notes[0][1] in ("sent", "sending")
+    db.close()
+
+
+def test_a_bad_config_exits_2_listing_every_problem(tmp_path: Path) -> None:
+    import subprocess
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(
+        """
+[monitor]
+listne = "x"
+
+[probes]
+quorum = 5
+confirm_rounds = 0
+
+[[checks]]
+name = "shop"
+url = "ftp://shop"
+interval = "soon"
+
+[alerts]
+targets = { chat = "json://127.0.0.1/hook" }
+escalation = [ { after = "0s", notify = ["pager"] } ]
+"""
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "shieldwall.cli", "monitor", "--config", str(cfg)], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    err = out.stderr
+    assert "monitor.listne: unknown key; accepted keys here: listen, data_dir" in err
+    assert "probes.confirm_rounds: Input should be greater than or equal to 1 (got 0)" in err
+    assert "checks[0].url: expected an http:// or https:// URL, like https://shop.example/ (got 'ftp://shop')" in err
+    assert "checks[0].interval: expected a duration like \"250ms\", \"30s\"" in err and "(got 'soon')" in err
+    assert "4 problem(s)" in err
