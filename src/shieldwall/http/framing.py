@@ -1,0 +1,281 @@
+"""The request gate: strict HTTP/1.1 request framing over llhttp, sans-IO.
+
+Bytes go in (:meth:`RequestFramer.feed`), events come out (a list of
+``(kind, payload)`` tuples); nothing here owns a socket, awaits or reads a
+clock, so it is tested by feeding bytes, one at a time too.
+
+llhttp (via httptools) is strict by default, but it calls
+``on_headers_complete`` *before* it rejects some framings (a
+Transfer-Encoding that is not ``chunked``), accepts ``gzip, chunked`` (which
+we cannot re-frame honestly), lets a request without ``Host`` through and
+buffers an endless header line without bound. This module adds those checks
+on top, so that a HEAD event is only ever produced for a request whose body
+framing is unambiguous. Each attacker-controlled size has a named limit.
+
+Events (``kind`` is one of the module constants):
+
+- ``HEAD, RequestHead``    headers complete and valid; decide now, no body read yet
+- ``BODY, bytes``          de-chunked body bytes, in order
+- ``END, None``            the request is complete
+- ``ERROR, ClientError``   framing failed; nothing after this is parsed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httptools
+
+from shieldwall.http.errors import ClientError
+
+HEAD = 0
+BODY = 1
+END = 2
+ERROR = 3
+
+Event = tuple[int, Any]
+
+# Headers that describe one hop and are never forwarded as received. The
+# framing ones (content-length, transfer-encoding) are re-emitted by the proxy
+# from the validated framing.
+_HOP = 1
+_CL = 2
+_TE = 3
+_HOST = 4
+_CONN = 5
+_EXPECT = 6
+_XFF = 7
+_COOKIE = 8
+_UA = 9
+_REFERER = 10
+_UPGRADE = 11
+_SPECIAL = {
+    b"content-length": _CL,
+    b"transfer-encoding": _TE,
+    b"host": _HOST,
+    b"connection": _CONN,
+    b"keep-alive": _HOP,
+    b"proxy-connection": _HOP,
+    b"te": _HOP,
+    b"trailer": _HOP,
+    b"upgrade": _UPGRADE,
+    b"expect": _EXPECT,
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _HOP,
+    b"cookie": _COOKIE,
+    b"user-agent": _UA,
+    b"referer": _REFERER,
+}
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class RequestHead:
+    """Everything known of a request before its body."""
+
+    __slots__ = (
+        "chunked", "content_length", "cookie", "expect_continue", "headers", "host",
+        "keep_alive", "method", "path", "query", "referer", "target", "user_agent",
+        "version", "xff",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.target = b""
+        self.path = ""
+        self.query = ""
+        self.version = "1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        """Forwardable headers, hop-by-hop and framing headers removed, order kept."""
+        self.host = ""
+        self.cookie = ""
+        self.user_agent = ""
+        self.referer = ""
+        self.xff = b""
+        self.content_length = -1
+        """-1 when absent."""
+        self.chunked = False
+        self.keep_alive = True
+        self.expect_continue = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
+
+
+class FramingLimits:
+    """The named limits on what an attacker controls in a request."""
+
+    __slots__ = ("max_body_bytes", "max_header_bytes", "max_headers", "max_request_line")
+
+    def __init__(self, max_request_line: int = 8192, max_header_bytes: int = 16384,
+                 max_headers: int = 100, max_body_bytes: int = 10 * 1024 * 1024) -> None:
+        self.max_request_line = max_request_line
+        """Bytes of the request target: 414 above."""
+        self.max_header_bytes = max_header_bytes
+        """Bytes of the whole header block (names, values, separators): 431 above."""
+        self.max_headers = max_headers
+        """Number of header fields: 431 above."""
+        self.max_body_bytes = max_body_bytes
+        """Declared or streamed body bytes: 413 above."""
+
+
+class RequestFramer:
+    """Feeds bytes to llhttp and turns its callbacks into validated events."""
+
+    __slots__ = (
+        "_body_bytes", "_conn_tokens", "_events", "_failed", "_head", "_hsize", "_in_head",
+        "_n_cl", "_n_host", "_nheaders", "_parser", "_pending", "_raised", "_te", "_url",
+        "limits",
+    )
+
+    def __init__(self, limits: FramingLimits) -> None:
+        self.limits = limits
+        self._parser = httptools.HttpRequestParser(self)
+        self._events: list[Event] = []
+        self._failed = False
+        self._in_head = False
+        self._pending = 0
+        self._raised: ClientError | None = None
+        self._reset_head()
+
+    def _reject(self, status: int, reason: str) -> ClientError:
+        self._raised = ClientError(status, reason)
+        return self._raised
+
+    def _reset_head(self) -> None:
+        self._head = RequestHead()
+        self._url = b""
+        self._hsize = 0
+        self._nheaders = 0
+        self._te: list[bytes] = []
+        self._conn_tokens = b""
+        self._n_cl = 0
+        self._n_host = 0
+        self._body_bytes = 0
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse ``data``; return the events it completes. After an ERROR event
+        the framer refuses further input (the connection must close)."""
+        if self._failed:
+            return []
+        events = self._events = []
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(self._raised or ClientError(501, "protocol upgrade is not supported"))
+        except httptools.HttpParserError as exc:
+            # Our own checks raise inside callbacks; llhttp reports them as a
+            # callback/user error, so the ClientError is kept on the side.
+            self._fail(self._raised or ClientError(400, f"bad request: {exc}"))
+        else:
+            if self._in_head:
+                # llhttp buffers a header line without bound until it ends:
+                # count what we fed while the head is incomplete.
+                self._pending += len(data)
+                if self._pending > self.limits.max_request_line + self.limits.max_header_bytes:
+                    self._fail(ClientError(431, "request header block too large"))
+        return events
+
+    def _fail(self, err: ClientError) -> None:
+        self._failed = True
+        self._events.append((ERROR, err))
+
+    # -- llhttp callbacks ------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._pending = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_request_line:
+            raise self._reject(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._hsize += len(name) + len(value) + 4
+        self._nheaders += 1
+        if self._hsize > self.limits.max_header_bytes or self._nheaders > self.limits.max_headers:
+            raise self._reject(431, "request header fields too large")
+        kind = _SPECIAL.get(name.lower())
+        head = self._head
+        if kind is None:
+            head.headers.append((name, value))
+        elif kind == _HOST:
+            self._n_host += 1
+            head.host = value.decode("latin-1")
+            head.headers.append((name, value))
+        elif kind == _COOKIE:
+            v = value.decode("latin-1")
+            head.cookie = f"{head.cookie}; {v}" if head.cookie else v
+            head.headers.append((name, value))
+        elif kind == _UA:
+            head.user_agent = value.decode("latin-1")
+            head.headers.append((name, value))
+        elif kind == _REFERER:
+            head.referer = value.decode("latin-1")
+            head.headers.append((name, value))
+        elif kind == _CL:
+            self._n_cl += 1
+            if self._n_cl > 1 or not value.isdigit() or len(value) > 18:
+                raise self._reject(400, "invalid or repeated Content-Length")
+            head.content_length = int(value)
+        elif kind == _TE:
+            self._te.append(value)
+        elif kind == _XFF:
+            head.xff = value if not head.xff else head.xff + b", " + value
+        elif kind == _CONN:
+            self._conn_tokens += b"," + value.lower()
+        elif kind == _EXPECT and value.strip().lower() == b"100-continue":
+            head.expect_continue = True
+        # _HOP, _UPGRADE: dropped
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        parser = self._parser
+        self._in_head = False
+        head.method = parser.get_method().decode("ascii")
+        head.version = parser.get_http_version()
+        head.keep_alive = parser.should_keep_alive()
+        url = self._url
+        head.target = url
+        if parser.should_upgrade():
+            raise self._reject(501, "protocol upgrade is not supported")
+        if self._te:
+            if len(self._te) != 1 or self._te[0].strip().lower() != b"chunked":
+                raise self._reject(400, "Transfer-Encoding other than a single final chunked")
+            if head.content_length >= 0:
+                raise self._reject(400, "both Content-Length and Transfer-Encoding")
+            head.chunked = True
+        if head.content_length > self.limits.max_body_bytes:
+            raise self._reject(413, "request body too large")
+        if self._n_host != 1 and (self._n_host > 1 or head.version == "1.1"):
+            raise self._reject(400, "exactly one Host header is required")
+        if url[:1] != b"/" and not (url == b"*" and head.method == "OPTIONS"):
+            raise self._reject(400, "only origin-form request targets are accepted")
+        if head.method == "CONNECT":
+            raise self._reject(405, "CONNECT is not supported")
+        q = url.find(b"?")
+        if q < 0:
+            head.path = url.decode("latin-1")
+        else:
+            head.path = url[:q].decode("latin-1")
+            head.query = url[q + 1:].decode("latin-1")
+        if self._conn_tokens and self._conn_tokens != b",keep-alive" and self._conn_tokens != b",close":
+            # Headers named in Connection are hop-by-hop too.
+            named = {t.strip() for t in self._conn_tokens.split(b",")}
+            head.headers = [(n, v) for n, v in head.headers if n.lower() not in named]
+        self._events.append((HEAD, head))
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.limits.max_body_bytes:
+            raise self._reject(413, "request body too large")
+        self._events.append((BODY, body))
+
+    def on_message_complete(self) -> None:
+        self._events.append((END, None))
+        self._reset_head()

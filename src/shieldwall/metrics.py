@@ -1,0 +1,172 @@
+"""Prometheus exposition of the data path's counters.
+
+The hot path only bumps plain ints in a dict (a labelled prometheus-client
+counter costs a lock and a lookup per request); a custom collector turns them
+into metric families when /metrics is scraped.
+
+Several workers: each worker writes a JSON snapshot of its counters to the
+run directory about once a second; the admin listener runs in worker 0 and
+its collector adds the other workers' latest snapshots to its own live
+counters. A scrape is thus at most ~1 s behind for workers other than 0, and
+a restarted worker's counters restart from 0 (counters, so rate() copes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.requests: dict[tuple[int, str, str], int] = {}
+        """(status, decision, outcome) -> count."""
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.connections_total = 0
+        self.rejected: dict[str, int] = {}
+        """Connections or requests refused by a limit, by reason."""
+        self.stale_hits = 0
+        self.retries = 0
+        self.connections_open: Callable[[], int] = lambda: 0
+        self.backends: Callable[[], list[tuple[str, bool, int]]] = list
+        """(backend key, healthy, outstanding) for each backend."""
+
+    def observe(self, status: int, decision: str, outcome: str, seconds: float) -> None:
+        key = (status, decision, outcome)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": [[s, d, o, n] for (s, d, o), n in self.requests.items()],
+            "latency_counts": self.latency_counts,
+            "latency_sum": self.latency_sum,
+            "connections_total": self.connections_total,
+            "connections_open": self.connections_open(),
+            "rejected": self.rejected,
+            "stale_hits": self.stale_hits,
+            "retries": self.retries,
+            "backends": self.backends(),
+        }
+
+
+def write_snapshot(metrics: Metrics, directory: Path, worker: int) -> None:
+    tmp = directory / f".worker-{worker}.json.tmp"
+    tmp.write_text(json.dumps(metrics.snapshot()))
+    os.replace(tmp, directory / f"worker-{worker}.json")
+
+
+class _Collector:
+    def __init__(self, live: Metrics, directory: Path | None, worker: int) -> None:
+        self.live = live
+        self.directory = directory
+        self.worker = worker
+
+    def _snapshots(self) -> list[dict[str, Any]]:
+        snaps = [self.live.snapshot()]
+        if self.directory is not None:
+            for path in sorted(self.directory.glob("worker-*.json")):
+                if path.name == f"worker-{self.worker}.json":
+                    continue
+                try:
+                    snaps.append(json.loads(path.read_text()))
+                except (OSError, ValueError):
+                    continue
+        return snaps
+
+    def collect(self) -> Iterator[Any]:
+        snaps = self._snapshots()
+        req = CounterMetricFamily("shieldwall_requests", "Finished requests",
+                                  labels=["status", "decision", "outcome"])
+        totals: dict[tuple[str, str, str], int] = {}
+        for s in snaps:
+            for status, decision, outcome, n in s["requests"]:
+                k = (str(status), decision, outcome)
+                totals[k] = totals.get(k, 0) + n
+        for k, n in sorted(totals.items()):
+            req.add_metric(list(k), n)
+        yield req
+
+        counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        total_sum = 0.0
+        for s in snaps:
+            for i, n in enumerate(s["latency_counts"]):
+                counts[i] += n
+            total_sum += s["latency_sum"]
+        buckets: list[tuple[str, float]] = []
+        acc = 0
+        for bound, n in zip(LATENCY_BUCKETS, counts, strict=False):
+            acc += n
+            buckets.append((repr(bound), acc))
+        acc += counts[-1]
+        buckets.append(("+Inf", acc))
+        hist = HistogramMetricFamily("shieldwall_request_duration_seconds",
+                                     "First request byte to last response byte")
+        hist.add_metric([], buckets, total_sum)
+        yield hist
+
+        conns = CounterMetricFamily("shieldwall_connections", "Accepted client connections")
+        conns.add_metric([], sum(s["connections_total"] for s in snaps))
+        yield conns
+        open_ = GaugeMetricFamily("shieldwall_connections_open", "Open client connections")
+        open_.add_metric([], sum(s["connections_open"] for s in snaps))
+        yield open_
+
+        rej = CounterMetricFamily("shieldwall_rejected", "Refused by a limit", labels=["reason"])
+        rtot: dict[str, int] = {}
+        for s in snaps:
+            for reason, n in s["rejected"].items():
+                rtot[reason] = rtot.get(reason, 0) + n
+        for reason, n in sorted(rtot.items()):
+            rej.add_metric([reason], n)
+        yield rej
+
+        stale = CounterMetricFamily("shieldwall_stale_hits", "Responses served from the stale cache")
+        stale.add_metric([], sum(s["stale_hits"] for s in snaps))
+        yield stale
+        retries = CounterMetricFamily("shieldwall_upstream_retries", "Requests retried on another backend")
+        retries.add_metric([], sum(s["retries"] for s in snaps))
+        yield retries
+
+        up = GaugeMetricFamily("shieldwall_upstream_healthy", "1 when the backend takes traffic",
+                               labels=["backend"])
+        outst = GaugeMetricFamily("shieldwall_upstream_outstanding", "Requests in flight",
+                                  labels=["backend"])
+        health: dict[str, bool] = {}
+        inflight: dict[str, int] = {}
+        for s in snaps:
+            for key, healthy, outstanding in s["backends"]:
+                health[key] = health.get(key, True) and healthy
+                inflight[key] = inflight.get(key, 0) + outstanding
+        for key in sorted(health):
+            up.add_metric([key], 1.0 if health[key] else 0.0)
+            outst.add_metric([key], inflight[key])
+        yield up
+        yield outst
+
+
+def exposition(live: Metrics, directory: Path | None = None, worker: int = 0) -> bytes:
+    """The Prometheus text for this worker (plus the others' snapshots)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(live, directory, worker))  # type: ignore[arg-type]
+    out: bytes = generate_latest(registry)
+    return out

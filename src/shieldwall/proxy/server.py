@@ -1,0 +1,793 @@
+"""The client side of the data path: one asyncio Protocol per connection.
+
+Reading order for one request: ``data_received`` feeds the sans-IO framer
+(shieldwall.http.framing) and walks its events. HEAD -> facts -> gate; an
+enforced decision is answered from its prebuilt bytes, anything else picks a
+backend (balancer), takes a kept-alive connection (pool) or opens one, and
+streams the body up; the upstream connection calls back ``upstream_head`` /
+``upstream_body`` / ``upstream_end`` / ``upstream_failed``, and the response
+streams down. ``_finish`` writes the access log line, the event and the
+metrics, then readies the connection for the next request.
+
+No task is created on the fast path (pooled connection, open admission):
+the whole exchange is callbacks. Timeouts are deadlines checked by the
+worker's sweeper (one timer for all connections), not one timer each.
+Flow control: a full upstream write buffer pauses reading from the client
+and a full client write buffer pauses reading from the upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, cast
+
+from shieldwall.detect.events import Outcome, RequestEvent
+from shieldwall.guard.decision import Decision, RequestFacts
+from shieldwall.http.errors import ClientError, error_response, shed_response
+from shieldwall.http.framing import BODY, END, ERROR, HEAD, Event, RequestFramer, RequestHead
+from shieldwall.proxy import upstream as up_mod
+from shieldwall.proxy.balancer import BackendState, should_retry
+from shieldwall.proxy.cache import StaleCache, cacheable
+from shieldwall.proxy.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from shieldwall.proxy.worker import Worker
+
+# connection states
+IDLE = 0
+"""Between requests (or before the first): idle / header deadline."""
+READING_HEAD = 1
+READING_BODY = 2
+WAITING = 3
+"""Request sent; waiting for (or receiving) the response."""
+CLOSED = 4
+
+# reasons to pause reading from the client (a bit set)
+P_UPSTREAM_FULL = 1
+P_CONNECTING = 2
+P_BACKLOG = 4
+
+_INF = float("inf")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE = b"Connection: close\r\n"
+_KEEP = b"Connection: keep-alive\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+_CHUNK_END = b"0\r\n\r\n"
+_NO_BODY_STATUS = frozenset({204, 304})
+_SAFE_FOR_STALE = frozenset({"GET", "HEAD"})
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, worker: Worker, tls: bool) -> None:
+        self.w = worker
+        self.tls = tls
+        self.framer = RequestFramer(worker.framing_limits)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "-"
+        self.xff_peer = b"-"
+        self.trusted = False
+        self.state = IDLE
+        self.deadline = _INF
+        self.pause_bits = 0
+        self.write_paused = False
+        self.write_paused_at = 0.0
+        self.backlog: list[Event] | None = None
+        self.body_deadline_base = 0.0
+        self.body_received = 0
+        self.requests = 0
+        self.skip_to_end = False
+        """A request was answered before its END event: drop its remaining events."""
+        self._clear()
+
+    def _clear(self) -> None:
+        self.head: RequestHead | None = None
+        self.facts: RequestFacts | None = None
+        self.decision: Decision | None = None
+        self.req_done = False
+        self.discard = False
+        self.up: UpstreamConnection | None = None
+        self.backend: BackendState | None = None
+        self.attempt = 0
+        self.sent = False
+        self.pending: list[bytes] | None = None
+        self.up_head = b""
+        self.resp_started = False
+        self.out_chunked = False
+        self.closing = False
+        self.status = 0
+        self.bytes_sent = 0
+        self.up_status = 0
+        self.up_time = -1.0
+        self.attempt_start = 0.0
+        self.outcome = Outcome.UNKNOWN
+        self.cache_parts: list[bytes] | None = None
+        self.cache_size = 0
+        self.cache_headers: list[tuple[bytes, bytes]] = []
+        self.cache_reason = b""
+        self.acquired: str | None = None
+        self.start = 0.0
+        self.wall = 0.0
+        self.up_key = ""
+
+    # -- connection lifecycle ----------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
+        self.transport = transport
+        w = self.w
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else "-"
+        w.metrics.connections_total += 1
+        if len(w.conns) >= w.limits.max_connections:
+            w.refuse(transport, "max_connections", 503)
+            self.state = CLOSED
+            return
+        n = w.per_client.get(self.peer, 0)
+        if n >= w.limits.max_connections_per_client:
+            w.refuse(transport, "max_connections_per_client", 429)
+            self.state = CLOSED
+            return
+        w.per_client[self.peer] = n + 1
+        w.conns.add(self)
+        self.xff_peer = self.peer.encode()
+        self.trusted = w.is_trusted(self.peer)
+        self.deadline = w.loop.time() + w.timeouts.header
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state == CLOSED and self not in self.w.conns:
+            return
+        self.state = CLOSED
+        w = self.w
+        if self in w.conns:
+            w.conns.discard(self)
+            n = w.per_client.get(self.peer, 1) - 1
+            if n <= 0:
+                w.per_client.pop(self.peer, None)
+            else:
+                w.per_client[self.peer] = n
+        up = self.up
+        if up is not None:
+            self.up = None
+            up.abort()
+            self._release_backend(ok=False)
+        if self.head is not None and self.status == 0:
+            self.status = 499
+            self.outcome = Outcome.UNKNOWN if self.outcome is Outcome.UNKNOWN else self.outcome
+            self._log_and_count()
+        elif self.head is not None and self.resp_started:
+            self._log_and_count()
+        self._clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        now = self.w.loop.time()
+        self.write_paused_at = now
+        self.deadline = min(self.deadline, now + self.w.timeouts.send)
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.resume_reading()
+        now = self.w.loop.time()
+        if self.state == WAITING:
+            self.deadline = now + self.w.timeouts.upstream_response
+        elif self.state == IDLE:
+            self.deadline = now + self.w.timeouts.idle
+
+    def _pause(self, bit: int) -> None:
+        if not self.pause_bits and self.transport is not None:
+            self.transport.pause_reading()
+        self.pause_bits |= bit
+
+    def _resume(self, bit: int) -> None:
+        if not self.pause_bits & bit:
+            return
+        self.pause_bits &= ~bit
+        if not self.pause_bits and self.transport is not None and self.state != CLOSED:
+            self.transport.resume_reading()
+            if self.state == READING_BODY:
+                # Time we held the body back is not the client's slowness.
+                self.body_deadline_base = self.w.loop.time()
+                self.body_received = 0
+                self.deadline = self.body_deadline_base + self.w.timeouts.body_grace
+
+    def upstream_pause(self) -> None:
+        self._pause(P_UPSTREAM_FULL)
+
+    def upstream_resume(self) -> None:
+        self._resume(P_UPSTREAM_FULL)
+
+    # -- deadlines (called by the worker's sweeper) --------------------------
+    def on_deadline(self, now: float) -> None:
+        w = self.w
+        t = self.transport
+        if t is None or self.state == CLOSED:
+            return
+        if self.write_paused and now - self.write_paused_at >= w.timeouts.send:
+            w.reject_log("slow_read", self.peer)
+            self._abort()
+            return
+        state = self.state
+        if state == IDLE:
+            # Nothing started: an idle keep-alive connection, or a client that
+            # connected and never sent a byte.
+            self.state = CLOSED
+            t.close()
+        elif state == READING_HEAD:
+            w.reject_log("header_timeout", self.peer)
+            self._client_error(ClientError(408, "request header timeout"))
+        elif state == READING_BODY:
+            w.reject_log("body_rate", self.peer)
+            up = self.up
+            if up is not None:
+                self.up = None
+                up.abort()
+                self._release_backend(ok=True)
+            self._client_error(ClientError(408, "request body too slow"))
+        elif state == WAITING:
+            up = self.up
+            if up is not None:
+                self.up = None
+                up.abort()
+                self.upstream_failed(up, up_mod.TIMEOUT)
+            else:
+                self.deadline = _INF
+
+    def _abort(self) -> None:
+        up = self.up
+        if up is not None:
+            self.up = None
+            up.abort()
+            self._release_backend(ok=True)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- request side --------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.state == IDLE:
+            self.state = READING_HEAD
+            if self.requests:
+                self.deadline = self.w.loop.time() + self.w.timeouts.header
+        events = self.framer.feed(data)
+        if self.backlog is not None:
+            self.backlog.extend(events)
+            return
+        if events:
+            self._process(events, 0)
+        if self.state == READING_BODY and self.pause_bits == 0:
+            self._body_progress(len(data))
+
+    def _body_progress(self, n: int) -> None:
+        # Minimum body rate: the deadline moves by n / rate for n bytes.
+        rate = self.w.timeouts.min_body_rate
+        if rate > 0:
+            self.body_received += n
+            self.deadline = (self.body_deadline_base + self.w.timeouts.body_grace
+                             + self.body_received / rate)
+        else:
+            self.deadline = _INF
+
+    def _process(self, events: list[Event], i: int) -> None:
+        n = len(events)
+        while i < n:
+            if self.state == CLOSED:
+                return
+            kind, payload = events[i]
+            if self.skip_to_end and kind != ERROR:
+                if kind == END:
+                    self.skip_to_end = False
+                i += 1
+                continue
+            if kind == BODY:
+                self._on_body(payload)
+            elif kind == HEAD or (kind == ERROR and self.req_done):
+                if self.head is not None:
+                    # Pipelined: wait for the current response to finish.
+                    self.backlog = events[i:]
+                    self._pause(P_BACKLOG)
+                    return
+                if kind == ERROR:
+                    self._on_error(payload)
+                    return
+                self._on_head(payload)
+            elif kind == END:
+                self._on_end()
+            else:
+                self._on_error(payload)
+                return
+            i += 1
+
+    def _on_head(self, head: RequestHead) -> None:
+        w = self.w
+        loop_now = w.loop.time()
+        self.start = loop_now
+        self.wall = time.time()
+        self.head = head
+        self.requests += 1
+        if head.has_body:
+            self.state = READING_BODY
+            self.body_deadline_base = loop_now
+            self.body_received = 0
+            self.deadline = loop_now + w.timeouts.body_grace
+        else:
+            self.state = WAITING
+            self.deadline = _INF
+        facts = RequestFacts(
+            self.client_address(head), head.method, head.path, head.query, head.host,
+            head.user_agent, head.referer, head.cookie, self.tls,
+        )
+        self.facts = facts
+        decision = w.gate.decide(facts)
+        self.decision = decision
+        if decision.enforced:
+            resp = decision.response or error_response(403)
+            self.status = _status_of(resp)
+            self.outcome = Outcome.SHIELD
+            self.resp_started = True
+            self.bytes_sent = len(resp)
+            self.discard = True
+            if decision.close or not head.keep_alive:
+                self.closing = True
+            if head.has_body:
+                # Never read a body we refused: closing is cheaper than draining.
+                self.closing = True
+            assert self.transport is not None
+            self.transport.write(resp)
+            self._finish()
+            return
+        if head.expect_continue and head.has_body:
+            assert self.transport is not None
+            self.transport.write(_CONTINUE)
+        self.up_head = self._build_upstream_head(head)
+        self._start_attempt(None)
+
+    def client_address(self, head: RequestHead) -> str:
+        if not self.trusted or not head.xff:
+            return self.peer
+        # Walk X-Forwarded-For from the right, skipping trusted proxies.
+        for item in reversed(head.xff.split(b",")):
+            addr = item.strip().decode("latin-1")
+            if not self.w.is_trusted(addr):
+                return addr if self.w.is_ip(addr) else self.peer
+        return self.peer
+
+    def _build_upstream_head(self, head: RequestHead) -> bytes:
+        xff = head.xff + b", " + self.xff_peer if (self.trusted and head.xff) else self.xff_peer
+        parts = [head.method.encode(), b" ", head.target, b" HTTP/1.1"]
+        parts.extend([b"\r\n" + n + b": " + v for n, v in head.headers])
+        parts.append(b"\r\nX-Forwarded-For: ")
+        parts.append(xff)
+        parts.append(b"\r\nX-Forwarded-Proto: https\r\n" if self.tls
+                     else b"\r\nX-Forwarded-Proto: http\r\n")
+        if head.chunked:
+            parts.append(_CHUNKED)
+        elif head.content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % head.content_length)
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _on_body(self, data: bytes) -> None:
+        if self.discard:
+            return
+        head = self.head
+        assert head is not None
+        if head.chunked:
+            data = b"%x\r\n" % len(data) + data + b"\r\n"
+        up = self.up
+        if up is not None and up.transport is not None:
+            up.transport.write(data)
+        elif self.pending is not None:
+            self.pending.append(data)
+        else:
+            self.pending = [data]
+
+    def _on_end(self) -> None:
+        self.req_done = True
+        if self.discard:
+            return
+        head = self.head
+        assert head is not None
+        if self.state == READING_BODY:
+            self.state = WAITING
+            self.deadline = _INF
+        up = self.up
+        if head.chunked:
+            if up is not None and up.transport is not None:
+                up.transport.write(_CHUNK_END)
+            elif self.pending is not None:
+                self.pending.append(_CHUNK_END)
+            else:
+                self.pending = [_CHUNK_END]
+        if up is not None and not self.resp_started:
+            self.deadline = self.w.loop.time() + self.w.timeouts.upstream_response
+
+    def _on_error(self, err: ClientError) -> None:
+        if self.head is not None and self.resp_started:
+            # The body of a request whose response is already under way broke:
+            # nothing sensible can follow on this connection.
+            self._abort()
+            return
+        if self.up is not None:
+            up = self.up
+            self.up = None
+            up.abort()
+            self._release_backend(ok=True)
+        self.w.reject_log(f"http_{err.status}", self.peer)
+        self._client_error(err)
+
+    def _client_error(self, err: ClientError) -> None:
+        resp = error_response(err.status)
+        if self.head is None:
+            self.start = self.w.loop.time()
+            self.wall = time.time()
+        self.status = err.status
+        self.outcome = Outcome.SHIELD
+        self.bytes_sent = len(resp)
+        self.resp_started = True
+        self.closing = True
+        assert self.transport is not None
+        self.transport.write(resp)
+        self._finish()
+
+    # -- attempts ----------------------------------------------------------
+    def _start_attempt(self, exclude: BackendState | None) -> None:
+        w = self.w
+        b = w.balancer.pick(exclude)
+        if b is None:
+            self._no_upstream(503, Outcome.NO_UPSTREAM)
+            return
+        self.backend = b
+        b.outstanding += 1
+        self.attempt += 1
+        self.attempt_start = w.loop.time()
+        self.sent = False
+        if w.admission is not None and self.acquired is None:
+            self._pause(P_CONNECTING)
+            w.spawn(self._admit(b))
+            return
+        self._send(b)
+
+    async def _admit(self, b: BackendState) -> None:
+        admission = self.w.admission
+        assert admission is not None and self.decision is not None
+        shed = await admission.acquire(b.key, self.decision.cls)
+        if self.state == CLOSED or self.backend is not b:
+            if shed is None:
+                admission.release(b.key, 0.0, False)
+            return
+        if shed is not None:
+            b.outstanding -= 1
+            self.backend = None
+            self._resume(P_CONNECTING)
+            resp = shed_response(shed)
+            self.status = 503
+            self.outcome = Outcome.SHIELD
+            self.bytes_sent = len(resp)
+            self.resp_started = True
+            if not self.req_done:
+                self.closing = True
+            assert self.transport is not None
+            self.transport.write(resp)
+            self._finish()
+            return
+        self.acquired = b.key
+        self._resume(P_CONNECTING)
+        self._send(b)
+
+    def _send(self, b: BackendState) -> None:
+        up = self.w.pool.take(b)
+        if up is not None:
+            self._attach(up)
+            return
+        self._pause(P_CONNECTING)
+        self.w.spawn(self._connect(b))
+
+    async def _connect(self, b: BackendState) -> None:
+        w = self.w
+        try:
+            up = await w.pool.connect(b)
+        except TimeoutError:
+            if self.backend is b and self.state != CLOSED:
+                self._attempt_failed(up_mod.CONNECT_TIMEOUT)
+            return
+        except OSError:
+            if self.backend is b and self.state != CLOSED:
+                self._attempt_failed(up_mod.REFUSED)
+            return
+        if self.backend is not b or self.state == CLOSED or self.up is not None:
+            up.close()
+            return
+        self._resume(P_CONNECTING)
+        self._attach(up)
+
+    def _attach(self, up: UpstreamConnection) -> None:
+        head = self.head
+        assert head is not None and up.transport is not None
+        up.start(self, head.method == "HEAD")
+        self.up = up
+        pending = self.pending
+        if pending:
+            self.pending = None
+            pending.insert(0, self.up_head)
+            up.transport.writelines(pending)
+        else:
+            up.transport.write(self.up_head)
+        self.sent = True
+        if self.req_done:
+            self.state = WAITING
+            self.deadline = self.w.loop.time() + self.w.timeouts.upstream_response
+
+    def _attempt_failed(self, kind: int) -> None:
+        """A connect that failed: nothing was sent."""
+        self._resume(P_CONNECTING)
+        self._failed(kind)
+
+    def upstream_failed(self, up: UpstreamConnection, kind: int) -> None:
+        if self.up is up:
+            self.up = None
+        self._failed(kind)
+
+    def _failed(self, kind: int) -> None:
+        w = self.w
+        b = self.backend
+        self._release_backend(ok=False)
+        if b is not None:
+            w.balancer.failed(b)
+        timed_out = kind in (up_mod.TIMEOUT, up_mod.CONNECT_TIMEOUT)
+        outcome = Outcome.TIMEOUT if timed_out else Outcome.REFUSED
+        if self.resp_started:
+            # Part of the response is out: nothing can repair it.
+            self.outcome = outcome
+            self.closing = True
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        head = self.head
+        assert head is not None
+        sent = self.sent and kind != up_mod.CONNECT_TIMEOUT and kind != up_mod.REFUSED
+        if w.retry and should_retry(head.method, head.has_body, sent, self.attempt,
+                                    kind == up_mod.TIMEOUT):
+            w.metrics.retries += 1
+            self._start_attempt(b)
+            return
+        self._no_upstream(504 if timed_out else 502, outcome)
+
+    def _release_backend(self, ok: bool) -> None:
+        b = self.backend
+        if b is None:
+            return
+        self.backend = None
+        b.outstanding -= 1
+        if self.acquired is not None:
+            admission = self.w.admission
+            assert admission is not None
+            admission.release(self.acquired, self.w.loop.time() - self.attempt_start, ok)
+            self.acquired = None
+
+    def _no_upstream(self, status: int, outcome: Outcome) -> None:
+        """No backend could answer: a stale copy if we have one, else an error."""
+        w = self.w
+        head = self.head
+        assert head is not None and self.transport is not None
+        self.up_status = 0
+        close = self.closing or not self.req_done or not head.keep_alive or w.draining
+        cache = w.cache
+        if cache is not None and head.method in _SAFE_FOR_STALE:
+            now = time.time()
+            entry = cache.get(_cache_key(head), now)
+            if entry is not None:
+                w.metrics.stale_hits += 1
+                resp = StaleCache.render(entry, now, head.method == "HEAD", close)
+                self.status = entry.status
+                self.outcome = Outcome.STALE
+                self._respond_self(resp, close)
+                return
+        self.status = status
+        self.outcome = outcome
+        self._respond_self(error_response(status, close=close), close)
+
+    def _respond_self(self, resp: bytes, close: bool) -> None:
+        self.resp_started = True
+        self.bytes_sent = len(resp)
+        self.closing = self.closing or close
+        if not self.req_done:
+            self.discard = True
+        assert self.transport is not None
+        self.transport.write(resp)
+        self._finish()
+
+    # -- response side -----------------------------------------------------
+    def upstream_head(self, up: UpstreamConnection, status: int, reason: bytes,
+                      headers: list[tuple[bytes, bytes]], content_length: int) -> None:
+        w = self.w
+        head = self.head
+        decision = self.decision
+        assert head is not None and decision is not None and self.transport is not None
+        now = w.loop.time()
+        self.up_status = status
+        self.status = status
+        self.up_time = now - self.attempt_start
+        self.outcome = Outcome.OK
+        b = self.backend
+        if b is not None:
+            self.up_key = b.key
+            if b.ejected_until:
+                w.balancer.succeeded(b)
+            else:
+                b.consecutive_fails = 0
+        self.state = WAITING
+        self.deadline = now + w.timeouts.upstream_response
+        self.resp_started = True
+        closing = (self.closing or not head.keep_alive or not self.req_done or w.draining)
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        parts.extend([n + b": " + v + b"\r\n" for n, v in headers])
+        for n, v in decision.add_response_headers:
+            parts.append(n + b": " + v + b"\r\n")
+        if w.observe:
+            facts = self.facts
+            assert facts is not None
+            for n, v in w.gate.observe_response(facts, decision, status, headers):
+                parts.append(n + b": " + v + b"\r\n")
+        self.out_chunked = False
+        if head.method == "HEAD" or status in _NO_BODY_STATUS:
+            if content_length >= 0:
+                parts.append(b"Content-Length: %d\r\n" % content_length)
+        elif content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % content_length)
+        elif head.version == "1.1":
+            parts.append(_CHUNKED)
+            self.out_chunked = True
+        else:
+            closing = True
+        if closing:
+            parts.append(_CLOSE)
+        elif head.version == "1.0":
+            parts.append(_KEEP)
+        parts.append(b"\r\n")
+        self.closing = closing
+        self.transport.write(b"".join(parts))
+        cache = w.cache
+        if (cache is not None and status == 200 and head.method == "GET"
+                and content_length <= cache.max_object_bytes):
+            key = _cache_key(head)
+            if cache.wants(key, time.time()) and cacheable(status, headers):
+                self.cache_parts = []
+                self.cache_size = 0
+                self.cache_headers = [(n, v) for n, v in headers if n.lower() != b"age"]
+                self.cache_reason = reason
+
+    def upstream_body(self, data: bytes) -> None:
+        t = self.transport
+        if t is None:
+            return
+        if self.out_chunked:
+            t.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            t.write(data)
+        self.bytes_sent += len(data)
+        if not self.write_paused:
+            self.deadline = self.w.loop.time() + self.w.timeouts.upstream_response
+        parts = self.cache_parts
+        if parts is not None:
+            self.cache_size += len(data)
+            cache = self.w.cache
+            if cache is None or self.cache_size > cache.max_object_bytes:
+                self.cache_parts = None
+            else:
+                parts.append(data)
+
+    def upstream_end(self, up: UpstreamConnection) -> None:
+        w = self.w
+        if self.up is up:
+            self.up = None
+        if self.out_chunked and self.transport is not None:
+            self.transport.write(_CHUNK_END)
+        self._release_backend(ok=True)
+        if self.req_done and not self.discard:
+            w.pool.give_back(up, w.loop.time())
+        else:
+            up.close()
+        parts = self.cache_parts
+        if parts is not None and w.cache is not None and self.head is not None:
+            from shieldwall.proxy.cache import Entry
+
+            w.cache.store(_cache_key(self.head),
+                          Entry(200, self.cache_reason, self.cache_headers, b"".join(parts),
+                                time.time()))
+        self._finish()
+
+    # -- end of an exchange --------------------------------------------------
+    def _log_and_count(self) -> None:
+        w = self.w
+        head = self.head
+        now = w.loop.time()
+        rt = now - self.start if self.start else 0.0
+        decision = self.decision
+        if decision is None:
+            d = c = ""
+        else:
+            d = decision.action.value
+            if decision.shadow:
+                d = "shadow-" + d
+            c = decision.cls.label
+        outcome = self.outcome.value
+        w.metrics.observe(self.status, d or "-", outcome, rt)
+        up = self.up_key
+        if head is not None:
+            method, target, version = head.method, head.target.decode("latin-1"), head.version
+            referer, agent = head.referer, head.user_agent
+            path, query = head.path, head.query
+        else:
+            method = target = referer = agent = path = query = ""
+            version = "1.1"
+        client = self.facts.client if self.facts is not None else self.peer
+        w.access_log.write(client, self.wall, method, target, version, self.status,
+                           self.bytes_sent, referer, agent, rt, up, self.up_time,
+                           self.up_status, outcome, d, c)
+        if w.sinks:
+            event = RequestEvent(
+                time=self.wall, client=client, method=method, path=path, query=query,
+                status=self.status, bytes_sent=self.bytes_sent, request_time=rt,
+                user_agent=agent, referer=referer, upstream=up, outcome=self.outcome,
+                upstream_time=self.up_time, decision=d, cls=c,
+            )
+            for sink in w.sinks:
+                try:
+                    sink(event)
+                except Exception as exc:  # a sink must never break the data path
+                    w.reject_log("sink_error", repr(exc))
+
+    def _finish(self) -> None:
+        self._log_and_count()
+        closing = self.closing or self.w.draining
+        if not self.req_done and not closing:
+            self.skip_to_end = True
+        self._clear()
+        t = self.transport
+        if t is None or self.state == CLOSED:
+            return
+        if closing:
+            self.state = CLOSED
+            self.backlog = None
+            t.close()
+            return
+        self.state = IDLE
+        now = self.w.loop.time()
+        self.deadline = now + self.w.timeouts.idle
+        if self.write_paused:
+            self.deadline = min(self.deadline, self.write_paused_at + self.w.timeouts.send)
+        if self.backlog is not None:
+            self.w.loop.call_soon(self._drain_backlog)
+
+    def _drain_backlog(self) -> None:
+        backlog = self.backlog
+        if backlog is None or self.state == CLOSED or self.head is not None:
+            return
+        self.backlog = None
+        self.state = READING_HEAD
+        self.deadline = self.w.loop.time() + self.w.timeouts.header
+        self._process(backlog, 0)
+        if self.backlog is None:
+            self._resume(P_BACKLOG)
+
+    def close_if_idle(self) -> bool:
+        if self.state == IDLE and self.head is None and self.transport is not None:
+            self.state = CLOSED
+            self.transport.close()
+            return True
+        return False
+
+
+def _cache_key(head: RequestHead) -> bytes:
+    return head.host.encode("latin-1") + b" " + head.target
+
+
+def _status_of(resp: bytes) -> int:
+    try:
+        return int(resp[9:12])
+    except ValueError:
+        return 0

@@ -1,0 +1,376 @@
+"""One worker: the listeners, the shared state of its connections, and the
+periodic sweeper that enforces every deadline, closes idle upstream
+connections, flushes the access log and publishes metrics.
+
+A worker runs in one event loop. :func:`run_shield` runs one inside the
+calling process (tests use it); ``shieldwall serve`` runs one per process
+(shieldwall.proxy.supervisor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import ssl
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from shieldwall.config import Config
+from shieldwall.guard.decision import OpenAdmission, OpenGate
+from shieldwall.http.errors import error_response
+from shieldwall.http.framing import FramingLimits
+from shieldwall.metrics import Metrics, exposition, write_snapshot
+from shieldwall.proxy.accesslog import AccessLog
+from shieldwall.proxy.admin import AdminApp, health_ok, protocol_factory
+from shieldwall.proxy.balancer import BackendState, Balancer
+from shieldwall.proxy.cache import StaleCache
+from shieldwall.proxy.server import ClientConnection
+from shieldwall.proxy.upstream import Pool
+from shieldwall.proxy.wiring import Wiring, wire
+
+_HEALTH_UA = b"shieldwall-health"
+
+
+def listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket; with SO_REUSEPORT several workers share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def admin_token(config: Config) -> str:
+    return config.admin.token or os.environ.get("SHIELDWALL_ADMIN_TOKEN", "")
+
+
+class Worker:
+    def __init__(self, config: Config, wiring: Wiring | None = None, index: int = 0,
+                 metrics_dir: Path | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.index = index
+        self.metrics_dir = metrics_dir
+        self.wiring = wiring if wiring is not None else wire(config)
+        self.gate = self.wiring.gate
+        self.observe = not isinstance(self.gate, OpenGate)
+        self.admission = None if isinstance(self.wiring.admission, OpenAdmission) else self.wiring.admission
+        self.sinks = list(self.wiring.sinks)
+        self.metrics = Metrics()
+        self.conns: set[ClientConnection] = set()
+        self.per_client: dict[str, int] = {}
+        self.draining = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self._log_times: dict[str, float] = {}
+        self._log_counts: dict[str, int] = {}
+        self.balancer = Balancer(self.loop.time)
+        self.pool = Pool(0, 1.0, 1.0)
+        self.cache: StaleCache | None = None
+        self.access_log: AccessLog = AccessLog("off")
+        self._access_target = "off"
+        self.config = config
+        self.apply(config)
+        self.metrics.connections_open = lambda: len(self.conns)
+        self.metrics.backends = lambda: [(b.key, b.healthy, b.outstanding)
+                                         for b in self.balancer.backends]
+
+    # -- config ------------------------------------------------------------
+    def apply(self, config: Config) -> None:
+        """Take a (re)loaded config: backends, limits, timeouts, cache. The
+        listen addresses are fixed for the life of the process."""
+        self.config = config
+        self.limits = config.limits
+        self.timeouts = config.timeouts
+        self.framing_limits = FramingLimits(
+            config.limits.max_request_line, config.limits.max_header_bytes,
+            config.limits.max_headers, config.limits.max_body_bytes)
+        up = config.upstream
+        b = self.balancer
+        b.max_fails = up.max_fails
+        b.eject_time = up.eject_time
+        b.healthy_threshold = up.health.healthy_threshold
+        b.unhealthy_threshold = up.health.unhealthy_threshold
+        removed = b.set_backends((be.key, be.host, be.port, be.weight) for be in config.backends)
+        for gone in removed:
+            self.pool.drop_backend(gone.key)
+        self.pool.keepalive = up.keepalive
+        self.pool.idle_timeout = up.idle_timeout
+        self.pool.connect_timeout = config.timeouts.upstream_connect
+        self.retry = up.retry
+        c = config.cache
+        if not c.enabled or c.max_bytes == 0:
+            self.cache = None
+        elif self.cache is None:
+            self.cache = StaleCache(c.max_bytes, c.max_object_bytes, c.max_stale, c.refresh)
+        else:
+            self.cache.max_bytes, self.cache.max_object_bytes = c.max_bytes, c.max_object_bytes
+            self.cache.max_stale, self.cache.refresh = c.max_stale, c.refresh
+        self._trusted = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies]
+        self._trusted_cache: dict[str, bool] = {}
+        if config.access_log != self._access_target:
+            self.access_log.close()
+            self.access_log = AccessLog(config.access_log)
+            self._access_target = config.access_log
+        self.tick = max(0.02, min(0.5, min(config.timeouts.header, config.timeouts.idle,
+                                          config.timeouts.send, config.timeouts.body_grace,
+                                          config.timeouts.upstream_response) / 5))
+
+    def is_trusted(self, addr: str) -> bool:
+        if not self._trusted:
+            return False
+        got = self._trusted_cache.get(addr)
+        if got is None:
+            try:
+                ip = ipaddress.ip_address(addr)
+                got = any(ip in n for n in self._trusted)
+            except ValueError:
+                got = False
+            if len(self._trusted_cache) > 4096:
+                self._trusted_cache.clear()
+            self._trusted_cache[addr] = got
+        return got
+
+    @staticmethod
+    def is_ip(addr: str) -> bool:
+        return _is_ip(addr)
+
+    # -- small services for the connections ------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.reject_log("internal_error", repr(task.exception()))
+
+    def refuse(self, transport: asyncio.Transport, reason: str, status: int) -> None:
+        self.metrics.reject(reason)
+        self.reject_log(reason, "")
+        transport.write(error_response(status))
+        transport.close()
+
+    def reject_log(self, kind: str, detail: str) -> None:
+        """Rate-limited: at most one line per kind per second, with a count."""
+        if kind.startswith(("http_", "header_", "body_", "slow_")):
+            self.metrics.reject(kind)
+        now = self.loop.time()
+        last = self._log_times.get(kind, -10.0)
+        if now - last < 1.0:
+            self._log_counts[kind] = self._log_counts.get(kind, 0) + 1
+            return
+        skipped = self._log_counts.pop(kind, 0)
+        self._log_times[kind] = now
+        more = f" (+{skipped} more)" if skipped else ""
+        print(f"shieldwall[{self.index}]: {kind} {detail}{more}", file=sys.stderr, flush=True)
+
+    # -- listeners -----------------------------------------------------------
+    def ssl_context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if not tls.cert:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        return ctx
+
+    async def start(self, sock: socket.socket, admin_sock: socket.socket | None) -> None:
+        ctx = self.ssl_context()
+        tls = ctx is not None
+        self.servers.append(await self.loop.create_server(
+            lambda: ClientConnection(self, tls), sock=sock, ssl=ctx, backlog=4096))
+        if admin_sock is not None:
+            app = AdminApp(self.wiring.routes, admin_token(self.config), self.render_metrics,
+                           health_ok(lambda: self.draining, self.metrics.backends))
+            self.servers.append(await self.loop.create_server(
+                protocol_factory(app, self.spawn), sock=admin_sock))
+        for svc in self.wiring.services:
+            await svc.start()
+        self.spawn(self._sweeper())
+        self.spawn(self._health_checks())
+
+    def render_metrics(self) -> bytes:
+        return exposition(self.metrics, self.metrics_dir, self.index)
+
+    async def _sweeper(self) -> None:
+        loop = self.loop
+        last_snapshot = 0.0
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            for conn in [c for c in self.conns if c.deadline <= now]:
+                try:
+                    conn.on_deadline(now)
+                except Exception as exc:  # one broken connection must not stop the sweeper
+                    self.reject_log("internal_error", repr(exc))
+                    if conn.transport is not None:
+                        conn.transport.abort()
+            self.pool.sweep(now)
+            self.access_log.flush()
+            if self.metrics_dir is not None and now - last_snapshot >= 1.0:
+                last_snapshot = now
+                try:
+                    write_snapshot(self.metrics, self.metrics_dir, self.index)
+                except OSError:
+                    pass
+
+    async def _health_checks(self) -> None:
+        while True:
+            hc = self.config.upstream.health
+            if hc.enabled:
+                for b in list(self.balancer.backends):
+                    if not b.probing:
+                        b.probing = True
+                        self.spawn(self._probe(b))
+            await asyncio.sleep(hc.interval)
+
+    async def _probe(self, b: BackendState) -> None:
+        hc = self.config.upstream.health
+        ok = False
+        writer = None
+        try:
+            async with asyncio.timeout(hc.timeout):
+                reader, writer = await asyncio.open_connection(b.host, b.port)
+                writer.write(b"GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n"
+                             b"Connection: close\r\n\r\n"
+                             % (hc.path.encode(), b.key.encode(), _HEALTH_UA))
+                line = await reader.readline()
+                parts = line.split()
+                ok = len(parts) >= 2 and parts[0].startswith(b"HTTP/1.") and \
+                    parts[1].isdigit() and 200 <= int(parts[1]) < 400
+        except (OSError, TimeoutError, ValueError):
+            ok = False
+        finally:
+            b.probing = False
+            if writer is not None:
+                writer.close()
+        if self.balancer.probe_result(b, ok):
+            state = "up" if b.up_by_health else "down"
+            print(f"shieldwall[{self.index}]: backend {b.key} is {state} (health check)",
+                  file=sys.stderr, flush=True)
+
+    # -- shutdown ------------------------------------------------------------
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout``),
+        close idle keep-alive connections, then close what is left."""
+        self.draining = True
+        for srv in self.servers:
+            srv.close()
+        deadline = self.loop.time() + timeout
+        while True:
+            for c in list(self.conns):
+                c.close_if_idle()
+            if not self.conns or self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        for c in list(self.conns):
+            if c.transport is not None:
+                c.transport.abort()
+        await self.stop()
+
+    async def stop(self) -> None:
+        self.draining = True
+        for srv in self.servers:
+            srv.close()
+        for svc in self.wiring.services:
+            try:
+                await svc.stop()
+            except Exception as exc:
+                self.reject_log("service_stop", repr(exc))
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for c in list(self.conns):
+            if c.transport is not None:
+                c.transport.abort()
+        self.pool.close_all()
+        self.access_log.close()
+
+
+@lru_cache(maxsize=4096)
+def _is_ip(addr: str) -> bool:
+    try:
+        ipaddress.ip_address(addr)
+        return True
+    except ValueError:
+        return False
+
+
+class Shield:
+    """A running shield inside this process (what :func:`run_shield` yields)."""
+
+    def __init__(self, worker: Worker, host: str, port: int, admin_host: str,
+                 admin_port: int) -> None:
+        self.worker = worker
+        self.host = host
+        self.port = port
+        self.admin_host = admin_host
+        self.admin_port = admin_port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.worker.config.tls.cert else "http"
+        return f"{scheme}://{_fmt_host(self.host)}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{_fmt_host(self.admin_host)}:{self.admin_port}"
+
+    def reload(self, config: Config) -> None:
+        self.worker.apply(config)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        await self.worker.drain(self.worker.timeouts.drain if timeout is None else timeout)
+
+
+def _fmt_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def banner(shield: Shield) -> str:
+    """The line tests and humans read to learn the ports."""
+    return f"shieldwall listening on {shield.url} admin {shield.admin_url}"
+
+
+@asynccontextmanager
+async def run_shield(config: Config, wiring: Wiring | None = None,
+                     admin: bool = True) -> AsyncIterator[Shield]:
+    """Run a one-worker shield in the current event loop::
+
+        async with run_shield(config) as shield:
+            ... connect to shield.port, shield.admin_port ...
+    """
+    host, port = config.listen_addr
+    sock = listen_socket(host, port, reuse_port=False)
+    admin_sock = None
+    a_host, a_port = config.admin_addr
+    if admin:
+        admin_sock = listen_socket(a_host, a_port, reuse_port=False)
+    worker = Worker(config, wiring)
+    try:
+        await worker.start(sock, admin_sock)
+        shield = Shield(worker, host, sock.getsockname()[1], a_host,
+                        admin_sock.getsockname()[1] if admin_sock else 0)
+        yield shield
+    finally:
+        if not worker.draining:
+            await worker.stop()
+        sock.close()
+        if admin_sock is not None:
+            admin_sock.close()
+        # Let closed transports run their connection_lost callbacks.
+        await asyncio.sleep(0)

@@ -1,0 +1,167 @@
+"""The request gate, sans-IO: bytes in, events out, every bad framing refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from shieldwall.http.errors import ClientError
+from shieldwall.http.framing import (
+    BODY,
+    END,
+    ERROR,
+    HEAD,
+    FramingLimits,
+    RequestFramer,
+    RequestHead,
+)
+
+GOOD = b"GET /a?x=1 HTTP/1.1\r\nHost: shop\r\nCookie: a=1\r\nCookie: b=2\r\nUser-Agent: ua\r\n\r\n"
+
+# (name, request bytes, status): every case the issue lists, answered 400/413/414/431.
+BAD = [
+    ("content-length and transfer-encoding",
+     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("transfer-encoding then content-length",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", 400),
+    ("two equal content-lengths",
+     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+    ("two different content-lengths",
+     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    ("content-length list", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
+    ("content-length with sign", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc", 400),
+    ("content-length not a number", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400),
+    ("content-length negative", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    ("transfer-encoding gzip only", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc", 400),
+    ("transfer-encoding chunked then gzip",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\nabc", 400),
+    ("transfer-encoding gzip then chunked",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400),
+    ("transfer-encoding xchunked",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400),
+    ("transfer-encoding twice",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", 400),
+    ("space before colon in transfer-encoding",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400),
+    ("vertical tab in transfer-encoding",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n", 400),
+    ("obsolete line folding", b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", 400),
+    ("bare LF line ends", b"GET / HTTP/1.1\nHost: a\n\n", 400),
+    ("bare LF after a header", b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", 400),
+    ("bare CR after a header", b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 400),
+    ("bare CR inside a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: y\rz\r\n\r\n", 400),
+    ("NUL in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: y\x00z\r\n\r\n", 400),
+    ("control character in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: y\x01z\r\n\r\n", 400),
+    ("DEL in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX: y\x7fz\r\n\r\n", 400),
+    ("invalid character in a name", b"GET / HTTP/1.1\r\nHost: a\r\nX(y): z\r\n\r\n", 400),
+    ("space in the request target", b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("unknown HTTP version", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 400),
+    ("missing Host", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("two Host headers", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ("absolute-form target", b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("chunk size not hex",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk size overflow",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk size with trailing space",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n", 400),
+    ("negative chunk size",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk data longer than its size",
+     b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n", 400),
+    ("request target over the limit", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    ("header block over the limit",
+     b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Pad: " + b"p" * 17000 + b"\r\n\r\n", 431),
+    ("too many headers", b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+    ("declared body over the limit",
+     b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10485761\r\n\r\n", 413),
+    ("websocket upgrade", b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 501),
+]
+
+
+def feed_all(data: bytes, one_byte_at_a_time: bool = False,
+             limits: FramingLimits | None = None) -> list[tuple[int, object]]:
+    framer = RequestFramer(limits or FramingLimits())
+    if not one_byte_at_a_time:
+        return list(framer.feed(data))
+    events: list[tuple[int, object]] = []
+    for i in range(len(data)):
+        events += framer.feed(data[i:i + 1])
+    return events
+
+
+@pytest.mark.parametrize(("name", "data", "status"), BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_bad_framing_is_refused_before_any_body_is_released(
+        name: str, data: bytes, status: int, bytewise: bool) -> None:
+    events = feed_all(data, bytewise)
+    assert events, name
+    kind, err = events[-1]
+    assert kind == ERROR
+    assert isinstance(err, ClientError)
+    assert err.status == status, (name, err)
+    # Never a complete request, and never body bytes of a request whose
+    # framing header was refused.
+    assert END not in [k for k, _ in events]
+    if not name.startswith(("chunk", "negative chunk")):
+        assert HEAD not in [k for k, _ in events]
+
+
+def test_a_good_request_gives_head_and_end_with_facts() -> None:
+    for bytewise in (False, True):
+        events = feed_all(GOOD, bytewise)
+        assert [k for k, _ in events] == [HEAD, END]
+        head = events[0][1]
+        assert isinstance(head, RequestHead)
+        assert (head.method, head.path, head.query, head.host) == ("GET", "/a", "x=1", "shop")
+        assert head.cookie == "a=1; b=2"
+        assert head.user_agent == "ua"
+        assert head.keep_alive
+
+
+def test_chunked_body_is_dechunked_and_hop_by_hop_headers_removed() -> None:
+    data = (b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, X-Secret\r\n"
+            b"X-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Ok: 1\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    for bytewise in (False, True):
+        events = feed_all(data, bytewise)
+        kinds = [k for k, _ in events]
+        assert kinds[0] == HEAD and kinds[-1] == END
+        head = events[0][1]
+        assert isinstance(head, RequestHead)
+        assert head.chunked and head.content_length == -1
+        assert [n for n, _ in head.headers] == [b"Host", b"X-Ok"]
+        assert b"".join(p for k, p in events if k == BODY) == b"abcde"  # type: ignore[misc]
+
+
+def test_pipelined_requests_come_out_in_order() -> None:
+    data = GOOD + b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok" + GOOD
+    events = feed_all(data)
+    assert [k for k, _ in events] == [HEAD, END, HEAD, BODY, END, HEAD, END]
+
+
+def test_streamed_chunked_body_over_the_limit_is_413() -> None:
+    limits = FramingLimits(max_body_bytes=4)
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
+    events = feed_all(data, limits=limits)
+    assert events[-1][0] == ERROR
+    err = events[-1][1]
+    assert isinstance(err, ClientError) and err.status == 413
+
+
+def test_a_header_line_that_never_ends_is_cut_at_the_limit() -> None:
+    framer = RequestFramer(FramingLimits(max_request_line=100, max_header_bytes=1000))
+    assert framer.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX: ") == []
+    events: list[tuple[int, object]] = []
+    for _ in range(20):
+        events += framer.feed(b"y" * 100)
+    assert events and events[-1][0] == ERROR
+    err = events[-1][1]
+    assert isinstance(err, ClientError) and err.status == 431
+    assert framer.failed
+    assert framer.feed(GOOD) == []
+
+
+def test_http_1_0_without_keep_alive_closes_and_needs_no_host() -> None:
+    events = feed_all(b"GET / HTTP/1.0\r\n\r\n")
+    head = events[0][1]
+    assert isinstance(head, RequestHead)
+    assert head.version == "1.0" and not head.keep_alive
