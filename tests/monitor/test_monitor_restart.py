@@ -75,14 +75,16 @@ def test_a_restart_mid_incident_loses_nothing_and_sends_nothing_twice(
     cfg = tmp_path / "monitor.toml"
     write_config(cfg, shop, webhook, data)
     cmd = ["-m", "shieldwall.cli", "monitor", "--config", str(cfg)]
-    first = procs.python(*cmd, stderr=open(tmp_path / "first.log", "wb"))
+    with open(tmp_path / "first.log", "wb") as log1:
+        first = procs.python(*cmd, stderr=log1)
     wait(lambda: health(data) == "up", 20, "the first monitor to see the shop up")
     shop.down()
     wait(lambda: len(webhook.to("chat")) == 1, 10, "the chat page")
     os.killpg(first.pid, signal.SIGKILL)  # a crash, not a polite stop
     first.wait(5)
     (data / "monitor.json").unlink()  # a crash leaves the old address behind
-    second = procs.python(*cmd, stderr=open(tmp_path / "second.log", "wb"))
+    with open(tmp_path / "second.log", "wb") as log2:
+        second = procs.python(*cmd, stderr=log2)
     wait(lambda: len(webhook.to("sms")) == 1, 15, "the SMS step from the restarted monitor")
     assert "resuming incident #1" in (tmp_path / "second.log").read_text()
     shop.up()
