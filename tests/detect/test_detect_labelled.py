@@ -5,11 +5,10 @@ each with every kind of phase, written as access logs and analyzed."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from shieldwall.detect.evaluate import Evaluation, confusion_table, evaluate
+from shieldwall.detect.evaluate import Evaluation, PhaseResult, confusion_table, evaluate
 from shieldwall.detect.synth import make_scenario
 
 KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure", "flood_heavy"]
@@ -27,7 +26,7 @@ def evaluations(tmp_path_factory: pytest.TempPathFactory) -> list[Evaluation]:
     ]
 
 
-def _phases(evs: list[Evaluation], verdict: str) -> list[tuple[Evaluation, object]]:
+def _phases(evs: list[Evaluation], verdict: str) -> list[tuple[Evaluation, PhaseResult]]:
     return [(e, r) for e in evs for r in e.phases if r.phase.verdict == verdict]
 
 
@@ -35,18 +34,18 @@ def test_every_attack_is_found_as_ddos_of_the_right_kind_within_5_seconds(evalua
     attacks = _phases(evaluations, "ddos")
     assert len(attacks) == 12
     for ev, r in attacks:
-        where = f"{ev.scenario.family} seed {ev.scenario.seed} {r.phase.kind}"  # type: ignore[attr-defined]
-        assert r.incident is not None, f"{where}: not found (wrong: {r.wrong})"  # type: ignore[attr-defined]
-        assert r.incident.kind == r.phase.attack_kind, where  # type: ignore[attr-defined]
-        assert r.delay <= 5.0, f"{where}: confirmed {r.delay:.1f} s after it began"  # type: ignore[attr-defined]
+        where = f"{ev.scenario.family} seed {ev.scenario.seed} {r.phase.kind}"
+        assert r.incident is not None, f"{where}: not found (wrong: {r.wrong})"
+        assert r.incident.kind == r.phase.attack_kind, where
+        assert r.delay is not None and r.delay <= 5.0, f"{where}: confirmed {r.delay} s after it began"
 
 
 def test_every_flash_crowd_is_a_flash_crowd_and_never_ddos(evaluations: list[Evaluation]) -> None:
     crowds = _phases(evaluations, "flash_crowd")
     assert len(crowds) == 3
     for _, r in crowds:
-        assert r.incident is not None  # type: ignore[attr-defined]
-        assert not [i for i in r.wrong if i.verdict == "ddos"]  # type: ignore[attr-defined]
+        assert r.incident is not None
+        assert not [i for i in r.wrong if i.verdict == "ddos"]
     for ev in evaluations:
         for (truth, predicted), n in ev.confusion.items():
             if truth == "flash_crowd":
@@ -57,9 +56,9 @@ def test_a_failing_backend_is_found_as_backend_failure_within_2_seconds(evaluati
     failures = _phases(evaluations, "backend_failure")
     assert len(failures) == 3
     for ev, r in failures:
-        assert r.incident is not None, ev.scenario.seed  # type: ignore[attr-defined]
-        assert r.delay <= 2.0, (ev.scenario.seed, r.delay)  # type: ignore[attr-defined]
-        assert "backends failing" in r.incident.evidence[0]  # type: ignore[attr-defined]
+        assert r.incident is not None, ev.scenario.seed
+        assert r.delay is not None and r.delay <= 2.0, (ev.scenario.seed, r.delay)
+        assert "backends failing" in r.incident.evidence[0]
 
 
 def test_no_incident_during_baseline_traffic(evaluations: list[Evaluation]) -> None:

@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shieldwall.detect.features import Features, Featurizer
-from shieldwall.detect.rules import BACKEND_FAILURE, DDOS, NORMAL, WindowVerdict, classify
+from shieldwall.detect.rules import (
+    BACKEND_FAILURE,
+    DDOS,
+    FLASH_CROWD,
+    NORMAL,
+    WindowVerdict,
+    classify,
+)
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window
 from shieldwall.guard.decision import Mode
@@ -77,6 +84,7 @@ class Incident:
     sources: Hll = field(default_factory=Hll, repr=False)
     prefixes: Counter[str] = field(default_factory=Counter, repr=False)
     open: bool = True
+    _best: tuple[float, float] = (0.0, -1.0)
 
     @property
     def kind(self) -> str | None:
@@ -180,6 +188,8 @@ class Detector:
                 if v.verdict == cur.verdict:
                     self._cand, self._cand_n = None, 0
                     self._absorb(cur, w, f, v)
+                    if cur.verdict == FLASH_CROWD and self.s.crowd_learning > 0:
+                        self.featurizer.learn(w, f, self.s.crowd_learning)
                 else:
                     if v.verdict != self._cand:
                         self._cand, self._cand_n, self._cand_start = v.verdict, 0, w.sec
@@ -218,10 +228,12 @@ class Detector:
         inc.requests += w.n
         if v.kind:
             inc.kinds[v.kind] += 1
-        if f.rps >= inc.peak_rps or not inc.evidence:
-            inc.peak_rps = max(inc.peak_rps, f.rps)
+        inc.peak_rps = max(inc.peak_rps, f.rps)
+        if v.verdict == inc.verdict and (v.confidence, f.rps) >= inc._best:
+            # the evidence of the clearest window (most confident, then busiest)
+            inc._best = (v.confidence, f.rps)
             inc.evidence = v.evidence
-            inc.confidence = max(inc.confidence, v.confidence)
+            inc.confidence = v.confidence
         inc.legit_requests += f.legit_requests
         inc.legit_failed += f.legit_failed
         if f.legit_requests:

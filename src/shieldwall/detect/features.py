@@ -166,9 +166,9 @@ class _Ewma:
         self.n = 0
         self.value = value
 
-    def update(self, x: float) -> None:
+    def update(self, x: float, weight: float = 1.0) -> None:
         self.n += 1
-        a = max(self.alpha, 1.0 / self.n)
+        a = max(self.alpha, 1.0 / self.n) * weight
         self.value += a * (x - self.value)
 
 
@@ -354,18 +354,22 @@ class Featurizer:
             base_error_share=self.base_err.value,
         )
 
-    def learn(self, w: Window, f: Features) -> None:
-        """Fold a window judged normal into the baseline and the seen sets."""
+    def learn(self, w: Window, f: Features, weight: float = 1.0) -> None:
+        """Fold a window into the baseline and the seen sets: fully when judged normal,
+        with a small ``weight`` during a flash crowd (so a lasting rise in real demand
+        becomes the new normal in minutes, while a short crowd barely moves it)."""
         if w.n == 0:
             return
         self.learned += 1
-        self.base_rps.update(f.rps)
-        self.base_p99.update(f.req_per_source_p99)
+        self.base_rps.update(f.rps, weight)
+        self.base_p99.update(f.req_per_source_p99, weight)
         if self.page10:
-            self.base_asset.update(f.asset_share)
-        self.base_urls.update(f.distinct_urls)
-        self.base_qd.update(f.query_distinct)
-        self.base_err.update(f.error_share)
+            self.base_asset.update(f.asset_share, weight)
+        self.base_urls.update(f.distinct_urls, weight)
+        self.base_qd.update(f.query_distinct, weight)
+        self.base_err.update(f.error_share, weight)
+        if weight < 1.0:
+            return
         self.seen_sources.add_all(w.src)
         prefix = self.prefix
         self.seen_prefixes.add_all(prefix(c) for c in w.src)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import calendar
 import gzip
+import heapq
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -208,10 +209,21 @@ def open_log(path: Path) -> IO[str]:
 
 
 def read_logs(paths: Iterable[Path], fmt: str, stats: ReadStats) -> Iterator[Parsed]:
-    """Every parsed line of every file, in file order; bad lines counted in ``stats``."""
+    """Every parsed line of every file; bad lines counted in ``stats``.
+
+    Several files (rotated logs given in any order, or the logs of several
+    shield nodes) are merged by time, each assumed roughly in time order."""
+    paths = list(paths)
+    if len(paths) == 1:
+        yield from _read_one(paths[0], fmt, stats)
+        return
+    yield from heapq.merge(*(_read_one(p, fmt, stats) for p in paths), key=lambda r: r[0])
+
+
+def _read_one(p: Path, fmt: str, stats: ReadStats) -> Iterator[Parsed]:
     parser = LineParser(fmt)
     parse = parser.parse
-    for p in paths:
+    if True:
         with open_log(p) as fh:
             for i, line in enumerate(fh, 1):
                 stats.lines += 1

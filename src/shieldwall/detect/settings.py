@@ -31,6 +31,9 @@ class DetectSettings(BaseModel):
     """Active windows the baseline must see before new-source shares count."""
     baseline_alpha: float = Field(default=0.02, gt=0.0, le=1.0)
     """EWMA weight of one normal window in the learned baseline."""
+    crowd_learning: float = Field(default=0.05, ge=0.0, le=1.0)
+    """The baseline learns from flash-crowd windows at this fraction of its normal
+    rate: a crowd that lasts many minutes is real demand and becomes the new normal."""
     seen_capacity: int = Field(default=1_000_000, ge=1000)
     """At most this many addresses (and as many prefixes) remembered as seen."""
     ipv4_prefix: int = Field(default=24, ge=8, le=32)
