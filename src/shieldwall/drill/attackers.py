@@ -264,6 +264,7 @@ class Attack:
                     await conn.connect(REQUEST_TIMEOUT_S)
                     await self._trickle(conn, stop_at)
                     ph.answered += 1  # the server closed it or answered
+                    await asyncio.sleep(0.2)  # and the bot comes back
                 except (HTTPError, OSError):
                     ph.failed += 1
                     await asyncio.sleep(0.5)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -224,32 +223,40 @@ class NginxFront(Front):
         return self.workdir / "nginx" / "access.log"
 
 
-_LISTEN_RE = re.compile(r"(?:listen\w*|proxy)\D*?(127\.0\.0\.1|\[?::1\]?|localhost):(\d+)", re.IGNORECASE)
-_ADMIN_RE = re.compile(r"admin\D*?(127\.0\.0\.1|localhost):(\d+)", re.IGNORECASE)
-
-
 class ShieldwallFront(Front):
     name = "shieldwall"
 
-    def __init__(self, lab: Lab, cluster: ShopCluster, workdir: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(self, lab: Lab, cluster: ShopCluster, workdir: Path, extra_toml: str = "") -> None:
         super().__init__(lab, cluster, workdir)
         self.token = secrets.token_hex(16)
-        self.extra_args = extra_args or []
-        self.admin_warned = False
+        self.extra_toml = extra_toml
+
+    def config_text(self) -> str:
+        """The shield's config for this shop: its backends, an access log in the
+        drill's directory, the shop's cheap health endpoint; guard and detector
+        at their defaults (the drill tests the product as shipped)."""
+        lines = [f'listen = "127.0.0.1:{self.port}"', f'access_log = "{self.log_path}"', ""]
+        for url in self.cluster.urls():
+            lines += ["[[backends]]", f'url = "{url}"', ""]
+        lines += ["[admin]", f'listen = "127.0.0.1:{self.admin_port}"', f'token = "{self.token}"', "",
+                  "[upstream.health]", 'path = "/healthz"', "interval = 1.0", ""]
+        return "\n".join(lines) + self.extra_toml
 
     def start(self) -> None:
         self.port = free_port()
         self.admin_port = free_port()
         self.log_path = self.workdir / "access.log"
         self.log_path.unlink(missing_ok=True)
-        args = [sys.executable, "-m", "shieldwall.cli", "serve", "--listen", f"127.0.0.1:{self.port}",
-                "--admin", f"127.0.0.1:{self.admin_port}"]
-        for url in self.cluster.urls():
-            args += ["--backend", url]
-        args += ["--access-log", str(self.log_path), *self.extra_args]
+        conf = self.workdir / "shieldwall.toml"
+        conf.write_text(self.config_text())
+        args = [sys.executable, "-m", "shieldwall.cli", "serve", "--config", str(conf)]
         m = self.lab.start("shieldwall", args, env={"SHIELDWALL_ADMIN_TOKEN": self.token})
-        wait_http("127.0.0.1", self.admin_port, "/healthz", 20, m.proc)
-        wait_http("127.0.0.1", self.port, "/healthz", 20, m.proc)
+        try:
+            wait_http("127.0.0.1", self.admin_port, "/healthz", 20, m.proc)
+            wait_http("127.0.0.1", self.port, "/healthz", 20, m.proc)
+        except RuntimeError as exc:
+            tail = m.log.read_text(errors="replace")[-2000:] if m.log.exists() else ""
+            raise RuntimeError(f"shieldwall did not start: {exc}\n--- {m.log} ---\n{tail}") from exc
 
     def targets(self) -> list[tuple[str, int]]:
         return [("127.0.0.1", self.port)]

@@ -31,6 +31,8 @@ from shieldwall.drill.shop import order_summary
 from shieldwall.drill.shoppers import Clock, ShopperProfile, Shoppers
 from shieldwall.drill.stats import AttackStats, LegitStats
 
+SLOW_RAMP = 250.0
+"""Slow attacks open this many new connections per second until they hold their count."""
 END_GRACE_S = 8.0
 """After the last phase, sessions still running get this long to finish."""
 
@@ -176,7 +178,9 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                     sources = opts.attack_sources or a.sources
                     share = len(targets)
                     for k, (host, port) in enumerate(targets):
-                        spec = AttackSpec(a.kind, a.x * legit_rps / share, max(1, sources // share),
+                        slow = a.kind in (Kind.SLOWLORIS, Kind.SLOW_POST)
+                        rate = (SLOW_RAMP if slow else a.x * legit_rps) / share
+                        spec = AttackSpec(a.kind, rate, max(1, sources // share),
                                           max(1, a.connections // share))
                         atk = Attack(spec, host, port, attack, clock.now, lambda: clock.phase, solver,
                                      None if opts.seed is None else opts.seed + n * 100 + j * 10 + k,
