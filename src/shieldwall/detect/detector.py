@@ -280,11 +280,11 @@ class Detector:
             if c in slow_srcs:
                 score = 0.95
             else:
-                score = 0.4 * min(1.0, cnt / limit)
+                score = 0.3 * min(1.0, cnt / limit)
                 if c in pages and c not in assets:
-                    score += 0.3
+                    score += 0.35
                 if prefix(c) not in seen_p:
-                    score += 0.3
+                    score += 0.35
                 if c in seen and c in assets:
                     score *= 0.3
             if score >= self.s.suspect_threshold:

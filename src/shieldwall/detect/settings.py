@@ -17,7 +17,7 @@ class DetectSettings(BaseModel):
     enabled: bool = True
 
     # --- windows and feeds -------------------------------------------------
-    live_lateness: float = Field(default=2.0, ge=0.0, le=60.0)
+    live_lateness: float = Field(default=1.0, ge=0.0, le=60.0)
     """Live feed: a 1 s window closes this many seconds after its end (events
     arrive when requests finish; a little slack absorbs reordering)."""
     offline_lateness: float = Field(default=30.0, ge=0.0, le=3600.0)

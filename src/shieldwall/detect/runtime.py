@@ -1,0 +1,178 @@
+"""The live detector inside the shield: the proxy's event sink in, mode changes,
+suspects and admin routes out.
+
+The proxy calls :meth:`DetectRuntime.sink` once per finished request; it only
+appends to a bounded buffer (never blocks, never raises). Once a second the
+tick moves the buffer into the same :class:`WindowBuilder` and
+:class:`Detector` that ``shieldwall analyze`` uses, closes the windows the
+injected clock has passed (minus ``live_lateness``), and calls
+
+- ``on_mode(mode, "detector")`` when the mode changes
+  (normal -> elevated -> under_attack -> elevated -> normal, with hysteresis);
+- ``on_suspect(client, score, ttl)`` for clients that look like attackers
+  while a ddos incident is open (never during a flash crowd).
+
+The lead wires these to ``GuardRuntime.set_mode`` and ``GuardRuntime.mark_suspect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
+from shieldwall.detect.detector import Detector, Incident, StepResult, iso
+from shieldwall.detect.events import RequestEvent
+from shieldwall.detect.rules import NORMAL
+from shieldwall.detect.settings import DetectSettings
+from shieldwall.detect.windows import WindowBuilder
+from shieldwall.guard.decision import Mode
+
+log = logging.getLogger(__name__)
+
+MAX_BUFFER = 1_000_000
+"""Events held between ticks at most; beyond this the sink drops (and counts) them."""
+
+
+class DetectRuntime:
+    def __init__(
+        self,
+        settings: DetectSettings,
+        *,
+        on_mode: Callable[[Mode, str], None] | None = None,
+        on_suspect: Callable[[str, float, float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.detector = Detector(settings)
+        self.builder = WindowBuilder(lateness=settings.live_lateness, **self.detector.make_builder_args())
+        self.on_mode = on_mode
+        self.on_suspect = on_suspect
+        self.on_step: Callable[[StepResult], None] | None = None
+        """Optional hook called with every window's result (tests, metrics)."""
+        self.clock = clock
+        self._buf: list[RequestEvent] = []
+        self.dropped = 0
+        self.mode = Mode.NORMAL
+        self.incidents: deque[Incident] = deque(maxlen=settings.incidents_kept)
+        self._normal_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.ticks = 0
+        self.admin_routes: list[AdminRoute] = [
+            AdminRoute("GET", "/api/verdict", self._verdict_route),
+            AdminRoute("GET", "/api/incidents", self._incidents_route),
+        ]
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: DetectSettings,
+        *,
+        on_mode: Callable[[Mode, str], None] | None = None,
+        on_suspect: Callable[[str, float, float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> DetectRuntime:
+        return cls(settings, on_mode=on_mode, on_suspect=on_suspect, clock=clock)
+
+    # -- the proxy's side ------------------------------------------------------------
+    def sink(self, event: RequestEvent) -> None:
+        """The EventSink: append and return. Cheap, never blocks, never raises."""
+        if len(self._buf) < MAX_BUFFER:
+            self._buf.append(event)
+        else:
+            self.dropped += 1
+
+    # -- the tick ------------------------------------------------------------------------
+    def tick(self) -> list[StepResult]:
+        """Move buffered events into windows, judge every closed window, call back."""
+        self.ticks += 1
+        buf, self._buf = self._buf, []
+        add = self.builder.add_event
+        for ev in buf:
+            add(ev)
+        now = self.clock()
+        if self._normal_since is None and buf:
+            self._normal_since = now
+        results = []
+        for w in self.builder.close_until(now):
+            r = self.detector.step(w)
+            results.append(r)
+            self._after_step(r)
+        return results
+
+    def _after_step(self, r: StepResult) -> None:
+        for inc in r.closed:
+            self.incidents.append(inc)
+            self._normal_since = inc.end
+        if r.mode is not self.mode:
+            self.mode = r.mode
+            log.warning("detector: mode %s (%s)", r.mode.value, r.state)
+            self._call(self.on_mode, r.mode, "detector")
+        if r.suspects and self.on_suspect is not None:
+            ttl = self.settings.suspect_ttl
+            for client, score in r.suspects:
+                self._call(self.on_suspect, client, score, ttl)
+        if self.on_step is not None:
+            self._call(self.on_step, r)
+
+    @staticmethod
+    def _call(fn: Callable[..., Any] | None, *args: Any) -> None:
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:  # a failing callback must not stop detection
+            log.exception("detector callback %r failed", fn)
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="shieldwall-detect")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("detector tick failed")
+            await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- admin routes ---------------------------------------------------------------------
+    def verdict(self) -> dict[str, Any]:
+        det = self.detector
+        last = det.last
+        cur = det.current
+        if cur is not None:
+            verdict, kind, conf, evidence, since = (
+                cur.verdict, cur.kind, cur.confidence, list(cur.evidence), iso(cur.start))
+        else:
+            verdict, kind, evidence = NORMAL, None, []
+            conf = 1.0
+            if last is not None and last.raw.verdict != NORMAL:
+                evidence = [f"pending: {last.raw.verdict}", *last.raw.evidence]
+                conf = round(1.0 - last.raw.confidence / 2, 2)
+            since = iso(self._normal_since) if self._normal_since is not None else None
+        return {"verdict": verdict, "kind": kind, "confidence": conf, "evidence": evidence,
+                "since": since, "mode": self.mode.value,
+                "window": last.features.as_dict() if last is not None else {},
+                "events_dropped": self.dropped, "events_late": self.builder.late}
+
+    async def _verdict_route(self, req: AdminRequest) -> AdminResponse:
+        return AdminResponse.of_json(self.verdict())
+
+    async def _incidents_route(self, req: AdminRequest) -> AdminResponse:
+        items = [dict(i.as_json(), open=False) for i in self.incidents]
+        if self.detector.current is not None:
+            items.append(dict(self.detector.current.as_json(), open=True))
+        return AdminResponse.of_json({"incidents": items})

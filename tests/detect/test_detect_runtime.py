@@ -1,0 +1,159 @@
+"""The live detector: the proxy's sink in, guard modes and suspects out, the same
+features as the offline analyzer for the same events."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+from shieldwall.admin_api import AdminRequest
+from shieldwall.detect.analyze import analyze
+from shieldwall.detect.detector import StepResult
+from shieldwall.detect.events import RequestEvent
+from shieldwall.detect.features import Features
+from shieldwall.detect.runtime import DetectRuntime
+from shieldwall.detect.settings import DetectSettings
+from shieldwall.detect.synth import generate, make_scenario, write_log
+from shieldwall.detect.windows import Window
+from shieldwall.guard.decision import Mode
+
+
+class FakeClock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _replay(rt: DetectRuntime, clock: FakeClock, events: list[RequestEvent], until: float) -> None:
+    """Feed events as a proxy would (when each request finishes), ticking once a second."""
+    i = 0
+    t = math.floor(events[0].time)
+    while t < until:
+        t += 1.0
+        while i < len(events) and events[i].time + events[i].request_time < t:
+            rt.sink(events[i])
+            i += 1
+        clock.t = t
+        rt.tick()
+
+
+def test_live_and_offline_builders_produce_identical_features(tmp_path: Path) -> None:
+    sc = make_scenario(21, ["flood", "flash_crowd", "backend_failure"], family="train", warmup=50,
+                       phase_len=(10, 12), gap=(15, 20))
+    # whole-second start times survive the log's one-second resolution exactly
+    events = [dataclasses.replace(e, time=float(math.floor(e.time))) for e in generate(sc)]
+    events.sort(key=lambda e: e.time + e.request_time)
+    log = tmp_path / "same.log"
+    write_log(events, log, "access")
+
+    offline: list[Features] = []
+
+    def keep(w: Window, r: StepResult) -> None:
+        offline.append(r.features)
+
+    analyze([log], "auto", on_step=keep)
+
+    clock = FakeClock(events[0].time)
+    live_rt = DetectRuntime.from_settings(DetectSettings(), clock=clock)
+    live: list[Features] = []
+    live_rt.on_step = lambda r: live.append(r.features)
+    _replay(live_rt, clock, events, events[-1].time + 30)
+
+    assert len(offline) > 100
+    assert live[: len(offline)] == offline
+    assert live_rt.builder.late == 0
+    kinds = {f.sec for f in offline if f.rps > 500}
+    assert kinds  # the flood is in there
+
+
+def test_flood_raises_mode_to_under_attack_within_5_s_and_back_to_normal_after() -> None:
+    sc = make_scenario(22, ["flood"], family="heldout", warmup=60, phase_len=(20, 20), gap=(40, 40))
+    events = generate(sc)
+    clock = FakeClock(sc.t0)
+    modes: list[tuple[float, Mode, str]] = []
+    suspects: dict[str, tuple[float, float]] = {}
+    rt = DetectRuntime.from_settings(
+        DetectSettings(), clock=clock,
+        on_mode=lambda m, src: modes.append((clock.t, m, src)),
+        on_suspect=lambda c, score, ttl: suspects.__setitem__(c, (score, ttl)))
+    _replay(rt, clock, events, sc.t0 + sc.duration)
+    flood = sc.phases[0]
+    assert [m for _, m, _ in modes] == [Mode.ELEVATED, Mode.UNDER_ATTACK, Mode.ELEVATED, Mode.NORMAL]
+    assert all(src == "detector" for _, _, src in modes)
+    under = next(t for t, m, _ in modes if m is Mode.UNDER_ATTACK)
+    assert under - flood.start <= 5.0, f"under_attack {under - flood.start:.1f} s after the flood began"
+    back = modes[-1][0]
+    assert flood.end < back <= flood.end + 20
+    # suspects: attackers (no page assets, networks never seen) and never a shopper
+    shoppers = {e.client for e in events if e.path.startswith("/static/")}
+    attackers = {e.client for e in events if flood.start <= e.time < flood.end} - shoppers
+    assert len(suspects) > 0.8 * len(attackers)
+    assert not set(suspects) & shoppers
+    assert all(0.7 <= s <= 1.0 and ttl == 300.0 for s, ttl in suspects.values())
+
+
+def test_flash_crowd_never_raises_the_mode_or_marks_a_suspect() -> None:
+    sc = make_scenario(23, ["flash_crowd"], family="heldout", warmup=60, phase_len=(25, 25), gap=(30, 30))
+    clock = FakeClock(sc.t0)
+    calls: list[object] = []
+    rt = DetectRuntime.from_settings(DetectSettings(), clock=clock, on_mode=lambda m, s: calls.append(m),
+                                     on_suspect=lambda c, s, t: calls.append(c))
+    verdicts: set[str] = set()
+    rt.on_step = lambda r: verdicts.add(r.state)
+    _replay(rt, clock, generate(sc), sc.t0 + sc.duration)
+    assert "flash_crowd" in verdicts
+    assert calls == []
+
+
+async def test_admin_routes_report_the_verdict_and_incidents() -> None:
+    sc = make_scenario(24, ["backend_failure"], family="train", warmup=60, phase_len=(20, 20), gap=(30, 30))
+    events = generate(sc)
+    clock = FakeClock(sc.t0)
+    rt = DetectRuntime.from_settings(DetectSettings(), clock=clock)
+    routes = {(r.method, r.path): r for r in rt.admin_routes}
+    assert set(routes) == {("GET", "/api/verdict"), ("GET", "/api/incidents")}
+    assert all(r.auth for r in routes.values())
+    phase = sc.phases[0]
+    _replay(rt, clock, events, phase.start + 8)
+    body = json.loads((await routes[("GET", "/api/verdict")].handler(AdminRequest("GET", "/api/verdict"))).body)
+    assert body["verdict"] == "backend_failure" and body["kind"] is None and body["mode"] == "normal"
+    assert body["evidence"][0].startswith("backends failing")
+    assert body["since"].endswith("Z") and 0.6 <= body["confidence"] <= 1.0
+    assert body["window"]["backend_fail_share"] > 0.3 and "rps_10" in body["window"]
+    _replay(rt, clock, [e for e in events if e.time + e.request_time >= clock.t], sc.t0 + sc.duration)
+    inc = json.loads((await routes[("GET", "/api/incidents")].handler(AdminRequest("GET", "/api/incidents"))).body)
+    assert [(i["verdict"], i["open"]) for i in inc["incidents"]] == [("backend_failure", False)]
+    body = json.loads((await routes[("GET", "/api/verdict")].handler(AdminRequest("GET", "/api/verdict"))).body)
+    assert body["verdict"] == "normal"
+
+
+async def test_start_ticks_in_the_background_and_stop_ends_it() -> None:
+    rt = DetectRuntime.from_settings(DetectSettings())
+    rt.sink(RequestEvent(0.0, "10.0.0.1", "GET", "/", "", 200, 1, 0.01))
+    await rt.start()
+    for _ in range(100):
+        if rt.ticks:
+            break
+        await asyncio.sleep(0.01)
+    assert rt.ticks >= 1 and rt._buf == []
+    await rt.stop()
+    n = rt.ticks
+    await asyncio.sleep(0.05)
+    assert rt.ticks == n
+
+
+def test_a_failing_callback_does_not_stop_detection() -> None:
+    sc = make_scenario(22, ["flood"], family="heldout", warmup=60, phase_len=(20, 20), gap=(40, 40))
+    clock = FakeClock(sc.t0)
+
+    def boom(*a: object) -> None:
+        raise RuntimeError("guard unavailable")
+
+    rt = DetectRuntime.from_settings(DetectSettings(), clock=clock, on_mode=boom, on_suspect=boom)
+    _replay(rt, clock, generate(sc), sc.t0 + sc.duration)
+    assert [i.verdict for i in rt.incidents] == ["ddos"]
