@@ -153,6 +153,7 @@ class DetectRuntime:
         det = self.detector
         last = det.last
         cur = det.current
+        since: str | None
         if cur is not None:
             verdict, kind, conf, evidence, since = (
                 cur.verdict, cur.kind, cur.confidence, list(cur.evidence), iso(cur.start))
