@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import shutil
+import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from shieldwall.guard.decision import RequestFacts
@@ -74,3 +79,35 @@ def challenge_of(raw: bytes | None) -> dict[str, Any]:
 def cookie_pair(set_cookie: str) -> str:
     """The name=value part of a Set-Cookie header value."""
     return set_cookie.split(";", 1)[0]
+
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisProc:
+    def __init__(self, procs: object, sock: Path) -> None:
+        self.procs = procs
+        self.sock = sock
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.sock}"
+
+    def start(self) -> None:
+        self.proc = self.procs.start(  # type: ignore[attr-defined]
+            [REDIS, "--port", "0", "--unixsocket", str(self.sock), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(self.sock.parent)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self.sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, 9)
+        self.proc.wait(timeout=5)
+        if self.sock.exists():
+            self.sock.unlink()
