@@ -1,0 +1,148 @@
+"""Admission: who waits, who is served first and who is shed when the
+backends are full."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shieldwall.guard._admission import AdmissionCore, PriorityAdmission
+from shieldwall.guard.decision import ClientClass
+from shieldwall.guard.settings import AdmissionSettings
+
+C, V, U, S = ClientClass.CUSTOMER, ClientClass.VERIFIED, ClientClass.UNKNOWN, ClientClass.SUSPECT
+
+
+def _settings(**kw: object) -> AdmissionSettings:
+    return AdmissionSettings.model_validate({"limit": 1, "queue_size": 10, **kw})
+
+
+def test_core_admits_the_highest_class_first_fifo_within_a_class() -> None:
+    core = AdmissionCore(_settings())
+    assert core.offer(U, 0, 0.0)[0] == "admit"
+    tickets = [core.offer(cls, 0, 0.0)[1] for cls in (U, V, U, C, V)]
+    order = []
+    for _ in tickets:
+        (t,) = core.release(0.01, True, 1.0)
+        order.append(t)
+    assert [t.cls for t in order] == [C, V, V, U, U]
+    assert order[1] is tickets[1] and order[3] is tickets[0]
+
+
+def test_full_queue_sheds_the_lowest_class_first() -> None:
+    core = AdmissionCore(_settings(queue_size=2, queue_suspects=True))
+    core.offer(U, 0, 0.0)
+    _, s1, _ = core.offer(S, 0, 0.0)
+    _, u1, _ = core.offer(U, 0, 0.0)
+    verdict, c1, evicted = core.offer(C, 0, 0.0)
+    assert verdict == "queue" and evicted == [s1]
+    verdict, _, evicted = core.offer(C, 0, 0.0)
+    assert verdict == "queue" and evicted == [u1]
+    verdict, _, evicted = core.offer(V, 0, 0.0)
+    assert verdict == "shed" and evicted == []  # nobody below a verified client left
+    verdict, _, evicted = core.offer(C, 1, 0.0)  # a customer in checkout outranks them all
+    assert verdict == "queue" and evicted[0].cls is C and evicted[0] is not c1
+
+
+def test_suspects_are_not_queued_by_default() -> None:
+    core = AdmissionCore(_settings())
+    core.offer(U, 0, 0.0)
+    assert core.offer(S, 0, 0.0)[0] == "shed"
+    assert core.offer(U, 0, 0.0)[0] == "queue"
+
+
+def test_waiters_past_their_deadline_are_shed() -> None:
+    core = AdmissionCore(_settings(queue_timeout=1.0, customer_queue_timeout=5.0))
+    core.offer(U, 0, 0.0)
+    _, u, _ = core.offer(U, 0, 0.0)
+    _, c, _ = core.offer(C, 0, 0.0)
+    assert core.expire(2.0) == [u]
+    assert core.expire(6.0) == [c]
+    assert core.waiting == 0
+
+
+def test_adaptive_limit_cuts_on_slow_responses_and_grows_when_saturated() -> None:
+    core = AdmissionCore(_settings(limit=10, adaptive=True, min_limit=2, max_limit=20))
+    now = 0.0
+    for _ in range(10):
+        core.offer(U, 0, now)
+    for _ in range(50):  # fast responses at full load: additive increase
+        now += 0.01
+        core.release(0.01, True, now)
+        core.offer(U, 0, now)
+    grown = core.limit
+    assert grown > 10
+    for _ in range(30):  # latency far above the baseline: multiplicative decrease
+        now += 0.05
+        core.release(0.2, True, now)
+        core.offer(U, 0, now)
+    assert core.limit < grown * 0.5
+    assert core.limit >= 2
+    assert core.counts["limit:cut"] >= 5
+
+
+def test_shadow_shedding_admits_over_the_limit_and_counts() -> None:
+    core = AdmissionCore(_settings(), shadow=True)
+    core.offer(U, 0, 0.0)
+    assert core.offer(S, 0, 0.0)[0] == "admit"
+    assert core.inflight == 2 and core.counts["shadow:shed"] == 1
+
+
+async def test_with_backends_full_a_customer_is_served_before_any_unknown() -> None:
+    adm = PriorityAdmission(_settings(limit=2, queue_timeout=30, customer_queue_timeout=30))
+    assert await adm.acquire("b1", U) is None
+    assert await adm.acquire("b1", U) is None
+    served: list[str] = []
+
+    async def client(name: str, cls: ClientClass) -> None:
+        assert await adm.acquire("b1", cls) is None
+        served.append(name)
+
+    tasks = [asyncio.create_task(client(f"unknown{i}", U)) for i in range(5)]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.create_task(client("customer", C)))
+    await asyncio.sleep(0)
+    assert served == [] and adm.core("b1").waiting == 6
+    for _ in range(6):
+        adm.release("b1", 0.01, True)
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert served[0] == "customer"
+    assert served[1:] == [f"unknown{i}" for i in range(5)]
+
+
+async def test_queue_deadline_returns_retry_after() -> None:
+    adm = PriorityAdmission(_settings(queue_timeout=0.05, retry_after=7))
+    assert await adm.acquire("b1", V) is None
+    assert await adm.acquire("b1", U) == 7
+    assert adm.core("b1").waiting == 0
+
+
+async def test_evicted_waiter_is_told_to_retry() -> None:
+    adm = PriorityAdmission(_settings(queue_size=1, queue_timeout=30, retry_after=3))
+    await adm.acquire("b1", U)
+    low = asyncio.create_task(adm.acquire("b1", U))
+    await asyncio.sleep(0)
+    high = asyncio.create_task(adm.acquire("b1", C))
+    assert await low == 3
+    adm.release("b1", 0.01, True)
+    assert await high is None
+
+
+async def test_a_cancelled_waiter_leaks_no_slot() -> None:
+    adm = PriorityAdmission(_settings(queue_timeout=30))
+    await adm.acquire("b1", U)
+    waiter = asyncio.create_task(adm.acquire("b1", U))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    adm.release("b1", 0.01, True)
+    core = adm.core("b1")
+    assert core.inflight == 0 and core.waiting == 0
+    assert await adm.acquire("b1", U) is None
+
+
+async def test_backends_are_limited_separately() -> None:
+    adm = PriorityAdmission(_settings(queue_timeout=0.01))
+    assert await adm.acquire("b1", U) is None
+    assert await adm.acquire("b2", U) is None
+    assert adm.status()["b1"]["inflight"] == 1
