@@ -84,12 +84,14 @@ class GuardRuntime:
         if self.settings.nftables != "off":
             from shieldwall.guard._nft import NftBanSet
             self._nft = await NftBanSet.detect(self.settings.nftables_netns,
-                                               required=self.settings.nftables == "on")
+                                               required=self.settings.nftables == "on",
+                                               clock=self.clock)
             if self._nft is not None:
                 self.state.listeners.append(self._nft.on_change)
                 for key, entry in self.state.bans.items():
                     self._nft.on_change("ban", key, entry)
-                self._tasks.append(asyncio.create_task(self._nft.run(self.clock)))
+                await self._nft.apply()
+                self._tasks.append(asyncio.create_task(self._nft.run()))
         if self._sync is not None:
             await self._sync.start()
             self._tasks.append(asyncio.create_task(self._sync.run()))
