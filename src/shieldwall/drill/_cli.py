@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console, Group
@@ -13,9 +14,14 @@ from rich.table import Table
 from rich.text import Text
 
 from shieldwall.drill.fronts import AGAINST, nginx_binary
-from shieldwall.drill.report import print_summary, schema_errors, write_all
+from shieldwall.drill.report import headline, print_summary, schema_errors, write_all
 from shieldwall.drill.runner import DrillOptions, Live, run_drill
 from shieldwall.drill.scenarios import SCENARIOS
+
+
+def _console() -> Console:
+    c = Console()
+    return c if c.is_terminal else Console(width=120)
 
 
 def _progress(live: Live) -> Group:
@@ -33,7 +39,7 @@ def _progress(live: Live) -> Group:
     return Group(t, Text("\n".join(live.events[-4:]), style="dim"))
 
 
-def run_and_report(opts: DrillOptions, json_path: Path, html_path: Path | None, console: Console) -> dict[str, object]:
+def run_and_report(opts: DrillOptions, json_path: Path, html_path: Path | None, console: Console) -> dict[str, Any]:
     live = Live()
     if console.is_terminal:
         with RichLive(_progress(live), console=console, refresh_per_second=4, transient=False) as rl:
@@ -71,7 +77,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed"),
     ) -> None:
         """Run a drill: the demo shop, shoppers, attacks and faults; then the report."""
-        console = Console()
+        console = _console()
         if scenario not in SCENARIOS:
             raise typer.BadParameter(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}",
                                      param_hint="SCENARIO")
@@ -93,7 +99,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The demonstration: normal shopping, a 10x flash crowd, a randomized flood
         from a thousand addresses, a backend killed mid-flood, and recovery."""
-        console = Console()
+        console = _console()
         console.print(
             "[bold]shieldwall demo[/]: a demo shop on two backends behind "
             f"[bold]{against}[/], shoppers from 127.10.0.0/16, attackers from 127.64.0.0/10 (loopback only).\n"
@@ -101,7 +107,10 @@ def register(app: typer.Typer) -> None:
             "1,000 addresses) -> a backend killed mid-flood -> recovery.\n")
         opts = DrillOptions("mixed", against, duration, 2.0, out, 2)
         report = run_and_report(opts, out / "report.json", out / "timeline.html", console)
-        lg = report["legit"]
-        assert isinstance(lg, dict)
-        console.print(f"\n[bold]Shoppers kept {lg['goodput'] * 100:.1f}% goodput[/] through the whole drill. "
-                      f"Open {out / 'timeline.html'} for the picture.")
+        console.print("\n[bold]What happened[/]")
+        for line in headline(report):
+            console.print(f"  - {line}")
+        if against == "shieldwall" and all(p.get("verdict") is None for p in report["phases"]):
+            console.print("  [yellow]The shield's detector verdict was not available from its admin API "
+                          "(GET /api/verdict): verdicts are shown as '-'.[/]")
+        console.print(f"\n[bold]The picture:[/] {(out / 'timeline.html').resolve()}")

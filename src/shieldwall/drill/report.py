@@ -119,6 +119,14 @@ def render_html(report: dict[str, Any]) -> str:
         d = f' stroke-dasharray="{dash}"' if dash else ""
         return f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"{d}/>'
 
+    for e in report.get("events", []):  # faults: kill, freeze, thaw, restart, slow
+        what = str(e.get("event", ""))
+        if what.split(" ", 1)[0] in ("kill", "freeze", "thaw", "restart", "slow", "unslow"):
+            xe = x(float(e["t"]))
+            parts.append(f'<line x1="{xe:.1f}" y1="{top + ph - 40}" x2="{xe:.1f}" y2="{top + ph}" '
+                         'stroke="#000" stroke-width="2"/>')
+            parts.append(f'<text x="{xe + 3:.1f}" y="{top + ph - 30}" font-size="11">'
+                         f'{html.escape(what.split(" (", 1)[0])}</text>')
     parts.append(poly("attack_rps", ya, "#c0392b"))
     parts.append(poly("legit_rps", yl, "#7f8c8d", "4,2"))
     parts.append(poly("legit_ok_rps", yl, "#1e8449"))
@@ -172,7 +180,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 def summary_table(report: dict[str, Any]) -> Table:
     t = Table(title=f"drill {report['scenario']} against {report['against']} ({report['duration_s']:.0f} s)")
-    for col in ("phase", "goodput", "p50 ms", "p99 ms", "checkouts", "attack req", "at shop", "mode",
+    for col in ("phase", "goodput", "p50 ms", "p99 ms", "checkouts", "attack", "at shop", "mode",
                 "verdict"):
         t.add_column(col, justify="left" if col in ("phase", "mode", "verdict") else "right")
     for p in report["phases"]:
@@ -197,3 +205,26 @@ def print_summary(report: dict[str, Any], console: Console, paths: dict[str, Pat
                   f"lost {o.get('lost', 0)}; attack sources {report['attack']['sources']}")
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")
+
+
+def headline(report: dict[str, Any]) -> list[str]:
+    """The story in a few plain sentences, worst phase first among the hard ones."""
+    lines: list[str] = []
+    for p in report["phases"]:
+        lg = p.get("legit") or {}
+        bits = [f"{p['name']}: shoppers' goodput {p['legit_goodput'] * 100:.1f}%",
+                f"p99 {lg.get('p99_ms', 0):.0f} ms",
+                f"checkouts {lg.get('checkouts_completed', 0)}/{lg.get('checkouts_started', 0)}"]
+        at = p.get("attack") or {}
+        if at.get("requests"):
+            reached = p.get("attack_reached_backend")
+            bits.append(f"{at['requests']} attack requests, {reached if reached is not None else '?'} reached the shop")
+        if lg.get("refused"):
+            bits.append(f"{lg['refused']} shopper requests refused")
+        if p.get("verdict"):
+            bits.append(f"detector said {p['verdict']}" + (f"/{p['verdict_kind']}" if p.get("verdict_kind") else ""))
+        lines.append("; ".join(bits))
+    o = report["orders"]
+    lines.append(f"orders: {o['expected']} confirmed to shoppers, {o['recorded']} in the database, "
+                 f"{o['duplicated']} duplicated, {o.get('lost', 0)} lost")
+    return lines
