@@ -284,7 +284,8 @@ def _describe(err: Any) -> str:
         sym = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
                "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))
-        return f"{where}: {got} is not accepted; expected a number {sym} {bound}"
+        shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        return f"{where}: {got} is not accepted; expected a number {sym} {shown}"
     if kind == "too_short" and loc == ("backends",):
         return f"{where}: {got} is not accepted; expected at least one [[backends]] table with a url"
     expect = _EXPECT.get(kind, err["msg"].lower())

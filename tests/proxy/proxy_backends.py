@@ -118,10 +118,13 @@ class _Conn(asyncio.Protocol):
             out = ("\r\n".join(head) + "\r\n\r\n").encode()
             if not no_body:
                 if reply.chunked:
-                    for i in range(0, len(reply.body), 3):
-                        piece = reply.body[i:i + 3]
-                        out += b"%x\r\n%s\r\n" % (len(piece), piece)
-                    out += b"0\r\n\r\n"
+                    step = max(3, len(reply.body) // 7)
+                    pieces = [out]
+                    for i in range(0, len(reply.body), step):
+                        piece = reply.body[i:i + step]
+                        pieces.append(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    pieces.append(b"0\r\n\r\n")
+                    out = b"".join(pieces)
                 else:
                     out += reply.body
             self.transport.write(out)
@@ -243,3 +246,56 @@ BAD_ONLY_HEAD_ERRORS = {
         "too many headers", "declared body over the limit", "websocket upgrade",
     )
 }
+
+
+class Client:
+    """A raw keep-alive client connection that reads one response at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Client:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        return cls(r, w)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self, timeout: float = 5.0, head_only: bool = False
+                       ) -> tuple[int, dict[str, str], bytes]:
+        """Read one response (Content-Length, chunked or close-delimited)."""
+        async with asyncio.timeout(timeout):
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                if line:
+                    n, _, v = line.partition(":")
+                    headers[n.strip().lower()] = v.strip()
+            if head_only or status in (204, 304) or 100 <= status < 200:
+                return status, headers, b""
+            if "content-length" in headers:
+                body = await self.reader.readexactly(int(headers["content-length"]))
+            elif headers.get("transfer-encoding") == "chunked":
+                body = b""
+                while True:
+                    size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+                    if size == 0:
+                        await self.reader.readuntil(b"\r\n")
+                        break
+                    body += await self.reader.readexactly(size)
+                    await self.reader.readexactly(2)
+            else:
+                body = await self.reader.read()
+            return status, headers, body
+
+    async def closed(self, timeout: float = 5.0) -> bool:
+        async with asyncio.timeout(timeout):
+            return await self.reader.read() == b""
+
+    def close(self) -> None:
+        self.writer.close()

@@ -434,11 +434,12 @@ class ClientConnection(asyncio.Protocol):
         self._finish()
 
     # -- attempts ----------------------------------------------------------
-    def _start_attempt(self, exclude: BackendState | None) -> None:
+    def _start_attempt(self, exclude: BackendState | None,
+                       otherwise: tuple[int, Outcome] = (503, Outcome.NO_UPSTREAM)) -> None:
         w = self.w
         b = w.balancer.pick(exclude)
         if b is None:
-            self._no_upstream(503, Outcome.NO_UPSTREAM)
+            self._no_upstream(*otherwise)
             return
         self.backend = b
         b.outstanding += 1
@@ -549,12 +550,13 @@ class ClientConnection(asyncio.Protocol):
         head = self.head
         assert head is not None
         sent = self.sent and kind != up_mod.CONNECT_TIMEOUT and kind != up_mod.REFUSED
+        status = 504 if timed_out else 502
         if w.retry and should_retry(head.method, head.has_body, sent, self.attempt,
                                     kind == up_mod.TIMEOUT):
             w.metrics.retries += 1
-            self._start_attempt(b)
+            self._start_attempt(b, (status, outcome))
             return
-        self._no_upstream(504 if timed_out else 502, outcome)
+        self._no_upstream(status, outcome)
 
     def _release_backend(self, ok: bool) -> None:
         b = self.backend
