@@ -181,8 +181,8 @@ async def test_trusted_proxy_forwarded_for_gives_the_client_address(backend: Bac
     line = log.read_text()
     assert re.fullmatch(
         r'203\.0\.113\.9 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /p\?q=1 HTTP/1\.1" 200 5 '
-        r'"http://r/" "Mozilla/5\.0" rt=\d+\.\d{3} up=127\.0\.0\.1:%d ut=\d+\.\d{3} us=200 o=ok '
-        r'd=allow c=customer s=0 v=0\n' % backend.port, line), line
+        r'"http://r/" "Mozilla/5\.0" rt=\d+\.\d{3} up=127\.0\.0\.1:' + str(backend.port)
+        + r' ut=\d+\.\d{3} us=200 o=ok d=allow c=customer s=0 v=0\n', line), line
 
 
 async def test_enforced_decisions_never_reach_the_backend(backend: Backend, tmp_path: Path) -> None:
