@@ -6,7 +6,8 @@ built-in "shop". Also serves AdminRoutes with the Bearer-token check, so the
 CLI can be tested against real sockets. Runs its own event loop in a thread
 so blocking clients (selenium, the CLI) can drive it from the test.
 
-This stands in for the proxy until the lead wires the guard into it.
+:class:`ProxyHarness` puts the real proxy (``run_shield``) in front instead;
+the browser, CLI and flood tests use it.
 """
 
 from __future__ import annotations
@@ -167,4 +168,62 @@ class Harness:
                          f"{len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
             await writer.drain()
         finally:
+            writer.close()
+
+
+class ProxyHarness(Harness):
+    """The same interface, but the real proxy (``run_shield``) enforces the
+    guard's decisions in front of a tiny shop backend, and the proxy's own
+    admin listener (with its token check) serves the guard's AdminRoutes."""
+
+    async def _start(self) -> None:
+        from contextlib import AsyncExitStack
+
+        from shieldwall.config import build_config
+        from shieldwall.proxy.wiring import Wiring
+        from shieldwall.proxy.worker import run_shield
+
+        shop = await asyncio.start_server(self._shop, "127.0.0.1", 0)
+        shop_port = shop.sockets[0].getsockname()[1]
+        config = build_config({
+            "listen": "127.0.0.1:0", "access_log": "off",
+            "admin": {"listen": "127.0.0.1:0", "token": self.admin_token or "unused-token"},
+            "backends": [{"url": f"http://127.0.0.1:{shop_port}"}],
+            "upstream": {"health": {"enabled": False}},
+        })
+        await self.rt.start()
+        self._stack = AsyncExitStack()
+        shield = await self._stack.enter_async_context(run_shield(config, Wiring(
+            gate=self.rt.gate, admission=self.rt.admission, routes=self.rt.admin_routes)))
+        self._servers = [shop]
+        self.port = shield.port
+        self.admin_port = shield.admin_port
+
+    async def _stop(self) -> None:
+        await self._stack.aclose()
+        await super()._stop()
+
+    async def _shop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            while True:
+                req = await _read_head(reader)
+                if req is None:
+                    return
+                _, target, _, _ = req
+                self.upstream_hits += 1
+                if self.upstream_delay:
+                    await asyncio.sleep(self.upstream_delay)
+                cookie = (b"Set-Cookie: cart=1; Path=/\r\n"
+                          if target.startswith("/cart/add") else b"")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                             b"Cache-Control: no-store\r\n" + cookie +
+                             b"Content-Length: %d\r\n\r\n" % len(SHOP_PAGE) + SHOP_PAGE)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._conns.discard(task)
             writer.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guard_harness import Harness
+from guard_harness import Harness, ProxyHarness
 from guard_helpers import runtime
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -79,7 +79,7 @@ def _wait_for_shop(drv: Any, t0: float, timeout: float = 30.0) -> float:
 @pytest.fixture
 def shield() -> Iterator[Harness]:
     # the default difficulty: what a shopper's browser really has to do
-    h = Harness(runtime(time.time, mode="under_attack", challenge={"nojs_delay": 2})).start()
+    h = ProxyHarness(runtime(time.time, mode="under_attack", challenge={"nojs_delay": 2})).start()
     try:
         yield h
     finally:

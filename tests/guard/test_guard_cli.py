@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from guard_harness import Harness
+from guard_harness import Harness, ProxyHarness
 from guard_helpers import facts, runtime
 from typer.testing import CliRunner
 
@@ -24,7 +24,7 @@ TOKEN = "s3cret-admin-token"
 
 @pytest.fixture
 def shield() -> Iterator[Harness]:
-    h = Harness(runtime(time.time), admin_token=TOKEN).start()
+    h = ProxyHarness(runtime(time.time), admin_token=TOKEN).start()
     try:
         yield h
     finally:

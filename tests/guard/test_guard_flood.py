@@ -10,7 +10,7 @@ import time
 from urllib.parse import quote
 
 import pytest
-from guard_harness import Harness
+from guard_harness import ProxyHarness
 from guard_helpers import RedisProc, runtime
 
 from shieldwall.drill.challenge import find
@@ -49,8 +49,8 @@ def _cookies(headers: dict[str, list[str]], jar: dict[str, str]) -> str:
 async def test_flood_reaches_no_backend_while_a_shopper_gets_through(
         redis_server: RedisProc) -> None:
     kw = {"redis": {"url": redis_server.url, "sync_interval": 0.02}}
-    a = Harness(runtime(time.time, **kw))
-    b = Harness(runtime(time.time, **kw))
+    a = ProxyHarness(runtime(time.time, **kw))
+    b = ProxyHarness(runtime(time.time, **kw))
     a.start()
     b.start()
     try:
