@@ -142,13 +142,19 @@ class Webhook:
         self._server.server_close()
 
 
-INTERVAL = 0.25
+INTERVAL = 0.3
+TIMEOUT = 0.25
 
 
 def settings_for(shop: Shop, webhook: Webhook, data: Path, **over: Any) -> MonitorSettings:
     """Three local probes on three loopback addresses, 2 of 3, 2 rounds."""
     cfg: dict[str, Any] = {
-        "monitor": {"listen": "127.0.0.1:0", "data_dir": str(data), "api_token": "test-token-123456"},
+        "monitor": {
+            "listen": "127.0.0.1:0",
+            "data_dir": str(data),
+            "api_token": "test-token-123456",
+            "round_grace": 0.04,
+        },
         "probes": {
             "local": [
                 {"name": "p1", "source_address": "127.0.0.1"},
@@ -158,7 +164,7 @@ def settings_for(shop: Shop, webhook: Webhook, data: Path, **over: Any) -> Monit
             "quorum": 2,
             "confirm_rounds": 2,
         },
-        "checks": [{"name": "shop", "url": shop.url, "interval": INTERVAL, "timeout": 0.2, "body_contains": "Add to cart"}],
+        "checks": [{"name": "shop", "url": shop.url, "interval": INTERVAL, "timeout": TIMEOUT, "body_contains": "Add to cart"}],
         "alerts": {
             "targets": {"chat": webhook.url("chat"), "sms": webhook.url("sms")},
             "escalation": [{"after": "0s", "notify": ["chat"]}, {"after": "1s", "notify": ["sms"]}],

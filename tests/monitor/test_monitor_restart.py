@@ -22,6 +22,7 @@ listen = "127.0.0.1:0"
 data_dir = "{data}"
 api_token = "restart-token-0123456789"
 revenue_per_minute = 100.0
+round_grace = "40ms"
 
 [probes]
 quorum = 2
@@ -35,8 +36,8 @@ local = [
 [[checks]]
 name = "shop"
 url = "{shop.url}"
-interval = "250ms"
-timeout = "200ms"
+interval = "300ms"
+timeout = "250ms"
 
 [alerts]
 realert_every = "1h"

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -206,28 +207,27 @@ class Monitor:
         self.accept(result)
 
     async def _round_loop(self, check: CheckSettings) -> None:
+        """Rounds on a fixed grid (no drift). A round closes when every probe
+        has reported or at start + timeout + grace; a result that arrives
+        later is not lost, it counts in the next round. If a round overruns
+        the interval, the next one starts at the next grid slot (never a burst)."""
         loop = asyncio.get_running_loop()
         ready = self._round_ready[check.name]
         mine = [p for p in self.settings.probes_for(check) if p in self.local_probes]
-        deadline_after = min(check.timeout + self.settings.monitor.round_grace, check.interval)
+        close_after = check.timeout + self.settings.monitor.round_grace
         t0 = loop.time()
         n = 0
         while True:
             start = t0 + n * check.interval
-            if loop.time() - start > check.interval:  # fell behind (suspended?): skip, never burst
-                n = int((loop.time() - t0) // check.interval) + 1
-                continue
             await asyncio.sleep(max(0.0, start - loop.time()))
-            probes = [asyncio.create_task(self._probe(check, p)) for p in mine]
+            for p in mine:
+                self._spawn(self._probe(check, p))  # bounded by the check's own timeout
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ready.wait(), timeout=max(0.0, start + deadline_after - loop.time()))
+                await asyncio.wait_for(ready.wait(), timeout=max(0.0, start + close_after - loop.time()))
             ready.clear()
-            for t in probes:  # the timeout bounds them; a straggler is cut at the deadline
-                if not t.done():
-                    t.cancel()
             outcome = self.core.close_round(check.name, self.wall())
             self._handle(outcome)
-            n += 1
+            n = max(n + 1, math.ceil((loop.time() - t0) / check.interval))
 
     def _handle(self, out: RoundOutcome) -> None:
         rep = out.report
