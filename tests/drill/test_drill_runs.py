@@ -65,3 +65,24 @@ async def test_a_killed_and_restarted_backend_shows_in_the_report(tmp_path: Path
     assert min(t["backends_up"] for t in report["timeline"] if t["backends_up"] is not None) <= 1
     assert phases["recovered"]["legit_goodput"] > phases["backend-killed"]["legit_goodput"]
     assert "backend-killed" in render_html(report)
+
+
+async def test_a_drill_against_nginx_uses_its_rate_limits_and_stops_it(tmp_path: Path) -> None:
+    import os
+
+    report = await run_drill(DrillOptions("baseline", "nginx", 4.0, base_rate=3.0, out_dir=tmp_path,
+                                          profile=FAST, grace=5.0, seed=5))
+    assert schema_errors(report) == []
+    assert report["legit"]["goodput"] >= 0.95
+    conf = (tmp_path / "nginx" / "nginx.conf").read_text()
+    assert "limit_req zone=perip" in conf and "limit_conn peraddr" in conf
+    assert report["backend_requests"]["shopper"] == report["legit"]["http_exchanges"]
+    assert Path(report["access_log"]).read_text().count("127.10.") >= report["legit"]["requests"]
+    nginx = report["settings"]["front"]["processes"]["nginx"]
+    assert [h["event"] for h in nginx] == ["start", "exit"]
+    for p in [nginx[0]["pid"], *(h["pid"] for b in report["backends"].values() for h in b)]:
+        try:
+            os.kill(p, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"process {p} is still running after the drill")

@@ -226,6 +226,10 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
         lab.stop_all()
         if solver is not None:
             solver.shutdown(cancel_futures=True)
+    front_info["processes"] = {name: [{"event": e, "pid": p} for e, p in m.history]
+                               for name, m in lab.procs.items() if not name.startswith("backend")}
+    for name in shop_info:
+        shop_info[name] = [{"event": e, "pid": p} for e, p in lab.procs[name].history]
     # copy the front's access log next to the report, with the labels of its phases
     log_copy = None
     if access is not None and access.exists():
