@@ -7,15 +7,16 @@ Prints one JSON document:
   fresh-bucket unknown client), and on the reject paths (banned address,
   over the limit, challenge page built per request), plus
   ``observe_response`` for a returning browser;
-- ``proxy``: when the proxy's ``run_shield`` helper exists, requests/s of
-  rejected (429 from the guard) against proxied requests (to a tiny upstream)
-  through the real proxy in the same run, and their ratio; otherwise the
-  reason it was skipped.
+- ``proxy``: through the real proxy (``run_shield`` with the guard wired in,
+  in this process) in front of nginx, driven by wrk: requests/s and the
+  shield's CPU microseconds per request for proxied requests (``/ok``) and
+  rejected ones (``/limited``: 429 from the guard), in the same run, and
+  their ratios.
 
 Goal (issue 3): a decision under 10 µs; a rejection costs at most a fifth of a
 proxied request.
 
-    .venv/bin/python bench/guard.py [--n 200000]
+    .venv/bin/python bench/guard.py [--n 200000] [--seconds 5] [--conns 32]
 """
 
 from __future__ import annotations
@@ -87,25 +88,151 @@ def core(n: int) -> dict[str, Any]:
     }
 
 
-def proxy() -> dict[str, Any]:
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir};
+  proxy_temp_path {dir};
+  fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir};
+  scgi_temp_path {dir};
+  server {{
+    listen 127.0.0.1:{port};
+    keepalive_requests 1000000;
+    location / {{ return 200 "<html><body>product page</body></html>"; }}
+  }}
+}}
+"""
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wrk(url: str, seconds: int, conns: int) -> dict[str, Any]:
+    import asyncio
+    import re
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
-        from shieldwall.proxy import run_shield  # type: ignore[attr-defined]  # noqa: F401
+        out = (await asyncio.wait_for(proc.communicate(), seconds + 30))[0].decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(rps.group(1)) if rps else 0.0,
+            "requests": int(total.group(1)) if total else 0,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+async def _proxy(seconds: int, conns: int) -> dict[str, Any]:
+    import logging
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from shieldwall.config import build_config
+    from shieldwall.proxy.wiring import Wiring
+    from shieldwall.proxy.worker import run_shield
+
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        return {"skipped": "needs wrk and nginx (make installs them)"}
+    logging.getLogger("shieldwall").setLevel(logging.ERROR)
+    tmp = tempfile.mkdtemp(prefix="swbench")
+    up_port = _free_port()
+    with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(dir=tmp, port=up_port))
+    nginx = subprocess.Popen(["nginx", "-c", os.path.join(tmp, "nginx.conf"), "-p", tmp],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import asyncio
+        for _ in range(100):
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", up_port)
+                w.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        rt = GuardRuntime.from_settings(GuardSettings.model_validate({
+            "allow_crawlers": False,
+            "limits": {
+                "routes": [{"name": "limited", "match": ["/limited*"], "rate": 0.001,
+                            "burst": 1}],
+                "default_route": {"name": "page", "rate": 1e9, "burst": 1e9},
+                "prefix_factor": {"24": 1.0}}}))
+        config = build_config({
+            "listen": "127.0.0.1:0", "access_log": "off",
+            "admin": {"listen": "127.0.0.1:0", "token": "bench"},
+            "backends": [{"url": f"http://127.0.0.1:{up_port}"}],
+            "upstream": {"health": {"enabled": False}}})
+        await rt.start()
+        results: dict[str, Any] = {}
+        try:
+            async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as sh:
+                base = f"http://127.0.0.1:{sh.port}"
+                await _wrk(base + "/ok", 1, conns)  # warm up both paths
+                await _wrk(base + "/limited", 1, conns)
+                for name, path in (("proxied", "/ok"), ("rejected", "/limited")):
+                    cpu0 = time.process_time()
+                    r = await _wrk(base + path, seconds, conns)
+                    cpu = time.process_time() - cpu0
+                    r["shield_cpu_us_per_request"] = round(
+                        cpu / max(1, r["requests"]) * 1e6, 2)
+                    results[name] = r
+        finally:
+            await rt.stop()
+        p, j = results["proxied"], results["rejected"]
+        return {
+            "load": f"wrk -t1 -c{conns} -d{seconds}s, upstream nginx (return 200), "
+                    "shield in this process",
+            **results,
+            "rps_ratio_rejected_over_proxied": round(j["rps"] / max(p["rps"], 1e-9), 2),
+            "cpu_ratio_rejected_over_proxied": round(
+                j["shield_cpu_us_per_request"] / max(p["shield_cpu_us_per_request"], 1e-9), 3),
+            "goal_cpu_ratio": 0.2,
+        }
+    finally:
+        nginx.kill()
+        nginx.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def proxy(seconds: int, conns: int) -> dict[str, Any]:
+    try:
+        import shieldwall.proxy.worker  # noqa: F401
     except ImportError:
-        return {"skipped": "the proxy's run_shield helper is not available yet; "
-                           "rejected-vs-proxied requests/s not measured"}
-    return {"skipped": "run_shield exists but this bench does not drive it yet"}
+        return {"skipped": "the proxy's run_shield helper is not available"}
+    import asyncio
+    return asyncio.run(_proxy(seconds, conns))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200_000, help="decisions per measurement")
+    ap.add_argument("--seconds", type=int, default=5, help="wrk duration per path")
+    ap.add_argument("--conns", type=int, default=32, help="wrk connections")
     args = ap.parse_args()
+    import logging
+    logging.getLogger("shieldwall").setLevel(logging.ERROR)
     out = {
         "bench": "guard",
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "core": core(args.n),
-        "proxy": proxy(),
+        "proxy": proxy(args.seconds, args.conns),
     }
     print(json.dumps(out, indent=2))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from urllib.parse import quote
 
 _REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
             429: "Too Many Requests", 503: "Service Unavailable"}
@@ -180,7 +181,6 @@ def challenge_page(challenge: str, difficulty: int, redirect_to: str, verify_pat
     meta = json.dumps({"challenge": challenge, "difficulty": difficulty,
                        "verify": verify_path, "redirect": redirect_to},
                       separators=(",", ":"))
-    from urllib.parse import quote
     if nojs_delay is not None:
         url = html.escape(f"{verify_path}?c={quote(challenge)}&nojs=1&r={quote(redirect_to)}")
         wait = math.ceil(nojs_delay)
@@ -190,8 +190,23 @@ def challenge_page(challenge: str, difficulty: int, redirect_to: str, verify_pat
     else:
         nojs_head = ""
         nojs_body = "please enable JavaScript for this shop and reload the page."
-    page = _PAGE.format(meta=html.escape(meta, quote=True), nojs_head=nojs_head,
-                        nojs_body=nojs_body, script=_SCRIPT)
-    if note:
-        page = page.replace("<h1>One moment…</h1>", f"<h1>One moment…</h1>\n<p>{html.escape(note)}</p>")
+    p = _PARTS
+    page = "".join((p[0], html.escape(meta, quote=True), p[1], nojs_head, p[2],
+                    f"<p>{html.escape(note)}</p>\n" if note else "", p[3], nojs_body, p[4]))
     return build(403, page.encode(), content_type="text/html; charset=utf-8")
+
+
+def _split_page() -> tuple[str, ...]:
+    """The page cut around its variable parts once, so a challenge costs one join."""
+    marks = ("\0meta\0", "\0nojs_head\0", "\0note\0", "\0nojs_body\0")
+    text = _PAGE.replace("<h1>One moment…</h1>\n", "<h1>One moment…</h1>\n{note}").format(
+        meta=marks[0], nojs_head=marks[1], note=marks[2], nojs_body=marks[3], script=_SCRIPT)
+    parts = []
+    for m in marks:
+        head, _, text = text.partition(m)
+        parts.append(head)
+    parts.append(text)
+    return tuple(parts)
+
+
+_PARTS = _split_page()
