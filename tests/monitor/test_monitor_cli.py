@@ -205,3 +205,20 @@ def test_quick_start_builds_the_same_settings() -> None:
     ]
     with pytest.raises(ConfigError, match="--every: expected a duration"):
         quick_start(["https://x/"], every="often", notify=["json://h/"], data_dir="d", listen="127.0.0.1:0")
+
+
+def test_the_example_config_is_valid() -> None:
+    from shieldwall.monitor._config import load
+
+    s = load(Path(__file__).resolve().parents[2] / "examples" / "monitor.toml")
+    assert [c.name for c in s.checks] == ["shop", "checkout"] and s.quorum() == 2
+    assert [st.after for st in s.policy().steps] == [0, 120, 300]
+
+
+def test_an_apprise_url_apprise_refuses_is_named_without_its_secret() -> None:
+    got = problems({**BASE, "alerts": {"targets": {"sms": "twilio://SID:TOKEN@+1555/+1666"}}})
+    assert got == [
+        "alerts.targets.sms: Apprise does not accept this twilio:// URL (bad or missing credentials or "
+        "numbers? see the Apprise wiki for twilio://) (value not shown: it may hold secrets)"
+    ]
+    assert "TOKEN" not in got[0]

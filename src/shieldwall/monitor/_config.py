@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from shieldwall.monitor._alerts import valid_url
 from shieldwall.monitor._duration import ACCEPTED as DURATION_ACCEPTED
 from shieldwall.monitor._duration import parse_duration
 from shieldwall.monitor._escalation import Policy, Step, Window
@@ -269,6 +270,12 @@ def _cross_checks(s: MonitorSettings) -> list[str]:
             if "://" not in url:
                 problems.append(
                     f"alerts.targets.{name}: expected an Apprise URL like json://host/path or tgram://token/chat (got {url!r})"
+                )
+            elif not valid_url(url):
+                scheme = url.split("://", 1)[0]
+                problems.append(
+                    f"alerts.targets.{name}: Apprise does not accept this {scheme}:// URL (bad or missing "
+                    f"credentials or numbers? see the Apprise wiki for {scheme}://) (value not shown: it may hold secrets)"
                 )
     for i, step in enumerate(s.alerts.escalation or []):
         for t in step.notify:
