@@ -42,6 +42,10 @@ READING_BODY = 2
 WAITING = 3
 """Request sent; waiting for (or receiving) the response."""
 CLOSED = 4
+LINGER = 5
+"""Answered and closing: our side is shut for writing, input is read and
+dropped for a moment so the client gets the response instead of a reset."""
+_LINGER_SECONDS = 1.0
 
 # reasons to pause reading from the client (a bit set)
 P_UPSTREAM_FULL = 1
@@ -187,7 +191,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.pause_bits & bit:
             return
         self.pause_bits &= ~bit
-        if not self.pause_bits and self.transport is not None and self.state != CLOSED:
+        if not self.pause_bits and self.transport is not None and self.state < CLOSED:
             self.transport.resume_reading()
             if self.state == READING_BODY:
                 # Time we held the body back is not the client's slowness.
@@ -206,6 +210,10 @@ class ClientConnection(asyncio.Protocol):
         w = self.w
         t = self.transport
         if t is None or self.state == CLOSED:
+            return
+        if self.state == LINGER:
+            self.state = CLOSED
+            t.abort()
             return
         if self.write_paused and now - self.write_paused_at >= w.timeouts.send:
             w.reject_log("slow_read", self.peer)
@@ -248,6 +256,8 @@ class ClientConnection(asyncio.Protocol):
 
     # -- request side --------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.state >= CLOSED:
+            return
         if self.state == IDLE:
             self.state = READING_HEAD
             if self.requests:
@@ -274,7 +284,7 @@ class ClientConnection(asyncio.Protocol):
     def _process(self, events: list[Event], i: int) -> None:
         n = len(events)
         while i < n:
-            if self.state == CLOSED:
+            if self.state >= CLOSED:
                 return
             kind, payload = events[i]
             if self.skip_to_end and kind != ERROR:
@@ -456,7 +466,7 @@ class ClientConnection(asyncio.Protocol):
         admission = self.w.admission
         assert admission is not None and self.decision is not None
         shed = await admission.acquire(b.key, self.decision.cls)
-        if self.state == CLOSED or self.backend is not b:
+        if self.state >= CLOSED or self.backend is not b:
             if shed is None:
                 admission.release(b.key, 0.0, False)
             return
@@ -469,7 +479,7 @@ class ClientConnection(asyncio.Protocol):
             self.outcome = Outcome.SHIELD
             self.bytes_sent = len(resp)
             self.resp_started = True
-            if not self.req_done:
+            if not self.req_done and self.head is not None and self.head.has_body:
                 self.closing = True
             assert self.transport is not None
             self.transport.write(resp)
@@ -492,14 +502,14 @@ class ClientConnection(asyncio.Protocol):
         try:
             up = await w.pool.connect(b)
         except TimeoutError:
-            if self.backend is b and self.state != CLOSED:
+            if self.backend is b and self.state < CLOSED:
                 self._attempt_failed(up_mod.CONNECT_TIMEOUT)
             return
         except OSError:
-            if self.backend is b and self.state != CLOSED:
+            if self.backend is b and self.state < CLOSED:
                 self._attempt_failed(up_mod.REFUSED)
             return
-        if self.backend is not b or self.state == CLOSED or self.up is not None:
+        if self.backend is not b or self.state >= CLOSED or self.up is not None:
             up.close()
             return
         self._resume(P_CONNECTING)
@@ -576,7 +586,7 @@ class ClientConnection(asyncio.Protocol):
         head = self.head
         assert head is not None and self.transport is not None
         self.up_status = 0
-        close = self.closing or not self.req_done or not head.keep_alive or w.draining
+        close = self.closing or (not self.req_done and head.has_body) or not head.keep_alive or w.draining
         cache = w.cache
         if cache is not None and head.method in _SAFE_FOR_STALE:
             now = time.time()
@@ -624,7 +634,7 @@ class ClientConnection(asyncio.Protocol):
         self.state = WAITING
         self.deadline = now + w.timeouts.upstream_response
         self.resp_started = True
-        closing = (self.closing or not head.keep_alive or not self.req_done or w.draining)
+        closing = (self.closing or not head.keep_alive or (not self.req_done and head.has_body) or w.draining)
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
         parts.extend([n + b": " + v + b"\r\n" for n, v in headers])
         for n, v in decision.add_response_headers:
@@ -746,16 +756,25 @@ class ClientConnection(asyncio.Protocol):
     def _finish(self) -> None:
         self._log_and_count()
         closing = self.closing or self.w.draining
+        linger = closing and (self.outcome is Outcome.SHIELD or not self.req_done)
         if not self.req_done and not closing:
             self.skip_to_end = True
         self._clear()
         t = self.transport
-        if t is None or self.state == CLOSED:
+        if t is None or self.state >= CLOSED:
             return
         if closing:
-            self.state = CLOSED
             self.backlog = None
-            t.close()
+            if linger and t.can_write_eof():
+                self.state = LINGER
+                t.write_eof()
+                if self.pause_bits:
+                    self.pause_bits = 0
+                    t.resume_reading()
+                self.deadline = self.w.loop.time() + _LINGER_SECONDS
+            else:
+                self.state = CLOSED
+                t.close()
             return
         self.state = IDLE
         now = self.w.loop.time()
@@ -767,7 +786,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _drain_backlog(self) -> None:
         backlog = self.backlog
-        if backlog is None or self.state == CLOSED or self.head is not None:
+        if backlog is None or self.state >= CLOSED or self.head is not None:
             return
         self.backlog = None
         self.state = READING_HEAD
