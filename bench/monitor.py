@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "monitor"))
 
-from monitor_helpers import Shop, Webhook  # noqa: E402
+from monitor_helpers import Shop, Webhook
 
-from shieldwall.monitor._config import validate  # noqa: E402
-from shieldwall.monitor._service import Monitor  # noqa: E402
+from shieldwall.monitor._config import validate
+from shieldwall.monitor._service import Monitor
 
 
 async def main(interval: float, rounds: int, outages: int, seed: int) -> dict[str, object]:

@@ -193,7 +193,7 @@ def test_field_problems_name_the_path_value_and_what_is_accepted() -> None:
 
 
 def test_quick_start_builds_the_same_settings() -> None:
-    s = quick_start(["https://shop.example/"], every="30s", notify=["json://127.0.0.1/a", "tgram://1/2"],
+    s = quick_start(["https://shop.example/"], every="30s", notify=["json://127.0.0.1/a", "json://127.0.0.1/b"],
                     data_dir="d", listen="127.0.0.1:0")
     assert s.checks[0].name == "shop.example" and s.checks[0].interval == 30 and s.checks[0].timeout == 10
     assert [st.targets for st in s.policy().steps] == [("notify-1", "notify-2")]
