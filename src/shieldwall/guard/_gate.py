@@ -200,7 +200,7 @@ class GuardGate:
             bits += c.suspect_extra
         if mode is Mode.UNDER_ATTACK:
             bits += c.under_attack_extra
-        return min(bits, 32)
+        return min(bits, 28)  # clients refuse more (docs/CHALLENGE.md)
 
     def _lists_for(self, ident: Identity, now: float) -> _Lists:
         st = self.state

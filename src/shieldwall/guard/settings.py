@@ -84,7 +84,7 @@ class LimitSettings(_Strict):
 
 
 class ChallengeSettings(_Strict):
-    difficulty: int = Field(default=14, ge=0, le=32)
+    difficulty: int = Field(default=14, ge=0, le=28)
     """Leading zero bits of SHA-256 for unknown clients (2^14 ≈ 16k hashes: well
     under a second in a browser)."""
     suspect_extra: int = Field(default=2, ge=0, le=16)
