@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shieldwall.detect.detector import Detector, Incident, StepResult
-from shieldwall.detect.readers import ReadStats, read_logs
+from shieldwall.detect.readers import ReadStats, read_batches, read_logs
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window, WindowBuilder
 
@@ -97,10 +97,17 @@ def analyze(
 
     add = builder.add
     drain = builder.drain
-    for i, rec in enumerate(read_logs(paths, fmt, report.stats), 1):
-        add(*rec)
-        if not i & 4095:
+    paths = list(paths)
+    if len(paths) == 1:
+        for batch in read_batches(paths[0], fmt, report.stats):
+            for rec in batch:
+                add(*rec)
             process(drain())
+    else:
+        for i, rec in enumerate(read_logs(paths, fmt, report.stats), 1):
+            add(*rec)
+            if not i & 4095:
+                process(drain())
     process(builder.flush())
     report.incidents.extend(det.finish())
     report.incidents.sort(key=lambda inc: inc.start)

@@ -27,7 +27,7 @@ class DetectSettings(BaseModel):
     windows; the baseline does not learn from the gap."""
 
     # --- baseline ------------------------------------------------------------
-    warmup_windows: int = Field(default=30, ge=1)
+    warmup_windows: int = Field(default=15, ge=1)
     """Active windows the baseline must see before new-source shares count."""
     baseline_alpha: float = Field(default=0.02, gt=0.0, le=1.0)
     """EWMA weight of one normal window in the learned baseline."""

@@ -1,0 +1,149 @@
+"""How fast ``shieldwall analyze`` reads, parses and featurizes a combined log.
+
+Generates a ten-million-line log (``--lines``) in shieldwall's access-log
+format (combined + key=value fields) from the synthetic shop with attacks, to
+a temporary file removed afterwards; then, each in a fresh process so peak
+memory is per stage, measures lines per second for:
+
+- ``read_parse``: reading and parsing every line (``readers.read_logs``);
+- ``read_parse_featurize``: plus 1 s windows and their features;
+- ``analyze``: the whole detector (rules, hysteresis, incidents, series);
+
+and prints JSON with peak RSS per stage. Single process, single core: the
+figures are what one core does, per wall second and per CPU second (the
+latter is the fair one on a shared machine; the load average is printed).
+
+Usage: .venv/bin/python bench/analyze.py [--lines 10000000] [--format access|combined]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from shieldwall.detect.synth import clf_time, format_combined, generate, make_scenario
+
+
+def make_log(path: Path, lines: int, fmt: str) -> dict[str, float]:
+    """Repeat one labelled scenario, shifted in time, until ``lines`` lines are written."""
+    t = time.perf_counter()
+    sc = make_scenario(5, ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure"],
+                       family="train")
+    events = generate(sc)
+    # pre-format everything after the timestamp once; only the time changes per copy
+    parts = []
+    for ev in events:
+        line = format_combined(ev, access_fields=fmt == "access")
+        a = line.index("[")
+        b = line.index("]", a)
+        parts.append((line[:a + 1], int(ev.time), line[b:] + "\n"))
+    period = int(sc.duration) + 1
+    written = 0
+    times: dict[int, str] = {}
+    with open(path, "w", encoding="utf-8", buffering=1 << 22) as fh:
+        copy = 0
+        while written < lines:
+            shift = copy * period
+            chunk = []
+            for head, sec, tail in parts:
+                s = sec + shift
+                ts = times.get(s)
+                if ts is None:
+                    if len(times) > 100_000:
+                        times.clear()
+                    ts = times[s] = clf_time(s)
+                chunk.append(head + ts + tail)
+                written += 1
+                if written >= lines:
+                    break
+            fh.write("".join(chunk))
+            copy += 1
+    return {"lines": written, "seconds": round(time.perf_counter() - t, 1),
+            "bytes": path.stat().st_size, "log_span_hours": round(copy * period / 3600, 1)}
+
+
+def stage(name: str, path: Path) -> dict[str, float]:
+    from shieldwall.detect.analyze import analyze
+    from shieldwall.detect.features import Featurizer
+    from shieldwall.detect.readers import ReadStats, read_logs
+    from shieldwall.detect.settings import DetectSettings
+    from shieldwall.detect.windows import WindowBuilder
+
+    t = time.perf_counter()
+    cpu = time.process_time()
+    n = 0
+    if name == "read_parse":
+        stats = ReadStats()
+        for _ in read_logs([path], "auto", stats):
+            pass
+        n = stats.lines
+    elif name == "read_parse_featurize":
+        s = DetectSettings()
+        fz = Featurizer(s)
+        b = WindowBuilder(lateness=s.offline_lateness, idle_gap=s.idle_gap,
+                          asset_extensions=s.asset_extensions, asset_prefixes=s.asset_prefixes)
+        stats = ReadStats()
+        add = b.add
+        for i, rec in enumerate(read_logs([path], "auto", stats)):
+            add(*rec)
+            if not i & 4095:
+                for w in b.drain():
+                    fz.learn(w, fz.featurize(w))
+        for w in b.flush():
+            fz.featurize(w)
+        n = stats.lines
+    elif name == "analyze":
+        rep = analyze([path], "auto")
+        n = rep.stats.lines
+    dt = time.perf_counter() - t
+    dcpu = time.process_time() - cpu
+    return {"lines": n, "wall_s": round(dt, 2), "cpu_s": round(dcpu, 2),
+            "lines_per_s": round(n / dt), "lines_per_cpu_s": round(n / dcpu),
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM; ru_maxrss would include the parent's
+    pages from before exec)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=10_000_000)
+    ap.add_argument("--format", default="access", choices=["access", "combined"])
+    ap.add_argument("--stage", help=argparse.SUPPRESS)
+    ap.add_argument("--log", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.stage:
+        print(json.dumps(stage(args.stage, Path(args.log))))
+        return
+    out: dict[str, object] = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+    with tempfile.TemporaryDirectory(prefix="shieldwall-bench-") as tmp:
+        log = Path(tmp) / "access.log"
+        out["log"] = make_log(log, args.lines, args.format)
+        for name in ("read_parse", "read_parse_featurize", "analyze"):
+            res = subprocess.run([sys.executable, __file__, "--stage", name, "--log", str(log)],
+                                 capture_output=True, text=True, check=True)
+            out[name] = json.loads(res.stdout)
+    target = 500_000
+    out["goal_lines_per_s"] = target
+    feat = out["read_parse_featurize"]
+    assert isinstance(feat, dict)
+    out["featurize_cpu_vs_goal"] = round(feat["lines_per_cpu_s"] / target, 3)
+    out["load_average"] = os.getloadavg()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
