@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from shieldwall.monitor._alerts import valid_url
 from shieldwall.monitor._duration import ACCEPTED as DURATION_ACCEPTED
 from shieldwall.monitor._duration import parse_duration
 from shieldwall.monitor._escalation import Policy, Step, Window
@@ -235,6 +234,8 @@ def _describe(err: Any) -> str:
 
 def _cross_checks(s: MonitorSettings) -> list[str]:
     """Rules that join several tables; run only when each table is valid."""
+    from shieldwall.monitor._alerts import valid_url  # apprise is slow to import; only when needed
+
     problems: list[str] = []
     names = s.probes.names()
     if len(set(names)) != len(names):
