@@ -52,8 +52,9 @@ class Signer:
             mac = _unb64(tail)
         except (binascii.Error, ValueError):
             return None
-        if not hmac.compare_digest(mac, self._mac(payload)):
-            return None
+        if not hmac.compare_digest(mac, self._mac(payload)) or _b64(mac) != tail \
+                or _b64(payload) != head:
+            return None  # forged, or a non-canonical spelling of a genuine token
         try:
             fields = tuple(payload.decode().split("|"))
         except UnicodeDecodeError:
