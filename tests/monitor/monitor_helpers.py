@@ -110,6 +110,7 @@ class Webhook:
     def __init__(self) -> None:
         self.got: list[Delivery] = []
         self.fail = False
+        self.delay = 0.0  # seconds to hold each POST open (a slow provider)
         hook = self
 
         class H(BaseHTTPRequestHandler):
@@ -123,6 +124,8 @@ class Webhook:
                     hook.got.append(
                         Delivery(time.time(), self.path, data.get("title", ""), data.get("message", ""), data.get("type", ""))
                     )
+                if hook.delay:
+                    time.sleep(hook.delay)
                 self.send_response(500 if hook.fail else 200)
                 self.send_header("content-length", "0")
                 self.end_headers()

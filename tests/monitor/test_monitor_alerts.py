@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from monitor_helpers import INTERVAL, Shop, Webhook, _Server, settings_for, wait_until
 
 from shieldwall.monitor._store import Store
@@ -141,7 +142,24 @@ async def test_a_maintenance_window_records_the_incident_but_pages_nobody(
     assert inc is not None and inc.quiet and inc.ended_at is not None
     async with httpx.AsyncClient() as c:
         page = (await c.get(mon.mon.url + "/")).text
+        late = await c.post(
+            f"{mon.mon.url}/api/incidents/1/ack", headers={"authorization": "Bearer test-token-123456"}
+        )
     assert "Scheduled maintenance until" in page and "upgrade" in page
+    assert late.status_code == 409 and "already closed" in late.json()["error"]
+
+
+def test_a_second_monitor_on_the_same_data_refuses_to_start(shop: Shop, webhook: Webhook, tmp_path: Path) -> None:
+    from shieldwall.monitor._service import DataDirBusy, Monitor
+
+    s = settings_for(shop, webhook, tmp_path)
+    first = Monitor(s, data_dir=tmp_path)
+    try:
+        with pytest.raises(DataDirBusy, match="another monitor is already running"):
+            Monitor(s, data_dir=tmp_path)
+    finally:
+        first.store.close()
+        first._lock.close()
 
 
 async def test_a_failed_delivery_is_retried_and_recorded(
@@ -218,3 +236,37 @@ async def test_an_absent_shield_changes_nothing(shop: Shop, webhook: Webhook, tm
     inc = mon.mon.store.incident(1)
     assert inc is not None and inc.verdict is None
     assert "Shield verdict" not in webhook.to("chat")[0].message
+
+
+async def test_a_slow_notification_provider_does_not_delay_the_probes(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    webhook.delay = 2.0  # Apprise blocks in its thread for two seconds per page
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    shop.down()
+    await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the first page to reach the provider")
+    tracker = mon.mon.core.trackers["shop"]
+    before, t0 = tracker.round_no, time.monotonic()
+    await asyncio.sleep(1.5)  # the provider is still holding the request
+    rounds = tracker.round_no - before
+    elapsed = time.monotonic() - t0
+    assert rounds >= int(elapsed / INTERVAL) - 2, (rounds, elapsed)
+
+
+async def test_unacknowledged_incidents_are_re_alerted_until_acked(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    alerts = {"targets": {"chat": webhook.url("chat")}, "realert_every": "1s"}
+    mon = await monitors(settings_for(shop, webhook, tmp_path, alerts=alerts), tmp_path)
+    shop.down()
+    await wait_until(lambda: len(webhook.to("chat")) >= 3, 10, "two re-alerts")
+    titles = [d.title for d in webhook.to("chat")]
+    assert titles[0].startswith("DOWN: shop") and all(t.startswith("STILL DOWN: shop") for t in titles[1:])
+    gaps = [b.at - a.at for a, b in zip(webhook.to("chat"), webhook.to("chat")[1:], strict=False)]
+    assert all(0.7 <= g <= 2.0 for g in gaps), gaps
+    mon.mon.acknowledge(1, "carol")
+    count = len(webhook.to("chat"))
+    await asyncio.sleep(2.5)
+    assert len(webhook.to("chat")) == count
+    keys = [n.key for n in mon.mon.store.notifications(1)]
+    assert keys[:3] == ["step:0", "realert:1", "realert:2"]

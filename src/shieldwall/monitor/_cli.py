@@ -71,7 +71,7 @@ def monitor_cmd(
 ) -> None:
     """Watch the shop from outside; open incidents; page a person."""
     from shieldwall.monitor._config import ConfigError, load, quick_start
-    from shieldwall.monitor._service import Monitor
+    from shieldwall.monitor._service import DataDirBusy, Monitor
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
@@ -101,7 +101,7 @@ def monitor_cmd(
     try:
         mon = Monitor(settings, data_dir=data_dir)
         mon.bind()
-    except OSError as e:
+    except (OSError, DataDirBusy) as e:
         err.print(f"[red]error:[/] cannot start the monitor: {e}", markup=True)
         raise typer.Exit(1) from None
     err.print(f"monitor: status page and API on {mon.url}; data in {data_dir}")

@@ -73,6 +73,8 @@ class Monitor:
         self.settings = settings
         self.data_dir = Path(data_dir or settings.monitor.data_dir)
         self.wall = wall
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_data_dir(self.data_dir)
         self.store = Store.in_dir(self.data_dir)
         self.metrics = MonitorMetrics()
         self.policy = settings.policy()
@@ -187,6 +189,7 @@ class Monitor:
             with contextlib.suppress(OSError):
                 (self.data_dir / STATE_FILE).unlink()
             self.store.close()
+            self._lock.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -369,3 +372,20 @@ def _warm_apprise() -> None:
     import apprise
 
     apprise.Apprise().add("json://127.0.0.1/warm-up")
+
+
+class DataDirBusy(RuntimeError):
+    pass
+
+
+def _lock_data_dir(data_dir: Path) -> Any:
+    """One monitor per data directory: two would page twice for everything."""
+    import fcntl
+
+    f = open(data_dir / "monitor.lock", "a+")  # noqa: SIM115 - held for the monitor's life
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise DataDirBusy(f"another monitor is already running on {data_dir}") from None
+    return f

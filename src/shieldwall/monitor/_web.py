@@ -3,6 +3,7 @@ probes' API and the token-protected incident API the CLI talks to."""
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import time
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_REPORT_BYTES = 256 * 1024
 MAX_RESULTS_PER_REPORT = 200
+MAX_CLOCK_SKEW = 120.0  # seconds
 
 
 def _bearer(request: Request) -> str:
@@ -103,6 +105,9 @@ def build_app(mon: Monitor) -> Starlette:
             if not isinstance(raw, list) or len(raw) > MAX_RESULTS_PER_REPORT:
                 raise ValueError(f"results must be a list of at most {MAX_RESULTS_PER_REPORT}")
             results = [ProbeResult.from_json(r, probe=name) for r in raw]
+            now = mon.wall()
+            # a remote clock far off would misdate the incident: trust ours then
+            results = [r if abs(r.at - now) <= MAX_CLOCK_SKEW else dataclasses.replace(r, at=now) for r in results]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             return _err(400, f"bad report: {e}; expected {{\"results\": [{{\"check\", \"ok\", \"at\", ...}}]}}")
         accepted = 0
@@ -135,6 +140,8 @@ def build_app(mon: Monitor) -> Starlette:
         inc = mon.acknowledge(incident_id, by or "api")
         if inc is None:
             return _err(404, f"no incident #{incident_id}")
+        if not inc.acked:
+            return _err(409, f"incident #{incident_id} is already closed; nothing to acknowledge")
         return JSONResponse({"incident": incident_json(inc, mon.wall())})
 
     return Starlette(
