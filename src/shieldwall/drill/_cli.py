@@ -40,6 +40,14 @@ def _progress(live: Live) -> Group:
 
 
 def run_and_report(opts: DrillOptions, json_path: Path, html_path: Path | None, console: Console) -> dict[str, Any]:
+    try:
+        return _run_and_report(opts, json_path, html_path, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: every process the lab started has been stopped; no report.[/]")
+        raise typer.Exit(130) from None
+
+
+def _run_and_report(opts: DrillOptions, json_path: Path, html_path: Path | None, console: Console) -> dict[str, Any]:
     live = Live()
     if console.is_terminal:
         with RichLive(_progress(live), console=console, refresh_per_second=4, transient=False) as rl:

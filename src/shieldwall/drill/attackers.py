@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import random
 import string
-import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -296,13 +295,3 @@ class Attack:
                 return  # the server hung up on us
             # the server answered (a 408/400/429...): it will close; wait for that
         return
-
-
-async def run_attack(spec: AttackSpec, host: str, port: int, stats: AttackStats, stop_at: float,
-                     now: Callable[[], float], phase: Callable[[], str], solver: Executor | None = None,
-                     seed: int | None = None) -> None:
-    await Attack(spec, host, port, stats, now, phase, solver, seed).run(stop_at)
-
-
-def monotonic_now(t0: float) -> Callable[[], float]:
-    return lambda: time.monotonic() - t0

@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -295,12 +294,3 @@ def make_front(against: str, lab: Lab, cluster: ShopCluster, workdir: Path) -> F
     if against == "shieldwall":
         return ShieldwallFront(lab, cluster, workdir)
     raise ValueError(f"--against must be one of {', '.join(AGAINST)}, not {against!r}")
-
-
-def wait_until(pred: Any, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False

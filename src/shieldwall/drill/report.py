@@ -53,9 +53,13 @@ def write_all(report: dict[str, Any], json_path: Path, html_path: Path | None) -
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     out = {"json": json_path}
-    phases = json_path.parent / "phases.json"
-    phases.write_text(json.dumps(phase_labels(report), indent=2) + "\n")
-    out["phases"] = phases
+    labels = json.dumps(phase_labels(report), indent=2) + "\n"
+    dirs = [json_path.parent]
+    if report.get("access_log"):  # the labels belong next to the log they label
+        dirs.insert(0, Path(str(report["access_log"])).parent)
+    for n, d in enumerate(dict.fromkeys(dirs)):
+        (d / "phases.json").write_text(labels)
+        out["phases" if n == 0 else f"phases_{n}"] = d / "phases.json"
     if html_path is not None:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(render_html(report))

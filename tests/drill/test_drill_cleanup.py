@@ -1,0 +1,47 @@
+"""Ctrl-C in the middle of a drill stops every process the lab started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import Procs
+
+
+def _lab_pids(marker: str) -> list[int]:
+    """PIDs of processes whose command line mentions ``marker`` (the drill's own out dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and "shieldwall.drill.shop" in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+def test_interrupting_a_drill_stops_its_backends(procs: Procs, tmp_path: Path) -> None:
+    out = tmp_path / "lab"
+    drill = procs.start([sys.executable, "-m", "shieldwall.cli", "drill", "flood", "--against", "none",
+                         "--duration", "60", "--out", str(out)], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(_lab_pids(str(out))) < 2:
+        time.sleep(0.2)
+    backends = _lab_pids(str(out))
+    assert len(backends) == 2, "the drill did not start its two backends"
+    time.sleep(1.0)
+    os.kill(drill.pid, signal.SIGINT)
+    drill.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _lab_pids(str(out)):
+        time.sleep(0.2)
+    assert _lab_pids(str(out)) == []
+    assert not (out / "report.json").exists()
