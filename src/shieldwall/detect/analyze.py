@@ -82,7 +82,7 @@ def analyze(
 ) -> Report:
     """Run the detector over log files (in the order given)."""
     s = settings or DetectSettings()
-    det = Detector(s)
+    det = Detector(s, score_clients=False)
     builder = WindowBuilder(lateness=s.offline_lateness, **det.make_builder_args())
     report = Report()
     series = report.series

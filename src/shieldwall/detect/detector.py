@@ -12,7 +12,7 @@ only after ``switch_windows`` consecutive windows of another, and closes after
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +33,8 @@ from shieldwall.guard.decision import Mode
 
 
 class Hll:
-    """HyperLogLog distinct counter (2^12 registers, ~1.6% error), deterministic hashing."""
+    """HyperLogLog distinct counter (2^12 registers, ~1.6% error), deterministic hashing.
+    (crc32 gives 32 bits of entropy: fine up to hundreds of millions of sources.)"""
 
     P = 12
     M = 1 << P
@@ -42,7 +43,8 @@ class Hll:
         self.reg = bytearray(self.M)
 
     def add(self, key: str) -> None:
-        h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+        # crc32 spread over 64 bits by an odd multiplier: deterministic across runs and fast
+        h = (zlib.crc32(key.encode()) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
         idx = h >> (64 - self.P)
         rest = (h << self.P) & ((1 << 64) - 1)
         rank = 64 - self.P + 1 if rest == 0 else (64 - rest.bit_length()) + 1
@@ -132,8 +134,10 @@ class StepResult:
 class Detector:
     """One per shield (live) or per analyzed log set (offline)."""
 
-    def __init__(self, settings: DetectSettings) -> None:
+    def __init__(self, settings: DetectSettings, *, score_clients: bool = True) -> None:
         self.s = settings
+        self.score_clients = score_clients
+        """Per-client suspicion is for the live guard; the offline analyzer turns it off."""
         self.featurizer = Featurizer(settings)
         self.current: Incident | None = None
         self._cand: str | None = None
@@ -201,7 +205,7 @@ class Detector:
                         cur.end = min(cur.end, float(self._cand_start))
                         closed.append(cur)
                         opened = self._open(v.verdict, f.sec)
-        suspects = self._suspects(f, v)
+        suspects = self._suspects(f, v) if self.score_clients else ()
         mode = self._mode(f, v)
         state = self.current.verdict if self.current else NORMAL
         kind = self.current.kind if self.current else None
@@ -274,9 +278,16 @@ class Detector:
         trusted = fz.trusted10
         prefix = fz.prefix
         out: list[tuple[str, float]] = []
-        for c, cnt in fz.src10.items():
+        src10 = fz.src10
+        sent = self._suspect_sent
+        ttl_windows = int(self.s.suspect_ttl / 2)
+        for c in fz._v10[-1].src:  # clients active this second, counted over 10 s
             if c in trusted:
                 continue
+            last = sent.get(c)
+            if last is not None and f.sec - last < ttl_windows:
+                continue
+            cnt = src10[c]
             if c in slow_srcs:
                 score = 0.95
             else:
@@ -290,13 +301,8 @@ class Detector:
             if score >= self.s.suspect_threshold:
                 out.append((c, round(score, 3)))
         out.sort(key=lambda cs: -cs[1])
-        sent = self._suspect_sent
-        ttl_windows = int(self.s.suspect_ttl / 2)
         fresh: list[tuple[str, float]] = []
         for c, score in out:
-            last = sent.get(c)
-            if last is not None and f.sec - last < ttl_windows:
-                continue
             sent[c] = f.sec
             fresh.append((c, score))
             if len(fresh) >= self.s.max_suspects_per_window:

@@ -103,20 +103,21 @@ def _entropy(counts: dict[str, int], total: int) -> float:
 class _Seen:
     """A bounded insertion-ordered set: the oldest entries go first when full."""
 
-    __slots__ = ("_cap", "_d")
+    __slots__ = ("_cap", "d")
 
     def __init__(self, cap: int) -> None:
-        self._d: dict[str, None] = {}
+        self.d: dict[str, None] = {}
+        """The members (values unused); hot loops test ``key in d`` directly."""
         self._cap = cap
 
     def __contains__(self, key: object) -> bool:
-        return key in self._d
+        return key in self.d
 
     def __len__(self) -> int:
-        return len(self._d)
+        return len(self.d)
 
     def add_all(self, keys: Any) -> None:
-        d = self._d
+        d = self.d
         for k in keys:
             if k in d:
                 continue
@@ -135,10 +136,10 @@ class Prefixer:
     def __init__(self, v4: int = 24, v6: int = 48) -> None:
         self.v4 = v4
         self.v6 = v6
-        self._cache: dict[str, str] = {}
+        self.cache: dict[str, str] = {}
 
     def __call__(self, client: str) -> str:
-        p = self._cache.get(client)
+        p = self.cache.get(client)
         if p is not None:
             return p
         if self.v4 == 24 and client.count(".") == 3 and ":" not in client:
@@ -150,9 +151,9 @@ class Prefixer:
                 p = str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
             except ValueError:
                 p = client
-        if len(self._cache) > 200_000:
-            self._cache.clear()
-        self._cache[client] = p
+        if len(self.cache) > 200_000:
+            self.cache.clear()
+        self.cache[client] = p
         return p
 
 
@@ -253,13 +254,14 @@ class Featurizer:
         self._slide(w)
         n = w.n
         prefix = self.prefix
-        seen_s = self.seen_sources
-        seen_p = self.seen_prefixes
+        pcache = prefix.cache
+        seen_s = self.seen_sources.d
+        seen_p = self.seen_prefixes.d
         new_src = 0
         new_pfx = 0
         pfxs: set[str] = set()
         for c in w.src:
-            p = prefix(c)
+            p = pcache.get(c) or prefix(c)
             pfxs.add(p)
             if c not in seen_s:
                 new_src += 1
@@ -372,4 +374,5 @@ class Featurizer:
             return
         self.seen_sources.add_all(w.src)
         prefix = self.prefix
-        self.seen_prefixes.add_all(prefix(c) for c in w.src)
+        pcache = prefix.cache
+        self.seen_prefixes.add_all(pcache.get(c) or prefix(c) for c in w.src)

@@ -58,8 +58,8 @@ class Window:
         self.cflags: dict[str, int] = {}
         self.paths: dict[str, int] = {}
         """Page paths (no assets) and their counts."""
-        self.urls: dict[str, int] = {}
-        """Distinct page URLs (path?query) and their counts."""
+        self.urls: set[str] = set()
+        """Distinct page URLs (path?query)."""
         self.qpaths: dict[str, set[str]] = {}
         """Per path, the distinct query strings seen."""
         self.uas: dict[str, int] = {}
@@ -132,14 +132,14 @@ class WindowBuilder:
             w.pages += 1
             paths = w.paths
             paths[path] = paths.get(path, 0) + 1
-            url = path + "?" + query if query else path
-            urls = w.urls
-            urls[url] = urls.get(url, 0) + 1
             if query:
+                w.urls.add(path + "?" + query)
                 qs = w.qpaths.get(path)
                 if qs is None:
                     qs = w.qpaths[path] = set()
                 qs.add(query)
+            else:
+                w.urls.add(path)
         if session or verified:
             cf[client] |= _TRUSTED
             if session:
