@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
 import typer
 
 from shieldwall.config import ConfigError, build_config, cli_overrides, load_config
@@ -31,14 +35,19 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(None, "--workers", help="Worker processes (workers)."),
     ) -> None:
         """Run the shield in front of the backends."""
-        from shieldwall.proxy.supervisor import Source
-        from shieldwall.proxy.supervisor import serve as run
-
         overrides = cli_overrides(listen, backend, admin, workers)
-        source = Source(config, overrides)
         try:
-            cfg = load_config(config, overrides) if config else build_config(overrides, "command line")
+            if config:
+                load_config(config, overrides)
+            else:
+                build_config(overrides, "command line")
         except ConfigError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
-        raise typer.Exit(run(source, cfg))
+        # Replace this process (same PID, same signals and pipes) by the lean
+        # server entry point, which imports only the data path: the CLI's
+        # other commands would cost every worker ~15 MB of RSS.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        spec = json.dumps({"path": config, "overrides": overrides})
+        os.execv(sys.executable, [sys.executable, "-m", "shieldwall.proxy.supervisor", spec])

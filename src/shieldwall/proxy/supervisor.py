@@ -16,6 +16,7 @@ if not, the problems are printed and the old config stays.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import select
 import shutil
@@ -215,3 +216,20 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def main(argv: list[str]) -> int:
+    """``python -m shieldwall.proxy.supervisor '{"path": ..., "overrides": {...}}'``:
+    what ``shieldwall serve`` execs into once its flags are validated."""
+    spec = json.loads(argv[1])
+    source = Source(spec.get("path"), spec.get("overrides") or {})
+    try:
+        config = source.load()
+    except ConfigError as exc:
+        _say(str(exc))
+        return 2
+    return serve(source, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -43,9 +43,16 @@ class Owner(Protocol):
     def upstream_failed(self, up: UpstreamConnection, kind: int) -> None: ...
     def upstream_pause(self) -> None: ...
     def upstream_resume(self) -> None: ...
+    def flush_out(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_interim", "backend", "chunked", "closed", "content_length", "finished", "got_bytes",
+        "head_request", "headed", "headers", "idle_since", "owner", "parser", "pool", "reason",
+        "reusable", "transport", "write_paused",
+    )
+
     def __init__(self, pool: Pool, backend: BackendState) -> None:
         self.pool = pool
         self.backend = backend
@@ -99,6 +106,8 @@ class UpstreamConnection(asyncio.Protocol):
             else:
                 self.close()
             return
+        if self.owner is not None:
+            self.owner.flush_out()
 
     def eof_received(self) -> bool | None:
         self.reusable = False

@@ -2,19 +2,27 @@
 
 Given the loaded config, :func:`wire` returns what the proxy runs with: the
 gate (guard), the admission control, the event sinks (detect), extra admin
-routes and background services. The guard's and the detector's runtimes are
-added here, in a few lines each, and nowhere else.
+routes, extra metrics and background services. The guard's and the
+detector's runtimes are added here, in a few lines each, and nowhere else.
+
+The detector feeds the guard: its mode changes go to ``GuardRuntime.set_mode``
+(ignored while an operator has pinned the mode) and its per-client suspicion
+to ``GuardRuntime.mark_suspect``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shieldwall.admin_api import AdminRoute
 from shieldwall.config import Config
 from shieldwall.detect.events import EventSink
-from shieldwall.guard.decision import Admission, Gate, OpenAdmission, OpenGate
+from shieldwall.guard.decision import Admission, Gate, Mode, OpenAdmission, OpenGate
+
+if TYPE_CHECKING:
+    from shieldwall.guard.runtime import GuardRuntime
 
 
 @dataclass
@@ -33,9 +41,38 @@ class Wiring:
     sinks: list[EventSink] = field(default_factory=list)
     routes: list[AdminRoute] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
+    metrics: list[Callable[[], str]] = field(default_factory=list)
+    """Extra Prometheus text appended to /metrics (the parts' own gauges)."""
 
 
 def wire(config: Config) -> Wiring:
-    """The parts this config asks for. Today: no guard, no detector."""
-    del config  # the guard and detect runtimes will read their sections here
-    return Wiring()
+    """The parts this config asks for: the guard and the detector, each
+    unless its section says ``enabled = false``."""
+    from shieldwall.detect.runtime import DetectRuntime
+    from shieldwall.guard.runtime import GuardRuntime
+
+    wiring = Wiring()
+    guard: GuardRuntime | None = None
+    if config.guard.enabled:
+        guard = GuardRuntime.from_settings(config.guard)
+        wiring.gate = guard.gate
+        wiring.admission = guard.admission
+        wiring.routes += guard.admin_routes
+        wiring.services.append(Service("guard", guard.start, guard.stop))
+        wiring.metrics.append(guard.metrics_text)
+    if config.detect.enabled:
+        detect = DetectRuntime.from_settings(config.detect)
+        if guard is not None:
+            detect.on_mode = _mode_setter(guard)
+            detect.on_suspect = guard.mark_suspect
+        wiring.sinks.append(detect.sink)
+        wiring.routes += detect.admin_routes
+        wiring.services.append(Service("detect", detect.start, detect.stop))
+    return wiring
+
+
+def _mode_setter(guard: GuardRuntime) -> Callable[[Mode, str], None]:
+    def set_mode(mode: Mode, source: str) -> None:
+        guard.set_mode(mode, source)
+
+    return set_mode

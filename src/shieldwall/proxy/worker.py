@@ -200,7 +200,9 @@ class Worker:
         self.spawn(self._health_checks())
 
     def render_metrics(self) -> bytes:
-        return exposition(self.metrics, self.metrics_dir, self.index)
+        text = exposition(self.metrics, self.metrics_dir, self.index)
+        extra = "".join(part() for part in self.wiring.metrics)
+        return text + extra.encode() if extra else text
 
     async def _sweeper(self) -> None:
         loop = self.loop

@@ -1,0 +1,258 @@
+"""Side by side: nginx as a reverse proxy vs shieldwall, same backend, same run.
+
+Starts one backend (nginx serving a fixed body), nginx as a reverse proxy to
+it (one worker, access log on, keep-alive upstream) and shieldwall (one
+worker, access log on, no guard) to the same backend, drives each with wrk at
+100 and 1000 connections, and prints JSON: requests/s, p50/p99 latency,
+errors and timeouts for each, and the shieldwall/nginx ratios. Then the RSS
+of the shield holding 10,000 idle connections opened by a separate process.
+
+Usage: .venv/bin/python bench/proxy.py [--duration 10] [--idle 10000]
+Installs nothing (``make bench`` installs nginx and wrk). Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BODY = "x" * 512
+NOFILE = 20000  # the hard limit here; raised as far as allowed
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(NOFILE, hard) if hard != resource.RLIM_INFINITY else NOFILE
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def nginx_conf(work: Path, name: str, body: str) -> Path:
+    conf = work / f"{name}.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {work}/{name}.pid;
+error_log {work}/{name}.error.log warn;
+daemon off;
+worker_rlimit_nofile {NOFILE};
+events {{ worker_connections 20000; multi_accept on; }}
+http {{
+  client_body_temp_path {work}/{name}-body;
+  proxy_temp_path {work}/{name}-proxy;
+  fastcgi_temp_path {work}/{name}-fcgi;
+  uwsgi_temp_path {work}/{name}-uwsgi;
+  scgi_temp_path {work}/{name}-scgi;
+  keepalive_requests 1000000;
+  {body}
+}}
+""")
+    return conf
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    def latency(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return -1.0
+        v = float(m.group(1))
+        return {"us": v / 1000, "ms": v, "s": v * 1000}[m.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "requests": int(total.group(1)) if total else 0,
+        "errors_connect": int(errs.group(1)) if errs else 0,
+        "errors_read": int(errs.group(2)) if errs else 0,
+        "errors_write": int(errs.group(3)) if errs else 0,
+        "timeouts": int(errs.group(4)) if errs else 0,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def run_wrk(port: int, conns: int, duration: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "--latency",
+         f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, preexec_fn=raise_nofile, check=True,
+    ).stdout
+    return parse_wrk(out)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return -1.0
+
+
+IDLE_CLIENT = r"""
+import resource, socket, sys, time
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for i in range(n):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    socks.append(s)
+    if i % 500 == 499:
+        time.sleep(0.05)
+print("open", len(socks), flush=True)
+sys.stdin.readline()
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--idle", type=int, default=10000)
+    ap.add_argument("--connections", default="100,1000")
+    args = ap.parse_args()
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is not installed: run `make bench` (it installs it)")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    raise_nofile()
+    work = Path(tempfile.mkdtemp(prefix="shieldwall-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    result: dict[str, object] = {}
+    try:
+        backend_port, nginx_port, shield_port, admin_port = (free_port() for _ in range(4))
+        backend_conf = nginx_conf(work, "backend", f"""
+  access_log off;
+  server {{ listen 127.0.0.1:{backend_port} backlog=4096; keepalive_timeout 75s;
+           location / {{ default_type text/plain; return 200 "{BODY}"; }} }}""")
+        proxy_conf = nginx_conf(work, "proxy", f"""
+  log_format combined_rt '$remote_addr - $remote_user [$time_local] "$request" $status '
+                         '$body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time '
+                         'up=$upstream_addr ut=$upstream_response_time us=$upstream_status';
+  access_log {work}/nginx-access.log combined_rt buffer=64k flush=1s;
+  upstream shop {{ server 127.0.0.1:{backend_port}; keepalive 128; }}
+  server {{ listen 127.0.0.1:{nginx_port} backlog=4096; keepalive_timeout 75s;
+           location / {{ proxy_pass http://shop; proxy_http_version 1.1;
+                        proxy_set_header Connection "";
+                        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}""")
+        for conf in (backend_conf, proxy_conf):
+            procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)],
+                                          preexec_fn=raise_nofile, start_new_session=True))
+        shield_toml = work / "shield.toml"
+        shield_toml.write_text(f"""
+listen = "127.0.0.1:{shield_port}"
+access_log = "{work}/shield-access.log"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[[backends]]
+url = "http://127.0.0.1:{backend_port}"
+[limits]
+max_connections = 30000
+max_connections_per_client = 30000
+[timeouts]
+header = 120.0
+idle = 120.0
+[upstream]
+keepalive = 256
+""")
+        shield = subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
+                                   str(shield_toml)], stdout=subprocess.PIPE,
+                                  preexec_fn=raise_nofile, start_new_session=True)
+        procs.append(shield)
+        for port in (backend_port, nginx_port, shield_port):
+            wait_port(port)
+        conn_levels = [int(c) for c in args.connections.split(",")]
+        runs: dict[str, dict[str, object]] = {}
+        for conns in conn_levels:
+            row: dict[str, object] = {}
+            for name, port in (("nginx", nginx_port), ("shieldwall", shield_port)):
+                run_wrk(port, conns, 2)  # warm up (pools, caches)
+                row[name] = run_wrk(port, conns, args.duration)
+            n, s = row["nginx"], row["shieldwall"]
+            assert isinstance(n, dict) and isinstance(s, dict)
+            row["ratio_rps"] = round(s["rps"] / n["rps"], 3) if n["rps"] else None
+            row["ratio_p99"] = round(s["p99_ms"] / n["p99_ms"], 3) if n["p99_ms"] > 0 else None
+            runs[f"c{conns}"] = row
+        result["wrk"] = runs
+        # Memory of the shield holding idle connections, opened from another process.
+        before = rss_mb(shield.pid)
+        holder = subprocess.Popen([sys.executable, "-c", IDLE_CLIENT, str(shield_port), str(args.idle)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  start_new_session=True)
+        procs.append(holder)
+        assert holder.stdout is not None and holder.stdin is not None
+        holder.stdout.readline()
+        time.sleep(2.0)
+        metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{admin_port}/metrics"],
+                                 capture_output=True, text=True).stdout
+        m = re.search(r"^shieldwall_connections_open ([\d.]+)", metrics, re.M)
+        held = rss_mb(shield.pid)
+        result["idle"] = {
+            "connections_requested": args.idle,
+            "connections_open_in_shield": float(m.group(1)) if m else None,
+            "rss_mb_before": round(before, 1),
+            "rss_mb_holding": round(held, 1),
+            "rss_mb_delta": round(held - before, 1),
+            "goal_mb": 60,
+        }
+        holder.stdin.write(b"\n")
+        holder.stdin.flush()
+        result["machine"] = {"cpus": os.cpu_count(), "nginx": subprocess.run(
+            [nginx, "-v"], capture_output=True, text=True).stderr.strip(),
+            "python": sys.version.split()[0], "duration_s": args.duration}
+        print(json.dumps(result, indent=2))
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
