@@ -118,13 +118,15 @@ async def test_every_key_has_a_ttl(redis_server: RedisProc) -> None:
         await a.stop()
 
 
-async def test_redis_lost_mid_run_then_back(redis_server: RedisProc) -> None:
+async def test_redis_lost_mid_run_then_back(redis_server: RedisProc,
+                                            caplog: pytest.LogCaptureFixture) -> None:
     a, b = _pair(redis_server.url)
     await a.start()
     await b.start()
     try:
         redis_server.kill()
         await _until(lambda: not a.status()["store"]["healthy"])
+        assert "Redis unreachable" in caplog.text and "serving on local state" in caplog.text
         # still deciding on local state, never waiting
         t0 = time.perf_counter()
         assert a.gate.decide(facts()).action is Action.ALLOW
@@ -136,6 +138,7 @@ async def test_redis_lost_mid_run_then_back(redis_server: RedisProc) -> None:
         await _until(lambda: a.status()["store"]["healthy"] and b.status()["store"]["healthy"])
         # the change made while Redis was gone reaches the other process
         await _until(lambda: b.gate.decide(facts(client="203.0.113.66")).action is Action.BLOCK)
+        assert "Redis is back" in caplog.text
     finally:
         await a.stop()
         await b.stop()
@@ -148,5 +151,18 @@ async def test_shield_starts_without_redis_and_says_so() -> None:
         store = rt.status()["store"]
         assert store["kind"] == "redis" and not store["healthy"] and store["last_error"]
         assert rt.gate.decide(facts()).action is Action.ALLOW
+    finally:
+        await rt.stop()
+
+
+async def test_store_health_is_a_metric(redis_server: RedisProc) -> None:
+    rt = runtime(time.time, redis={"url": redis_server.url, "sync_interval": 0.02})
+    await rt.start()
+    try:
+        assert "shieldwall_guard_store_healthy 1\n" in rt.metrics_text()
+        redis_server.kill()
+        await _until(lambda: "shieldwall_guard_store_healthy 0\n" in rt.metrics_text())
+        text = rt.metrics_text()
+        assert 'shieldwall_guard_mode{mode="normal"} 1' in text
     finally:
         await rt.stop()

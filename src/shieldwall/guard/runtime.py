@@ -181,6 +181,46 @@ class GuardRuntime:
             "shadow": list(self.settings.shadow),
         }
 
+    def metrics_text(self) -> str:
+        """Prometheus text exposition of the guard's state, for the proxy to
+        append to its /metrics (the store's health is a gauge here)."""
+        st = self.status()
+        lines = [
+            "# HELP shieldwall_guard_mode Current guard mode (1 for the active one).",
+            "# TYPE shieldwall_guard_mode gauge",
+        ]
+        for m in Mode:
+            lines.append(f'shieldwall_guard_mode{{mode="{m.value}"}} '
+                         f"{1 if st['mode'] == m.value else 0}")
+        lines += [
+            "# HELP shieldwall_guard_mode_pinned 1 when an operator pinned the mode.",
+            "# TYPE shieldwall_guard_mode_pinned gauge",
+            f"shieldwall_guard_mode_pinned {1 if st['pinned'] else 0}",
+            "# HELP shieldwall_guard_store_healthy 1 when the shared store (Redis) answers; "
+            "0 while the shield serves on local state only.",
+            "# TYPE shieldwall_guard_store_healthy gauge",
+            f"shieldwall_guard_store_healthy {1 if st['store'].get('healthy') else 0}",
+            "# HELP shieldwall_guard_bans Active run-time bans.",
+            "# TYPE shieldwall_guard_bans gauge",
+            f"shieldwall_guard_bans {st['bans']}",
+            "# HELP shieldwall_guard_suspects Clients currently classed suspect.",
+            "# TYPE shieldwall_guard_suspects gauge",
+            f"shieldwall_guard_suspects {st['suspects']}",
+            "# HELP shieldwall_guard_events_total Guard decisions and events by kind.",
+            "# TYPE shieldwall_guard_events_total counter",
+        ]
+        for key, value in st["counters"].items():
+            lines.append(f'shieldwall_guard_events_total{{kind="{key}"}} {value}')
+        lines += ["# HELP shieldwall_admission_limit Concurrency limit per backend.",
+                  "# TYPE shieldwall_admission_limit gauge"]
+        for backend, a in st["admission"].items():
+            lines.append(f'shieldwall_admission_limit{{backend="{backend}"}} {a["limit"]}')
+        lines += ["# HELP shieldwall_admission_waiting Requests queued per backend.",
+                  "# TYPE shieldwall_admission_waiting gauge"]
+        for backend, a in st["admission"].items():
+            lines.append(f'shieldwall_admission_waiting{{backend="{backend}"}} {a["waiting"]}')
+        return "\n".join(lines) + "\n"
+
     def bans(self) -> list[dict[str, Any]]:
         now = self.clock()
         out = [{"value": k, "until": e.until, "ttl": round(e.until - now, 1), "reason": e.reason,
