@@ -33,14 +33,14 @@ async def test_an_outage_pages_after_the_quorum_escalates_and_recovers_once(
     detect = chat_at - failed_at
     print(f"\nfirst failed check -> first alert: {detect:.3f}s (interval {INTERVAL}s, {CONFIRM} rounds)")
     # bound: one interval until the next check, the confirmation rounds, under a second
-    assert detect <= INTERVAL + CONFIRM * INTERVAL + 1.0 + 1.0  # +1 s slack for a shared machine
+    assert detect <= INTERVAL + CONFIRM * INTERVAL + 1.0 + 2.0  # +2 s slack for a shared, loaded machine
     assert webhook.to("sms") == []
     first = webhook.to("chat")[0]
     assert first.type == "failure" and first.title.startswith("DOWN: shop (incident #1")
     assert "cannot connect" in first.message and "shieldwall incidents ack 1" in first.message
 
     sms_at = await wait_until(lambda: len(webhook.to("sms")) >= 1, 10, "the SMS step")
-    assert 1.0 - 0.05 <= sms_at - chat_at <= 1.0 + 1.5
+    assert 1.0 - 0.05 <= sms_at - chat_at <= 1.0 + 3.0
 
     shop.up()
     await wait_until(lambda: any(d.type == "success" for d in webhook.to("chat")), 10, "the recovery")
@@ -53,7 +53,7 @@ async def test_an_outage_pages_after_the_quorum_escalates_and_recovers_once(
     store: Store = mon.mon.store
     inc = store.incident(1)
     assert inc is not None and not inc.open and store.incident(2) is None
-    assert inc.started_at >= failed_at - 0.05 and inc.started_at <= failed_at + INTERVAL + 0.3
+    assert failed_at - 0.05 <= inc.started_at <= failed_at + INTERVAL + 1.0
     assert inc.declared_at - inc.started_at >= (CONFIRM - 1) * INTERVAL - 0.05
     assert inc.ended_at is not None and inc.ended_at > inc.started_at
     assert sorted(n.key for n in store.notifications(1)) == ["recovery", "step:0", "step:1"]
@@ -102,9 +102,13 @@ async def test_a_wrong_page_is_an_outage(shop: Shop, webhook: Webhook, tmp_path:
 async def test_acknowledging_over_the_api_stops_the_escalation(
     shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
 ) -> None:
-    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    alerts = {
+        "targets": {"chat": webhook.url("chat"), "sms": webhook.url("sms")},
+        "escalation": [{"after": "0s", "notify": ["chat"]}, {"after": "4s", "notify": ["sms"]}],
+    }
+    mon = await monitors(settings_for(shop, webhook, tmp_path, alerts=alerts), tmp_path)
     shop.down()
-    await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the first page")
+    chat_at = await wait_until(lambda: len(webhook.to("chat")) >= 1, 10, "the first page")
     async with httpx.AsyncClient() as c:
         url = f"{mon.mon.url}/api/incidents/1/ack"
         assert (await c.post(url, json={"by": "alice"})).status_code == 401
@@ -116,7 +120,8 @@ async def test_acknowledging_over_the_api_stops_the_escalation(
             f"{mon.mon.url}/api/incidents/99/ack", headers={"authorization": "Bearer test-token-123456"}
         )
         assert missing.status_code == 404
-    await asyncio.sleep(1.8)  # past the SMS step's delay
+    assert time.time() < chat_at + 4, "acknowledging took longer than the SMS delay; cannot judge"
+    await asyncio.sleep(max(0.0, chat_at + 4.5 - time.time()))  # past the SMS step's delay
     assert webhook.to("sms") == []
     shop.up()
     await wait_until(lambda: len(webhook.to("chat")) >= 2, 10, "the recovery")

@@ -144,3 +144,32 @@ escalation = [ { after = "0s", notify = ["pager"] } ]
     assert "checks[0].url: expected an http:// or https:// URL, like https://shop.example/ (got 'ftp://shop')" in err
     assert "checks[0].interval: expected a duration like \"250ms\", \"30s\"" in err and "(got 'soon')" in err
     assert "4 problem(s)" in err
+
+
+def test_the_quick_start_watches_a_url_and_pages_without_a_config_file(
+    shop: Shop, webhook: Webhook, tmp_path: Path, procs
+) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "qs"
+    with open(tmp_path / "qs.log", "wb") as log:
+        proc = procs.python(
+            "-m", "shieldwall.cli", "monitor", "--check", shop.url, "--every", "0.3s",
+            "--notify", webhook.url("phone"), "--data", str(data), "--listen", "127.0.0.1:0",
+            stderr=log,
+        )
+    wait(lambda: health(data) == "up", 20, "the quick-start monitor to see the shop up")
+    shop.down()
+    wait(lambda: len(webhook.to("phone")) == 1, 10, "the page")
+    assert webhook.to("phone")[0].title.startswith("DOWN: 127.0.0.1")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert (data / "monitor.sqlite3").exists()
+
+
+def test_the_monitor_command_needs_a_url_or_a_config(tmp_path: Path) -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "shieldwall.cli", "monitor", "--data", str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert "--check: give a URL to watch, or --config monitor.toml (got neither)" in out.stderr
