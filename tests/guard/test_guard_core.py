@@ -308,3 +308,18 @@ def test_unknown_own_path_is_404_answered_by_the_guard() -> None:
     rt = runtime(Clock())
     d = rt.gate.decide(facts(path="/.shieldwall/nothing"))
     assert d.action is Action.RESPOND and parse(d.response).status == 404
+
+
+def test_head_requests_get_headers_only_and_rejected_posts_close_the_connection() -> None:
+    clock = Clock()
+    rt = runtime(clock, mode="under_attack")
+    head = rt.gate.decide(facts(method="HEAD"))
+    raw = head.response or b""
+    assert raw.endswith(b"\r\n\r\n") and b"<html" not in raw
+    assert int(raw.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0
+    post = rt.gate.decide(facts(method="POST", path="/checkout"))
+    assert post.action is Action.CHALLENGE and post.close
+    assert b"Connection: close" in (post.response or b"")
+    parse(post.response)
+    get = rt.gate.decide(facts())
+    assert not get.close and b"Connection: close" not in (get.response or b"")

@@ -28,7 +28,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, quote
 
 from shieldwall.guard import _responses as responses
@@ -42,6 +42,7 @@ log = logging.getLogger("shieldwall.guard")
 
 VERIFY_PATH = "/.shieldwall/verify"
 OWN_PREFIX = "/.shieldwall/"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CLASS_BY_LABEL = {c.label: c for c in ClientClass}
 
 
@@ -138,6 +139,16 @@ class GuardGate:
     # -- the decision ------------------------------------------------------
 
     def decide(self, facts: RequestFacts) -> Decision:
+        d = self._decide(facts)
+        if facts.method != "GET" and d.response is not None and d.enforced:
+            if facts.method == "HEAD":
+                return replace(d, response=responses.head_only(d.response))
+            if facts.method in _BODY_METHODS and not d.close:
+                # the body was not read: do not leave it to be parsed as a request
+                return replace(d, response=responses.with_close(d.response), close=True)
+        return d
+
+    def _decide(self, facts: RequestFacts) -> Decision:
         now = self.clock()
         path = facts.path
         if path.startswith(OWN_PREFIX):

@@ -27,6 +27,20 @@ def build(status: int, body: bytes, *, content_type: str = "text/plain; charset=
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def head_only(resp: bytes) -> bytes:
+    """The same response for a HEAD request: headers (Content-Length kept), no body."""
+    head, sep, _ = resp.partition(b"\r\n\r\n")
+    return head + sep
+
+
+def with_close(resp: bytes) -> bytes:
+    """The same response announcing ``Connection: close``."""
+    if b"\r\nConnection: close\r\n" in resp.partition(b"\r\n\r\n")[0] + b"\r\n":
+        return resp
+    head, sep, body = resp.partition(b"\r\n\r\n")
+    return head + b"\r\nConnection: close" + sep + body
+
+
 def retry_after_seconds(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
