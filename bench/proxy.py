@@ -40,7 +40,7 @@ def free_port() -> int:
 
 
 def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(NOFILE, hard) if hard != resource.RLIM_INFINITY else NOFILE
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))

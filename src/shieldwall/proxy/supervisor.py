@@ -63,7 +63,10 @@ async def run_worker(source: Source, config: Config, index: int, sock: socket.so
         shield = Shield(worker, sock.getsockname()[0], sock.getsockname()[1], a_host, a_port)
         print(banner(shield), flush=True)
     else:
-        os.write(ready_fd, b"1")
+        try:
+            os.write(ready_fd, b"1")
+        except OSError:
+            pass  # the supervisor stopped waiting; serving matters more
         os.close(ready_fd)
     stop = asyncio.Event()
 
@@ -186,6 +189,7 @@ def _supervise(source: Source, config: Config) -> int:
                         if time.monotonic() - started[i] < 1.0:
                             time.sleep(1.0)  # do not spin on a worker that cannot start
                         npid, r = spawn(i, current)
+                        select.select([r], [], [], 10.0)  # until it listens
                         os.close(r)
                         workers[i] = npid
                         started[i] = time.monotonic()
