@@ -185,11 +185,15 @@ def test_field_problems_name_the_path_value_and_what_is_accepted() -> None:
         "checks": [{"name": "shop!", "url": "https://x/", "interval": "fast", "method": "POST"}],
     }
     got = problems(data)
-    assert "monitor.colour: unknown key; accepted keys here: listen, data_dir, api_token, title, revenue_per_minute, currency, shield_admin, shield_token, round_grace" in got
+    assert "monitor.colour: unknown key (got 'red'); accepted keys here: listen, data_dir, api_token, title, revenue_per_minute, currency, shield_admin, shield_token, round_grace" in got
     assert any(p.startswith("checks[0].name: expected a name made of letters, digits") and "(got 'shop!')" in p for p in got)
     assert any(p.startswith("checks[0].interval: expected a duration like") and "(got 'fast')" in p for p in got)
     assert "checks[0].method: Input should be 'GET' or 'HEAD' (got 'POST')" in got
     assert "alerts: required, missing" not in got  # alerts has defaults; its emptiness is a cross check
+    assert problems({"checks": [{"url": "https://x/"}]})[0] == (
+        "checks[0].name: required, missing (letters, digits, '_', '.', '-')"
+    )
+    assert problems({})[0].startswith("checks: required, missing (add at least one [[checks]] table")
 
 
 def test_quick_start_builds_the_same_settings() -> None:

@@ -139,7 +139,7 @@ escalation = [ { after = "0s", notify = ["pager"] } ]
     )
     assert out.returncode == 2
     err = out.stderr
-    assert "monitor.listne: unknown key; accepted keys here: listen, data_dir" in err
+    assert "monitor.listne: unknown key (got 'x'); accepted keys here: listen, data_dir" in err
     assert "probes.confirm_rounds: Input should be greater than or equal to 1 (got 0)" in err
     assert "checks[0].url: expected an http:// or https:// URL, like https://shop.example/ (got 'ftp://shop')" in err
     assert "checks[0].interval: expected a duration like \"250ms\", \"30s\"" in err and "(got 'soon')" in err

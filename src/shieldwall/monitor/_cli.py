@@ -15,10 +15,15 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from shieldwall.monitor._incident import Incident
+    from shieldwall.monitor._store import Store
 
 DATA_ENV = "SHIELDWALL_MONITOR_DATA"
 DEFAULT_DATA = "monitor-data"
@@ -139,7 +144,7 @@ def probe_cmd(
 incidents_app = typer.Typer(help="Incidents: list, show, month report, acknowledge.", no_args_is_help=False)
 
 
-def _open_store(data: str | None) -> object:
+def _open_store(data: str | None) -> Store:
     from shieldwall.monitor._store import Store
 
     path = _data_dir(data)
@@ -150,10 +155,7 @@ def _open_store(data: str | None) -> object:
         raise typer.Exit(1) from None
 
 
-def _state(inc: object) -> str:
-    from shieldwall.monitor._incident import Incident
-
-    assert isinstance(inc, Incident)
+def _state(inc: Incident) -> str:
     if not inc.open:
         return "closed"
     return "open, acked" if inc.acked else "OPEN"
@@ -176,10 +178,7 @@ def list_cmd(
 ) -> None:
     """The latest incidents, newest first."""
     from shieldwall.monitor._duration import format_duration
-    from shieldwall.monitor._store import Store
-
     store = _open_store(data)
-    assert isinstance(store, Store)
     now = time.time()
     incs = store.incidents(limit=limit)
     table = Table(title=f"Incidents ({len(incs)} shown)")
@@ -201,10 +200,7 @@ def show_cmd(
 ) -> None:
     """One incident with every notification sent for it."""
     from shieldwall.monitor._duration import format_duration
-    from shieldwall.monitor._store import Store
-
     store = _open_store(data)
-    assert isinstance(store, Store)
     inc = store.incident(incident_id)
     if inc is None:
         Console(stderr=True).print(f"error: no incident #{incident_id}")
@@ -248,9 +244,7 @@ def show_cmd(
 
 @incidents_app.command("report")
 def report_cmd(
-    month: str = typer.Option(
-        dt.datetime.now(dt.UTC).strftime("%Y-%m"), "--month", help="The month, YYYY-MM (default: this one)."
-    ),
+    month: str | None = typer.Option(None, "--month", help="The month, YYYY-MM (default: this one)."),
     data: str | None = typer.Option(None, "--data", help="The monitor's data directory."),
     revenue_per_minute: float | None = typer.Option(
         None, "--revenue-per-minute", help="Override the configured revenue per minute."
@@ -259,10 +253,8 @@ def report_cmd(
     """Uptime, incidents, MTTD/MTTR, minutes down and revenue at risk for a month."""
     from shieldwall.monitor._duration import format_duration
     from shieldwall.monitor._history import month_report
-    from shieldwall.monitor._store import Store
-
+    month = month or dt.datetime.now(dt.UTC).strftime("%Y-%m")
     store = _open_store(data)
-    assert isinstance(store, Store)
     rpm = revenue_per_minute
     if rpm is None:
         rpm = float(store.meta("revenue_per_minute") or 0.0)

@@ -217,6 +217,15 @@ def _model_in(ann: Any) -> Any:
     return None
 
 
+_MISSING_HINTS = {
+    "checks": ' (add at least one [[checks]] table with name and url, like url = "https://shop.example/")',
+    "name": " (letters, digits, '_', '.', '-')",
+    "url": ' (like "https://shop.example/")',
+    "notify": ' (a list of target names from [alerts.targets], like ["chat"])',
+    "token": " (at least 16 characters, given to `shieldwall probe --token`)",
+}
+
+
 def _describe(err: Any) -> str:
     loc = tuple(err["loc"])
     path = _path(loc)
@@ -225,9 +234,9 @@ def _describe(err: Any) -> str:
     if kind == "extra_forbidden":
         accepted = _fields_at(loc[:-1])
         hint = f"; accepted keys here: {', '.join(accepted)}" if accepted else ""
-        return f"{path}: unknown key{hint}"
+        return f"{path}: unknown key (got {value!r}){hint}"
     if kind == "missing":
-        return f"{path}: required, missing"
+        return f"{path}: required, missing{_MISSING_HINTS.get(str(loc[-1]), '')}"
     msg = str(err["msg"]).removeprefix("Value error, ")
     return f"{path}: {msg} (got {value!r})"
 

@@ -206,7 +206,11 @@ class Monitor:
         return True
 
     async def _probe(self, check: CheckSettings, probe: str) -> None:
-        result = await run_check(check, probe, source_address=self.local_probes[probe], wall=self.wall)
+        try:
+            result = await run_check(check, probe, source_address=self.local_probes[probe], wall=self.wall)
+        except Exception:  # a bug of ours is not an outage of theirs: the probe is "missing"
+            log.exception("probe %s crashed on %s", probe, check.name)
+            return
         self.accept(result)
 
     async def _round_loop(self, check: CheckSettings) -> None:
