@@ -275,3 +275,18 @@ async def test_unacknowledged_incidents_are_re_alerted_until_acked(
     assert len(webhook.to("chat")) == count
     keys = [n.key for n in mon.mon.store.notifications(1)]
     assert keys[:3] == ["step:0", "realert:1", "realert:2"]
+
+
+async def test_an_open_incident_of_a_check_removed_from_the_config_is_closed_not_paged(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    from shieldwall.monitor._incident import Incident
+
+    store = Store.in_dir(tmp_path)
+    store.save_incident(Incident(1, "old-check", time.time() - 60, time.time() - 50, "status 503"))
+    store.close()
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    await asyncio.sleep(4 * INTERVAL)
+    inc = mon.mon.store.incident(1)
+    assert inc is not None and not inc.open
+    assert webhook.got == []

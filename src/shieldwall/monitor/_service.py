@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -90,7 +91,18 @@ class Monitor:
             )
             for c in settings.checks
         }
-        resume = self.store.resumable()
+        resume = []
+        for inc, sent in self.store.resumable():
+            if inc.check not in rules:
+                # nobody watches this check any more: it cannot recover, so it must not page forever
+                now = wall()
+                gone = dataclasses.replace(
+                    inc, ended_at=inc.ended_at or now, recovered_at=inc.recovered_at or now, updated_at=now
+                )
+                self.store.save_incident(gone)
+                log.warning("incident #%d: check %r is no longer configured; closed without paging", inc.id, inc.check)
+                continue
+            resume.append((inc, sent))
         self.core = MonitorCore(rules, self.policy, resume=resume, next_id=self.store.next_id())
         self.checks = {c.name: CheckState(c) for c in settings.checks}
         for inc, sent in resume:
