@@ -117,6 +117,11 @@ class GuardGate:
             alts.append(f"(?P<r{i}>{pats})")
         self._route_re = re.compile("|".join(alts)) if alts else None
         self._route_cache: dict[str, _Route] = {}
+        self._block_decision = Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
+                                        response=self._canned.block, close=True)
+        self._limit_decisions: dict[tuple[ClientClass, str, int], Decision] = {}
+        self._bucket_keys: dict[tuple[str, ClientClass, str],
+                                list[tuple[str, float, float]]] = {}
         self._allow_decisions = {
             (c, p): Decision(Action.ALLOW, c, reason="allow", priority=p)
             for c in ClientClass for p in (0, 1)
@@ -158,8 +163,7 @@ class GuardGate:
         shadowed: Decision | None = None
 
         if lists.ban is not None and lists.ban.until > now:
-            d = Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
-                         response=self._canned.block, close=True)
+            d = self._block_decision
             if "block" not in self._shadow:
                 self._count("block")
                 return d
@@ -171,8 +175,7 @@ class GuardGate:
         wait = self._take(route, ident, cls, now)
         if wait > 0.0:
             self._strike(ident, now)
-            d = Decision(Action.LIMIT, cls, retry_after=wait, reason="limit:" + route.name,
-                         response=self._canned.limit(wait))
+            d = self._limit_decision(cls, route, wait)
             if "limit" not in self._shadow:
                 self._count("limit")
                 return d
@@ -198,6 +201,18 @@ class GuardGate:
         self._count("allow")
         return self._allow_decisions[(cls, 1 if route.checkout and cls is ClientClass.CUSTOMER
                                       else 0)]
+
+    def _limit_decision(self, cls: ClientClass, route: _Route, wait: float) -> Decision:
+        """Prebuilt per (class, route, whole seconds): a 429 costs no allocation."""
+        secs = responses.retry_after_seconds(wait)
+        key = (cls, route.name, secs)
+        d = self._limit_decisions.get(key)
+        if d is None:
+            d = Decision(Action.LIMIT, cls, retry_after=float(secs),
+                         reason="limit:" + route.name, response=self._canned.limit(secs))
+            if len(self._limit_decisions) < 65536:
+                self._limit_decisions[key] = d
+        return d
 
     def _shadowed(self, d: Decision, rule: str, facts: RequestFacts, now: float) -> Decision:
         self._count("shadow:" + rule)
@@ -289,34 +304,47 @@ class GuardGate:
         """Take one token from every bucket of this request, or none; returns 0.0
         when allowed, else the seconds until a token will be there."""
         buckets = self.state.buckets
-        factor = self._class_factor[cls]
-        keys: list[tuple[str, float, float]] = [
-            (f"{route.name}|{ident.address}", route.rate * factor, route.burst * factor)]
-        if cls <= ClientClass.UNKNOWN:
-            for plen, net in ident.prefixes:
-                pf = self._prefix_factor.get(plen, 16.0)
-                keys.append((f"{route.name}|{net}", route.rate * pf, route.burst * pf))
+        ck = (route.name, cls, ident.address)
+        keys = self._bucket_keys.get(ck)
+        if keys is None:
+            factor = self._class_factor[cls]
+            keys = [(f"{route.name}|{ident.address}", route.rate * factor,
+                     route.burst * factor)]
+            if cls <= ClientClass.UNKNOWN:
+                for plen, net in ident.prefixes:
+                    pf = self._prefix_factor.get(plen, 16.0)
+                    keys.append((f"{route.name}|{net}", route.rate * pf, route.burst * pf))
+            if len(self._bucket_keys) >= 65536:
+                self._bucket_keys.clear()
+            self._bucket_keys[ck] = keys
         wait = 0.0
-        levels: list[tuple[list[float], float]] = []
-        for key, rate, burst in keys:
-            b = buckets.get(key)
+        levels: list[list[float]] = []
+        for _key, rate, burst in keys:
+            b = buckets.get(_key)
             if b is None:
                 b = [burst, now]
-                buckets[key] = b
-            tokens = b[0] + (now - b[1]) * rate if now > b[1] else b[0]
-            if tokens > burst:
+                buckets[_key] = b
                 tokens = burst
-            b[0] = tokens
-            b[1] = max(now, b[1])
+            else:
+                tokens = b[0]
+                if now > b[1]:
+                    tokens += (now - b[1]) * rate
+                    if tokens > burst:
+                        tokens = burst
+                    b[0] = tokens
+                    b[1] = now
             if tokens < 1.0:
-                wait = max(wait, (1.0 - tokens) / rate)
-            levels.append((b, tokens))
+                w = (1.0 - tokens) / rate
+                if w > wait:
+                    wait = w
+            levels.append(b)
         if wait > 0.0:
             return wait
+        for b in levels:
+            b[0] -= 1.0
         pending = self.state.pending
-        for (b, tokens), (key, rate, burst) in zip(levels, keys, strict=True):
-            b[0] = tokens - 1.0
-            if pending is not None:
+        if pending is not None:
+            for key, rate, burst in keys:
                 p = pending.get(key)
                 if p is None:
                     pending[key] = [1.0, rate, burst]
