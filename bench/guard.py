@@ -110,6 +110,9 @@ http {{
 """
 
 
+ROUNDS = 2
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -185,19 +188,23 @@ async def _proxy(seconds: int, conns: int) -> dict[str, Any]:
                 base = f"http://127.0.0.1:{sh.port}"
                 await _wrk(base + "/ok", 1, conns)  # warm up both paths
                 await _wrk(base + "/limited", 1, conns)
-                for name, path in (("proxied", "/ok"), ("rejected", "/limited")):
-                    cpu0 = time.process_time()
-                    r = await _wrk(base + path, seconds, conns)
-                    cpu = time.process_time() - cpu0
-                    r["shield_cpu_us_per_request"] = round(
-                        cpu / max(1, r["requests"]) * 1e6, 2)
-                    results[name] = r
+                for _ in range(ROUNDS):  # alternate; keep each path's best round
+                    for name, path in (("proxied", "/ok"), ("rejected", "/limited")):
+                        cpu0 = time.process_time()
+                        r = await _wrk(base + path, seconds, conns)
+                        cpu = time.process_time() - cpu0
+                        r["shield_cpu_us_per_request"] = round(
+                            cpu / max(1, r["requests"]) * 1e6, 2)
+                        best = results.get(name)
+                        if best is None or r["shield_cpu_us_per_request"] < \
+                                best["shield_cpu_us_per_request"]:
+                            results[name] = r
         finally:
             await rt.stop()
         p, j = results["proxied"], results["rejected"]
         return {
             "load": f"wrk -t1 -c{conns} -d{seconds}s, upstream nginx (return 200), "
-                    "shield in this process",
+                    f"shield in this process, best of {ROUNDS} alternating rounds",
             **results,
             "rps_ratio_rejected_over_proxied": round(j["rps"] / max(p["rps"], 1e-9), 2),
             "cpu_ratio_rejected_over_proxied": round(
