@@ -93,3 +93,25 @@ async def test_a_challenged_post_is_sent_again_after_the_check() -> None:
         await server.wait_closed()
     assert r.status == 200 and r.body == b"shop page POST /checkout session=s&items=1"
     assert [m for m, _, _ in shield.seen] == ["POST", "GET", "POST"]
+
+
+async def test_a_smart_bot_solves_one_challenge_per_bot_then_floods_with_the_pass() -> None:
+    import time
+
+    from shieldwall.drill.attackers import Attack, AttackSpec, Kind
+    from shieldwall.drill.stats import AttackStats
+
+    shield = SpecShield()
+    server = await asyncio.start_server(shield.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    t0 = time.monotonic()
+    stats = AttackStats()
+    atk = Attack(AttackSpec(Kind.SMART_BOT, 200.0, sources=10), "127.0.0.1", port, stats,
+                 lambda: time.monotonic() - t0, lambda: "smart", seed=1)
+    await atk.run(2.0)
+    server.close()
+    verifies = [t for _, t, _ in shield.seen if t.startswith("/.shieldwall/verify")]
+    assert len(verifies) == 10 and shield.bad_answers == 0
+    floods = [t for _, t, _ in shield.seen if t == "/"]
+    assert len(floods) > 100
+    assert stats.total().challenged == 0  # once passed, no bot is challenged again
