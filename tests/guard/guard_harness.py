@@ -56,6 +56,9 @@ class Harness:
         self.port = 0
         self.admin_port = 0
         self.upstream_hits = 0
+        self.upstream_seen: list[str] = []
+        self.released = False
+        """Requests to /hold... wait at the shop until this is set."""
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._servers: list[asyncio.Server] = []
         self._conns: set[asyncio.Task[Any]] = set()
@@ -214,6 +217,9 @@ class ProxyHarness(Harness):
                     return
                 _, target, _, _ = req
                 self.upstream_hits += 1
+                self.upstream_seen.append(target)
+                while target.startswith("/hold") and not self.released:
+                    await asyncio.sleep(0.01)
                 if self.upstream_delay:
                     await asyncio.sleep(self.upstream_delay)
                 cookie = (b"Set-Cookie: cart=1; Path=/\r\n"

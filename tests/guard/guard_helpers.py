@@ -3,6 +3,7 @@ reading the guard's prebuilt HTTP responses."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import os
@@ -111,3 +112,29 @@ class RedisProc:
         self.proc.wait(timeout=5)
         if self.sock.exists():
             self.sock.unlink()
+
+
+async def fetch(port: int, source: str, target: str,
+                cookie: str = "") -> tuple[int, dict[str, list[str]], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    try:
+        extra = f"Cookie: {cookie}\r\n" if cookie else ""
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: shop\r\n{extra}\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        headers: dict[str, list[str]] = {}
+        for line in lines[1:]:
+            if line:
+                k, _, v = line.partition(":")
+                headers.setdefault(k.strip().lower(), []).append(v.strip())
+        body = await reader.readexactly(int(headers["content-length"][0]))
+        return int(lines[0].split()[1]), headers, body
+    finally:
+        writer.close()
+
+
+def cookies_from(headers: dict[str, list[str]], jar: dict[str, str]) -> str:
+    for sc in headers.get("set-cookie", []):
+        name, _, value = sc.split(";", 1)[0].partition("=")
+        jar[name] = value
+    return "; ".join(f"{k}={v}" for k, v in jar.items())

@@ -11,39 +11,13 @@ from urllib.parse import quote
 
 import pytest
 from guard_harness import ProxyHarness
-from guard_helpers import RedisProc, runtime
+from guard_helpers import RedisProc, cookies_from, fetch, runtime
 
 from shieldwall.drill.challenge import find
 from shieldwall.guard._tokens import solve
 from shieldwall.guard.decision import Mode
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-async def fetch(port: int, source: str, target: str,
-                cookie: str = "") -> tuple[int, dict[str, list[str]], bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-    try:
-        extra = f"Cookie: {cookie}\r\n" if cookie else ""
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: shop\r\n{extra}\r\n".encode())
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        lines = head.decode("latin-1").split("\r\n")
-        headers: dict[str, list[str]] = {}
-        for line in lines[1:]:
-            if line:
-                k, _, v = line.partition(":")
-                headers.setdefault(k.strip().lower(), []).append(v.strip())
-        body = await reader.readexactly(int(headers["content-length"][0]))
-        return int(lines[0].split()[1]), headers, body
-    finally:
-        writer.close()
-
-
-def _cookies(headers: dict[str, list[str]], jar: dict[str, str]) -> str:
-    for sc in headers.get("set-cookie", []):
-        name, _, value = sc.split(";", 1)[0].partition("=")
-        jar[name] = value
-    return "; ".join(f"{k}={v}" for k, v in jar.items())
 
 
 async def test_flood_reaches_no_backend_while_a_shopper_gets_through(
@@ -85,13 +59,13 @@ async def test_flood_reaches_no_backend_while_a_shopper_gets_through(
             a.port, "127.2.0.1",
             f"{ch.verify}?c={quote(ch.challenge, safe='')}&n={n}&r={quote(ch.redirect, safe='')}")
         assert st == 302 and headers["location"] == ["/shop?item=7"]
-        cookie = _cookies(headers, jar)
+        cookie = cookies_from(headers, jar)
         st, headers, _ = await fetch(b.port, "127.2.0.1", "/shop?item=7", cookie)
         assert st == 200
-        cookie = _cookies(headers, jar)
+        cookie = cookies_from(headers, jar)
         st, headers, _ = await fetch(b.port, "127.2.0.1", "/cart/add", cookie)
         assert st == 200
-        cookie = _cookies(headers, jar)
+        cookie = cookies_from(headers, jar)
         st, _, _ = await fetch(a.port, "127.2.0.1", "/checkout", cookie)
         assert st == 200
         assert a.upstream_hits + b.upstream_hits == 3
