@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--against", default="none,nginx,shieldwall")
     ap.add_argument("--scenarios", default="flood,randomized,flash-crowd")
     ap.add_argument("--out", type=Path, default=Path("out/bench-drill"))
+    ap.add_argument("--shield-mode", default=None, help="pin shieldwall's mode (e.g. under_attack)")
     a = ap.parse_args()
     result: dict[str, Any] = {"duration_s": a.duration, "shopper_sessions_per_s": a.rate,
                               "generator_ceiling": asyncio.run(generator_ceiling())}
@@ -118,13 +119,19 @@ def main() -> None:
         for against in a.against.split(","):
             out = a.out / f"{scenario}-{against}"
             try:
-                report = asyncio.run(run_drill(DrillOptions(scenario, against, a.duration, a.rate, out, seed=7)))
+                report = asyncio.run(run_drill(DrillOptions(
+                    scenario, against, a.duration, a.rate, out, seed=7,
+                    shield_mode=a.shield_mode if against == "shieldwall" else None)))
             except Exception as exc:  # report the failure in the table, keep going
                 rows[f"{scenario}/{against}"] = {"error": f"{type(exc).__name__}: {exc}"}
                 continue
             (out / "report.json").write_text(json.dumps(report, indent=2))
             rows[f"{scenario}/{against}"] = phase_row(report, scenario)
             print(f"# {scenario}/{against}: {json.dumps(rows[f'{scenario}/{against}'])}", file=sys.stderr)
+    for key, row in rows.items():  # side by side: each front's goodput as a multiple of the bare shop's
+        bare = rows.get(key.split("/")[0] + "/none")
+        if "error" not in row and bare and "error" not in bare and bare["goodput"]:
+            row["goodput_x_none"] = round(row["goodput"] / bare["goodput"], 2)
     result["rows"] = rows
     result["goals_met"] = goals({k: v for k, v in rows.items() if "error" not in v})
     print(json.dumps(result, indent=2))

@@ -32,7 +32,9 @@ def _progress(live: Live) -> Group:
     lo = legit.good.at(i) if legit else 0
     ar = attack.sent.at(i) if attack else 0
     t = Table.grid(padding=(0, 2))
-    t.add_row(Text(f"{live.t:5.1f}/{live.duration:.0f}s", style="bold"), f"phase [bold]{live.phase}[/]",
+    clock = (f"{live.t:5.1f}/{live.duration:.0f}s" if live.t <= live.duration
+             else f"{live.duration:.0f}s + letting sessions finish")
+    t.add_row(Text(clock, style="bold"), f"phase [bold]{live.phase}[/]",
               f"shoppers {lo}/{lr} ok/s", f"attack {ar}/s",
               f"mode {s.mode if s and s.mode else '-'}", f"verdict {s.verdict if s and s.verdict else '-'}",
               f"backends up {sum(s.alive) if s else '-'}")
@@ -83,6 +85,8 @@ def register(app: typer.Typer) -> None:
         backends: int = typer.Option(2, "--backends", min=1, max=8),
         sources: int = typer.Option(None, "--sources", min=1, max=20000, help="attacker addresses"),
         seed: int = typer.Option(None, "--seed"),
+        shield_mode: str = typer.Option(None, "--shield-mode",
+                                        help="shieldwall only: pin the mode (normal|elevated|under_attack)"),
     ) -> None:
         """Run a drill: the demo shop, shoppers, attacks and faults; then the report."""
         console = _console()
@@ -96,7 +100,12 @@ def register(app: typer.Typer) -> None:
                 nginx_binary()
             except RuntimeError as exc:
                 raise typer.BadParameter(str(exc), param_hint="--against") from exc
-        opts = DrillOptions(scenario, against, duration, rate, out, backends, attack_sources=sources, seed=seed)
+        if shield_mode is not None and (against != "shieldwall" or
+                                        shield_mode not in ("normal", "elevated", "under_attack")):
+            raise typer.BadParameter("needs --against shieldwall and one of normal, elevated, under_attack",
+                                     param_hint="--shield-mode")
+        opts = DrillOptions(scenario, against, duration, rate, out, backends, attack_sources=sources, seed=seed,
+                            shield_mode=shield_mode)
         run_and_report(opts, json_path or out / "report.json", html_path or out / "timeline.html", console)
 
     @app.command()

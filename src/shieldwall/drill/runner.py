@@ -52,6 +52,8 @@ class DrillOptions:
     """Override every assault's source count (None: the scenario's)."""
     seed: int | None = None
     grace: float = END_GRACE_S
+    shield_mode: str | None = None
+    """shieldwall only: pin the guard's mode (POST /api/mode) before the drill starts."""
 
 
 @dataclass
@@ -131,6 +133,10 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
         cluster.start()
         front = make_front(opts.against, lab, cluster, work)
         front.start()
+        if opts.shield_mode and isinstance(front, ShieldwallFront):
+            answer = front.admin_post("/api/mode", {"mode": opts.shield_mode})
+            if not isinstance(answer, dict) or answer.get("mode") != opts.shield_mode:
+                raise RuntimeError(f"the shield did not accept mode {opts.shield_mode!r} (POST /api/mode: {answer})")
         targets = front.targets()
         clock = Clock()
         clock.phase = live.phase = plan[0][0].name
@@ -302,6 +308,7 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
         "scenario": opts.scenario, "against": opts.against, "duration_s": float(opts.duration),
         "started_at": started, "clock_zero_unix": wall0,
         "settings": {"base_rate_sessions_per_s": opts.base_rate, "backends": opts.backends,
+                     "shield_mode": opts.shield_mode,
                      "shop": vars(opts.shape), "ok_within_s": 2.0, "sessions_dropped": dropped,
                      "front": front_info},
         "legit": {**total, "http_exchanges": legit.exchanges, "sessions_in_flight_at_end": leftover},
