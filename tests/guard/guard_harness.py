@@ -1,14 +1,7 @@
-"""A tiny shield for the guard's own tests: a real HTTP/1.1 server on
-loopback that calls the Gate and the Admission exactly as the proxy does
-(decide before any body byte, write the decision's bytes as they are,
-observe_response with the upstream's status and headers), in front of a
-built-in "shop". Also serves AdminRoutes with the Bearer-token check, so the
-CLI can be tested against real sockets. Runs its own event loop in a thread
-so blocking clients (selenium, the CLI) can drive it from the test.
-
-:class:`ProxyHarness` puts the real proxy (``run_shield``) in front instead;
-the browser, CLI and flood tests use it.
-"""
+"""The guard behind the real proxy for the guard's own tests: ``run_shield``
+with the guard wired in (gate, admission, admin routes) in front of a tiny
+shop backend, on loopback, in an event loop of its own in a thread so that
+blocking clients (selenium, the CLI) can drive it from the test."""
 
 from __future__ import annotations
 
@@ -16,10 +9,7 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import parse_qsl
 
-from shieldwall.admin_api import AdminRequest, AdminRoute
-from shieldwall.guard.decision import RequestFacts
 from shieldwall.guard.runtime import GuardRuntime
 
 SHOP_PAGE = (b"<!doctype html><html><head><title>Shop</title></head>"
@@ -46,7 +36,7 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
     return method, target, headers, body
 
 
-class Harness:
+class ProxyHarness:
     def __init__(self, rt: GuardRuntime, *, admin_token: str = "",
                  upstream_delay: float = 0.0) -> None:
         self.rt = rt
@@ -66,18 +56,10 @@ class Harness:
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
-    def start(self) -> Harness:
+    def start(self) -> ProxyHarness:
         self._thread.start()
         self.run(self._start())
         return self
-
-    async def _start(self) -> None:
-        await self.rt.start()
-        shop = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        admin = await asyncio.start_server(self._admin, "127.0.0.1", 0)
-        self._servers = [shop, admin]
-        self.port = shop.sockets[0].getsockname()[1]
-        self.admin_port = admin.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
         try:
@@ -87,97 +69,13 @@ class Harness:
             self._thread.join(timeout=10)
             self.loop.close()
 
-    async def _stop(self) -> None:
+    async def _stop_base(self) -> None:
         for s in self._servers:
             s.close()
         for t in list(self._conns):
             t.cancel()
         await asyncio.gather(*self._conns, return_exceptions=True)
         await self.rt.stop()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")[0]
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
-        try:
-            while True:
-                req = await _read_head(reader)
-                if req is None:
-                    return
-                method, target, headers, _ = req
-                path, _, query = target.partition("?")
-                facts = RequestFacts(
-                    client=peer, method=method, path=path, query=query,
-                    host=headers.get("host", [""])[0],
-                    user_agent=headers.get("user-agent", [""])[0],
-                    cookie="; ".join(headers.get("cookie", [])))
-                d = self.rt.gate.decide(facts)
-                if d.enforced:
-                    assert d.response is not None
-                    writer.write(d.response)
-                    await writer.drain()
-                    if d.close:
-                        return
-                    continue
-                shed = await self.rt.admission.acquire("shop", d.cls, d.priority)
-                if shed is not None:
-                    body = b"busy"
-                    writer.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %d\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (shed, len(body), body))
-                    await writer.drain()
-                    continue
-                try:
-                    self.upstream_hits += 1
-                    if self.upstream_delay:
-                        await asyncio.sleep(self.upstream_delay)
-                    up_headers: list[tuple[bytes, bytes]] = [
-                        (b"Content-Type", b"text/html; charset=utf-8")]
-                    if path == "/cart/add":
-                        up_headers.append((b"Set-Cookie", b"cart=1; Path=/"))
-                    extra = self.rt.gate.observe_response(facts, d, 200, up_headers)
-                finally:
-                    self.rt.admission.release("shop", 0.001, True)
-                out = [b"HTTP/1.1 200 OK", b"Content-Length: %d" % len(SHOP_PAGE)]
-                out += [k + b": " + v for k, v in [*up_headers, *extra]]
-                writer.write(b"\r\n".join(out) + b"\r\n\r\n" + SHOP_PAGE)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            self._conns.discard(task)
-            writer.close()
-
-    async def _admin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        routes: dict[tuple[str, str], AdminRoute] = {
-            (r.method, r.path): r for r in self.rt.admin_routes}
-        try:
-            req = await _read_head(reader)
-            if req is None:
-                return
-            method, target, headers, body = req
-            path, _, query = target.partition("?")
-            auth = headers.get("authorization", [""])[0]
-            route = routes.get((method, path))
-            if route is None:
-                status, ctype, payload = 404, "application/json", b'{"error": "no such route"}\n'
-            elif route.auth and auth != f"Bearer {self.admin_token}":
-                status, ctype, payload = 401, "application/json", b'{"error": "bad token"}\n'
-            else:
-                resp = await route.handler(AdminRequest(method, path, dict(parse_qsl(query)),
-                                                        body, "127.0.0.1"))
-                status, ctype, payload = resp.status, resp.content_type, resp.body
-            writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: "
-                         f"{len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
-            await writer.drain()
-        finally:
-            writer.close()
-
-
-class ProxyHarness(Harness):
-    """The same interface, but the real proxy (``run_shield``) enforces the
-    guard's decisions in front of a tiny shop backend, and the proxy's own
-    admin listener (with its token check) serves the guard's AdminRoutes."""
 
     async def _start(self) -> None:
         from contextlib import AsyncExitStack
@@ -204,7 +102,7 @@ class ProxyHarness(Harness):
 
     async def _stop(self) -> None:
         await self._stack.aclose()
-        await super()._stop()
+        await self._stop_base()
 
     async def _shop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guard_harness import Harness, ProxyHarness
+from guard_harness import ProxyHarness
 from guard_helpers import runtime
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -77,7 +77,7 @@ def _wait_for_shop(drv: Any, t0: float, timeout: float = 30.0) -> float:
 
 
 @pytest.fixture
-def shield() -> Iterator[Harness]:
+def shield() -> Iterator[ProxyHarness]:
     # the default difficulty: what a shopper's browser really has to do
     h = ProxyHarness(runtime(time.time, mode="under_attack", challenge={"nojs_delay": 2})).start()
     try:
@@ -86,7 +86,7 @@ def shield() -> Iterator[Harness]:
         h.stop()
 
 
-def test_browser_passes_the_challenge_without_a_click(browser: Any, shield: Harness) -> None:
+def test_browser_passes_the_challenge_without_a_click(browser: Any, shield: ProxyHarness) -> None:
     url = f"http://127.0.0.1:{shield.port}/shop?item=7"
     t0 = time.monotonic()
     browser.get(url)
@@ -106,7 +106,7 @@ def test_browser_passes_the_challenge_without_a_click(browser: Any, shield: Harn
 
 
 def test_browser_without_crypto_subtle_uses_the_inline_sha256(browser: Any,
-                                                              shield: Harness) -> None:
+                                                              shield: ProxyHarness) -> None:
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {
         "source": "Object.defineProperty(window.crypto, 'subtle', {value: undefined});"})
     t0 = time.monotonic()
@@ -117,7 +117,7 @@ def test_browser_without_crypto_subtle_uses_the_inline_sha256(browser: Any,
 
 
 def test_browser_without_javascript_gets_in_after_the_delay(tmp_path: Path,
-                                                           shield: Harness) -> None:
+                                                           shield: ProxyHarness) -> None:
     drv = _driver(tmp_path / "nojs", javascript=False)
     try:
         t0 = time.monotonic()

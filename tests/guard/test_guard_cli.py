@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from guard_harness import Harness, ProxyHarness
+from guard_harness import ProxyHarness
 from guard_helpers import facts, runtime
 from typer.testing import CliRunner
 
@@ -23,7 +23,7 @@ TOKEN = "s3cret-admin-token"
 
 
 @pytest.fixture
-def shield() -> Iterator[Harness]:
+def shield() -> Iterator[ProxyHarness]:
     h = ProxyHarness(runtime(time.time), admin_token=TOKEN).start()
     try:
         yield h
@@ -31,13 +31,13 @@ def shield() -> Iterator[Harness]:
         h.stop()
 
 
-def _cli(h: Harness, *args: str, token: str = TOKEN) -> tuple[int, str]:
+def _cli(h: ProxyHarness, *args: str, token: str = TOKEN) -> tuple[int, str]:
     r = CliRunner().invoke(app, [*args, "--admin", f"http://127.0.0.1:{h.admin_port}",
                                  "--token", token])
     return r.exit_code, r.output
 
 
-def test_ban_and_unban_change_the_running_shield(shield: Harness) -> None:
+def test_ban_and_unban_change_the_running_shield(shield: ProxyHarness) -> None:
     code, out = _cli(shield, "ban", "203.0.113.0/24", "--ttl", "15m", "--reason", "flood")
     assert code == 0 and "banned 203.0.113.0/24 for 900s" in out
     assert shield.rt.gate.decide(facts(client="203.0.113.4")).action is Action.BLOCK
@@ -50,7 +50,7 @@ def test_ban_and_unban_change_the_running_shield(shield: Harness) -> None:
     assert code == 1 and "was not banned" in out
 
 
-def test_mode_pins_and_auto_unpins(shield: Harness) -> None:
+def test_mode_pins_and_auto_unpins(shield: ProxyHarness) -> None:
     code, out = _cli(shield, "mode", "under-attack")
     assert code == 0 and "under_attack (pinned)" in out
     assert shield.rt.state.mode is Mode.UNDER_ATTACK
@@ -63,7 +63,7 @@ def test_mode_pins_and_auto_unpins(shield: Harness) -> None:
     assert code != 0 and "expected one of normal, elevated, under-attack, auto" in out
 
 
-def test_allow_list_through_the_cli(shield: Harness) -> None:
+def test_allow_list_through_the_cli(shield: ProxyHarness) -> None:
     shield.rt.set_mode(Mode.UNDER_ATTACK, "operator")
     assert shield.rt.gate.decide(facts(client="198.51.100.5")).action is Action.CHALLENGE
     code, _ = _cli(shield, "allow", "198.51.100.5", "--reason", "uptime probe")
@@ -74,7 +74,7 @@ def test_allow_list_through_the_cli(shield: Harness) -> None:
     assert shield.rt.gate.decide(facts(client="198.51.100.5")).action is Action.CHALLENGE
 
 
-def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(shield: Harness) -> None:
+def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(shield: ProxyHarness) -> None:
     code, out = _cli(shield, "ban", "300.1.2.3")
     assert code == 1 and "'300.1.2.3' is not an IP address or CIDR" in out
     code, out = _cli(shield, "ban", "192.0.2.1", "--ttl", "soon")
@@ -91,7 +91,7 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(shield: H
     assert shield.rt.bans() == []
 
 
-def test_wrong_token_and_unreachable_shield_are_clear_errors(shield: Harness) -> None:
+def test_wrong_token_and_unreachable_shield_are_clear_errors(shield: ProxyHarness) -> None:
     code, out = _cli(shield, "status", token="wrong")
     assert code == 1 and "refused the admin token (HTTP 401)" in out
     with socket.socket() as s:
@@ -103,7 +103,7 @@ def test_wrong_token_and_unreachable_shield_are_clear_errors(shield: Harness) ->
 
 
 def test_the_installed_command_bans_through_the_token_from_the_environment(
-        shield: Harness) -> None:
+        shield: ProxyHarness) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "shieldwall.cli", "ban", "192.0.2.99", "--ttl", "1h",
          "--admin", f"http://127.0.0.1:{shield.admin_port}"],
