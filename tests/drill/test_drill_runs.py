@@ -60,6 +60,8 @@ async def test_a_killed_and_restarted_backend_shows_in_the_report(tmp_path: Path
     events = [e["event"] for e in report["events"]]
     assert any(e.startswith("kill backend0") for e in events)
     assert any(e.startswith("restart backend0") for e in events)
+    assert any(e.startswith("slow backend1") for e in events) and any(e.startswith("unslow backend1") for e in events)
+    assert phases_slower(report)
     phases = {p["name"]: p for p in report["phases"]}
     assert phases["backend-killed"]["legit"]["failed"] > 0  # no shield: half the shoppers hit a dead server
     assert min(t["backends_up"] for t in report["timeline"] if t["backends_up"] is not None) <= 1
@@ -86,3 +88,9 @@ async def test_a_drill_against_nginx_uses_its_rate_limits_and_stops_it(tmp_path:
         except ProcessLookupError:
             continue
         raise AssertionError(f"process {p} is still running after the drill")
+
+
+def phases_slower(report: dict[str, object]) -> bool:
+    """The slowed backend made shoppers' p99 worse than in the calm phase."""
+    phases = {p["name"]: p for p in report["phases"]}  # type: ignore[attr-defined]
+    return bool(phases["backend-slow"]["legit"]["p99_ms"] > phases["calm"]["legit"]["p99_ms"] + 200)

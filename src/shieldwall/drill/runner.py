@@ -169,7 +169,8 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
             elif act is sc.FaultAction.UNSLOW:
                 await asyncio.to_thread(cluster.slow, i, 0.0)
             pid = lab.procs[cluster.name(i)].pid
-            note(f"{act.value} backend{i} (pid {pid})")
+            extra = f", +{f.ms:g} ms per query" if act is sc.FaultAction.SLOW else ""
+            note(f"{act.value} backend{i} (pid {pid}{extra})")
 
         async def phases() -> None:
             tasks: list[asyncio.Task[None]] = []

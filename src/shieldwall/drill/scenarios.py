@@ -75,11 +75,13 @@ SCENARIOS: dict[str, tuple[Phase, ...]] = {
     "slow-post": _attack_drill("slow-post", Assault(Kind.SLOW_POST, 0, connections=1000), "ddos"),
     "smart-bot": _attack_drill("smart-bot", Assault(Kind.SMART_BOT, 20, sources=100), "ddos"),
     "backend-failure": (
-        Phase("calm", 0.2),
-        Phase("backend-killed", 0.3, faults=(Fault(FaultAction.KILL, 0),), expect="backend_failure"),
-        Phase("backend-frozen", 0.2, faults=(Fault(FaultAction.RESTART, 0), Fault(FaultAction.FREEZE, 1, 0.1)),
+        Phase("calm", 0.15),
+        Phase("backend-slow", 0.2, faults=(Fault(FaultAction.SLOW, 1, ms=300.0),), expect="backend_failure"),
+        Phase("backend-killed", 0.25, faults=(Fault(FaultAction.UNSLOW, 1), Fault(FaultAction.KILL, 0)),
               expect="backend_failure"),
-        Phase("recovered", 0.3, faults=(Fault(FaultAction.THAW, 1),)),
+        Phase("backend-frozen", 0.15, faults=(Fault(FaultAction.RESTART, 0), Fault(FaultAction.FREEZE, 1, 0.1)),
+              expect="backend_failure"),
+        Phase("recovered", 0.25, faults=(Fault(FaultAction.THAW, 1),)),
     ),
     "mixed": (
         Phase("calm", 0.15),
