@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import typer
+import uvloop
 from rich.console import Console, Group
 from rich.live import Live as RichLive
 from rich.table import Table
@@ -53,13 +53,13 @@ def _run_and_report(opts: DrillOptions, json_path: Path, html_path: Path | None,
     live = Live()
     if console.is_terminal:
         with RichLive(_progress(live), console=console, refresh_per_second=4, transient=False) as rl:
-            report = asyncio.run(run_drill(opts, live, lambda lv: rl.update(_progress(lv))))
+            report = uvloop.run(run_drill(opts, live, lambda lv: rl.update(_progress(lv))))
     else:
         def tick(lv: Live) -> None:
             if lv.samples and lv.samples[-1].t % 5 == 0:
                 console.print(_progress(lv))
 
-        report = asyncio.run(run_drill(opts, live, tick))
+        report = uvloop.run(run_drill(opts, live, tick))
     errs = schema_errors(report)
     if errs:
         console.print(f"[red]report does not match the schema: {errs}[/]")

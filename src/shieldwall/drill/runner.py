@@ -198,11 +198,15 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
+        lags: list[float] = []
+        """How late the sampler woke each second: the load generator's own saturation."""
+
         async def sampler() -> None:
             second = 0
             while True:
                 await asyncio.sleep(max(0.0, second + 1 - clock.now()))
                 second += 1
+                lags.append(max(0.0, clock.now() - second))
                 status, verdict = await asyncio.gather(_admin(front, "/api/status"), _admin(front, "/api/verdict"))
                 v, k, vm = _fields(verdict)
                 c = ctr.read_all(cluster.counters_dir)
@@ -223,6 +227,8 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
         with contextlib.suppress(asyncio.CancelledError):
             await sample_task
         live.phase = "done"
+        gen_lag = {"max_ms": round(max(lags, default=0.0) * 1000, 1),
+                   "mean_ms": round(sum(lags) / len(lags) * 1000, 1) if lags else 0.0}
         final = ctr.read_all(cluster.counters_dir)
         orders = order_summary(cluster.db)
         shop_info = {cluster.name(i): [{"event": e, "pid": p} for e, p in lab.procs[cluster.name(i)].history]
@@ -245,7 +251,7 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
             shutil.copyfile(access, log_copy)
     return build_report(opts, plan, legit, attack, live.samples, final, orders, events, shop_info,
                         front_info, wall0, started, ended_at, shoppers.dropped, log_copy,
-                        shoppers.leftover)
+                        shoppers.leftover, gen_lag)
 
 
 def _most_common(values: list[str | None]) -> str | None:
@@ -259,7 +265,8 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
                  attack: AttackStats, samples: list[Sample], final: dict[str, int], orders: Any,
                  events: list[dict[str, Any]], shop_info: dict[str, Any], front_info: dict[str, Any],
                  wall0: float, started: float, ended_at: float, dropped: int,
-                 log_copy: Path | None, leftover: int = 0) -> dict[str, Any]:
+                 log_copy: Path | None, leftover: int = 0,
+                 gen_lag: dict[str, float] | None = None) -> dict[str, Any]:
     total = legit.total().summary()
     atot = attack.total()
     phases: list[dict[str, Any]] = []
@@ -309,7 +316,7 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
         "scenario": opts.scenario, "against": opts.against, "duration_s": float(opts.duration),
         "started_at": started, "clock_zero_unix": wall0,
         "settings": {"base_rate_sessions_per_s": opts.base_rate, "backends": opts.backends,
-                     "shield_mode": opts.shield_mode,
+                     "shield_mode": opts.shield_mode, "generator_loop_lag": gen_lag,
                      "shop": vars(opts.shape), "ok_within_s": 2.0, "sessions_dropped": dropped,
                      "front": front_info},
         "legit": {**total, "http_exchanges": legit.exchanges, "sessions_in_flight_at_end": leftover},
