@@ -192,6 +192,12 @@ header = 120.0
 idle = 120.0
 [upstream]
 keepalive = 256
+# The data path alone, as nginx is: no guard, no detector (bench/guard.py
+# measures the guard).
+[guard]
+enabled = false
+[detect]
+enabled = false
 """)
         shield = subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
                                    str(shield_toml)], stdout=subprocess.PIPE,
@@ -212,7 +218,24 @@ keepalive = 256
             row["ratio_p99"] = round(s["p99_ms"] / n["p99_ms"], 3) if n["p99_ms"] > 0 else None
             runs[f"c{conns}"] = row
         result["wrk"] = runs
-        # Memory of the shield holding idle connections, opened from another process.
+        time.sleep(1.2)  # the access log is flushed about every tick
+        statuses: dict[str, int] = {}
+        for line in (work / "shield-access.log").read_text().splitlines():
+            m = re.search(r'" (\d{3}) ', line)
+            if m:
+                statuses[m.group(1)] = statuses.get(m.group(1), 0) + 1
+        result["shield_access_log_statuses"] = statuses
+        loaded_rss = rss_mb(shield.pid)
+        # Memory of a fresh shield holding idle connections, opened from another
+        # process (the loaded one keeps malloc arenas from the wrk runs).
+        os.killpg(shield.pid, signal.SIGTERM)
+        shield.wait(timeout=20)
+        shield = subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
+                                   str(shield_toml)], stdout=subprocess.PIPE,
+                                  preexec_fn=raise_nofile, start_new_session=True)
+        procs.append(shield)
+        assert shield.stdout is not None
+        shield.stdout.readline()
         before = rss_mb(shield.pid)
         holder = subprocess.Popen([sys.executable, "-c", IDLE_CLIENT, str(shield_port), str(args.idle)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -231,6 +254,7 @@ keepalive = 256
             "rss_mb_before": round(before, 1),
             "rss_mb_holding": round(held, 1),
             "rss_mb_delta": round(held - before, 1),
+            "rss_mb_after_wrk_runs_no_idle": round(loaded_rss, 1),
             "goal_mb": 60,
         }
         holder.stdin.write(b"\n")

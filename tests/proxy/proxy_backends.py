@@ -195,7 +195,9 @@ def free_port() -> int:
 
 def shield_config(backends: list[str], **over: object) -> dict[str, object]:
     """A test config: OS-chosen ports, no access log, no active health checks
-    (so backends record only what clients sent), plus ``over`` merged in."""
+    (so backends record only what clients sent), no guard and no detector
+    (these tests are about the data path; the parts test themselves through
+    it), plus ``over`` merged in."""
     from shieldwall.config import merge
 
     base: dict[str, object] = {
@@ -204,6 +206,8 @@ def shield_config(backends: list[str], **over: object) -> dict[str, object]:
         "admin": {"listen": "127.0.0.1:0"},
         "backends": [{"url": u} for u in backends],
         "upstream": {"health": {"enabled": False}},
+        "guard": {"enabled": False},
+        "detect": {"enabled": False},
     }
     return merge(base, dict(over))
 

@@ -82,7 +82,7 @@ async def test_workers_share_the_port_and_a_dead_worker_is_replaced(
     cfg = tmp_path / "shield.toml"
     cfg.write_text(f'listen = "127.0.0.1:0"\nworkers = 2\naccess_log = "off"\n'
                    f'[admin]\nlisten = "127.0.0.1:0"\n[[backends]]\nurl = "{backend.url}"\n'
-                   '[upstream.health]\nenabled = false\n')
+                   '[upstream.health]\nenabled = false\n[guard]\nenabled = false\n[detect]\nenabled = false\n')
     proc, port, admin = await start_serve(procs, "--config", str(cfg))
     kids = _children(proc.pid)
     assert len(kids) == 2
@@ -129,7 +129,8 @@ async def test_sighup_reloads_backends_without_dropping_connections(
 
     def write(url: str, extra: str = "") -> None:
         cfg.write_text(f'listen = "127.0.0.1:0"\naccess_log = "off"\n[admin]\nlisten = "127.0.0.1:0"\n'
-                       f'[[backends]]\nurl = "{url}"\n[upstream.health]\nenabled = false\n{extra}')
+                       f'[[backends]]\nurl = "{url}"\n[upstream.health]\nenabled = false\n'
+                       f'[guard]\nenabled = false\n[detect]\nenabled = false\n{extra}')
 
     try:
         write(backend.url)

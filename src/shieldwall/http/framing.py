@@ -67,6 +67,8 @@ _SPECIAL = {
     b"referer": _REFERER,
 }
 
+_SPECIAL_FIRST = frozenset(k[0] for k in _SPECIAL)
+
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
@@ -200,8 +202,9 @@ class RequestFramer:
         self._nheaders += 1
         if self._hsize > self.limits.max_header_bytes or self._nheaders > self.limits.max_headers:
             raise self._reject(431, "request header fields too large")
-        kind = _SPECIAL.get(name.lower())
         head = self._head
+        # Most names cannot be special; skip lower() for those (hot path).
+        kind = _SPECIAL.get(name.lower()) if (name[0] | 0x20) in _SPECIAL_FIRST else None
         if kind is None:
             head.headers.append((name, value))
         elif kind == _HOST:

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from shieldwall.detect.events import Outcome, RequestEvent
-from shieldwall.guard.decision import Decision, RequestFacts
+from shieldwall.guard.decision import ALLOW_ALL, Decision, RequestFacts
 from shieldwall.http.errors import ClientError, error_response, shed_response
 from shieldwall.http.framing import BODY, END, ERROR, HEAD, Event, RequestFramer, RequestHead
 from shieldwall.proxy import upstream as up_mod
@@ -349,7 +349,11 @@ class ClientConnection(asyncio.Protocol):
             head.user_agent, head.referer, head.cookie, self.tls,
         )
         self.facts = facts
-        decision = w.gate.decide(facts)
+        try:
+            decision = w.gate.decide(facts)
+        except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
+            w.reject_log("gate_error", repr(exc))
+            decision = ALLOW_ALL
         self.decision = decision
         if decision.enforced:
             resp = decision.response or error_response(403)

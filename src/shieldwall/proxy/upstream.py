@@ -34,6 +34,8 @@ _HOP = frozenset({
     b"trailer", b"upgrade", b"content-length",
 })
 
+_HOP_FIRST = frozenset(h[0] for h in _HOP)
+
 
 class Owner(Protocol):
     def upstream_head(self, up: UpstreamConnection, status: int, reason: bytes,
@@ -154,6 +156,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if (name[0] | 0x20) not in _HOP_FIRST:
+            self.headers.append((name, value))
+            return
         n = name.lower()
         if n in _HOP:
             if n == b"content-length":
