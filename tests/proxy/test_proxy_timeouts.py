@@ -122,7 +122,10 @@ async def test_slow_reader_is_cut_off(backend: Backend) -> None:
         loop = asyncio.get_running_loop()
         await loop.sock_connect(sock, ("127.0.0.1", shield.port))
         await loop.sock_sendall(sock, b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
-        await asyncio.sleep(1.5)  # do not read
+        for _ in range(100):  # do not read; wait (bounded) for the shield to give up on us
+            if shield.worker.metrics.rejected.get("slow_read"):
+                break
+            await asyncio.sleep(0.05)
         got = 0
         try:
             async with asyncio.timeout(5):
