@@ -129,6 +129,7 @@ def chromium_page(url: str, profile: Path) -> dict[str, Any]:
             "down_color": next(
                 b.value_of_css_property("background-color") for b in bars if b.get_attribute("data-state") == "down"
             ),
+            "recent": [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#recent li")],
             "resources": driver.execute_script(
                 "return performance.getEntriesByType('resource').map(e => e.name)"
             ),
@@ -176,4 +177,7 @@ async def test_the_status_page_shows_the_current_state_and_90_days_of_bars_in_ch
     assert states[day_of(now - 60 * day)] == "nodata"
     assert states[day_of(now)] == "partial"  # today's outage, still open
     assert page["down_color"] in ("rgb(229, 72, 77)", "rgba(229, 72, 77, 1)")
+    recent = page["recent"]
+    assert len(recent) == 3 and recent[0].startswith("shop: ") and "ongoing for" in recent[0]
+    assert recent[1].endswith("down for 2h 00m") and recent[2].endswith("down for 10m 00s")
     assert [r for r in page["resources"] if not r.startswith(mon.mon.url)] == []  # no external assets

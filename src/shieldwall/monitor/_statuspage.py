@@ -11,6 +11,7 @@ from typing import Any
 
 from shieldwall.monitor._duration import format_duration
 from shieldwall.monitor._history import DayBar
+from shieldwall.monitor._incident import Incident
 
 _WORDS = {
     "up": ("Operational", "ok"),
@@ -34,6 +35,7 @@ h1{font-size:1.5rem;margin:0 0 16px}
 .bar.up{background:#3fb866}.bar.partial{background:#f0b429}.bar.down{background:#e5484d}.bar.nodata{background:#d5d9e0}
 .legend{display:flex;justify-content:space-between;font-size:.8rem;color:#6b7385}
 .note{font-size:.9rem;color:#4a5263;margin:4px 0 0}
+ul{margin:6px 0 0;padding-left:20px}li{margin:2px 0}
 footer{font-size:.8rem;color:#6b7385;margin-top:24px}
 """
 
@@ -53,7 +55,28 @@ def _bar(b: DayBar) -> str:
     return f'<div class="bar {b.state}" data-day="{b.day}" data-state="{b.state}" title="{escape(tip)}"></div>'
 
 
-def render_status_page(status: Mapping[str, Any], history: Mapping[str, Sequence[DayBar]], *, now: float) -> str:
+def _past(recent: Sequence[Incident], now: float) -> list[str]:
+    if not recent:
+        return []
+    rows = []
+    for inc in recent:
+        if inc.open:
+            what = f"ongoing for {format_duration(inc.duration(now))}"
+        else:
+            what = f"down for {format_duration(inc.duration(now))}"
+        rows.append(
+            f'<li data-incident="{inc.id}"><b>{escape(inc.check)}</b>: {_clock(inc.started_at)}, {what}</li>'
+        )
+    return ['<section class="check" id="recent"><h2><span>Recent incidents</span></h2><ul>', *rows, "</ul></section>"]
+
+
+def render_status_page(
+    status: Mapping[str, Any],
+    history: Mapping[str, Sequence[DayBar]],
+    *,
+    now: float,
+    recent: Sequence[Incident] = (),
+) -> str:
     checks = status["checks"]
     worst = "unknown"
     order = ["unknown", "up", "warning", "suspect", "down"]
@@ -103,6 +126,7 @@ def render_status_page(status: Mapping[str, Any], history: Mapping[str, Sequence
             f"<span>{'' if uptime is None else f'{uptime:.2f}% uptime'}</span><span>today</span></div>",
             "</section>",
         ]
+    parts += _past(recent, now)
     parts.append(f"<footer>Updated {_clock(now)}. Checked from several places by shieldwall.</footer>")
     parts.append("</main></body></html>")
     return "\n".join(p for p in parts if p)

@@ -72,11 +72,14 @@ def build_app(mon: Monitor) -> Starlette:
 
     async def status_page(request: Request) -> Response:
         now = mon.wall()
-        history = {}
-        for name in mon.checks:
-            incs = [i for i in mon.store.incidents(since=now - 91 * 86400) if i.check == name]
-            history[name] = daily_bars(incs, now=now, first_seen=mon.store.first_seen(), days=90)
-        html = render_status_page(mon.status(), history, now=now)
+        incs = mon.store.incidents(since=now - 91 * 86400)
+        first_seen = mon.store.first_seen()
+        history = {
+            name: daily_bars([i for i in incs if i.check == name], now=now, first_seen=first_seen, days=90)
+            for name in mon.checks
+        }
+        recent = [i for i in incs if not i.quiet][:5]
+        html = render_status_page(mon.status(), history, now=now, recent=recent)
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 
     async def status_json(request: Request) -> Response:
