@@ -105,3 +105,12 @@ def test_shopper_and_attacker_ranges_are_disjoint_and_classified() -> None:
     assert {netsafety.who(a) for a in shoppers} == {"shopper"}
     assert {netsafety.who(a) for a in bots} == {"attacker"}
     assert netsafety.who("127.0.0.1") == "other"
+
+
+def test_bots_come_from_as_many_slash24_networks_as_possible() -> None:
+    bots = netsafety.sources(netsafety.ATTACKER_NET, 1000)
+    assert len({b.rsplit(".", 1)[0] for b in bots}) == 1000
+    shoppers = netsafety.sources(netsafety.SHOPPER_NET, 60000)
+    assert len(set(shoppers)) == 60000
+    assert len({s.rsplit(".", 1)[0] for s in shoppers}) == 256
+    assert not any(s.endswith((".0", ".255")) for s in shoppers)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -96,23 +95,23 @@ def check_url(url: str) -> None:
 
 
 def sources(net: ipaddress.IPv4Network, count: int, offset: int = 0) -> list[str]:
-    """``count`` distinct host addresses of ``net`` (skipping .0 and .255 octets)."""
-    out: list[str] = []
-    for addr in _hosts(net, offset):
-        out.append(str(addr))
-        if len(out) == count:
-            return out
-    raise ValueError(f"{net} has fewer than {count} usable addresses")
+    """``count`` distinct host addresses of ``net``, spread over its /24 prefixes.
 
-
-def _hosts(net: ipaddress.IPv4Network, offset: int) -> Iterator[ipaddress.IPv4Address]:
+    Address k lands in /24 number ``k mod blocks``, so a thousand bots come
+    from a thousand different /24 networks, as the volunteers of a real LOIC
+    or HOIC campaign did (a botnet packed into a few /24s would be too easy
+    to block by prefix); shoppers likewise come from all 256 /24s of their
+    /16. Host octets 0 and 255 are skipped."""
+    blocks = max(1, net.num_addresses // 256)
+    capacity = blocks * 254
+    if offset + count > capacity:
+        raise ValueError(f"{net} has fewer than {offset + count} usable addresses")
     base = int(net.network_address)
-    for i in range(offset + 1, net.num_addresses - 1):
-        addr = ipaddress.IPv4Address(base + i)
-        last = int(addr) & 0xFF
-        if last in (0, 255):
-            continue
-        yield addr
+    out: list[str] = []
+    for k in range(offset, offset + count):
+        block, host = k % blocks, k // blocks + 1
+        out.append(str(ipaddress.IPv4Address(base + block * 256 + host)))
+    return out
 
 
 def who(addr: str) -> str:

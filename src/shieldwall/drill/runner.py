@@ -191,7 +191,7 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                                           max(1, a.connections // share))
                         atk = Attack(spec, host, port, attack, clock.now, lambda: clock.phase, solver,
                                      None if opts.seed is None else opts.seed + n * 100 + j * 10 + k,
-                                     source_offset=k * (sources // share) + n * 5000)
+                                     source_offset=k * (sources // share) + j * 50000)
                         tasks.append(asyncio.create_task(atk.run(end)))
                     note(f"attack {a.kind.value} x{a.x:g} from {sources} sources")
             await asyncio.sleep(max(0.0, plan[-1][2] - clock.now()))
