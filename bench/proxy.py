@@ -168,7 +168,7 @@ def main() -> None:
                          '$body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time '
                          'up=$upstream_addr ut=$upstream_response_time us=$upstream_status';
   access_log {work}/nginx-access.log combined_rt buffer=64k flush=1s;
-  upstream shop {{ server 127.0.0.1:{backend_port}; keepalive 128; }}
+  upstream shop {{ server 127.0.0.1:{backend_port}; keepalive 1024; }}
   server {{ listen 127.0.0.1:{nginx_port} backlog=4096; keepalive_timeout 75s;
            location / {{ proxy_pass http://shop; proxy_http_version 1.1;
                         proxy_set_header Connection "";
@@ -191,7 +191,7 @@ max_connections_per_client = 30000
 header = 120.0
 idle = 120.0
 [upstream]
-keepalive = 256
+keepalive = 1024
 # The data path alone, as nginx is: no guard, no detector (bench/guard.py
 # measures the guard).
 [guard]
