@@ -82,6 +82,8 @@ def phase_row(report: dict[str, Any], name: str) -> dict[str, Any]:
         "challenges_solved": lg.get("challenges_solved", 0),
         "attack_requests": (hit.get("attack") or {}).get("requests", 0),
         "attack_reached_backend": hit.get("attack_reached_backend"),
+        "reaction_s": hit.get("reaction_s"),
+        "goodput_after_reaction": hit.get("legit_goodput_after_reaction"),
         "verdict": hit.get("verdict"),
         "mode": hit.get("mode"),
         "orders": report["orders"],

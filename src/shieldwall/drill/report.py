@@ -225,6 +225,10 @@ def headline(report: dict[str, Any]) -> list[str]:
             bits.append(f"{at['requests']} attack requests, {reached if reached is not None else '?'} reached the shop")
         if lg.get("refused"):
             bits.append(f"{lg['refused']} shopper requests refused")
+        if p.get("reaction_s") is not None and at.get("requests"):
+            after = p.get("legit_goodput_after_reaction")
+            bits.append(f"the shield changed mode after {p['reaction_s']:g} s"
+                        + (f" (goodput from then on {after * 100:.1f}%)" if after is not None else ""))
         if p.get("verdict"):
             bits.append(f"detector said {p['verdict']}" + (f"/{p['verdict_kind']}" if p.get("verdict_kind") else ""))
         lines.append("; ".join(bits))

@@ -279,6 +279,11 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
         half = [by_second[t] for t in range(int((start + end) / 2) + 1, int(end) + 1) if t in by_second]
         verdicts = [s.verdict for s in half]
         reached = _reached(by_second, start, end)
+        # how long the shield took to change mode in this phase, and how shoppers fared from then on
+        react = next((s.t for t in range(int(start) + 1, int(end) + 1)
+                      if (s := by_second.get(t)) is not None and s.mode in ("elevated", "under_attack")), None)
+        after_req = sum(legit.requests.at(t) for t in range(react, int(end))) if react is not None else 0
+        after_ok = sum(legit.good.at(t) for t in range(react, int(end))) if react is not None else 0
         phases.append({
             "name": ph.name, "start_s": start, "end_s": end,
             "legit_goodput": summ["goodput"] if summ else 0.0,
@@ -294,6 +299,8 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
                                                "refused": ap.refused, "challenged": ap.challenged,
                                                "failed": ap.failed, "skipped": ap.skipped},
             "attack_reached_backend": reached,
+            "reaction_s": round(react - start, 1) if react is not None else None,
+            "legit_goodput_after_reaction": round(after_ok / after_req, 4) if after_req else None,
         })
     n = max(int(ended_at + 0.999), len(samples))
     timeline = []
