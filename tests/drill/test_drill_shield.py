@@ -32,3 +32,15 @@ async def test_a_baseline_drill_through_the_shield(tmp_path: Path) -> None:
     labels = json.loads(paths["phases"].read_text())
     assert labels["access_log"] == str(log)
     assert (tmp_path / "shieldwall.toml").read_text().count("[[backends]]") == 2
+
+
+async def test_under_attack_shoppers_pass_the_challenge_and_the_flood_does_not_reach_the_shop(tmp_path: Path) -> None:
+    report = await run_drill(DrillOptions("flood", "shieldwall", 10.0, base_rate=3.0, out_dir=tmp_path,
+                                          profile=FAST, grace=6.0, seed=6, shield_mode="under_attack"))
+    assert schema_errors(report) == []
+    assert {t["mode"] for t in report["timeline"] if t["mode"] is not None} == {"under_attack"}
+    flood = next(p for p in report["phases"] if p["name"] == "flood")
+    assert flood["legit"]["challenges_solved"] > 0
+    assert flood["legit_goodput"] >= 0.9
+    assert report["attack"]["challenged"] > 0.5 * report["attack"]["answered"]
+    assert report["attack"]["reached_backend"] < 0.05 * report["attack"]["requests"]
