@@ -17,7 +17,8 @@ from pathlib import Path
 from shieldwall.detect.evaluate import confusion_table, evaluate
 from shieldwall.detect.synth import make_scenario
 
-KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure", "flood_heavy"]
+KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure", "flood_heavy",
+         "backend_hang"]
 
 
 def main() -> None:

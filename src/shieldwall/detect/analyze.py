@@ -18,6 +18,9 @@ from shieldwall.detect.readers import ReadStats, read_batches, read_logs
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window, WindowBuilder
 
+TAIL_SECONDS = 6
+"""The last seconds of the input: traffic fading there is the log ending, not a stall."""
+
 
 class Series:
     """Requests and errors over time in buckets that double in width to stay bounded."""
@@ -87,9 +90,9 @@ def analyze(
     report = Report()
     series = report.series
 
-    def process(windows: list[Window]) -> None:
+    def process(windows: list[Window], end: float | None = None) -> None:
         for w in windows:
-            r = det.step(w)
+            r = det.step(w, at_end=end is not None and w.sec >= end - TAIL_SECONDS)
             report.incidents.extend(r.closed)
             series.add(w.sec, w.n, w.errors, r.state != "normal")
             if on_step is not None:
@@ -108,7 +111,7 @@ def analyze(
             add(*rec)
             if not i & 4095:
                 process(drain())
-    process(builder.flush())
+    process(builder.flush(), end=builder.max_time)
     report.incidents.extend(det.finish())
     report.incidents.sort(key=lambda inc: inc.start)
     report.late = builder.late

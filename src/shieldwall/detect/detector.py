@@ -159,10 +159,14 @@ class Detector:
                 "slow_max_bytes": s.slow_max_bytes}
 
     # -- one window -------------------------------------------------------------
-    def step(self, w: Window) -> StepResult:
+    def step(self, w: Window, *, at_end: bool = False) -> StepResult:
+        """Judge one closed window. ``at_end``: offline, one of the last seconds of the
+        input, where a fall to silence is the log (or the drill) ending, not a stall."""
         self.windows += 1
         f = self.featurizer.featurize(w)
         v = classify(f, self.s)
+        if at_end and v.verdict == BACKEND_FAILURE and f.backend_fails_3 < self.s.backend_min_errors:
+            v = WindowVerdict(NORMAL)
         opened: Incident | None = None
         closed: list[Incident] = []
         cur = self.current

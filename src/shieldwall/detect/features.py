@@ -33,6 +33,8 @@ class Features:
 
     sec: int
     rps: float
+    rps_prev: float
+    """The previous window's rate (a stall is two silent seconds in a row)."""
     rps_10: float
     rps_60: float
     sources: int
@@ -45,6 +47,8 @@ class Features:
     """Requests per source over the 10 s view."""
     req_per_source_p99: float
     req_per_source_max: float
+    req_per_source_p99_1s: float
+    """Requests per source this second, 99th percentile over sources."""
     pages: int
     top_path: str
     top_path_share: float
@@ -80,6 +84,7 @@ class Features:
     warm: bool
     base_rps: float
     base_p99: float
+    base_p99_1s: float
     base_asset_share: float
     base_distinct_urls: float
     base_query_distinct: float
@@ -184,6 +189,7 @@ class Featurizer:
         a = settings.baseline_alpha
         self.base_rps = _Ewma(a)
         self.base_p99 = _Ewma(a, 1.0)
+        self.base_p99_1 = _Ewma(a, 1.0)
         self.base_asset = _Ewma(a, 1.0)
         self.base_urls = _Ewma(a)
         self.base_qd = _Ewma(a)
@@ -279,6 +285,7 @@ class Featurizer:
             mean = self._n10 / nsrc10
         else:
             p99 = mx = mean = 0.0
+        p99_1 = float(nlargest(nsrc // 100 + 1, w.src.values())[-1]) if nsrc else 0.0
         # paths over 10 s
         pages10 = self._pages10
         if pages10 and self.paths10:
@@ -313,6 +320,7 @@ class Featurizer:
         return Features(
             sec=w.sec,
             rps=float(n),
+            rps_prev=float(self._v10[-2].n) if len(self._v10) > 1 else 0.0,
             rps_10=self._n10 / len(self._v10),
             rps_60=self._n60 / len(self._v60),
             sources=nsrc,
@@ -322,6 +330,7 @@ class Featurizer:
             req_per_source_mean=mean,
             req_per_source_p99=p99,
             req_per_source_max=mx,
+            req_per_source_p99_1s=p99_1,
             pages=w.pages,
             top_path=top_path,
             top_path_share=top_share,
@@ -350,6 +359,7 @@ class Featurizer:
             warm=self.warm,
             base_rps=self.base_rps.value,
             base_p99=self.base_p99.value,
+            base_p99_1s=self.base_p99_1.value,
             base_asset_share=self.base_asset.value,
             base_distinct_urls=self.base_urls.value,
             base_query_distinct=self.base_qd.value,
@@ -365,6 +375,7 @@ class Featurizer:
         self.learned += 1
         self.base_rps.update(f.rps, weight)
         self.base_p99.update(f.req_per_source_p99, weight)
+        self.base_p99_1.update(f.req_per_source_p99_1s, weight)
         if self.page10:
             self.base_asset.update(f.asset_share, weight)
         self.base_urls.update(f.distinct_urls, weight)

@@ -4,7 +4,7 @@ Order matters and is the policy: a slow attack, cache busting, randomized
 URLs and floods are checked first (attack evidence wins), then a flash crowd
 (elevated rate that looks like shoppers: assets fetched, normal per-client
 rate, known networks), then a backend failure (backends failing while the
-traffic itself looks normal). Every verdict carries its reasons in words
+traffic itself looks normal, or a stall: nothing completes any more). Every verdict carries its reasons in words
 with the numbers that tripped them, and the health of the backends.
 """
 
@@ -58,6 +58,13 @@ def _backend_words(f: Features, s: DetectSettings) -> str:
 
 def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     """The verdict of one window. Pure: the same features always give the same answer."""
+    if (f.warm and f.base_rps >= s.stall_min_base_rps and f.rps <= s.stall_share * f.base_rps
+            and (f.rps_prev <= 0.75 * f.base_rps
+                 # a busy shop with not one completion in a whole second is stalled already
+                 or (f.rps == 0 and f.base_rps >= 2 * s.stall_min_base_rps))):
+        return WindowVerdict(BACKEND_FAILURE, None, _confidence(1 + (f.rps + f.rps_prev == 0), 2), (
+            f"traffic stalled: {f.rps + f.rps_prev:.0f} requests completed in the last 2 s "
+            f"(baseline {f.base_rps:.0f} req/s): requests hang at the backends or the front",))
     if f.rps <= 0:
         return WindowVerdict(NORMAL)
     base_rps = f.base_rps if f.warm else 0.0
@@ -72,7 +79,9 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     new_prefixes = f.warm and f.new_prefix_share >= s.new_prefix_share
     backends = _backend_words(f, s)
     per_source_limit = max(s.per_source_min, s.per_source_factor * (f.base_p99 if f.warm else 0.0))
-    heavy_sources = f.req_per_source_p99 >= per_source_limit
+    heavy_sources = (f.req_per_source_p99 >= per_source_limit
+                     or f.req_per_source_p99_1s >= max(s.per_source_min_1s,
+                                                       s.per_source_factor * (f.base_p99_1s if f.warm else 0.0)))
     asset_words = (f"{_pct(f.asset_share)} of page clients fetched assets "
                    f"(baseline {_pct(base_asset)})")
 
@@ -116,7 +125,8 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         if heavy_sources:
             hits += 1
             ev.append(f"p99 {f.req_per_source_p99:.0f} requests per source in 10 s, max "
-                      f"{f.req_per_source_max:.0f} (baseline p99 {f.base_p99:.0f})")
+                      f"{f.req_per_source_max:.0f} (baseline p99 {f.base_p99:.0f}); "
+                      f"p99 {f.req_per_source_p99_1s:.0f} in 1 s (baseline {f.base_p99_1s:.0f})")
         if assets_low:
             hits += 1
             ev.append(asset_words)

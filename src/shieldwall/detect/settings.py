@@ -48,6 +48,9 @@ class DetectSettings(BaseModel):
     """A flood by few heavy sources: 10 s per-source p99 over this many times the baseline p99."""
     per_source_min: int = Field(default=40, ge=1)
     """...and at least this many requests per source in 10 s."""
+    per_source_min_1s: int = Field(default=15, ge=1)
+    """...or a 1 s per-source p99 of at least this many (and ``per_source_factor`` x its
+    baseline): heavy hitters show in their first second."""
     asset_share_drop: float = Field(default=0.5, gt=0.0, le=1.0)
     """Page clients that fetch assets fell below this fraction of the baseline share."""
     new_prefix_share: float = Field(default=0.5, gt=0.0, le=1.0)
@@ -73,6 +76,13 @@ class DetectSettings(BaseModel):
     """Backend failure: this share of requests failed at the backend (5xx, refused, timeout)..."""
     backend_min_errors: int = Field(default=5, ge=1)
     """...and at least this many in the last 3 s."""
+
+    stall_min_base_rps: float = Field(default=10.0, ge=0.5)
+    """A stall (requests hang: nothing completes) is only judged on a shop whose
+    baseline is at least this busy (silence at 2 req/s is just a quiet moment)."""
+    stall_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Stall: this second completed under this share of the baseline rate (and the one
+    before under three quarters of it: the stall may have begun within it)."""
 
     # --- hysteresis and outputs ---------------------------------------------
     enter_windows: int = Field(default=2, ge=1)

@@ -11,7 +11,8 @@ pages followed by their assets, some searches, carts and checkouts):
 - ``cache_bust``: random query strings on ``/search``;
 - ``slow``: slowloris and slow POST connections cut with 408 after a timeout;
 - ``backend_failure``: the usual shoppers, but the backends refuse (502) or
-  time out (504) most requests.
+  time out (504) most requests; ``backend_hang``: the backends freeze, so
+  nothing completes until they thaw (or 504 after 30 s).
 
 Two parameter families: ``train`` (what the thresholds were tuned on) and
 ``heldout`` (other rates, sizes, catalog and agents) so the rules are judged
@@ -42,6 +43,7 @@ PHASE_LABELS: dict[str, tuple[str, str | None]] = {
     "cache_bust": ("ddos", "cache_bust"),
     "slow": ("ddos", "slow"),
     "backend_failure": ("backend_failure", None),
+    "backend_hang": ("backend_failure", None),
 }
 SLOW_TIMEOUT = 10.0
 """Seconds after which the shield cuts a slow connection with 408."""
@@ -127,18 +129,31 @@ class _Gen:
         r = self.rng
         return f"{r.randint(1, 223)}.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}"
 
-    def _backend_state(self, t: float) -> str:
+    def _backend_state(self, t: float) -> tuple[str, float]:
         for p in self.sc.phases:
-            if p.kind == "backend_failure" and p.start <= t < p.end:
-                return "down"
-        return "up"
+            if p.kind in ("backend_failure", "backend_hang") and p.start <= t < p.end:
+                return ("down" if p.kind == "backend_failure" else "hang"), p.end
+        return "up", 0.0
 
     def _emit(self, t: float, client: str, method: str, path: str, query: str, ua: str,
               referer: str, session: bool, *, rt: float | None = None, status: int = 200,
               nbytes: int | None = None, cached_ok: bool = True) -> bool:
         """One shopper request; returns False when the backend failed it."""
         r = self.rng
-        if self._backend_state(t) == "down" and r.random() < (0.95 if self.heldout else 0.85):
+        state, until = self._backend_state(t)
+        if state == "hang":
+            # a frozen backend: requests complete when it thaws, or time out at 30 s
+            wait = until - t + r.uniform(0.01, 0.5)
+            if wait >= 30.0:
+                ev = RequestEvent(t, client, method, path, query, 504, 160, 30.0, ua, referer, session,
+                                  False, "127.0.0.1:9001", Outcome.TIMEOUT, -1.0, "allow", "unknown")
+            else:
+                ev = RequestEvent(t, client, method, path, query, 200, r.randint(2000, 40000),
+                                  round(wait, 3), ua, referer, session, False, "127.0.0.1:9001",
+                                  Outcome.OK, round(wait, 3), "allow", "unknown")
+            self.out.append(ev)
+            return False
+        if state == "down" and r.random() < (0.95 if self.heldout else 0.85):
             if r.random() < 0.65:
                 ev = RequestEvent(t, client, method, path, query, 502, 150, round(r.uniform(0.0005, 0.003), 3),
                                   ua, referer, session, False, "127.0.0.1:9001", Outcome.REFUSED, -1.0,
