@@ -88,8 +88,11 @@ _MODE_COLOURS = {"normal": "#d8f0d8", "elevated": "#fbe8b0", "under_attack": "#f
 def render_html(report: dict[str, Any]) -> str:
     """One self-contained page: legit goodput, attack rate and mode over time."""
     tl = report["timeline"]
-    w, h, left, right, top, bottom = 960, 360, 60, 60, 30, 50
-    pw, ph = w - left - right, h - top - bottom
+    w, left, right = 960, 60, 60
+    pw = w - left - right
+    g_top, g_h = 30, 140      # panel 1: shoppers' goodput, per second, 0-100 %
+    r_top, r_h = 210, 220     # panel 2: request rates (shoppers left axis, attack right axis)
+    h = r_top + r_h + 30
     n = max(1, len(tl))
     max_legit = max([1.0, *(float(p["legit_rps"]) for p in tl)])
     max_attack = max([1.0, *(float(p["attack_rps"]) for p in tl)])
@@ -97,54 +100,70 @@ def render_html(report: dict[str, Any]) -> str:
     def x(i: float) -> float:
         return left + pw * i / n
 
+    def yg(v: float) -> float:
+        return g_top + g_h * (1 - v)
+
     def yl(v: float) -> float:
-        return top + ph * (1 - v / max_legit)
+        return r_top + r_h * (1 - v / max_legit)
 
     def ya(v: float) -> float:
-        return top + ph * (1 - v / max_attack)
+        return r_top + r_h * (1 - v / max_attack)
 
     parts: list[str] = []
-    for i, p in enumerate(tl):  # mode bands
+    for i, p in enumerate(tl):  # mode bands behind both panels
         colour = _MODE_COLOURS.get(p.get("mode") or "", "")
         if colour:
-            parts.append(f'<rect x="{x(i):.1f}" y="{top}" width="{pw / n + 0.5:.1f}" height="{ph}" '
-                         f'fill="{colour}"><title>{html.escape(str(p.get("mode")))}</title></rect>')
+            for top, ph in ((g_top, g_h), (r_top, r_h)):
+                parts.append(f'<rect x="{x(i):.1f}" y="{top}" width="{pw / n + 0.5:.1f}" height="{ph}" '
+                             f'fill="{colour}"><title>{html.escape(str(p.get("mode")))}</title></rect>')
     for p in report["phases"]:  # phase boundaries and names
         xs = x(p["start_s"])
-        parts.append(f'<line x1="{xs:.1f}" y1="{top}" x2="{xs:.1f}" y2="{top + ph}" stroke="#999" '
-                     'stroke-dasharray="3,3"/>')
+        for top, ph in ((g_top, g_h), (r_top, r_h)):
+            parts.append(f'<line x1="{xs:.1f}" y1="{top}" x2="{xs:.1f}" y2="{top + ph}" stroke="#999" '
+                         'stroke-dasharray="3,3"/>')
         verdict = p.get("verdict")
-        label = p["name"] + (f" [{verdict}]" if verdict else "")
-        parts.append(f'<text x="{xs + 3:.1f}" y="{top + 12}" font-size="11" fill="#333">'
-                     f'{html.escape(label)}</text>')
+        parts.append(f'<text x="{xs + 3:.1f}" y="{g_top + 12}" font-size="11" fill="#333">'
+                     f'{html.escape(p["name"])}</text>')
+        if verdict:
+            parts.append(f'<text x="{xs + 3:.1f}" y="{g_top + 25}" font-size="10" fill="#555">'
+                         f'detector: {html.escape(str(verdict))}</text>')
+    for e in report.get("events", []):  # faults: kill, freeze, thaw, restart, slow
+        what = str(e.get("event", ""))
+        if what.split(" ", 1)[0] in ("kill", "freeze", "thaw", "restart", "slow", "unslow"):
+            xe = x(float(e["t"]))
+            parts.append(f'<line x1="{xe:.1f}" y1="{r_top + r_h - 40}" x2="{xe:.1f}" y2="{r_top + r_h}" '
+                         'stroke="#000" stroke-width="2"/>')
+            parts.append(f'<text x="{xe + 3:.1f}" y="{r_top + r_h - 30}" font-size="11">'
+                         f'{html.escape(what.split(" (", 1)[0])}</text>')
+    good = [(i, p["legit_ok_rps"] / p["legit_rps"]) for i, p in enumerate(tl) if p["legit_rps"] > 0]
+    pts = " ".join(f"{x(i + 0.5):.1f},{yg(v):.1f}" for i, v in good)
+    parts.append(f'<polyline points="{pts}" fill="none" stroke="#1e8449" stroke-width="2"/>')
 
     def poly(key: str, scale: Any, colour: str, dash: str = "") -> str:
         pts = " ".join(f"{x(i + 0.5):.1f},{scale(p[key]):.1f}" for i, p in enumerate(tl))
         d = f' stroke-dasharray="{dash}"' if dash else ""
         return f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"{d}/>'
 
-    for e in report.get("events", []):  # faults: kill, freeze, thaw, restart, slow
-        what = str(e.get("event", ""))
-        if what.split(" ", 1)[0] in ("kill", "freeze", "thaw", "restart", "slow", "unslow"):
-            xe = x(float(e["t"]))
-            parts.append(f'<line x1="{xe:.1f}" y1="{top + ph - 40}" x2="{xe:.1f}" y2="{top + ph}" '
-                         'stroke="#000" stroke-width="2"/>')
-            parts.append(f'<text x="{xe + 3:.1f}" y="{top + ph - 30}" font-size="11">'
-                         f'{html.escape(what.split(" (", 1)[0])}</text>')
     parts.append(poly("attack_rps", ya, "#c0392b"))
     parts.append(poly("legit_rps", yl, "#7f8c8d", "4,2"))
     parts.append(poly("legit_ok_rps", yl, "#1e8449"))
-    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
+    for top, ph in ((g_top, g_h), (r_top, r_h)):
+        parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
     for frac in (0, 0.5, 1):
-        yy = top + ph * (1 - frac)
+        parts.append(f'<text x="{left - 6}" y="{yg(frac) + 4:.1f}" font-size="11" text-anchor="end" '
+                     f'fill="#1e8449">{frac * 100:.0f}%</text>')
+        yy = r_top + r_h * (1 - frac)
         parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" font-size="11" text-anchor="end" '
                      f'fill="#1e8449">{max_legit * frac:.0f}</text>')
         parts.append(f'<text x="{left + pw + 6}" y="{yy + 4:.1f}" font-size="11" fill="#c0392b">'
                      f'{max_attack * frac:.0f}</text>')
     for i in range(0, n + 1, max(1, n // 10)):
-        parts.append(f'<text x="{x(i):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle">{i}s</text>')
-    parts.append(f'<text x="{left - 45}" y="{top - 10}" font-size="11" fill="#1e8449">shoppers req/s</text>')
-    parts.append(f'<text x="{left + pw - 40}" y="{top - 10}" font-size="11" fill="#c0392b">attack req/s</text>')
+        parts.append(f'<text x="{x(i):.1f}" y="{r_top + r_h + 16}" font-size="11" text-anchor="middle">{i}s</text>')
+    parts.append(f'<text x="{left}" y="{g_top - 10}" font-size="12" fill="#1e8449">shoppers\' goodput '
+                 '(answered 2xx/3xx within 2 s), per second</text>')
+    parts.append(f'<text x="{left}" y="{r_top - 10}" font-size="12" fill="#1e8449">shoppers req/s</text>')
+    parts.append(f'<text x="{left + pw}" y="{r_top - 10}" font-size="12" fill="#c0392b" text-anchor="end">'
+                 'attack req/s</text>')
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
            f'viewBox="0 0 {w} {h}" font-family="sans-serif">{"".join(parts)}</svg>')
     legit, attack, orders = report["legit"], report["attack"], report["orders"]
