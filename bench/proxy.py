@@ -106,13 +106,34 @@ def parse_wrk(out: str) -> dict[str, float]:
     }
 
 
-def run_wrk(port: int, conns: int, duration: int) -> dict[str, float]:
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (robust to a shared, noisy machine)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(k) for k in (task / "children").read_text().split()]
+    return out
+
+
+def run_wrk(port: int, conns: int, duration: int, pids: list[int] | None = None) -> dict[str, float]:
+    before = cpu_seconds(pids) if pids else 0.0
     out = subprocess.run(
         ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "--latency",
          f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, preexec_fn=raise_nofile, check=True,
     ).stdout
-    return parse_wrk(out)
+    result = parse_wrk(out)
+    if pids and result["requests"]:
+        used = cpu_seconds(pids) - before
+        result["cpu_us_per_request"] = round(used / result["requests"] * 1e6, 1)
+    return result
 
 
 def rss_mb(pid: int) -> float:
@@ -209,13 +230,20 @@ enabled = false
         runs: dict[str, dict[str, object]] = {}
         for conns in conn_levels:
             row: dict[str, object] = {}
+            # the nginx proxy's worker, and the shield (one process)
+            who = {"nginx": children(procs[1].pid), "shieldwall": [shield.pid]}
             for name, port in (("nginx", nginx_port), ("shieldwall", shield_port)):
                 run_wrk(port, conns, 2)  # warm up (pools, caches)
-                row[name] = run_wrk(port, conns, args.duration)
+                row[name] = run_wrk(port, conns, args.duration, who[name])
             n, s = row["nginx"], row["shieldwall"]
             assert isinstance(n, dict) and isinstance(s, dict)
             row["ratio_rps"] = round(s["rps"] / n["rps"], 3) if n["rps"] else None
             row["ratio_p99"] = round(s["p99_ms"] / n["p99_ms"], 3) if n["p99_ms"] > 0 else None
+            if s.get("cpu_us_per_request") and n.get("cpu_us_per_request"):
+                # CPU per request is what a worker's throughput is bound by when
+                # it has a core to itself: the ratio that survives a noisy box.
+                row["ratio_cpu_per_request"] = round(
+                    s["cpu_us_per_request"] / n["cpu_us_per_request"], 3)
             runs[f"c{conns}"] = row
         result["wrk"] = runs
         time.sleep(1.2)  # the access log is flushed about every tick

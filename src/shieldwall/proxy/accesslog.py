@@ -8,6 +8,7 @@ request costs no syscall. ``$time_local`` is formatted once per second.
 from __future__ import annotations
 
 import os
+import select
 import sys
 import time
 
@@ -30,8 +31,12 @@ class AccessLog:
         self.enabled = target not in ("", "off")
         self._fd = -1
         self._own = False
+        self._pipe_safe = False
         if target == "-":
             self._fd = sys.stdout.fileno()
+            # Several workers may share a stdout pipe: only writes of at most
+            # PIPE_BUF bytes are atomic there, so batches are cut at lines.
+            self._pipe_safe = True
         elif self.enabled:
             self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self._own = True
@@ -68,13 +73,29 @@ class AccessLog:
     def flush(self) -> None:
         if not self._buf:
             return
-        data = "".join(self._buf).encode("utf-8", "backslashreplace")
-        self._buf.clear()
+        lines = self._buf
+        self._buf = []
         self._size = 0
+        batches: list[bytes] = []
+        if self._pipe_safe:
+            cur: list[bytes] = []
+            size = 0
+            for line in lines:
+                b = line.encode("utf-8", "backslashreplace")
+                if cur and size + len(b) > select.PIPE_BUF:
+                    batches.append(b"".join(cur))
+                    cur, size = [], 0
+                cur.append(b)
+                size += len(b)
+            if cur:
+                batches.append(b"".join(cur))
+        else:
+            batches.append("".join(lines).encode("utf-8", "backslashreplace"))
         try:
-            while data:
-                n = os.write(self._fd, data)
-                data = data[n:]
+            for data in batches:
+                while data:
+                    n = os.write(self._fd, data)
+                    data = data[n:]
         except OSError as exc:
             print(f"shieldwall: access log write failed: {exc}", file=sys.stderr)
 
