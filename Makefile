@@ -45,6 +45,7 @@ bench: $(STAMP) debs
 	$(PY) bench/proxy.py
 	$(PY) bench/guard.py
 	$(PY) bench/analyze.py
+	$(PY) bench/monitor.py
 	$(PY) bench/drill.py
 
 clean:
