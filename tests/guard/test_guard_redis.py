@@ -166,3 +166,22 @@ async def test_store_health_is_a_metric(redis_server: RedisProc) -> None:
         assert 'shieldwall_guard_mode{mode="normal"} 1' in text
     finally:
         await rt.stop()
+
+
+async def test_shared_detector_mode_is_the_most_severe_verdict(redis_server: RedisProc) -> None:
+    a, b = _pair(redis_server.url)
+    await a.start()
+    await b.start()
+    try:
+        a.set_mode(Mode.UNDER_ATTACK, "detector")
+        await _until(lambda: b.state.mode is Mode.UNDER_ATTACK)
+        b.set_mode(Mode.NORMAL, "detector")  # b sees less; a's verdict still stands
+        for _ in range(3):
+            await b.sync_now()
+            await a.sync_now()
+        assert a.state.mode is Mode.UNDER_ATTACK and b.state.mode is Mode.UNDER_ATTACK
+        a.set_mode(Mode.NORMAL, "detector")
+        await _until(lambda: a.state.mode is Mode.NORMAL and b.state.mode is Mode.NORMAL)
+    finally:
+        await a.stop()
+        await b.stop()

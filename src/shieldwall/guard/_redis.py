@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shieldwall.guard._gate import GuardGate
-from shieldwall.guard._state import ListEntry, LocalState, Op
+from shieldwall.guard._state import SEVERITY, ListEntry, LocalState, Op
 from shieldwall.guard.decision import Mode
 from shieldwall.guard.settings import RedisSettings
 
@@ -66,6 +66,9 @@ return out
 LIST_TTL = 31 * 86400
 """Seconds the list, mode, counter and secret keys live after their last write."""
 FULL_RELOAD_EVERY = 5.0
+ROUND_TIMEOUT = 3.0
+DETECTOR_FRESH = 30.0
+_SEVERITY = SEVERITY
 KEYS_PER_SCRIPT = 500
 MAX_OUTBOX = 10_000
 
@@ -105,6 +108,7 @@ class RedisSync:
         self._shared_secret = False
         self._closed = False
         self._lock = asyncio.Lock()
+        self.node = secrets.token_hex(4)
 
     def status(self) -> dict[str, Any]:
         return {"kind": "redis", "healthy": self.healthy, "rounds": self.rounds,
@@ -151,7 +155,15 @@ class RedisSync:
     async def sync_once(self) -> bool:
         """One round; rounds never overlap (a caller's round sees the previous one applied)."""
         async with self._lock:
-            return await self._round()
+            try:
+                return await asyncio.wait_for(self._round(), ROUND_TIMEOUT)
+            except TimeoutError:
+                # a round that hangs (a half-dead connection) must not stop the loop
+                self.failures += 1
+                self.last_error = f"sync round took over {ROUND_TIMEOUT:g}s"
+                self.healthy = False
+                self._seen_ver = None
+                return False
 
     async def _round(self) -> bool:
         st = self.state
@@ -174,6 +186,9 @@ class RedisSync:
                 await self._reload(now)
                 self._seen_ver = ver
                 self._last_full = now
+        except asyncio.CancelledError:
+            st.outbox[:0] = ops  # not lost: the next round sends them
+            raise
         except (RedisError, OSError, TimeoutError) as e:
             st.outbox[:0] = ops
             del st.outbox[MAX_OUTBOX:]
@@ -209,10 +224,18 @@ class RedisSync:
                 pipe.hdel(k + ("bans" if op.kind == "unban" else "allows"), op.value)
             elif op.kind == "mode":
                 source, _, mode = op.value.partition(":")
-                field = "detector" if source == "detector" else "pinned"
-                pipe.hset(k + "mode", field, "" if mode == "auto" else mode)
+                if source == "detector":
+                    self._report_detector(pipe, now)
+                else:
+                    pipe.hset(k + "mode", "pinned", "" if mode == "auto" else mode)
                 pipe.expire(k + "mode", LIST_TTL)
         return wrote
+
+    def _report_detector(self, pipe: Any, now: float) -> None:
+        """This process's detector verdict, stamped; the shared detector mode is
+        the most severe verdict any process reported within DETECTOR_FRESH s."""
+        pipe.hset(self.k + "mode", "detector:" + self.node,
+                  f"{self.state.own_detector_mode.value}|{now:.3f}")
 
     async def _push_buckets(self, pending: dict[str, list[float]],
                             now: float) -> dict[str, float]:
@@ -253,7 +276,8 @@ class RedisSync:
         pipe.hgetall(k + "allows")
         pipe.hgetall(k + "mode")
         pipe.expire(k + "secret", LIST_TTL)
-        raw_bans, raw_allows, raw_mode, _ = await pipe.execute()
+        self._report_detector(pipe, now)  # keep our verdict fresh
+        raw_bans, raw_allows, raw_mode, _, _ = await pipe.execute()
         bans, dead_b = self._entries(raw_bans, now)
         allows, dead_a = self._entries(raw_allows, now)
         if dead_b or dead_a:
@@ -268,8 +292,16 @@ class RedisSync:
         if "pinned" in mode:
             pinned = mode["pinned"]
             self.state.set_mode(Mode(pinned) if pinned else None, "operator", remote=True)
-        if mode.get("detector"):
-            self.state.set_mode(Mode(mode["detector"]), "detector", remote=True)
+        verdicts = [0]
+        for field, value in mode.items():
+            if field.startswith("detector:") and field != "detector:" + self.node:
+                m, _, stamp = value.partition("|")
+                try:
+                    if now - float(stamp) <= DETECTOR_FRESH:
+                        verdicts.append(_SEVERITY.index(Mode(m)))
+                except ValueError:
+                    continue
+        self.state.set_mode(_SEVERITY[max(verdicts)], "detector", remote=True)
 
     @staticmethod
     def _entries(raw: dict[Any, Any], now: float) -> tuple[dict[str, ListEntry], list[str]]:

@@ -36,10 +36,18 @@ class Op:
     entry: ListEntry | None = None
 
 
+SEVERITY = [Mode.NORMAL, Mode.ELEVATED, Mode.UNDER_ATTACK]
+
+
 class LocalState:
     def __init__(self, initial_mode: Mode | None = None) -> None:
         self.version = 0
         self.detector_mode = Mode.NORMAL
+        """The detector's mode in force (with Redis: the most severe of all processes')."""
+        self.own_detector_mode = Mode.NORMAL
+        """What this process's own detector said last."""
+        self.peer_detector_mode = Mode.NORMAL
+        """The most severe recent verdict of the other processes' detectors (Redis)."""
         self.pinned: Mode | None = initial_mode
         self.static_block: CidrMap[ListEntry] = CidrMap()
         self.static_allow: CidrMap[ListEntry] = CidrMap()
@@ -68,8 +76,14 @@ class LocalState:
         if source == "detector":
             if mode is None:
                 return False
-            changed = mode is not self.detector_mode
-            self.detector_mode = mode
+            if not remote:
+                changed = mode is not self.own_detector_mode
+                self.own_detector_mode = mode
+            else:
+                changed = False
+                self.peer_detector_mode = mode
+            self.detector_mode = max(self.own_detector_mode, self.peer_detector_mode,
+                                     key=SEVERITY.index)
         else:
             changed = mode is not self.pinned
             self.pinned = mode

@@ -11,11 +11,10 @@ and the admin routes. The proxy wires it in::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shieldwall.admin_api import AdminRoute
@@ -42,6 +41,7 @@ class GuardRuntime:
         self.clock = clock
         self.allow_source = ""
         self._tasks: list[asyncio.Task[None]] = []
+        self.task_failures = 0
         self._sync: Any = None
         self._nft: Any = None
         from shieldwall.guard._admin import admin_routes
@@ -91,23 +91,36 @@ class GuardRuntime:
                 for key, entry in self.state.bans.items():
                     self._nft.on_change("ban", key, entry)
                 await self._nft.apply()
-                self._tasks.append(asyncio.create_task(self._nft.run()))
+                self._tasks.append(asyncio.create_task(self._keep("nftables", self._nft.run)))
         if self._sync is not None:
             await self._sync.start()
-            self._tasks.append(asyncio.create_task(self._sync.run()))
-        self._tasks.append(asyncio.create_task(self._sweeper()))
+            self._tasks.append(asyncio.create_task(self._keep("redis sync", self._sync.run)))
+        self._tasks.append(asyncio.create_task(self._keep("sweeper", self._sweeper)))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in stuck:
+                log.error("guard: background task %s did not stop", task.get_coro())
         self._tasks.clear()
         if self._sync is not None:
             await self._sync.close()
         if self._nft is not None:
             await self._nft.close()
+
+    async def _keep(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop; if it breaks, say so loudly and start it again."""
+        while True:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.task_failures += 1
+                log.exception("guard: background %s failed; restarting it in 1s", name)
+                await asyncio.sleep(1.0)
 
     async def _sweeper(self) -> None:
         while True:
@@ -179,6 +192,7 @@ class GuardRuntime:
             "nftables": self._nft.status() if self._nft is not None else
             {"enabled": False, "setting": self.settings.nftables},
             "shadow": list(self.settings.shadow),
+            "background_failures": self.task_failures,
         }
 
     def metrics_text(self) -> str:
