@@ -205,3 +205,39 @@ def test_banned_client_cannot_use_the_verify_endpoint() -> None:
     rt.ban("192.0.2.10", ttl=60)
     d = _verify(rt, "192.0.2.10", meta["challenge"], solve(meta["challenge"], BITS))
     assert d.action is Action.BLOCK
+
+
+def test_nojs_pass_is_short_and_covers_one_address_only() -> None:
+    clock = Clock()
+    rt = _rt(clock, challenge={"nojs_delay": 5, "nojs_pass_ttl": 120})
+    c = challenge_of(rt.gate.decide(facts()).response)["challenge"]
+    clock.advance(5)
+    ok = parse(_verify(rt, "192.0.2.10", c, "", extra="&nojs=1").response)
+    assert "Max-Age=120" in ok.header("Set-Cookie")
+    cookie = cookie_pair(ok.header("Set-Cookie"))
+    assert rt.gate.decide(facts(cookie=cookie)).action is Action.ALLOW
+    assert rt.gate.decide(facts(client="192.0.2.11", cookie=cookie)).action is Action.CHALLENGE
+    clock.advance(121)
+    assert rt.gate.decide(facts(cookie=cookie)).action is Action.CHALLENGE
+
+
+def test_suspects_are_not_offered_the_nojs_path() -> None:
+    clock = Clock()
+    rt = _rt(clock)
+    rt.mark_suspect("192.0.2.66", 1.0, ttl=600)
+    d = rt.gate.decide(facts(client="192.0.2.66"))
+    assert b"http-equiv" not in (d.response or b"")
+    clock.advance(60)
+    resp = parse(_verify(rt, "192.0.2.66", challenge_of(d.response)["challenge"], "",
+                         extra="&nojs=1").response)
+    assert resp.status == 403 and "set-cookie" not in resp.headers
+
+
+def test_answers_are_rate_limited_per_address() -> None:
+    clock = Clock()
+    rt = _rt(clock)
+    statuses = [parse(_verify(rt, "192.0.2.10", "garbage", 1).response).status
+                for _ in range(12)]
+    assert statuses[:10] == [403] * 10 and statuses[10:] == [429, 429]
+    clock.advance(1)
+    assert parse(_verify(rt, "192.0.2.10", "garbage", 1).response).status == 403

@@ -55,6 +55,10 @@ class _Route:
     checkout: bool
 
 
+_VERIFY_ROUTE = _Route("verify", rate=1.0, burst=10.0, expensive=False, checkout=False)
+"""Answers to challenges: ten at once, then one a second per address (and its prefixes)."""
+
+
 @dataclass(slots=True)
 class _Lists:
     version: int
@@ -257,8 +261,8 @@ class GuardGate:
             token = cookie_value(facts.cookie, self.settings.pass_cookie)
             if token:
                 f = self._pass.verify(token)
-                if f is not None and len(f) == 5 and f[1] == ident.bind_prefix \
-                        and float(f[2]) > now:
+                if f is not None and len(f) == 5 and float(f[2]) > now and (
+                        f[1] == ident.bind_prefix or f[1] == ident.address):
                     pass_bits = int(f[3])
         if lists.allowed:
             return ClientClass.VERIFIED, pass_bits
@@ -376,8 +380,9 @@ class GuardGate:
                                          secrets.token_hex(6))
         target = facts.path + ("?" + facts.query if facts.query else "")
         c = self.settings.challenge
+        nojs = c.nojs and cls is not ClientClass.SUSPECT
         page = responses.challenge_page(challenge, bits, target, VERIFY_PATH,
-                                        c.nojs_delay if c.nojs else None, note)
+                                        c.nojs_delay if nojs else None, note)
         return Decision(Action.CHALLENGE, cls, reason=f"challenge:{bits}", response=page)
 
     def _own(self, facts: RequestFacts, now: float) -> Decision:
@@ -390,12 +395,16 @@ class GuardGate:
             self._count("block")
             return Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
                             response=self._canned.block, close=True)
+        cls, _ = self._classify(facts, ident, lists, now)
+        wait = self._take(_VERIFY_ROUTE, ident, min(cls, ClientClass.UNKNOWN), now)
+        if wait > 0.0 and "limit" not in self._shadow:
+            self._count("limit")
+            return self._limit_decision(cls, _VERIFY_ROUTE, wait)
         q = parse_qs(facts.query, max_num_fields=8)
         challenge = q.get("c", [""])[0]
         nonce = q.get("n", [""])[0]
         nojs = q.get("nojs", [""])[0] == "1"
         target = _safe_target(q.get("r", ["/"])[0])
-        cls, _ = self._classify(facts, ident, lists, now)
         c = self.settings.challenge
 
         def fail(why: str, note: str) -> Decision:
@@ -418,7 +427,7 @@ class GuardGate:
         if bits < self.required_bits(cls, self.state.mode):
             return fail("difficulty", "A harder check is needed now; trying again.")
         if nojs:
-            if not c.nojs:
+            if not c.nojs or cls is ClientClass.SUSPECT:
                 return fail("nojs", "This shop needs JavaScript right now.")
             if now - issued < c.nojs_delay:
                 self._count("verify:early")
@@ -429,14 +438,16 @@ class GuardGate:
                 return Decision(Action.RESPOND, cls, retry_after=wait, reason="verify:early",
                                 response=page)
             kind = "nojs"
+            prefix = ident.address  # a wait is cheap: its pass covers one address only
         else:
             if not (0 < len(nonce) <= 20 and nonce.isdigit()) or \
                     not pow_ok(challenge, nonce, bits):
                 return fail("wrong", "That answer was wrong; trying again.")
             kind = "pow"
-        expires = int(now + c.pass_ttl)
+        expires = int(now + (min(c.pass_ttl, c.nojs_pass_ttl) if kind == "nojs"
+                             else c.pass_ttl))
         token = self._pass.sign("1", prefix, str(expires), str(bits), kind)
-        cookie = (f"{self.settings.pass_cookie}={token}; Path=/; Max-Age={int(c.pass_ttl)}; "
+        cookie = (f"{self.settings.pass_cookie}={token}; Path=/; Max-Age={int(expires - now)}; "
                   "HttpOnly; SameSite=Lax" + ("; Secure" if facts.tls else ""))
         self._count("verify:ok:" + kind)
         return Decision(Action.RESPOND, max(cls, ClientClass.VERIFIED), reason="verify:ok",

@@ -98,6 +98,9 @@ class ChallengeSettings(_Strict):
     nojs: bool = True
     """Offer clients without JavaScript a meta-refresh link honoured after ``nojs_delay``."""
     nojs_delay: float = Field(default=5.0, ge=0)
+    nojs_pass_ttl: float = Field(default=600.0, gt=0)
+    """A no-JS pass is cheap to get, so it is short and covers one address, not
+    its prefix; suspects are not offered the no-JS path."""
 
 
 class AdmissionSettings(_Strict):
