@@ -237,3 +237,25 @@ async def test_stale_copy_is_served_when_no_backend_can_answer(pair: tuple[Backe
         assert (await c.response())[0] in (502, 503)  # the host is part of the key
         c.close()
         assert shield.worker.metrics.stale_hits == 1
+
+
+async def test_a_backend_answering_502_gets_the_stale_copy_served_instead(
+        pair: tuple[Backend, Backend]) -> None:
+    a, _ = pair
+    broken = {"on": False}
+    a.handler = lambda s: Reply(status=502, body=b"bad gateway page") if broken["on"] else Reply(
+        body=b"catalogue")
+    config = build_config(shield_config([a.url], cache={"refresh": 0}))
+    async with run_shield(config) as shield:
+        c = await Client.open(shield.port)
+        await c.send(b"GET /catalogue HTTP/1.1\r\nHost: s\r\n\r\n")
+        assert (await c.response())[2] == b"catalogue"
+        broken["on"] = True
+        await c.send(b"GET /catalogue HTTP/1.1\r\nHost: s\r\n\r\n")
+        status, headers, body = await c.response()
+        assert (status, body, headers["x-shieldwall-stale"]) == (200, b"catalogue", "1")
+        # nothing cached for this one: the backend's own 502 page goes through
+        await c.send(b"GET /other HTTP/1.1\r\nHost: s\r\n\r\n")
+        status, _, body = await c.response()
+        assert (status, body) == (502, b"bad gateway page")
+        c.close()

@@ -602,24 +602,34 @@ class ClientConnection(asyncio.Protocol):
             admission.release(self.acquired, self.w.loop.time() - self.attempt_start, ok)
             self.acquired = None
 
+    def _serve_stale(self) -> bool:
+        """Answer from the stale cache if it holds this URL; False if not."""
+        w = self.w
+        head = self.head
+        cache = w.cache
+        if cache is None or head is None or head.method not in _SAFE_FOR_STALE:
+            return False
+        now = time.time()
+        entry = cache.get(_cache_key(head), now)
+        if entry is None:
+            return False
+        close = self.closing or (not self.req_done and head.has_body) or not head.keep_alive or w.draining
+        w.metrics.stale_hits += 1
+        resp = StaleCache.render(entry, now, head.method == "HEAD", close)
+        self.status = entry.status
+        self.outcome = Outcome.STALE
+        self._respond_self(resp, close)
+        return True
+
     def _no_upstream(self, status: int, outcome: Outcome) -> None:
         """No backend could answer: a stale copy if we have one, else an error."""
         w = self.w
         head = self.head
         assert head is not None and self.transport is not None
         self.up_status = 0
+        if self._serve_stale():
+            return
         close = self.closing or (not self.req_done and head.has_body) or not head.keep_alive or w.draining
-        cache = w.cache
-        if cache is not None and head.method in _SAFE_FOR_STALE:
-            now = time.time()
-            entry = cache.get(_cache_key(head), now)
-            if entry is not None:
-                w.metrics.stale_hits += 1
-                resp = StaleCache.render(entry, now, head.method == "HEAD", close)
-                self.status = entry.status
-                self.outcome = Outcome.STALE
-                self._respond_self(resp, close)
-                return
         self.status = status
         self.outcome = outcome
         self._respond_self(error_response(status, close=close), close)
@@ -646,6 +656,17 @@ class ClientConnection(asyncio.Protocol):
         self.status = status
         self.up_time = now - self.attempt_start
         self.outcome = Outcome.OK
+        if (502 <= status <= 504 and w.cache is not None and head.method in _SAFE_FOR_STALE
+                and w.cache.get(_cache_key(head), time.time()) is not None):
+            # The backend answered that it cannot answer (its app server is
+            # down behind it): the last good copy serves the shopper better.
+            self.up_key = self.backend.key if self.backend is not None else ""
+            if self.up is up:
+                self.up = None
+            up.abort()
+            self._release_backend(ok=False)
+            self._serve_stale()
+            return
         b = self.backend
         if b is not None:
             self.up_key = b.key
