@@ -98,7 +98,7 @@ class WindowBuilder:
         """The live feed's entry: the same fields the log readers pass to :meth:`add`."""
         self.add(
             ev.time + ev.request_time, ev.client, ev.path, ev.query, ev.status,
-            ev.bytes_sent, ev.request_time, ev.user_agent, ev.session or ev.verified,
+            ev.bytes_sent, ev.request_time, ev.user_agent, ev.session,
             ev.verified, str(ev.outcome), ev.upstream_time,
         )
 
