@@ -66,9 +66,12 @@ def test_normal_mode_lets_unknown_clients_through_and_issues_a_session() -> None
     assert extra and extra[0][0] == b"Set-Cookie"
     cookie = extra[0][1].decode()
     assert cookie.startswith("sw_s=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert not d.session
     # a returning browser with its session gets no new cookie
     again = facts(cookie=cookie_pair(cookie))
-    assert rt.gate.observe_response(again, rt.gate.decide(again), 200, []) == ()
+    d2 = rt.gate.decide(again)
+    assert d2.session and d2.cls is ClientClass.UNKNOWN
+    assert rt.gate.observe_response(again, d2, 200, []) == ()
 
 
 def test_address_bucket_limits_with_429_and_retry_after_then_refills() -> None:

@@ -127,8 +127,8 @@ class GuardGate:
         self._bucket_keys: dict[tuple[str, ClientClass, str],
                                 list[tuple[str, float, float]]] = {}
         self._allow_decisions = {
-            (c, p): Decision(Action.ALLOW, c, reason="allow", priority=p)
-            for c in ClientClass for p in (0, 1)
+            (c, p, sess): Decision(Action.ALLOW, c, reason="allow", priority=p, session=sess)
+            for c in ClientClass for p in (0, 1) for sess in (False, True)
         }
         self.set_secret(secret if secret is not None else _secret(settings))
 
@@ -173,7 +173,7 @@ class GuardGate:
                 return d
             shadowed = self._shadowed(d, "block", facts, now)
 
-        cls, pass_bits = self._classify(facts, ident, lists, now)
+        cls, pass_bits, session = self._classify(facts, ident, lists, now)
         route = self._route_of(path)
 
         wait = self._take(route, ident, cls, now)
@@ -204,7 +204,7 @@ class GuardGate:
             return shadowed
         self._count("allow")
         return self._allow_decisions[(cls, 1 if route.checkout and cls is ClientClass.CUSTOMER
-                                      else 0)]
+                                      else 0, session)]
 
     def _limit_decision(self, cls: ClientClass, route: _Route, wait: float) -> Decision:
         """Prebuilt per (class, route, whole seconds): a 429 costs no allocation."""
@@ -254,8 +254,9 @@ class GuardGate:
         return lists
 
     def _classify(self, facts: RequestFacts, ident: Identity, lists: _Lists,
-                  now: float) -> tuple[ClientClass, int]:
-        """The class, and the difficulty of a valid pass token (-1: none)."""
+                  now: float) -> tuple[ClientClass, int, bool]:
+        """The class, the difficulty of a valid pass token (-1: none), and
+        whether a valid session cookie came with the request."""
         pass_bits = -1
         if facts.cookie:
             token = cookie_value(facts.cookie, self.settings.pass_cookie)
@@ -264,18 +265,20 @@ class GuardGate:
                 if f is not None and len(f) == 5 and float(f[2]) > now and (
                         f[1] == ident.bind_prefix or f[1] == ident.address):
                     pass_bits = int(f[3])
+        sess = self._session_fields(facts.cookie) if facts.cookie else None
+        has_session = sess is not None
         if lists.allowed:
-            return ClientClass.VERIFIED, pass_bits
+            return ClientClass.VERIFIED, pass_bits, has_session
         if lists.suspect:
             sus = self.state.suspects.get(ident.address)
             if sus is not None and sus[1] > now:
-                return ClientClass.SUSPECT, pass_bits
-        if facts.cookie and self._session_customer(facts.cookie, now):
-            return ClientClass.CUSTOMER, pass_bits
+                return ClientClass.SUSPECT, pass_bits, has_session
+        if sess is not None and float(sess[3]) > now:
+            return ClientClass.CUSTOMER, pass_bits, True
         if pass_bits >= 0 and pass_bits >= self.required_bits(ClientClass.UNKNOWN,
                                                               self.state.mode):
-            return ClientClass.VERIFIED, pass_bits
-        return ClientClass.UNKNOWN, pass_bits
+            return ClientClass.VERIFIED, pass_bits, has_session
+        return ClientClass.UNKNOWN, pass_bits, has_session
 
     def _session_fields(self, cookie: str) -> tuple[str, ...] | None:
         token = cookie_value(cookie, self.settings.session_cookie)
@@ -283,10 +286,6 @@ class GuardGate:
             return None
         f = self._session.verify(token)
         return f if f is not None and len(f) == 4 else None
-
-    def _session_customer(self, cookie: str, now: float) -> bool:
-        f = self._session_fields(cookie)
-        return f is not None and float(f[3]) > now
 
     def _route_of(self, path: str) -> _Route:
         hit = self._route_cache.get(path)
@@ -395,7 +394,7 @@ class GuardGate:
             self._count("block")
             return Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
                             response=self._canned.block, close=True)
-        cls, _ = self._classify(facts, ident, lists, now)
+        cls, _, _ = self._classify(facts, ident, lists, now)
         wait = self._take(_VERIFY_ROUTE, ident, min(cls, ClientClass.UNKNOWN), now)
         if wait > 0.0 and "limit" not in self._shadow:
             self._count("limit")

@@ -76,6 +76,8 @@ class Decision:
     priority: int = 0
     """Rank within ``cls`` for admission (1: a customer in checkout, shed last of all).
     The proxy passes it on: ``admission.acquire(backend, cls, priority=decision.priority)``."""
+    session: bool = False
+    """The request carried a valid shield session cookie (for RequestEvent.session)."""
 
     @property
     def enforced(self) -> bool:
