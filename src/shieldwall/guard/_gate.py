@@ -66,7 +66,6 @@ class _Lists:
     """Recompute at this time (an entry it relied on runs out)."""
     ban: ListEntry | None
     allowed: bool
-    suspect: bool
 
 
 def _secret(settings: GuardSettings) -> bytes:
@@ -242,12 +241,9 @@ class GuardGate:
         allow = st.allows.lookup(v, val)
         allowed = (allow is not None and allow.until > now) or \
             st.static_allow.lookup(v, val) is not None
-        sus = st.suspects.get(ident.address)
-        suspect = sus is not None and sus[0] >= self.settings.suspect_score and sus[1] > now
         expires = min(ban.until if ban is not None else math.inf,
-                      allow.until if allow is not None else math.inf,
-                      sus[1] if sus is not None else math.inf)
-        lists = _Lists(st.version, expires, ban, allowed, suspect)
+                      allow.until if allow is not None else math.inf)
+        lists = _Lists(st.version, expires, ban, allowed)
         if len(self._lists) >= 65536:
             self._lists.clear()
         self._lists[ident.address] = lists
@@ -269,10 +265,9 @@ class GuardGate:
         has_session = sess is not None
         if lists.allowed:
             return ClientClass.VERIFIED, pass_bits, has_session
-        if lists.suspect:
-            sus = self.state.suspects.get(ident.address)
-            if sus is not None and sus[1] > now:
-                return ClientClass.SUSPECT, pass_bits, has_session
+        sus = self.state.suspects.get(ident.address)  # not cached: marked often in a flood
+        if sus is not None and sus[1] > now and sus[0] >= self.settings.suspect_score:
+            return ClientClass.SUSPECT, pass_bits, has_session
         if sess is not None and float(sess[3]) > now:
             return ClientClass.CUSTOMER, pass_bits, True
         if pass_bits >= 0 and pass_bits >= self.required_bits(ClientClass.UNKNOWN,

@@ -152,7 +152,6 @@ class LocalState:
         if old is None or old[0] <= score or old[1] < until:
             self.suspects[address] = (max(score, old[0]) if old else score,
                                       max(until, old[1]) if old else until)
-            self.version += 1
 
     # -- upkeep ------------------------------------------------------------
 
@@ -171,8 +170,6 @@ class LocalState:
         for a in dead:
             del self.suspects[a]
         gone += len(dead)
-        if dead:
-            self.version += 1
         stale = [k for k, (_, stamp) in self.buckets.items() if now - stamp > bucket_idle]
         for k in stale:
             del self.buckets[k]
