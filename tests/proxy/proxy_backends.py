@@ -59,6 +59,8 @@ class _Conn(asyncio.Protocol):
         self.transport = transport
         self.b.connections += 1
         self.b.open_conns.add(self)
+        if self.b.hold_reading:
+            transport.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -138,6 +140,8 @@ class Backend:
         self.errors: list[str] = []
         self.connections = 0
         self.open_conns: set[_Conn] = set()
+        self.hold_reading = False
+        """Do not read requests (to test the shield's flow control)."""
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
 

@@ -4,6 +4,7 @@ contracts, the access log line and the request events."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -283,3 +284,46 @@ async def test_a_sink_that_raises_does_not_break_the_request(backend: Backend) -
         out = await send_raw(shield.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200")
 
+
+
+async def test_upload_to_a_backend_that_does_not_read_is_held_back_not_buffered(
+        backend: Backend) -> None:
+    backend.hold_reading = True
+    total = 64 * 1024 * 1024
+    config = build_config(shield_config([backend.url], limits={"max_body_bytes": 2 * total}))
+    async with run_shield(config) as shield:
+        sent = await _upload(shield, total)
+    # Kernel buffers on two hops plus one transport high-water mark: megabytes,
+    # not the whole body.
+    assert 0 < sent < total // 2, sent
+
+
+async def _upload(shield: Shield, total: int) -> int:
+    c = await Client.open(shield.port)
+    await c.send(b"POST /upload HTTP/1.1\r\nHost: shop\r\nContent-Length: %d\r\n\r\n" % total)
+    piece = b"u" * 65536
+    sent = 0
+    try:
+        async with asyncio.timeout(2.0):
+            while sent < total:
+                await c.send(piece)
+                sent += len(piece)
+    except TimeoutError:
+        pass
+    c.close()
+    return sent
+
+
+async def test_download_to_a_client_that_does_not_read_pauses_the_backend(
+        shield: Shield, backend: Backend) -> None:
+    big = b"d" * (48 * 1024 * 1024)
+    backend.handler = lambda s: Reply(body=big)
+    reader, writer = await asyncio.open_connection("127.0.0.1", shield.port)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: shop\r\n\r\n")
+    await asyncio.sleep(1.0)  # the client reads nothing
+    (conn,) = backend.open_conns
+    assert conn.transport is not None
+    # The shield stopped reading from the backend: most of the body is still
+    # waiting in the backend's own buffer, not in the shield's memory.
+    assert conn.transport.get_write_buffer_size() > len(big) // 2
+    writer.close()
