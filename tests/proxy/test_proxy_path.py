@@ -318,7 +318,7 @@ async def test_download_to_a_client_that_does_not_read_pauses_the_backend(
         shield: Shield, backend: Backend) -> None:
     big = b"d" * (48 * 1024 * 1024)
     backend.handler = lambda s: Reply(body=big)
-    reader, writer = await asyncio.open_connection("127.0.0.1", shield.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", shield.port)
     writer.write(b"GET /big HTTP/1.1\r\nHost: shop\r\n\r\n")
     await asyncio.sleep(1.0)  # the client reads nothing
     (conn,) = backend.open_conns
