@@ -214,7 +214,7 @@ def test_operator_pin_beats_the_detector_until_auto() -> None:
     clock = Clock()
     rt = runtime(clock, mode="under-attack")
     assert rt.status()["mode"] == "under_attack" and rt.status()["pinned"]
-    assert rt.set_mode(Mode.NORMAL, "detector") is False
+    rt.set_mode(Mode.NORMAL, "detector")  # ignored: pinned
     assert rt.state.mode is Mode.UNDER_ATTACK
     rt.set_mode(None, "operator")
     assert rt.state.mode is Mode.NORMAL  # the detector's last word now counts

@@ -134,16 +134,15 @@ class GuardRuntime:
 
     # -- control -----------------------------------------------------------
 
-    def set_mode(self, mode: Mode | None, source: str) -> bool:
+    def set_mode(self, mode: Mode | None, source: str) -> None:
         """Set the mode. ``source="detector"`` is ignored while an operator has
-        pinned the mode; any other source pins it, and ``mode=None`` unpins
-        (``auto``). Returns False when the change was ignored."""
+        pinned the mode (the detector's verdict is kept for when the pin goes);
+        any other source pins it, and ``mode=None`` unpins (``auto``)."""
         before = self.state.mode
-        applied = self.state.set_mode(mode, source)
+        self.state.set_mode(mode, source)
         if self.state.mode is not before:
             log.warning("guard: mode %s -> %s (by %s)", before.value, self.state.mode.value,
                         source)
-        return applied
 
     def mark_suspect(self, client: str, score: float, ttl: float) -> None:
         ident = self.gate._ids.get(client)
