@@ -78,7 +78,8 @@ def test_incident_records_carry_evidence_sources_and_prefixes(evaluations: list[
                       "sources", "top_prefixes", "legit_failed_share"}
     assert j["sources"] > 500 and j["peak_rps"] > 500 and 0.6 <= j["confidence"] <= 1.0
     assert any("networks never seen" in e for e in j["evidence"])
-    assert len(j["top_prefixes"]) == 5 and all(p.endswith("/24") for p, _ in j["top_prefixes"])
+    # a botnet spread one host per /24 is summarised by /16
+    assert len(j["top_prefixes"]) == 5 and all(p.endswith(("/24", "/16")) for p, _ in j["top_prefixes"])
 
 
 def test_confusion_table_over_windows(evaluations: list[Evaluation], capsys: pytest.CaptureFixture[str]) -> None:

@@ -62,6 +62,14 @@ class Hll:
         return round(est)
 
 
+def _coarse(prefix: str) -> str:
+    """``a.b.c.0/24`` -> ``a.b.0.0/16``; other prefixes unchanged."""
+    if prefix.endswith("/24") and prefix.count(".") == 3:
+        a, b, _ = prefix.split(".", 2)
+        return f"{a}.{b}.0.0/16"
+    return prefix
+
+
 def iso(sec: float) -> str:
     return datetime.fromtimestamp(sec, UTC).isoformat().replace("+00:00", "Z")
 
@@ -85,8 +93,10 @@ class Incident:
     """Sum over windows of the share of legitimate requests that failed."""
     sources: Hll = field(default_factory=Hll, repr=False)
     prefixes: Counter[str] = field(default_factory=Counter, repr=False)
+    networks: Counter[str] = field(default_factory=Counter, repr=False)
+    """The same requests by coarser network (IPv4 /16)."""
     open: bool = True
-    _best: tuple[float, float] = (0.0, -1.0)
+    _best: dict[str | None, tuple[float, float, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     @property
     def kind(self) -> str | None:
@@ -99,7 +109,13 @@ class Incident:
         return self.legit_failed / self.legit_requests if self.legit_requests else 0.0
 
     def top_prefixes(self, n: int = 5) -> list[list[Any]]:
-        return [[p, c] for p, c in self.prefixes.most_common(n)]
+        """The networks most requests came from: /24s, or /16s when the sources are
+        spread so thin over /24s that their top five hold under a tenth of the requests."""
+        total = sum(self.prefixes.values())
+        top = self.prefixes.most_common(n)
+        if total and sum(c for _, c in top) < 0.1 * total:
+            top = self.networks.most_common(n)
+        return [[p, c] for p, c in top]
 
     def as_json(self) -> dict[str, Any]:
         """The issue's incident schema, exactly."""
@@ -170,6 +186,9 @@ class Detector:
         opened: Incident | None = None
         closed: list[Incident] = []
         cur = self.current
+        if cur is not None and cur.verdict == BACKEND_FAILURE and v.verdict == FLASH_CROWD:
+            # the burst right after a stall is the backlog of hung requests completing
+            v = WindowVerdict(NORMAL, evidence=("backlog draining after the backend failure",))
         if cur is None:
             if v.verdict == NORMAL:
                 self._cand, self._cand_n, self._cand_windows = None, 0, []
@@ -237,19 +256,30 @@ class Detector:
         if v.kind:
             inc.kinds[v.kind] += 1
         inc.peak_rps = max(inc.peak_rps, f.rps)
-        if v.verdict == inc.verdict and (v.confidence, f.rps) >= inc._best:
-            # the evidence of the clearest window (most confident, then busiest)
-            inc._best = (v.confidence, f.rps)
-            inc.evidence = v.evidence
-            inc.confidence = v.confidence
+        if v.verdict == inc.verdict:
+            # per kind, the evidence of the clearest window (most confident, then busiest);
+            # the incident shows the one of its most frequent kind
+            best = inc._best.get(v.kind)
+            if best is None or (v.confidence, f.rps) >= best[:2]:
+                inc._best[v.kind] = (v.confidence, f.rps, v.evidence)
+            conf, _, evidence = inc._best[inc.kind] if inc.kind in inc._best else inc._best[v.kind]
+            inc.evidence = evidence
+            inc.confidence = conf
         inc.legit_requests += f.legit_requests
         inc.legit_failed += f.legit_failed
         if f.legit_requests:
             inc.downtime_seconds += f.legit_failed / f.legit_requests
         prefix = self.featurizer.prefix
+        # An attack's top prefixes are those of the sources the shop had never seen
+        # (a botnet spread one host per network would otherwise rank below the
+        # shoppers' home networks).
+        seen = self.featurizer.seen_sources.d if inc.verdict == DDOS else {}
         for c, cnt in w.src.items():
             inc.sources.add(c)
-            inc.prefixes[prefix(c)] += cnt
+            if c not in seen:
+                p = prefix(c)
+                inc.prefixes[p] += cnt
+                inc.networks[_coarse(p)] += cnt
         if len(inc.prefixes) > 50_000:
             inc.prefixes = Counter(dict(inc.prefixes.most_common(10_000)))
 

@@ -163,18 +163,25 @@ class Prefixer:
 
 
 class _Ewma:
-    """A mean that is exact during warm-up and exponentially weighted after it."""
+    """An exponentially weighted mean that follows the recent level quickly during
+    warm-up (weight at least ``WARM_ALPHA``: a shop whose traffic is still ramping up
+    when the shield starts is judged against where it got to, not its average since
+    zero) and slowly after it."""
 
-    __slots__ = ("alpha", "n", "value")
+    __slots__ = ("alpha", "n", "value", "warmup")
 
-    def __init__(self, alpha: float, value: float = 0.0) -> None:
+    WARM_ALPHA = 0.25
+
+    def __init__(self, alpha: float, value: float = 0.0, warmup: int = 15) -> None:
         self.alpha = alpha
         self.n = 0
         self.value = value
+        self.warmup = warmup
 
     def update(self, x: float, weight: float = 1.0) -> None:
         self.n += 1
-        a = max(self.alpha, 1.0 / self.n) * weight
+        a = max(1.0 / self.n, self.WARM_ALPHA) if self.n <= self.warmup else self.alpha
+        a *= weight
         self.value += a * (x - self.value)
 
 
@@ -187,13 +194,14 @@ class Featurizer:
         self.seen_sources = _Seen(settings.seen_capacity)
         self.seen_prefixes = _Seen(settings.seen_capacity)
         a = settings.baseline_alpha
-        self.base_rps = _Ewma(a)
-        self.base_p99 = _Ewma(a, 1.0)
-        self.base_p99_1 = _Ewma(a, 1.0)
-        self.base_asset = _Ewma(a, 1.0)
-        self.base_urls = _Ewma(a)
-        self.base_qd = _Ewma(a)
-        self.base_err = _Ewma(a)
+        wu = settings.warmup_windows
+        self.base_rps = _Ewma(a, 0.0, wu)
+        self.base_p99 = _Ewma(a, 1.0, wu)
+        self.base_p99_1 = _Ewma(a, 1.0, wu)
+        self.base_asset = _Ewma(a, 1.0, wu)
+        self.base_urls = _Ewma(a, 0.0, wu)
+        self.base_qd = _Ewma(a, 0.0, wu)
+        self.base_err = _Ewma(a, 0.0, wu)
         self.learned = 0
         # 10 s view: running counters over the windows in `_v10`
         self._v10: deque[Window] = deque()

@@ -61,10 +61,10 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     if (f.warm and f.base_rps >= s.stall_min_base_rps and f.rps <= s.stall_share * f.base_rps
             and (f.rps_prev <= 0.75 * f.base_rps
                  # a busy shop with not one completion in a whole second is stalled already
-                 or (f.rps == 0 and f.base_rps >= 2 * s.stall_min_base_rps))):
+                 or (f.rps == 0 and f.base_rps >= 1.5 * s.stall_min_base_rps))):
         return WindowVerdict(BACKEND_FAILURE, None, _confidence(1 + (f.rps + f.rps_prev == 0), 2), (
-            f"traffic stalled: {f.rps + f.rps_prev:.0f} requests completed in the last 2 s "
-            f"(baseline {f.base_rps:.0f} req/s): requests hang at the backends or the front",))
+            f"traffic stalled: {f.rps:.0f} requests completed this second, {f.rps_prev:.0f} the "
+            f"second before (baseline {f.base_rps:.0f} req/s): requests hang at the backends or the front",))
     if f.rps <= 0:
         return WindowVerdict(NORMAL)
     base_rps = f.base_rps if f.warm else 0.0
@@ -87,8 +87,9 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
 
     # slow: 408s and long requests that carry almost nothing
     if f.slow >= s.slow_min_count and f.slow_share >= s.slow_share:
-        ev = [f"{_num(f.slow)} slow requests/s ({_num(f.s408)} 408s) = {_pct(f.slow_share)} of requests",
-              f"mean request time {f.latency:.1f} s"]
+        ev = [f"{_num(f.slow)} slow requests/s ({_num(f.s408)} 408s) = {_pct(f.slow_share)} of requests"]
+        if f.latency > 0:
+            ev.append(f"mean request time {f.latency:.1f} s")
         hits = 1 + (f.s408 > 0) + new_prefixes
         if new_prefixes:
             ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")
@@ -107,13 +108,15 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         return WindowVerdict(DDOS, "cache_bust", _confidence(hits, 4), tuple(ev))
 
     url_floor = max(s.random_min_distinct, s.distinct_factor * (f.base_distinct_urls if f.warm else 0.0))
+    # Random URLs from browsers-like clients that also fetch assets (with random query
+    # strings: no cache helps) still come from networks the shop never served.
     randomized = (elevated and f.distinct_urls >= url_floor
-                  and f.url_unique_share >= s.random_unique_share and assets_low)
+                  and f.url_unique_share >= s.random_unique_share and (assets_low or new_prefixes))
     if randomized:
         ev = [f"{_num(f.distinct_urls)} distinct URLs per second ({_pct(f.url_unique_share)} of "
               f"page requests, baseline {f.base_distinct_urls:.0f})",
               f"user-agent entropy {f.ua_entropy:.2f}", asset_words, rate_words]
-        hits = 2 + new_prefixes + (f.ua_entropy > 0.5)
+        hits = 1 + assets_low + new_prefixes + (f.ua_entropy > 0.5)
         if new_prefixes:
             ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")
         ev.append(backends)
