@@ -43,7 +43,6 @@ log = logging.getLogger("shieldwall.guard")
 VERIFY_PATH = "/.shieldwall/verify"
 OWN_PREFIX = "/.shieldwall/"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_CLASS_BY_LABEL = {c.label: c for c in ClientClass}
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +502,3 @@ def _safe_target(target: str) -> str:
         return "/"
     return quote(target, safe="/?&=%:;,+@!$'()*~.-_[]")
 
-
-def class_from_label(label: str) -> ClientClass:
-    return _CLASS_BY_LABEL[label]

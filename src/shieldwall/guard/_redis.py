@@ -106,7 +106,6 @@ class RedisSync:
         self._seen_ver: bytes | None = None
         self._last_full = -math.inf
         self._shared_secret = False
-        self._closed = False
         self._lock = asyncio.Lock()
         self.node = secrets.token_hex(4)
 
@@ -138,7 +137,6 @@ class RedisSync:
             log.info("guard: HMAC key shared through Redis")
 
     async def close(self) -> None:
-        self._closed = True
         try:
             await asyncio.wait_for(self.sync_once(), 1.0)
         except (TimeoutError, RedisError, OSError):

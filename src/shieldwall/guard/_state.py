@@ -10,7 +10,6 @@ changes to Redis and pulls the others' in batches. Every list change bumps
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -175,6 +174,3 @@ class LocalState:
             del self.buckets[k]
         return gone + len(stale)
 
-
-def never() -> float:
-    return math.inf
