@@ -158,3 +158,14 @@ def test_a_failing_callback_does_not_stop_detection() -> None:
     rt = DetectRuntime.from_settings(DetectSettings(), clock=clock, on_mode=boom, on_suspect=boom)
     _replay(rt, clock, generate(sc), sc.t0 + sc.duration)
     assert [i.verdict for i in rt.incidents] == ["ddos"]
+
+
+async def test_a_disabled_detector_takes_no_events_and_does_not_tick() -> None:
+    rt = DetectRuntime.from_settings(DetectSettings(enabled=False))
+    rt.sink(RequestEvent(0.0, "10.0.0.1", "GET", "/", "", 200, 1, 0.01))
+    await rt.start()
+    await asyncio.sleep(0.02)
+    assert rt._buf == [] and rt.ticks == 0
+    body = json.loads((await rt.admin_routes[0].handler(AdminRequest("GET", "/api/verdict"))).body)
+    assert body["enabled"] is False and body["verdict"] == "normal"
+    await rt.stop()

@@ -49,6 +49,7 @@ class DetectRuntime:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.enabled = settings.enabled
         self.detector = Detector(settings)
         self.builder = WindowBuilder(lateness=settings.live_lateness, **self.detector.make_builder_args())
         self.on_mode = on_mode
@@ -82,6 +83,8 @@ class DetectRuntime:
     # -- the proxy's side ------------------------------------------------------------
     def sink(self, event: RequestEvent) -> None:
         """The EventSink: append and return. Cheap, never blocks, never raises."""
+        if not self.enabled:
+            return
         if len(self._buf) < MAX_BUFFER:
             self._buf.append(event)
         else:
@@ -130,6 +133,10 @@ class DetectRuntime:
             log.exception("detector callback %r failed", fn)
 
     async def start(self) -> None:
+        """Start the once-a-second tick (nothing when ``[detect] enabled = false``)."""
+        if not self.enabled:
+            log.warning("detector disabled ([detect] enabled = false): mode stays as set by others")
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="shieldwall-detect")
 
@@ -167,7 +174,8 @@ class DetectRuntime:
         return {"verdict": verdict, "kind": kind, "confidence": conf, "evidence": evidence,
                 "since": since, "mode": self.mode.value,
                 "window": last.features.as_dict() if last is not None else {},
-                "events_dropped": self.dropped, "events_late": self.builder.late}
+                "events_dropped": self.dropped, "events_late": self.builder.late,
+                "enabled": self.enabled}
 
     async def _verdict_route(self, req: AdminRequest) -> AdminResponse:
         return AdminResponse.of_json(self.verdict())
