@@ -326,3 +326,16 @@ def test_head_requests_get_headers_only_and_rejected_posts_close_the_connection(
     parse(post.response)
     get = rt.gate.decide(facts())
     assert not get.close and b"Connection: close" not in (get.response or b"")
+
+
+def test_sweep_forgets_full_buckets_and_expired_entries_only() -> None:
+    clock = Clock()
+    rt = runtime(clock, limits={"default_route": {"name": "page", "rate": 1, "burst": 10}})
+    rt.gate.decide(facts(client="192.0.2.1"))
+    rt.ban("192.0.2.99", ttl=5)
+    assert rt.state.sweep(clock()) == 0
+    clock.advance(6)
+    assert rt.state.sweep(clock()) == 1  # the ban; buckets still refilling
+    clock.advance(5)
+    assert rt.state.sweep(clock()) == 2  # address and /24 buckets are full again
+    assert rt.status()["buckets"] == 0

@@ -319,7 +319,7 @@ class GuardGate:
         for _key, rate, burst in keys:
             b = buckets.get(_key)
             if b is None:
-                b = [burst, now]
+                b = [burst, now, burst / rate]  # tokens, stamp, seconds to refill
                 buckets[_key] = b
                 tokens = burst
             else:
@@ -356,7 +356,7 @@ class GuardGate:
         burst = float(lim.strikes_to_suspect)
         b = self.state.buckets.get(key)
         if b is None:
-            b = [burst, now]
+            b = [burst, now, lim.strike_window]
             self.state.buckets[key] = b
         tokens = min(burst, b[0] + max(0.0, now - b[1]) * self._strike_rate) - 1.0
         b[0], b[1] = tokens, now

@@ -55,7 +55,7 @@ class LocalState:
         self.suspects: dict[str, tuple[float, float]] = {}
         """address -> (score, until)."""
         self.buckets: dict[str, list[float]] = {}
-        """key -> [tokens, stamp]."""
+        """key -> [tokens, stamp, seconds a bucket takes to refill from empty]."""
         self.pending: dict[str, list[float]] | None = None
         """key -> [spent, rate, burst] since the last Redis sync (None: no Redis)."""
         self.outbox: list[Op] = []
@@ -154,7 +154,7 @@ class LocalState:
 
     # -- upkeep ------------------------------------------------------------
 
-    def sweep(self, now: float, bucket_idle: float = 600.0) -> int:
+    def sweep(self, now: float, buckets: bool = True) -> int:
         """Drop what has expired; returns how many entries went."""
         gone = 0
         for key, entry in self.bans.items():
@@ -169,7 +169,11 @@ class LocalState:
         for a in dead:
             del self.suspects[a]
         gone += len(dead)
-        stale = [k for k, (_, stamp) in self.buckets.items() if now - stamp > bucket_idle]
+        if not buckets:
+            return gone
+        # a bucket left alone longer than it takes to refill is full: the same
+        # as no bucket, so it goes (memory stays bounded by recent clients)
+        stale = [k for k, b in self.buckets.items() if now - b[1] > b[2]]
         for k in stale:
             del self.buckets[k]
         return gone + len(stale)

@@ -29,6 +29,8 @@ from shieldwall.guard.settings import GuardSettings
 log = logging.getLogger("shieldwall.guard")
 
 SWEEP_INTERVAL = 1.0
+BUCKET_SWEEP_EVERY = 10
+"""Buckets are many under a flood: walk them every 10 sweeps, lists every sweep."""
 
 
 class GuardRuntime:
@@ -123,9 +125,11 @@ class GuardRuntime:
                 await asyncio.sleep(1.0)
 
     async def _sweeper(self) -> None:
+        n = 0
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            self.state.sweep(self.clock())
+            n += 1
+            self.state.sweep(self.clock(), buckets=n % BUCKET_SWEEP_EVERY == 0)
 
     async def sync_now(self) -> None:
         """One Redis sync round now (tests and shutdown; the loop does it by itself)."""
