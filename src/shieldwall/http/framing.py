@@ -76,7 +76,7 @@ class RequestHead:
     """Everything known of a request before its body."""
 
     __slots__ = (
-        "chunked", "content_length", "cookie", "expect_continue", "headers", "host",
+        "chunked", "content_length", "cookie", "expect_continue", "has_body", "headers", "host",
         "keep_alive", "method", "path", "query", "referer", "target", "user_agent",
         "version", "xff",
     )
@@ -99,10 +99,8 @@ class RequestHead:
         self.chunked = False
         self.keep_alive = True
         self.expect_continue = False
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or self.content_length > 0
+        self.has_body = False
+        """Chunked or a Content-Length above 0 (set when the head is complete)."""
 
 
 class FramingLimits:
@@ -253,6 +251,7 @@ class RequestFramer:
             if head.content_length >= 0:
                 raise self._reject(400, "both Content-Length and Transfer-Encoding")
             head.chunked = True
+        head.has_body = head.chunked or head.content_length > 0
         if head.content_length > self.limits.max_body_bytes:
             raise self._reject(413, "request body too large")
         if self._n_host != 1 and (self._n_host > 1 or head.version == "1.1"):

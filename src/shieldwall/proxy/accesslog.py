@@ -58,10 +58,17 @@ class AccessLog:
               session: bool = False, verified: bool = False) -> None:
         if not self.enabled:
             return
-        request = f"{method} {target} HTTP/{version}" if method else ""
+        request = f"{method} {target} HTTP/{version}" if method else "-"
+        referer = referer or "-"
+        agent = agent or "-"
+        quoted = request + referer + agent
+        if '"' in quoted or "\\" in quoted or not quoted.isprintable():
+            request, referer, agent = _esc(request), _esc(referer), _esc(agent)
+        sec = int(start)
+        stamp = self._stamp if sec == self._sec else self._time_local(start)
         line = (
-            f'{client} - - [{self._time_local(start)}] "{_esc(request)}" {status} {sent} '
-            f'"{_esc(referer)}" "{_esc(agent)}" rt={rt:.3f} up={up or "-"} '
+            f'{client} - - [{stamp}] "{request}" {status} {sent} '
+            f'"{referer}" "{agent}" rt={rt:.3f} up={up or "-"} '
             f'ut={f"{ut:.3f}" if ut >= 0 else "-"} us={us if us else "-"} o={outcome or "-"} '
             f'd={decision or "-"} c={cls or "-"} s={int(session)} v={int(verified)}\n'
         )

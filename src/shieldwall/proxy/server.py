@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from shieldwall.detect.events import Outcome, RequestEvent
-from shieldwall.guard.decision import ALLOW_ALL, Decision, RequestFacts
+from shieldwall.guard.decision import ALLOW_ALL, Action, ClientClass, Decision, RequestFacts
 from shieldwall.http.errors import ClientError, error_response, shed_response
 from shieldwall.http.framing import BODY, END, ERROR, HEAD, Event, RequestFramer, RequestHead
 from shieldwall.proxy import upstream as up_mod
@@ -60,6 +60,10 @@ _CHUNKED = b"Transfer-Encoding: chunked\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
 _SAFE_FOR_STALE = frozenset({"GET", "HEAD"})
+# Enum properties cost a descriptor call each; the log needs plain strings.
+_ACTION = {a: a.value for a in Action}
+_CLASS = {c: c.label for c in ClientClass}
+_OUTCOME = {o: o.value for o in Outcome}
 
 
 class ClientConnection(asyncio.Protocol):
@@ -345,7 +349,7 @@ class ClientConnection(asyncio.Protocol):
             self.state = WAITING
             self.deadline = _INF
         facts = RequestFacts(
-            self.client_address(head), head.method, head.path, head.query, head.host,
+            self.client_address(head) if self.trusted else self.peer, head.method, head.path, head.query, head.host,
             head.user_agent, head.referer, head.cookie, self.tls,
         )
         self.facts = facts
@@ -782,11 +786,11 @@ class ClientConnection(asyncio.Protocol):
         if decision is None:
             d = c = ""
         else:
-            d = decision.action.value
+            d = _ACTION[decision.action]
             if decision.shadow:
                 d = "shadow-" + d
-            c = decision.cls.label
-        outcome = self.outcome.value
+            c = _CLASS[decision.cls]
+        outcome = _OUTCOME[self.outcome]
         w.metrics.observe(self.status, d or "-", outcome, rt)
         up = self.up_key
         if head is not None:
