@@ -3,7 +3,9 @@ confusion table, for the training family and the held-out family.
 
 Usage: .venv/bin/python bench/detect_confusion.py [--seeds N] [--format access|combined|json]
 Prints JSON (per family: phases found, kind right, max delay, baseline
-incidents, flash crowds called ddos) followed by the confusion tables.
+incidents, flash crowds called ddos) followed by the confusion tables, the
+last one over the real lab logs in tests/data/drill (the drill's own labels;
+the first 5 s of each phase and 10 s after it are left out).
 """
 
 from __future__ import annotations
@@ -14,11 +16,47 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from shieldwall.detect.analyze import analyze
+from shieldwall.detect.detector import StepResult
 from shieldwall.detect.evaluate import confusion_table, evaluate
 from shieldwall.detect.synth import make_scenario
+from shieldwall.detect.windows import Window
 
 KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure", "flood_heavy",
          "backend_hang"]
+
+
+DRILL = Path(__file__).resolve().parents[1] / "tests" / "data" / "drill"
+DRILL_KIND = {"flood": "flood", "randomized": "randomized", "cache-bust": "cache_bust", "slowloris": "slow"}
+
+
+def drill_confusion() -> tuple[Counter[tuple[str, str]], dict[str, list[str]]]:
+    """Window confusion over the recorded drill logs, and each log's incidents."""
+    conf: Counter[tuple[str, str]] = Counter()
+    found: dict[str, list[str]] = {}
+    for d in sorted(p for p in DRILL.iterdir() if p.is_dir()):
+        labels = json.loads((d / "phases.json").read_text())
+        kind = DRILL_KIND.get(d.name)
+        phases = [(p["start_unix"], p["end_unix"], p["expect"]) for p in labels["phases"]]
+
+        def truth(sec: float, phases: list[tuple[float, float, str]] = phases,
+                  kind: str | None = kind) -> str | None:
+            for i, (a, b, expect) in enumerate(phases):
+                if a <= sec < b:
+                    after_anomaly = i > 0 and phases[i - 1][2] != "normal" and expect == "normal"
+                    if sec < a + (10 if after_anomaly else 5):
+                        return None
+                    return f"ddos:{kind}" if expect == "ddos" else expect
+            return None
+
+        def on_step(w: Window, r: StepResult, truth=truth) -> None:  # type: ignore[no-untyped-def]
+            t = truth(w.sec)
+            if t is not None:
+                conf[(t, f"ddos:{r.kind}" if r.state == "ddos" else r.state)] += 1
+
+        rep = analyze([d / "access.log.gz"], "combined", on_step=on_step)
+        found[d.name] = [f"{i.verdict}{':' + i.kind if i.kind else ''}" for i in rep.incidents]
+    return conf, found
 
 
 def main() -> None:
@@ -58,6 +96,9 @@ def main() -> None:
                            "flash_crowd_called_ddos": flash_as_ddos, "misses": misses}
             tables.append(f"== {family} ({args.seeds} scenarios, {args.format} logs) ==\n"
                           + confusion_table(conf))
+    conf_d, found_d = drill_confusion()
+    out["drill_logs_incidents"] = found_d
+    tables.append("== drill logs (nginx combined, tests/data/drill) ==\n" + confusion_table(conf_d))
     print(json.dumps(out, indent=2))
     print("\n\n".join(tables))
 

@@ -143,7 +143,9 @@ class LineParser:
                 b = req.rfind(" ")
                 target = req[a + 1 : b] if b > a else req[a + 1 :]
                 q = target.find("?")
-                if q < 0:
+                if a < 0:  # no request line ("-": the client never sent one)
+                    path, query = "", ""
+                elif q < 0:
                     path, query = target, ""
                 else:
                     path, query = target[:q], target[q + 1 :]
@@ -167,8 +169,6 @@ class LineParser:
                                 session, verified, outcome, ut)
                 else:
                     ua = ""
-                if a < 0:
-                    raise ValueError("no request target")
                 return (t, client, path, query, status, nbytes, 0.0, ua, False, False, "-", -1.0)
             except (ValueError, IndexError, KeyError):
                 pass
