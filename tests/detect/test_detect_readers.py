@@ -74,3 +74,10 @@ def test_formatted_events_round_trip_through_the_access_log_format() -> None:
                       "127.0.0.1:9002", Outcome.OK, 0.2, "allow", "customer")
     rec = LineParser("auto").parse(format_combined(ev))
     assert rec == (T + 0.25, "10.0.0.9", "/p", "a=b", 200, 77, 0.25, "UA x", True, True, "ok", 0.2)
+
+
+def test_a_line_without_request_parses_with_an_empty_path_and_any_time_zone() -> None:
+    # what nginx and the proxy write when a client never sent a request line (408, 400)
+    line = '127.0.0.1 - - [22/Nov/2026:04:04:05 +0100] "-" 408 0 "-" "-" rt=10.001 up=- ut=- us=- o=shield d=- c=- s=0 v=0\n'
+    assert LineParser("auto").parse(line) == (T + 10.001, "127.0.0.1", "", "", 408, 0, 10.001, "-",
+                                              False, False, "shield", -1.0)
