@@ -11,7 +11,8 @@ Prints one JSON document:
   in this process) in front of nginx, driven by wrk: requests/s and the
   shield's CPU microseconds per request for proxied requests (``/ok``) and
   rejected ones (``/limited``: 429 from the guard), in the same run, and
-  their ratios.
+  their ratios; and a constant 429 that skips the guard (``/null``), so the
+  guard's own share of a rejection shows.
 
 Goal (issue 3): a decision under 10 µs; a rejection costs at most a fifth of a
 proxied request.
@@ -113,6 +114,28 @@ http {{
 ROUNDS = 2
 
 
+class _WithNullRejection:
+    """The guard's gate, except that ``/null...`` gets a constant prebuilt 429
+    without any guard work: what a rejection costs the proxy alone."""
+
+    def __init__(self, gate: Any) -> None:
+        from shieldwall.guard.decision import Action, Decision
+        self.gate = gate
+        body = b"Too many requests.\n"
+        self.reject = Decision(Action.LIMIT, retry_after=1.0, reason="constant", response=(
+            b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: %d\r\nRetry-After: 1\r\n\r\n%s" % (len(body), body)))
+
+    def decide(self, facts: RequestFacts) -> Any:
+        if facts.path.startswith("/null"):
+            return self.reject
+        return self.gate.decide(facts)
+
+    def observe_response(self, facts: RequestFacts, decision: Any, status: int,
+                         headers: list[tuple[bytes, bytes]]) -> Any:
+        return self.gate.observe_response(facts, decision, status, headers)
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -184,12 +207,14 @@ async def _proxy(seconds: int, conns: int) -> dict[str, Any]:
         await rt.start()
         results: dict[str, Any] = {}
         try:
-            async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as sh:
+            gate = _WithNullRejection(rt.gate)
+            async with run_shield(config, Wiring(gate=gate, admission=rt.admission)) as sh:
                 base = f"http://127.0.0.1:{sh.port}"
                 await _wrk(base + "/ok", 1, conns)  # warm up both paths
                 await _wrk(base + "/limited", 1, conns)
                 for _ in range(ROUNDS):  # alternate; keep each path's best round
-                    for name, path in (("proxied", "/ok"), ("rejected", "/limited")):
+                    for name, path in (("proxied", "/ok"), ("rejected", "/limited"),
+                                       ("rejected_by_constant_gate", "/null")):
                         cpu0 = time.process_time()
                         r = await _wrk(base + path, seconds, conns)
                         cpu = time.process_time() - cpu0
@@ -210,6 +235,9 @@ async def _proxy(seconds: int, conns: int) -> dict[str, Any]:
             "cpu_ratio_rejected_over_proxied": round(
                 j["shield_cpu_us_per_request"] / max(p["shield_cpu_us_per_request"], 1e-9), 3),
             "goal_cpu_ratio": 0.2,
+            "guard_share_of_a_rejection_us": round(
+                j["shield_cpu_us_per_request"]
+                - results["rejected_by_constant_gate"]["shield_cpu_us_per_request"], 2),
         }
     finally:
         nginx.kill()
