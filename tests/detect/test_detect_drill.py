@@ -12,7 +12,11 @@ import pytest
 
 from shieldwall.detect.analyze import analyze
 from shieldwall.detect.detector import Incident
+from shieldwall.detect.events import Outcome, RequestEvent
 from shieldwall.detect.readers import LineParser
+from shieldwall.detect.runtime import DetectRuntime
+from shieldwall.detect.settings import DetectSettings
+from shieldwall.guard.decision import Mode
 
 DRILL = Path(__file__).resolve().parents[1] / "data" / "drill"
 KIND = {"flood": "flood", "randomized": "randomized", "cache-bust": "cache_bust", "slowloris": "slow"}
@@ -71,3 +75,43 @@ def test_drill_frozen_backend_is_backend_failure_within_2_s() -> None:
     for name in ("backend-slow", "backend-killed"):
         p = next(p for p in labels["phases"] if p["name"] == name)
         assert not [i for i in incidents if i.start < p["end_unix"] - 1 and i.end > p["start_unix"]]
+
+
+def _events(scenario: str) -> list[RequestEvent]:
+    parser = LineParser("combined")
+    out = []
+    with gzip.open(DRILL / scenario / "access.log.gz", "rt") as fh:
+        for line in fh:
+            r = parser.parse(line)
+            assert r is not None
+            out.append(RequestEvent(r[0] - r[6], r[1], "GET", r[2], r[3], r[4], r[5], r[6], r[7],
+                                    outcome=Outcome(r[10])))
+    return out
+
+
+@pytest.mark.parametrize("scenario", ["flood", "flash-crowd"])
+def test_live_runtime_over_drill_traffic_switches_mode_within_5_s_and_never_for_a_crowd(
+        scenario: str) -> None:
+    labels = json.loads((DRILL / scenario / "phases.json").read_text())
+    events = _events(scenario)
+    now = [events[0].time]
+    modes: list[tuple[float, Mode]] = []
+    rt = DetectRuntime.from_settings(DetectSettings(), clock=lambda: now[0],
+                                     on_mode=lambda m, src: modes.append((now[0], m)))
+    i = 0
+    while i < len(events):
+        now[0] += 1.0
+        while i < len(events) and events[i].time + events[i].request_time < now[0]:
+            rt.sink(events[i])
+            i += 1
+        rt.tick()
+    for _ in range(30):
+        now[0] += 1.0
+        rt.tick()
+    if scenario == "flash-crowd":
+        assert modes == []
+        return
+    start = _phase(labels, "ddos")["start_unix"]
+    under = next(t for t, m in modes if m is Mode.UNDER_ATTACK)
+    assert under - start <= 5.0, f"under_attack {under - start:.1f} s after the flood began"
+    assert modes[-1][1] is Mode.NORMAL
