@@ -115,3 +115,8 @@ def test_live_runtime_over_drill_traffic_switches_mode_within_5_s_and_never_for_
     under = next(t for t, m in modes if m is Mode.UNDER_ATTACK)
     assert under - start <= 5.0, f"under_attack {under - start:.1f} s after the flood began"
     assert modes[-1][1] is Mode.NORMAL
+
+
+def test_two_runs_minutes_apart_keep_their_own_incidents_and_the_gap_is_no_outage() -> None:
+    report = analyze([DRILL / "flood" / "access.log.gz", DRILL / "backend-failure" / "access.log.gz"])
+    assert [(i.verdict, i.kind) for i in report.incidents] == [("ddos", "flood"), ("backend_failure", None)]

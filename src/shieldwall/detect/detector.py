@@ -167,6 +167,9 @@ class Detector:
         self.last: StepResult | None = None
         self._suspect_sent: dict[str, int] = {}
         self.windows = 0
+        self._since_gap = 1 << 30
+        """Active windows since the last long silence: a stall is not judged while
+        traffic comes back after one (it ramps up from nothing)."""
 
     def make_builder_args(self) -> dict[str, Any]:
         s = self.s
@@ -177,11 +180,18 @@ class Detector:
     # -- one window -------------------------------------------------------------
     def step(self, w: Window, *, at_end: bool = False) -> StepResult:
         """Judge one closed window. ``at_end``: offline, one of the last seconds of the
-        input, where a fall to silence is the log (or the drill) ending, not a stall."""
+        input, where a fall to silence is the log (or the drill) ending, not a stall;
+        likewise a silence longer than ``idle_gap`` in a log (``w.gap``, and the seconds
+        around it) is missing data, not an outage."""
         self.windows += 1
         f = self.featurizer.featurize(w)
         v = classify(f, self.s)
-        if at_end and v.verdict == BACKEND_FAILURE and f.backend_fails_3 < self.s.backend_min_errors:
+        if w.gap:
+            self._since_gap = 0
+        elif w.n:
+            self._since_gap += 1
+        if ((at_end or w.gap or self._since_gap < self.s.warmup_windows)
+                and v.verdict == BACKEND_FAILURE and f.backend_fails_3 < self.s.backend_min_errors):
             v = WindowVerdict(NORMAL)
         opened: Incident | None = None
         closed: list[Incident] = []

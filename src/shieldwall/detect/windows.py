@@ -31,13 +31,15 @@ class Window:
     """Raw counts of one second. Mergeable, bounded by the requests it holds."""
 
     __slots__ = (
-        "bfail", "bytes", "cflags", "errors", "failed_src", "n", "pages", "paths",
+        "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "pages", "paths",
         "qpaths", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
         "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
     )
 
-    def __init__(self, sec: int) -> None:
+    def __init__(self, sec: int, gap: bool = False) -> None:
         self.sec = sec
+        self.gap = gap
+        """Part of a silence longer than ``idle_gap`` in a log: no data, not an outage."""
         self.n = 0
         self.pages = 0
         self.errors = 0
@@ -209,7 +211,10 @@ class WindowBuilder:
                 later = [s for s in opened if s < upto]
                 stop = min(later) if later else upto
                 if stop - nxt > self.idle_gap:
-                    out.extend(Window(s) for s in range(nxt, nxt + self.idle_gap))
+                    # the seconds before a long silence are the log pausing, not a stall
+                    for before in out[-6:]:
+                        before.gap = True
+                    out.extend(Window(s, gap=True) for s in range(nxt, nxt + self.idle_gap))
                     nxt = stop
                     continue
                 out.extend(Window(s) for s in range(nxt, stop))
