@@ -72,3 +72,11 @@ def test_bad_arguments_are_refused_with_a_clear_message(tmp_path: Path) -> None:
     assert res.returncode != 0 and "no such file" in res.stderr
     res = _analyze(str(REAL), "--format", "apache")
     assert res.returncode != 0 and "expected one of auto, combined, json" in res.stderr
+
+
+def test_config_detect_section_is_validated_and_names_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "shield.toml"
+    cfg.write_text('[[backends]]\nurl = "http://127.0.0.1:9001"\n[detect]\nrate_factor = 0.5\n')
+    res = _analyze(str(REAL), "--config", str(cfg))
+    assert res.returncode == 2
+    assert "detect.rate_factor" in res.stdout and "0.5" in res.stdout

@@ -21,6 +21,8 @@ def analyze_cmd(
     html_out: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
     revenue_per_minute: float | None = typer.Option(
         None, "--revenue-per-minute", min=0.0, help="Revenue per minute, to price the downtime."),
+    config: Path | None = typer.Option(
+        None, "--config", help="A shield config (TOML) whose [detect] section tunes the rules."),
 ) -> None:
     """Tell what happened in access logs: attack, flash crowd or broken backend, when, from where."""
     from rich.console import Console
@@ -35,7 +37,16 @@ def analyze_cmd(
     for p in logs:
         if not p.is_file():
             raise typer.BadParameter(f"{p}: no such file", param_hint="LOGS")
-    report = analyze(logs, fmt)
+    settings = None
+    if config is not None:
+        from shieldwall.config import ConfigError, load_config
+
+        try:
+            settings = load_config(config).detect
+        except ConfigError as exc:
+            console.print(str(exc), markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    report = analyze(logs, fmt, settings)
     console.print(timeline_table(report, revenue_per_minute))
     for line in incident_details(report):
         console.print(line, markup=False, highlight=False)
