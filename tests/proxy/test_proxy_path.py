@@ -57,7 +57,7 @@ class ShedAll:
         self.acquired: list[tuple[str, ClientClass]] = []
         self.released: list[tuple[str, bool]] = []
 
-    async def acquire(self, backend: str, cls: ClientClass) -> float | None:
+    async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         self.acquired.append((backend, cls))
         return 7.0 if cls is ClientClass.SUSPECT else None
 

@@ -122,8 +122,9 @@ class Admission(Protocol):
     The proxy calls ``acquire`` before sending a request to ``backend`` and
     ``release`` when the response is complete (or failed)."""
 
-    async def acquire(self, backend: str, cls: ClientClass) -> float | None:
-        """Wait for a slot; return None when admitted, or the Retry-After
+    async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
+        """Wait for a slot (``priority`` orders requests within a class: a
+        checkout outranks browsing); return None when admitted, or the Retry-After
         seconds when the request is shed (the proxy answers 503)."""
         ...
 
@@ -133,7 +134,7 @@ class Admission(Protocol):
 class OpenAdmission:
     """No admission control: every request goes straight to the pool."""
 
-    async def acquire(self, backend: str, cls: ClientClass) -> float | None:
+    async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         return None
 
     def release(self, backend: str, latency: float, ok: bool) -> None:

@@ -491,7 +491,7 @@ class ClientConnection(asyncio.Protocol):
     async def _admit(self, b: BackendState) -> None:
         admission = self.w.admission
         assert admission is not None and self.decision is not None
-        shed = await admission.acquire(b.key, self.decision.cls)
+        shed = await admission.acquire(b.key, self.decision.cls, self.decision.priority)
         if self.state >= CLOSED or self.backend is not b:
             if shed is None:
                 admission.release(b.key, 0.0, False)
@@ -785,11 +785,14 @@ class ClientConnection(asyncio.Protocol):
         decision = self.decision
         if decision is None:
             d = c = ""
+            session = verified = False
         else:
             d = _ACTION[decision.action]
             if decision.shadow:
                 d = "shadow-" + d
             c = _CLASS[decision.cls]
+            session = decision.session
+            verified = decision.cls is ClientClass.VERIFIED
         outcome = _OUTCOME[self.outcome]
         w.metrics.observe(self.status, d or "-", outcome, rt)
         up = self.up_key
@@ -803,13 +806,14 @@ class ClientConnection(asyncio.Protocol):
         client = self.facts.client if self.facts is not None else self.peer
         w.access_log.write(client, self.wall, method, target, version, self.status,
                            self.bytes_sent, referer, agent, rt, up, self.up_time,
-                           self.up_status, outcome, d, c)
+                           self.up_status, outcome, d, c, session, verified)
         if w.sinks:
             event = RequestEvent(
                 time=self.wall, client=client, method=method, path=path, query=query,
                 status=self.status, bytes_sent=self.bytes_sent, request_time=rt,
                 user_agent=agent, referer=referer, upstream=up, outcome=self.outcome,
                 upstream_time=self.up_time, decision=d, cls=c,
+                session=session, verified=verified,
             )
             for sink in w.sinks:
                 try:
