@@ -337,9 +337,12 @@ def cli_overrides(
     backends: list[str] | None = None,
     admin: str | None = None,
     workers: int | None = None,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """CLI flags -> the config fields of the same names."""
     out: dict[str, Any] = {}
+    if mode is not None:
+        out["guard"] = {"mode": mode}
     if listen is not None:
         out["listen"] = listen
     if backends:

@@ -33,9 +33,13 @@ def register(app: typer.Typer) -> None:
             None, "--backend", help="Backend URL; repeat for several (backends[].url)."),
         admin: str | None = typer.Option(None, "--admin", help="Admin host:port (admin.listen)."),
         workers: int | None = typer.Option(None, "--workers", help="Worker processes (workers)."),
+        mode: str | None = typer.Option(
+            None, "--mode",
+            help="Pin the guard's mode at start: normal, elevated, under-attack, or auto "
+                 "(the detector decides) (guard.mode)."),
     ) -> None:
         """Run the shield in front of the backends."""
-        overrides = cli_overrides(listen, backend, admin, workers)
+        overrides = cli_overrides(listen, backend, admin, workers, mode)
         try:
             if config:
                 load_config(config, overrides)
