@@ -61,6 +61,8 @@ class Features:
     query_path: str
     """The path with the most distinct query strings this second."""
     query_distinct: int
+    query_entropy: float
+    """Entropy of page query strings this second over log2(requests with a query)."""
     ua_entropy: float
     asset_share: float
     """Share of page clients in the 10 s view that also fetched page assets."""
@@ -347,6 +349,7 @@ class Featurizer:
             url_unique_share=len(w.urls) / w.pages if w.pages else 0.0,
             query_path=qpath,
             query_distinct=qd,
+            query_entropy=_entropy(w.queries, sum(w.queries.values())),
             ua_entropy=_entropy(w.uas, n),
             asset_share=asset_share,
             session_share=w.sessions * inv,

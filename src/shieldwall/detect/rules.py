@@ -100,7 +100,8 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     qd_floor = max(s.cache_bust_min_distinct, s.distinct_factor * (f.base_query_distinct if f.warm else 0.0))
     if f.query_distinct >= qd_floor and f.query_distinct >= 0.5 * f.distinct_urls and assets_low:
         ev = [f"{_num(f.query_distinct)} distinct query strings per second on {f.query_path} "
-              f"(baseline {f.base_query_distinct:.0f})", asset_words, rate_words]
+              f"(baseline {f.base_query_distinct:.0f}; query-string entropy {f.query_entropy:.2f})",
+              asset_words, rate_words]
         hits = 1 + assets_low + new_prefixes + elevated
         if new_prefixes:
             ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")
@@ -115,7 +116,8 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     if randomized:
         ev = [f"{_num(f.distinct_urls)} distinct URLs per second ({_pct(f.url_unique_share)} of "
               f"page requests, baseline {f.base_distinct_urls:.0f})",
-              f"user-agent entropy {f.ua_entropy:.2f}", asset_words, rate_words]
+              f"user-agent entropy {f.ua_entropy:.2f}, query-string entropy {f.query_entropy:.2f}",
+              asset_words, rate_words]
         hits = 1 + assets_low + new_prefixes + (f.ua_entropy > 0.5)
         if new_prefixes:
             ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")

@@ -32,7 +32,7 @@ class Window:
 
     __slots__ = (
         "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "pages", "paths",
-        "qpaths", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
+        "qpaths", "queries", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
         "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
     )
 
@@ -62,6 +62,8 @@ class Window:
         """Page paths (no assets) and their counts."""
         self.urls: set[str] = set()
         """Distinct page URLs (path?query)."""
+        self.queries: dict[str, int] = {}
+        """Query strings of page requests and their counts."""
         self.qpaths: dict[str, set[str]] = {}
         """Per path, the distinct query strings seen."""
         self.uas: dict[str, int] = {}
@@ -140,6 +142,8 @@ class WindowBuilder:
                 if qs is None:
                     qs = w.qpaths[path] = set()
                 qs.add(query)
+                queries = w.queries
+                queries[query] = queries.get(query, 0) + 1
             else:
                 w.urls.add(path)
         if session or verified:
