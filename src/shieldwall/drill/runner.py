@@ -154,6 +154,12 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
 
         async def fault(f: sc.Fault, delay: float) -> None:
             await asyncio.sleep(delay)
+            try:
+                await inject(f)
+            except Exception as exc:  # the drill goes on; the report says what failed
+                note(f"{f.action.value} backend{f.backend % opts.backends} FAILED: {exc}")
+
+        async def inject(f: sc.Fault) -> None:
             i = f.backend % opts.backends
             act = sc.FaultAction(f.action)
             if act is sc.FaultAction.KILL:
@@ -280,8 +286,13 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
         verdicts = [s.verdict for s in half]
         reached = _reached(by_second, start, end)
         # how long the shield took to change mode in this phase, and how shoppers fared from then on
-        react = next((s.t for t in range(int(start) + 1, int(end) + 1)
-                      if (s := by_second.get(t)) is not None and s.mode in ("elevated", "under_attack")), None)
+        def first(modes: tuple[str, ...], start: float = start, end: float = end) -> int | None:
+            return next((s.t for t in range(int(start) + 1, int(end) + 1)
+                         if (s := by_second.get(t)) is not None and s.mode in modes), None)
+
+        elevated = first(("elevated", "under_attack"))
+        under = first(("under_attack",))
+        react = under if under is not None else elevated
         after_req = sum(legit.requests.at(t) for t in range(react, int(end))) if react is not None else 0
         after_ok = sum(legit.good.at(t) for t in range(react, int(end))) if react is not None else 0
         phases.append({
@@ -299,8 +310,11 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
                                                "refused": ap.refused, "challenged": ap.challenged,
                                                "failed": ap.failed, "skipped": ap.skipped},
             "attack_reached_backend": reached,
+            "elevated_after_s": round(elevated - start, 1) if elevated is not None else None,
+            "under_attack_after_s": round(under - start, 1) if under is not None else None,
             "reaction_s": round(react - start, 1) if react is not None else None,
             "legit_goodput_after_reaction": round(after_ok / after_req, 4) if after_req else None,
+            "legit_p99_ms_after_reaction": legit.p99_between(react, end) if react is not None else None,
         })
     n = max(int(ended_at + 0.999), len(samples))
     timeline = []

@@ -79,6 +79,8 @@ class LegitStats:
         self.started: set[str] = set()
         self.errors: Counter[str] = Counter()
         self.exchanges = 0
+        self.latencies: list[tuple[float, float]] = []
+        """(start time, latency) of every answered request, for p99 over any interval."""
         """HTTP exchanges answered (a logical request may take several: redirects, challenges)."""
 
     def phase(self, name: str) -> LegitPhase:
@@ -111,7 +113,18 @@ class LegitStats:
             ph.other += 1
         if status is not None:
             ph.hist.record_value(max(1, int(latency * 1_000_000)))
+            self.latencies.append((t, latency))
         return good
+
+    def p99_between(self, start: float, end: float) -> float | None:
+        """p99 latency (ms) of answered requests that started in [start, end)."""
+        h = new_histogram()
+        for t, lat in self.latencies:
+            if start <= t < end:
+                h.record_value(max(1, int(lat * 1_000_000)))
+        if not h.get_total_count():
+            return None
+        return round(float(h.get_value_at_percentile(99)) / 1000, 2)
 
     def total(self) -> LegitPhase:
         out = LegitPhase()
