@@ -20,14 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-)
-from prometheus_client.exposition import generate_latest
-
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -94,6 +86,12 @@ class _Collector:
         return snaps
 
     def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
         snaps = self._snapshots()
         req = CounterMetricFamily("shieldwall_requests", "Finished requests",
                                   labels=["status", "decision", "outcome"])
@@ -165,7 +163,12 @@ class _Collector:
 
 
 def exposition(live: Metrics, directory: Path | None = None, worker: int = 0) -> bytes:
-    """The Prometheus text for this worker (plus the others' snapshots)."""
+    """The Prometheus text for this worker (plus the others' snapshots).
+    prometheus-client is imported on the first scrape: ~3 MB a worker that
+    nobody scrapes does not need."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(live, directory, worker))  # type: ignore[arg-type]
     out: bytes = generate_latest(registry)
