@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -98,19 +99,18 @@ def analyze(
             if on_step is not None:
                 on_step(w, r)
 
-    add = builder.add
+    add_rows = builder.add_rows
     drain = builder.drain
     paths = list(paths)
     if len(paths) == 1:
         for batch in read_batches(paths[0], fmt, report.stats):
-            for rec in batch:
-                add(*rec)
+            add_rows(batch)
             process(drain())
     else:
-        for i, rec in enumerate(read_logs(paths, fmt, report.stats), 1):
-            add(*rec)
-            if not i & 4095:
-                process(drain())
+        stream = read_logs(paths, fmt, report.stats)
+        while batch := list(islice(stream, 4096)):
+            add_rows(batch)
+            process(drain())
     process(builder.flush(), end=builder.max_time)
     report.incidents.extend(det.finish())
     report.incidents.sort(key=lambda inc: inc.start)

@@ -17,6 +17,8 @@ longer than ``idle_gap`` is skipped rather than replayed as empty windows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from shieldwall.detect.events import RequestEvent
 
 FAILED_OUTCOMES = frozenset({"refused", "timeout", "none"})
@@ -71,6 +73,11 @@ class Window:
         self.slow_src: dict[str, int] = {}
 
 
+Row = tuple[float, str, str, str, int, int, float, str, bool, bool, str, float]
+"""(t_end, client, path, query, status, bytes, rt, ua, session, verified, outcome, ut):
+what the log readers produce per line (``readers.Parsed``)."""
+
+
 class WindowBuilder:
     """Turns a stream of requests into closed 1 s :class:`Window` objects in order."""
 
@@ -99,90 +106,115 @@ class WindowBuilder:
 
     # -- input ---------------------------------------------------------------
     def add_event(self, ev: RequestEvent) -> None:
-        """The live feed's entry: the same fields the log readers pass to :meth:`add`."""
-        self.add(
+        """The live feed's entry: the same row the log readers produce."""
+        self.add_rows(((
             ev.time + ev.request_time, ev.client, ev.path, ev.query, ev.status,
             ev.bytes_sent, ev.request_time, ev.user_agent, ev.session,
             ev.verified, str(ev.outcome), ev.upstream_time,
-        )
+        ),))
 
     def add(
         self, t_end: float, client: str, path: str, query: str, status: int, nbytes: int,
         rt: float, ua: str, session: bool, verified: bool, outcome: str, ut: float,
     ) -> None:
         """Count one finished request (``t_end`` = start + request time, Unix seconds)."""
-        sec = int(t_end) if t_end >= 0 else int(t_end) - 1
+        self.add_rows(((t_end, client, path, query, status, nbytes, rt, ua, session, verified,
+                        outcome, ut),))
+
+    def add_rows(self, rows: Iterable[Row]) -> None:
+        """Count finished requests, each a :data:`Row` as the log readers make them.
+
+        The one place a request is counted, for both feeds; written as one loop
+        with its lookups hoisted, because it runs once per log line."""
+        opened = self._open
         nxt = self._next
-        if nxt is None:
-            self._next = nxt = sec
-        elif sec < nxt:
-            sec = nxt
-            self.late += 1
-        if t_end > self.max_time:
-            self.max_time = t_end
-        w = self._open.get(sec)
-        if w is None:
-            w = self._open[sec] = Window(sec)
-        self.events += 1
-        w.n += 1
-        src = w.src
-        src[client] = src.get(client, 0) + 1
-        ext = path.rpartition(".")[2]
-        cf = w.cflags
-        if ext in self._asset_ext or path.startswith(self._asset_prefixes):
-            cf[client] = cf.get(client, 0) | _ASSET
-        else:
-            cf[client] = cf.get(client, 0) | _PAGE
-            w.pages += 1
-            paths = w.paths
-            paths[path] = paths.get(path, 0) + 1
-            if query:
-                w.urls.add(path + "?" + query)
-                qs = w.qpaths.get(path)
-                if qs is None:
-                    qs = w.qpaths[path] = set()
-                qs.add(query)
-                queries = w.queries
-                queries[query] = queries.get(query, 0) + 1
+        mx = self.max_time
+        asset_ext = self._asset_ext
+        asset_prefixes = self._asset_prefixes
+        slow_s = self._slow_seconds
+        slow_b = self._slow_max_bytes
+        failed_outcomes = FAILED_OUTCOMES
+        late = events = 0
+        cur_sec: int | None = None
+        w: Window | None = None
+        for (t_end, client, path, query, status, nbytes, rt, ua, session, verified,
+             outcome, ut) in rows:
+            events += 1
+            sec = int(t_end) if t_end >= 0 else int(t_end) - 1
+            if sec != cur_sec or w is None:
+                if nxt is None:
+                    nxt = sec
+                if sec < nxt:
+                    late += 1
+                    sec = nxt
+                w = opened.get(sec)
+                if w is None:
+                    w = opened[sec] = Window(sec)
+                cur_sec = sec if sec == int(t_end) else None
+            if t_end > mx:
+                mx = t_end
+            w.n += 1
+            src = w.src
+            src[client] = src.get(client, 0) + 1
+            cf = w.cflags
+            if path.rpartition(".")[2] in asset_ext or path.startswith(asset_prefixes):
+                cf[client] = cf.get(client, 0) | _ASSET
             else:
-                w.urls.add(path)
-        if session or verified:
-            cf[client] |= _TRUSTED
-            if session:
-                w.sessions += 1
-            if verified:
-                w.verified += 1
-        uas = w.uas
-        uas[ua] = uas.get(ua, 0) + 1
-        w.rt_sum += rt
-        w.bytes += nbytes
-        if ut >= 0:
-            w.ut_sum += ut
-            w.ut_n += 1
-        failed = False
-        if status >= 500:
-            w.errors += 1
-            failed = True
-            if outcome == "-" and status in (502, 503, 504):
+                cf[client] = cf.get(client, 0) | _PAGE
+                w.pages += 1
+                paths = w.paths
+                paths[path] = paths.get(path, 0) + 1
+                if query:
+                    w.urls.add(path + "?" + query)
+                    qs = w.qpaths.get(path)
+                    if qs is None:
+                        qs = w.qpaths[path] = set()
+                    qs.add(query)
+                    queries = w.queries
+                    queries[query] = queries.get(query, 0) + 1
+                else:
+                    w.urls.add(path)
+            if session or verified:
+                cf[client] |= _TRUSTED
+                if session:
+                    w.sessions += 1
+                if verified:
+                    w.verified += 1
+            uas = w.uas
+            uas[ua] = uas.get(ua, 0) + 1
+            w.rt_sum += rt
+            w.bytes += nbytes
+            if ut >= 0:
+                w.ut_sum += ut
+                w.ut_n += 1
+            failed = False
+            if status >= 500:
+                w.errors += 1
+                failed = True
+                if outcome == "-" and status in (502, 503, 504):
+                    w.bfail += 1
+                    if status == 504:
+                        w.timeouts += 1
+            if outcome in failed_outcomes:
                 w.bfail += 1
-                if status == 504:
+                failed = True
+                if outcome == "timeout":
                     w.timeouts += 1
-        if outcome in FAILED_OUTCOMES:
-            w.bfail += 1
-            failed = True
-            if outcome == "timeout":
-                w.timeouts += 1
-        elif status == 429:
-            failed = True
-        if failed:
-            fs = w.failed_src
-            fs[client] = fs.get(client, 0) + 1
-        if status == 408 or (rt >= self._slow_seconds and nbytes <= self._slow_max_bytes):
-            w.slow += 1
-            if status == 408:
-                w.s408 += 1
-            ss = w.slow_src
-            ss[client] = ss.get(client, 0) + 1
+            elif status == 429:
+                failed = True
+            if failed:
+                fs = w.failed_src
+                fs[client] = fs.get(client, 0) + 1
+            if status == 408 or (rt >= slow_s and nbytes <= slow_b):
+                w.slow += 1
+                if status == 408:
+                    w.s408 += 1
+                ss = w.slow_src
+                ss[client] = ss.get(client, 0) + 1
+        self._next = nxt
+        self.max_time = mx
+        self.late += late
+        self.events += events
 
     # -- output --------------------------------------------------------------
     def close_until(self, watermark: float) -> list[Window]:
