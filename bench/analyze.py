@@ -71,7 +71,7 @@ def make_log(path: Path, lines: int, fmt: str) -> dict[str, float]:
 def stage(name: str, path: Path) -> dict[str, float]:
     from shieldwall.detect.analyze import analyze
     from shieldwall.detect.features import Featurizer
-    from shieldwall.detect.readers import ReadStats, read_logs
+    from shieldwall.detect.readers import ReadStats, read_batches
     from shieldwall.detect.settings import DetectSettings
     from shieldwall.detect.windows import WindowBuilder
 
@@ -80,7 +80,7 @@ def stage(name: str, path: Path) -> dict[str, float]:
     n = 0
     if name == "read_parse":
         stats = ReadStats()
-        for _ in read_logs([path], "auto", stats):
+        for _ in read_batches(path, "auto", stats):
             pass
         n = stats.lines
     elif name == "read_parse_featurize":
@@ -89,12 +89,10 @@ def stage(name: str, path: Path) -> dict[str, float]:
         b = WindowBuilder(lateness=s.offline_lateness, idle_gap=s.idle_gap,
                           asset_extensions=s.asset_extensions, asset_prefixes=s.asset_prefixes)
         stats = ReadStats()
-        add = b.add
-        for i, rec in enumerate(read_logs([path], "auto", stats)):
-            add(*rec)
-            if not i & 4095:
-                for w in b.drain():
-                    fz.learn(w, fz.featurize(w))
+        for batch in read_batches(path, "auto", stats):
+            b.add_rows(batch)
+            for w in b.drain():
+                fz.learn(w, fz.featurize(w))
         for w in b.flush():
             fz.featurize(w)
         n = stats.lines
