@@ -54,7 +54,7 @@ class Features:
     top_path_share: float
     """Share of page requests in the 10 s view on the single most requested path."""
     path_entropy: float
-    """Entropy of page paths in the 10 s view over log2(page requests): 0 = one path, 1 = all distinct."""
+    """Entropy of page paths this second over log2(page requests): 0 = one path, 1 = all distinct."""
     distinct_urls: int
     """Distinct page URLs (path and query) this second."""
     url_unique_share: float
@@ -298,12 +298,13 @@ class Featurizer:
         p99_1 = float(nlargest(nsrc // 100 + 1, w.src.values())[-1]) if nsrc else 0.0
         # paths over 10 s
         pages10 = self._pages10
-        if pages10 and self.paths10:
-            top_path, top_count = max(self.paths10.items(), key=lambda kv: kv[1])
-            top_share = top_count / pages10
-            path_h = _entropy(self.paths10, pages10)
+        paths10 = self.paths10
+        if pages10 and paths10:
+            top_path = max(paths10, key=paths10.__getitem__)
+            top_share = paths10[top_path] / pages10
         else:
-            top_path, top_share, path_h = "", 0.0, 0.0
+            top_path, top_share = "", 0.0
+        path_h = _entropy(w.paths, w.pages)
         # queries this second
         qpath, qd = "", 0
         for path, qs in w.qpaths.items():
