@@ -247,10 +247,13 @@ def headline(report: dict[str, Any]) -> list[str]:
         if p.get("reaction_s") is not None and at.get("requests"):
             after = p.get("legit_goodput_after_reaction")
             p99a = p.get("legit_p99_ms_after_reaction")
-            bits.append(f"the shield changed mode after {p['reaction_s']:g} s"
-                        + (f" (from then on: goodput {after * 100:.1f}%" if after is not None else "")
-                        + (f", p99 {p99a:.0f} ms)" if after is not None and p99a is not None else
-                           (")" if after is not None else "")))
+            stats = ", ".join(x for x in (f"goodput {after * 100:.1f}%" if after is not None else "",
+                                          f"p99 {p99a:.0f} ms" if p99a is not None else "") if x)
+            if not p["reaction_s"]:
+                bits.append("the shield was already on guard")
+            else:
+                bits.append(f"the shield changed mode after {p['reaction_s']:g} s"
+                            + (f" (from then on: {stats})" if stats else ""))
         if p.get("verdict"):
             bits.append(f"detector said {p['verdict']}" + (f"/{p['verdict_kind']}" if p.get("verdict_kind") else ""))
         lines.append("; ".join(bits))

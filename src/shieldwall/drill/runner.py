@@ -195,7 +195,7 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                         rate = (SLOW_RAMP if slow else a.x * legit_rps) / share
                         spec = AttackSpec(a.kind, rate, max(1, sources // share),
                                           max(1, a.connections // share))
-                        atk = Attack(spec, host, port, attack, clock.now, lambda: clock.phase, solver,
+                        atk = Attack(spec, host, port, attack, clock.now, _constant(ph.name), solver,
                                      None if opts.seed is None else opts.seed + n * 100 + j * 10 + k,
                                      source_offset=k * (sources // share) + j * 50000)
                         tasks.append(asyncio.create_task(atk.run(end)))
@@ -260,6 +260,11 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                         shoppers.leftover, gen_lag)
 
 
+def _constant(name: str) -> Callable[[], str]:
+    """An attack counts its requests in the phase it belongs to, even its stragglers."""
+    return lambda: name
+
+
 def _most_common(values: list[str | None]) -> str | None:
     vals = [v for v in values if v is not None]
     if not vals:
@@ -287,7 +292,7 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
         reached = _reached(by_second, start, end)
         # how long the shield took to change mode in this phase, and how shoppers fared from then on
         def first(modes: tuple[str, ...], start: float = start, end: float = end) -> int | None:
-            return next((s.t for t in range(int(start) + 1, int(end) + 1)
+            return next((s.t for t in range(int(start), int(end) + 1)
                          if (s := by_second.get(t)) is not None and s.mode in modes), None)
 
         elevated = first(("elevated", "under_attack"))
@@ -310,9 +315,9 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
                                                "refused": ap.refused, "challenged": ap.challenged,
                                                "failed": ap.failed, "skipped": ap.skipped},
             "attack_reached_backend": reached,
-            "elevated_after_s": round(elevated - start, 1) if elevated is not None else None,
-            "under_attack_after_s": round(under - start, 1) if under is not None else None,
-            "reaction_s": round(react - start, 1) if react is not None else None,
+            "elevated_after_s": round(max(0.0, elevated - start), 1) if elevated is not None else None,
+            "under_attack_after_s": round(max(0.0, under - start), 1) if under is not None else None,
+            "reaction_s": round(max(0.0, react - start), 1) if react is not None else None,
             "legit_goodput_after_reaction": round(after_ok / after_req, 4) if after_req else None,
             "legit_p99_ms_after_reaction": legit.p99_between(react, end) if react is not None else None,
         })
