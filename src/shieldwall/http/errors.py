@@ -33,11 +33,27 @@ class ClientError(ShieldError):
 
 
 class UpstreamError(ShieldError):
-    def __init__(self, status: int, outcome: Outcome, reason: str) -> None:
+    def __init__(self, status: int, outcome: Outcome, reason: str, sent: bool,
+                 timed_out: bool) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.outcome = outcome
         self.reason = reason
+        self.sent = sent
+        """Request bytes may have reached the backend (False: safe to send elsewhere)."""
+        self.timed_out = timed_out
+
+
+# What each way of failing at a backend means, in one table (kinds are
+# shieldwall.proxy.upstream's constants).
+UPSTREAM_FAILURES: dict[int, UpstreamError] = {
+    1: UpstreamError(502, Outcome.REFUSED, "connect refused", sent=False, timed_out=False),
+    2: UpstreamError(504, Outcome.TIMEOUT, "connect timed out", sent=False, timed_out=False),
+    3: UpstreamError(502, Outcome.REFUSED, "closed or reset before answering", sent=True,
+                     timed_out=False),
+    4: UpstreamError(504, Outcome.TIMEOUT, "no answer in time", sent=True, timed_out=True),
+    5: UpstreamError(502, Outcome.REFUSED, "invalid response", sent=True, timed_out=False),
+}
 
 
 def build_response(status: int, body: bytes = b"", close: bool = True,

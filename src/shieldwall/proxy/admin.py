@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import parse_qsl
@@ -43,6 +43,10 @@ class AdminApp:
             self.routes[(r.method.upper(), r.path)] = r
         self.metrics = metrics
         self.health = health
+        self.fanout: Callable[[AdminRequest, str, AdminResponse],
+                              Awaitable[AdminResponse]] | None = None
+        """With several workers, worker 0's public app passes every authenticated
+        route's answer here (shieldwall.proxy.fanout) so the others apply it too."""
 
     async def handle(self, req: AdminRequest, authorization: str) -> AdminResponse:
         if req.method == "GET" and req.path == "/healthz":
@@ -61,9 +65,12 @@ class AdminApp:
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self.token):
                 return AdminResponse.error(401, "missing or wrong bearer token")
         try:
-            return await route.handler(req)
+            resp = await route.handler(req)
         except Exception as exc:  # a route's bug must not kill the listener
             return AdminResponse.error(500, f"{type(exc).__name__}: {exc}")
+        if self.fanout is not None and route.auth:
+            return await self.fanout(req, authorization, resp)
+        return resp
 
 
 class _AdminProtocol(asyncio.Protocol):

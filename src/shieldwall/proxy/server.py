@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, cast
 
 from shieldwall.detect.events import Outcome, RequestEvent
 from shieldwall.guard.decision import ALLOW_ALL, Action, ClientClass, Decision, RequestFacts
-from shieldwall.http.errors import ClientError, error_response, shed_response
+from shieldwall.http.errors import UPSTREAM_FAILURES, ClientError, error_response, shed_response
 from shieldwall.http.framing import BODY, END, ERROR, HEAD, Event, RequestFramer, RequestHead
 from shieldwall.proxy import upstream as up_mod
 from shieldwall.proxy.balancer import BackendState, should_retry
@@ -574,25 +574,23 @@ class ClientConnection(asyncio.Protocol):
         self._release_backend(ok=False)
         if b is not None:
             w.balancer.failed(b)
-        timed_out = kind in (up_mod.TIMEOUT, up_mod.CONNECT_TIMEOUT)
-        outcome = Outcome.TIMEOUT if timed_out else Outcome.REFUSED
+        err = UPSTREAM_FAILURES[kind]
         if self.resp_started:
             # Part of the response is out: nothing can repair it.
-            self.outcome = outcome
+            self.outcome = err.outcome
             self.closing = True
             if self.transport is not None:
                 self.transport.abort()
             return
         head = self.head
         assert head is not None
-        sent = self.sent and kind != up_mod.CONNECT_TIMEOUT and kind != up_mod.REFUSED
-        status = 504 if timed_out else 502
+        sent = self.sent and err.sent
         if w.retry and should_retry(head.method, head.has_body, sent, self.attempt,
-                                    kind == up_mod.TIMEOUT):
+                                    err.timed_out):
             w.metrics.retries += 1
-            self._start_attempt(b, (status, outcome))
+            self._start_attempt(b, (err.status, err.outcome))
             return
-        self._no_upstream(status, outcome)
+        self._no_upstream(err.status, err.outcome)
 
     def _release_backend(self, ok: bool) -> None:
         b = self.backend

@@ -54,9 +54,10 @@ def _say(msg: str) -> None:
 
 async def run_worker(source: Source, config: Config, index: int, sock: socket.socket,
                      admin_sock: socket.socket | None, metrics_dir: Path | None,
-                     ready_fd: int | None) -> None:
+                     ready_fd: int | None, peer_dir: Path | None = None,
+                     restarted: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(config, wire(config), index, metrics_dir)
+    worker = Worker(config, wire(config), index, metrics_dir, peer_dir, config.workers, restarted)
     await worker.start(sock, admin_sock)
     if ready_fd is None:
         a_host, a_port = (admin_sock.getsockname()[:2] if admin_sock is not None else ("-", 0))
@@ -112,6 +113,7 @@ def _supervise(source: Source, config: Config) -> int:
     port = reserve.getsockname()[1]
     admin_sock = listen_socket(a_host, a_port, reuse_port=False)
     metrics_dir = Path(tempfile.mkdtemp(prefix="shieldwall-metrics-"))
+    peer_dir = Path(tempfile.mkdtemp(prefix="shieldwall-peers-"))  # 0700: the workers' sockets
     flags = {"term": False, "hup": False}
 
     def on_term(signum: int, frame: object) -> None:
@@ -120,7 +122,7 @@ def _supervise(source: Source, config: Config) -> int:
     def on_hup(signum: int, frame: object) -> None:
         flags["hup"] = True
 
-    def spawn(index: int, cfg: Config) -> tuple[int, int]:
+    def spawn(index: int, cfg: Config, restarted: bool = False) -> tuple[int, int]:
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
@@ -134,7 +136,8 @@ def _supervise(source: Source, config: Config) -> int:
                 mine = admin_sock if index == 0 else None
                 if mine is None:
                     admin_sock.close()
-                uvloop.run(run_worker(source, cfg, index, sock, mine, metrics_dir, w))
+                uvloop.run(run_worker(source, cfg, index, sock, mine, metrics_dir, w, peer_dir,
+                                      restarted))
             except BaseException as exc:  # the child must never return into the CLI
                 _say(f"shieldwall[{index}]: worker failed: {exc!r}")
                 code = 1
@@ -188,7 +191,7 @@ def _supervise(source: Source, config: Config) -> int:
                         _say(f"shieldwall: worker {i} (pid {pid}) died with status {status}; restarting")
                         if time.monotonic() - started[i] < 1.0:
                             time.sleep(1.0)  # do not spin on a worker that cannot start
-                        npid, r = spawn(i, current)
+                        npid, r = spawn(i, current, restarted=True)
                         select.select([r], [], [], 10.0)  # until it listens
                         os.close(r)
                         workers[i] = npid
@@ -211,6 +214,7 @@ def _supervise(source: Source, config: Config) -> int:
         return 0
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(peer_dir, ignore_errors=True)
         reserve.close()
         admin_sock.close()
 

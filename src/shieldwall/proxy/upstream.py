@@ -20,6 +20,8 @@ import httptools
 
 from shieldwall.proxy.balancer import BackendState
 
+# Ways to fail at a backend; shieldwall.http.errors.UPSTREAM_FAILURES maps
+# each to its status, outcome and retry facts.
 REFUSED = 1
 """Connect refused or failed: nothing was sent."""
 CONNECT_TIMEOUT = 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shieldwall.admin_api import AdminRoute
 from shieldwall.config import Config
@@ -35,6 +35,19 @@ class Service:
 
 
 @dataclass
+class PeerHooks:
+    """How a part keeps N workers on one machine in step (shieldwall.proxy.fanout)."""
+
+    routes: list[AdminRoute]
+    """Served on the workers' private sockets only (never on the public listener)."""
+    snapshot_path: str
+    """A restarted worker GETs this from a live peer and passes the JSON to ``restore``."""
+    restore: Callable[[Any], None]
+    report: Callable[[], tuple[str, bytes] | None]
+    """Called every second: a (path, body) to POST to every peer, or None."""
+
+
+@dataclass
 class Wiring:
     gate: Gate = field(default_factory=OpenGate)
     admission: Admission = field(default_factory=OpenAdmission)
@@ -43,6 +56,7 @@ class Wiring:
     services: list[Service] = field(default_factory=list)
     metrics: list[Callable[[], str]] = field(default_factory=list)
     """Extra Prometheus text appended to /metrics (the parts' own gauges)."""
+    peers: list[PeerHooks] = field(default_factory=list)
 
 
 def wire(config: Config) -> Wiring:
@@ -60,6 +74,8 @@ def wire(config: Config) -> Wiring:
         wiring.routes += guard.admin_routes
         wiring.services.append(Service("guard", guard.start, guard.stop))
         wiring.metrics.append(guard.metrics_text)
+        wiring.peers.append(PeerHooks(guard.peer_routes, "/peer/guard/snapshot",
+                                      guard.restore, guard.peer_report))
     if config.detect.enabled:
         detect = DetectRuntime.from_settings(config.detect)
         if guard is not None:

@@ -31,6 +31,7 @@ from shieldwall.proxy.accesslog import AccessLog
 from shieldwall.proxy.admin import AdminApp, health_ok, protocol_factory
 from shieldwall.proxy.balancer import BackendState, Balancer
 from shieldwall.proxy.cache import StaleCache
+from shieldwall.proxy.fanout import FanOut, Peers, bind_private, report_loop, socket_path
 from shieldwall.proxy.server import ClientConnection
 from shieldwall.proxy.upstream import Pool
 from shieldwall.proxy.wiring import Wiring, wire
@@ -57,10 +58,14 @@ def admin_token(config: Config) -> str:
 
 class Worker:
     def __init__(self, config: Config, wiring: Wiring | None = None, index: int = 0,
-                 metrics_dir: Path | None = None) -> None:
+                 metrics_dir: Path | None = None, peer_dir: Path | None = None,
+                 peer_count: int = 1, restarted: bool = False) -> None:
         self.loop = asyncio.get_running_loop()
         self.index = index
         self.metrics_dir = metrics_dir
+        self.peers = Peers(peer_dir, index, peer_count) if peer_dir and peer_count > 1 else None
+        """The other workers' private admin sockets (shieldwall.proxy.fanout)."""
+        self.restarted = restarted
         self.wiring = wiring if wiring is not None else wire(config)
         self.gate = self.wiring.gate
         self.observe = not isinstance(self.gate, OpenGate)
@@ -187,6 +192,8 @@ class Worker:
         return ctx
 
     async def start(self, sock: socket.socket, admin_sock: socket.socket | None) -> None:
+        if self.peers is not None:
+            await self._join_peers()
         ctx = self.ssl_context()
         tls = ctx is not None
         self.acceptor = Acceptor(self, sock, ctx, lambda: ClientConnection(self, tls))
@@ -194,12 +201,38 @@ class Worker:
         if admin_sock is not None:
             app = AdminApp(self.wiring.routes, admin_token(self.config), self.render_metrics,
                            health_ok(lambda: self.draining, self.metrics.backends))
+            if self.peers is not None:
+                app.fanout = FanOut(self.peers)
             self.servers.append(await self.loop.create_server(
                 protocol_factory(app, self.spawn), sock=admin_sock))
         for svc in self.wiring.services:
             await svc.start()
         self.spawn(self._sweeper())
         self.spawn(self._health_checks())
+
+    async def _join_peers(self) -> None:
+        """Listen on the private socket (requests queue in the kernel), take a
+        live peer's state when this worker replaces a dead one, then serve
+        it: a change forwarded meanwhile is applied after the snapshot. All
+        before the first client connection is accepted."""
+        peers = self.peers
+        assert peers is not None
+        psock = bind_private(socket_path(peers.dir, self.index))
+        if self.restarted:
+            for hook in self.wiring.peers:
+                snap = await peers.pull(hook.snapshot_path)
+                if snap is None:
+                    self.reject_log("peer_state", "no live peer answered; starting from the config")
+                else:
+                    hook.restore(snap)
+        routes = self.wiring.routes + [r for h in self.wiring.peers for r in h.routes]
+        app = AdminApp(routes, admin_token(self.config), self.render_metrics,
+                       health_ok(lambda: self.draining, self.metrics.backends))
+        self.servers.append(await self.loop.create_server(
+            protocol_factory(app, self.spawn), sock=psock))
+        reports = [h.report for h in self.wiring.peers]
+        if reports:
+            self.spawn(report_loop(peers, reports))
 
     def render_metrics(self) -> bytes:
         text = exposition(self.metrics, self.metrics_dir, self.index)

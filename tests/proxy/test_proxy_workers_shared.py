@@ -1,0 +1,316 @@
+"""`shieldwall serve --workers 2` without Redis acts as one shield: the
+operator's ban and mode reach every worker (new connections are spread over
+the workers by SO_REUSEPORT, so each stage sends many fresh connections), a
+worker the supervisor restarts comes up with the current state, and one
+worker's detector verdict reaches the others."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from shieldwall.config import build_config
+from shieldwall.guard.decision import Mode
+from shieldwall.guard.runtime import PEER_FRESH, GuardRuntime
+from shieldwall.guard.settings import GuardSettings
+from shieldwall.proxy.fanout import Peers, socket_path
+from shieldwall.proxy.wiring import PeerHooks, Service, Wiring
+from shieldwall.proxy.worker import Worker, listen_socket
+
+BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+)")
+TOKEN = "workers-shared-token"
+FRESH = 24
+"""Fresh connections per stage: all landing on one of two workers has odds 2**-23."""
+CHALLENGE = 'name="shieldwall-challenge"'
+
+
+class Shop(BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        if self.headers.get("User-Agent") != "shieldwall-health":
+            Shop.hits.append(self.path)
+        body = b"body{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/css")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def shop() -> Iterator[str]:
+    Shop.hits = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def serve_workers(procs: Any, shop: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    env = {**os.environ, "SHIELDWALL_ADMIN_TOKEN": TOKEN}
+    err = (tmp_path / "serve.err").open("wb")
+    proc = procs.python("-m", "shieldwall.cli", "serve", "--listen", "127.0.0.1:0",
+                        "--admin", "127.0.0.1:0", "--workers", "2", "--backend", shop,
+                        stdout=subprocess.PIPE, stderr=err, env=env)
+    line = proc.stdout.readline().decode()
+    m = BANNER.search(line)
+    assert m, (line, (tmp_path / "serve.err").read_text())
+    return proc, f"http://127.0.0.1:{m.group(1)}", f"http://127.0.0.1:{m.group(2)}"
+
+
+def cli(admin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHIELDWALL_ADMIN_TOKEN": TOKEN}
+    return subprocess.run([sys.executable, "-m", "shieldwall.cli", *args, "--admin", admin],
+                          capture_output=True, text=True, env=env, timeout=30)
+
+
+def fresh_gets(url: str, n: int = FRESH) -> list[httpx.Response]:
+    """``n`` requests, each on a new TCP connection."""
+    return [httpx.get(f"{url}/static/{i}.css", headers={"Connection": "close"}, timeout=10)
+            for i in range(n)]
+
+
+def status(admin: str) -> dict[str, Any]:
+    done = cli(admin, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def workers_of(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def replace_worker(proc: subprocess.Popen[bytes], victim: int, admin: str) -> dict[str, Any]:
+    """SIGKILL one worker; wait until the supervisor's replacement serves its
+    private socket (it restores the peer state before that) and every worker
+    answers the status fan-out."""
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        kids = workers_of(proc.pid)
+        if len(kids) == 2 and victim not in kids:
+            st = status(admin)
+            if st["workers"]["answered"] == 2:
+                return st
+        time.sleep(0.1)
+    raise AssertionError(f"worker {victim} was not replaced: {workers_of(proc.pid)}")
+
+
+def test_a_cli_ban_holds_on_every_worker_and_on_a_restarted_one(
+        procs: Any, shop: str, tmp_path: Path) -> None:
+    proc, url, admin = serve_workers(procs, shop, tmp_path)
+    assert all(r.status_code == 200 for r in fresh_gets(url))
+    before = status(admin)
+    assert before["workers"]["total"] == 2 and before["workers"]["answered"] == 2
+    served = [v["counters"].get("allow", 0) for v in before["workers"]["views"]]
+    assert len(served) == 2 and all(n > 0 for n in served), f"not both workers served: {served}"
+    assert before["counters"]["allow"] == sum(served) == FRESH
+
+    done = cli(admin, "ban", "127.0.0.1", "--ttl", "1h", "--reason", "workers")
+    assert done.returncode == 0, done.stderr
+    hits = len(Shop.hits)
+    refused = fresh_gets(url)
+    assert [r.status_code for r in refused] == [403] * FRESH
+    assert not any(CHALLENGE in r.text for r in refused), "a ban blocks, it does not challenge"
+    assert len(Shop.hits) == hits, "a banned request reached the shop"
+    st = status(admin)
+    assert [v["bans"] for v in st["workers"]["views"]] == [1, 1] and st["workers"]["agree"]
+    assert all(v["counters"].get("block", 0) > 0 for v in st["workers"]["views"])
+
+    # each original worker in turn: the other one (1 or 0) hands it the state
+    for victim in workers_of(proc.pid):
+        st = replace_worker(proc, victim, admin)
+        assert [v["bans"] for v in st["workers"]["views"]] == [1, 1], st["workers"]
+        fresh = [v for v in st["workers"]["views"] if not v["counters"]]
+        assert len(fresh) == 1, "the replacement starts with no counters"
+        refused = fresh_gets(url)
+        assert [r.status_code for r in refused] == [403] * FRESH
+        assert len(Shop.hits) == hits
+        st = status(admin)
+        assert all(v["counters"].get("block", 0) > 0 for v in st["workers"]["views"]), \
+            "the replacement did not refuse any of the fresh connections"
+
+    done = cli(admin, "unban", "127.0.0.1")
+    assert done.returncode == 0, done.stderr
+    assert all(r.status_code == 200 for r in fresh_gets(url))
+
+
+def test_operator_mode_reaches_every_worker_and_survives_a_restart(
+        procs: Any, shop: str, tmp_path: Path) -> None:
+    proc, url, admin = serve_workers(procs, shop, tmp_path)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    answer = httpx.post(admin + "/api/mode", json={"mode": "under-attack"}, headers=headers)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["mode"] == "under_attack" and body["pinned"] is True
+    assert body["workers"] == {"total": 2, "applied": 2, "failed": []}
+    challenged = fresh_gets(url)
+    assert [r.status_code for r in challenged] == [403] * FRESH
+    assert all(CHALLENGE in r.text for r in challenged)
+    assert Shop.hits == []
+    st = status(admin)
+    assert all(v["counters"].get("challenge", 0) > 0 for v in st["workers"]["views"])
+
+    st = replace_worker(proc, workers_of(proc.pid)[-1], admin)
+    assert [(v["mode"], v["pinned"]) for v in st["workers"]["views"]] == \
+        [("under_attack", True)] * 2
+    assert all(CHALLENGE in r.text for r in fresh_gets(url))
+
+    assert cli(admin, "mode", "auto").returncode == 0
+    st = status(admin)
+    assert [(v["mode"], v["pinned"]) for v in st["workers"]["views"]] == [("normal", False)] * 2
+    assert all(r.status_code == 200 for r in fresh_gets(url))
+
+
+def test_a_dead_worker_is_reported_and_does_not_hang_the_operator(
+        procs: Any, shop: str, tmp_path: Path) -> None:
+    proc, url, admin = serve_workers(procs, shop, tmp_path)
+    kids = workers_of(proc.pid)
+    # stop (not kill) one worker: its socket accepts nothing, the supervisor sees no death
+    stopped = kids[-1]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        t0 = time.monotonic()
+        answer = httpx.post(admin + "/api/ban", json={"value": "192.0.2.7"}, headers=headers,
+                            timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    if answer.status_code == 200 and answer.json()["workers"]["applied"] == 1:
+        failed = answer.json()["workers"]["failed"]
+        assert len(failed) == 1 and failed[0]["error"] == "no answer in time"
+        assert took < 10
+    else:
+        # the stopped worker was worker 0 (the admin listener): the call waited
+        # for it, then it applied the ban and the fan-out reached the other
+        assert answer.status_code == 200 and answer.json()["workers"]["applied"] == 2
+
+
+def _settings() -> GuardSettings:
+    return GuardSettings()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_peer_verdict_counts_for_30_seconds_and_the_most_severe_wins() -> None:
+    clock = FakeClock()
+    rt = GuardRuntime.from_settings(_settings(), clock=clock)
+    rt.peer_verdict("a", Mode.ELEVATED, clock.now)
+    rt.peer_verdict("b", Mode.UNDER_ATTACK, clock.now)
+    assert rt.state.mode is Mode.UNDER_ATTACK
+    rt.peer_verdict("b", Mode.NORMAL, clock.now)  # b's detector calmed down
+    assert rt.state.mode is Mode.ELEVATED
+    clock.now += PEER_FRESH + 1  # a went silent (died): its verdict decays
+    rt._apply_peer_verdicts()
+    assert rt.state.mode is Mode.NORMAL
+    rt.peer_verdict("a", Mode.UNDER_ATTACK, clock.now)
+    rt.set_mode(Mode.NORMAL, "operator")
+    assert rt.state.mode is Mode.NORMAL, "a pin outranks every detector"
+    rt.set_mode(None, "operator")
+    assert rt.state.mode is Mode.UNDER_ATTACK
+
+
+def test_a_restored_snapshot_carries_bans_allows_pin_and_verdicts() -> None:
+    clock = FakeClock()
+    old = GuardRuntime.from_settings(_settings(), clock=clock)
+    old.ban("203.0.113.0/24", 600, "flood")
+    old.allow("192.0.2.10", 600, "probe")
+    old.set_mode(Mode.ELEVATED, "operator")
+    old.set_mode(Mode.UNDER_ATTACK, "detector")
+    new = GuardRuntime.from_settings(_settings(), clock=clock)
+    new.restore(json.loads(json.dumps(old.snapshot())))
+    assert [b["value"] for b in new.bans()] == ["203.0.113.0/24"]
+    assert [a["value"] for a in new.allows()] == ["192.0.2.10"]
+    assert new.state.pinned is Mode.ELEVATED
+    new.set_mode(None, "operator")
+    assert new.state.mode is Mode.UNDER_ATTACK, "the old worker's detector verdict came along"
+    new.restore({"bans": [["not an address", None, "", ""]], "pinned": "sideways"})
+    assert [b["value"] for b in new.bans()] == ["203.0.113.0/24"]
+
+
+async def test_one_workers_detector_verdict_reaches_the_other_over_its_socket(
+        tmp_path: Path) -> None:
+    """Two real workers in this loop, linked by their private unix sockets."""
+    config = build_config({"listen": "127.0.0.1:0", "access_log": "off",
+                           "backends": [{"url": "http://127.0.0.1:9"}],
+                           "upstream": {"health": {"enabled": False}},
+                           "detect": {"enabled": False}}, "test")
+    guards, workers, socks = [], [], []
+    try:
+        for i in range(2):
+            g = GuardRuntime.from_settings(config.guard)
+            w = Wiring(gate=g.gate, admission=g.admission, routes=g.admin_routes,
+                       services=[Service("guard", g.start, g.stop)],
+                       peers=[PeerHooks(g.peer_routes, "/peer/guard/snapshot", g.restore,
+                                        g.peer_report)])
+            worker = Worker(config, w, i, None, tmp_path, 2)
+            sock = listen_socket("127.0.0.1", 0, reuse_port=False)
+            socks.append(sock)
+            await worker.start(sock, None)
+            guards.append(g)
+            workers.append(worker)
+        assert socket_path(tmp_path, 0).exists() and socket_path(tmp_path, 1).exists()
+        assert oct(socket_path(tmp_path, 1).stat().st_mode & 0o777) == "0o600"
+
+        guards[0].set_mode(Mode.UNDER_ATTACK, "detector")  # what worker 0's detector does
+        await _until(lambda: guards[1].state.mode is Mode.UNDER_ATTACK)
+        assert guards[1].state.own_detector_mode is Mode.NORMAL
+
+        guards[1].set_mode(Mode.NORMAL, "operator")
+        guards[0].set_mode(Mode.ELEVATED, "detector")
+        await asyncio.sleep(1.5)
+        assert guards[1].state.mode is Mode.NORMAL, "the detector does not override a pin"
+        guards[1].set_mode(None, "operator")
+        assert guards[1].state.mode is Mode.ELEVATED
+
+        guards[0].set_mode(Mode.NORMAL, "detector")
+        await _until(lambda: guards[1].state.mode is Mode.NORMAL)
+
+        peers = Peers(tmp_path, 1, 2)
+        snap = await peers.pull("/peer/guard/snapshot")
+        assert snap is not None and snap["verdicts"][guards[0].node][0] == "normal"
+    finally:
+        for worker in workers:
+            await worker.stop()
+        for sock in socks:
+            sock.close()
+
+
+async def _until(cond: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
