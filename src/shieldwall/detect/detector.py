@@ -12,6 +12,7 @@ only after ``switch_windows`` consecutive windows of another, and closes after
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,8 +53,6 @@ class Hll:
             self.reg[idx] = rank
 
     def count(self) -> int:
-        import math
-
         m = self.M
         zeros = self.reg.count(0)
         est = (0.7213 / (1 + 1.079 / m)) * m * m / sum(2.0 ** -r for r in self.reg)
