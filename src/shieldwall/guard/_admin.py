@@ -136,3 +136,32 @@ def admin_routes(rt: GuardRuntime) -> list[AdminRoute]:
         AdminRoute("POST", "/api/unallow", guarded(unallow)),
         AdminRoute("GET", "/api/allows", guarded(allows)),
     ]
+
+
+def peer_routes(rt: GuardRuntime) -> list[AdminRoute]:
+    """Worker-to-worker routes, served only on the workers' private unix
+    sockets (a directory only this user can open: no token):
+
+        GET  /peer/guard/snapshot   bans, allows, pin and verdicts for a restarted worker
+        POST /peer/guard/detector   {"node", "mode", "at"}: a peer's detector verdict
+    """
+
+    async def snapshot(req: AdminRequest) -> AdminResponse:
+        return AdminResponse.of_json(rt.snapshot())
+
+    async def detector(req: AdminRequest) -> AdminResponse:
+        try:
+            data = _body(req)
+            node, at = data.get("node"), data.get("at")
+            if not isinstance(node, str) or isinstance(at, bool) or not isinstance(at, int | float):
+                raise BadRequest('"node" (string) and "at" (unix time) are required')
+            mode = Mode(str(data.get("mode")))
+        except ValueError as e:
+            return AdminResponse.error(400, str(e))
+        rt.peer_verdict(node, mode, float(at))
+        return AdminResponse.of_json({"mode": rt.state.mode.value})
+
+    return [
+        AdminRoute("GET", "/peer/guard/snapshot", snapshot, auth=False),
+        AdminRoute("POST", "/peer/guard/detector", detector, auth=False),
+    ]

@@ -11,8 +11,11 @@ and the admin routes. The proxy wires it in::
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,7 +25,7 @@ from shieldwall.guard._admission import PriorityAdmission
 from shieldwall.guard._crawlers import crawler_networks
 from shieldwall.guard._gate import GuardGate
 from shieldwall.guard._net import parse_network
-from shieldwall.guard._state import ListEntry, LocalState
+from shieldwall.guard._state import SEVERITY, ListEntry, LocalState
 from shieldwall.guard.decision import Mode
 from shieldwall.guard.settings import GuardSettings
 
@@ -31,6 +34,10 @@ log = logging.getLogger("shieldwall.guard")
 SWEEP_INTERVAL = 1.0
 BUCKET_SWEEP_EVERY = 10
 """Buckets are many under a flood: walk them every 10 sweeps, lists every sweep."""
+PEER_FRESH = 30.0
+"""Seconds a peer worker's detector verdict counts (as DETECTOR_FRESH with Redis)."""
+PEER_REPORT_EVERY = 5.0
+"""Seconds between reports of an unchanged verdict to the peers (Redis: FULL_RELOAD_EVERY)."""
 
 
 class GuardRuntime:
@@ -46,8 +53,14 @@ class GuardRuntime:
         self.task_failures = 0
         self._sync: Any = None
         self._nft: Any = None
-        from shieldwall.guard._admin import admin_routes
+        self.node = secrets.token_hex(4)
+        """This process's name among its peer workers (a restarted one gets a new one)."""
+        self._peer_verdicts: dict[str, tuple[Mode, float]] = {}
+        self._reported: tuple[Mode, float] | None = None
+        from shieldwall.guard._admin import admin_routes, peer_routes
         self.admin_routes: list[AdminRoute] = admin_routes(self)
+        self.peer_routes: list[AdminRoute] = peer_routes(self)
+        """Worker-to-worker routes (private unix sockets, see shieldwall.proxy.fanout)."""
 
     @classmethod
     def from_settings(cls, settings: GuardSettings, *,
@@ -130,6 +143,8 @@ class GuardRuntime:
             await asyncio.sleep(SWEEP_INTERVAL)
             n += 1
             self.state.sweep(self.clock(), buckets=n % BUCKET_SWEEP_EVERY == 0)
+            if self._peer_verdicts:
+                self._apply_peer_verdicts()
 
     async def sync_now(self) -> None:
         """One Redis sync round now (tests and shutdown; the loop does it by itself)."""
@@ -147,6 +162,101 @@ class GuardRuntime:
         if self.state.mode is not before:
             log.warning("guard: mode %s -> %s (by %s)", before.value, self.state.mode.value,
                         source)
+
+    # -- peer workers on one machine (no Redis) -------------------------------
+
+    def peer_report(self) -> tuple[str, bytes] | None:
+        """This worker's detector verdict for its peers, when it changed or
+        every PEER_REPORT_EVERY s. None with Redis: the sync shares verdicts then."""
+        if self._sync is not None:
+            return None
+        now = self.clock()
+        own = self.state.own_detector_mode
+        last = self._reported
+        if last is not None and last[0] is own and now - last[1] < PEER_REPORT_EVERY:
+            return None
+        self._reported = (own, now)
+        body = {"node": self.node, "mode": own.value, "at": now}
+        return "/peer/guard/detector", json.dumps(body).encode()
+
+    def peer_verdict(self, node: str, mode: Mode, at: float) -> None:
+        """A peer worker's detector verdict. The detector mode in force is the
+        most severe verdict this worker's detector or any peer's reported in
+        the last PEER_FRESH s, as with Redis."""
+        if self._sync is not None or node == self.node:
+            return
+        self._peer_verdicts[node] = (mode, at)
+        self._apply_peer_verdicts()
+
+    def _apply_peer_verdicts(self) -> None:
+        now = self.clock()
+        for node, (_, at) in list(self._peer_verdicts.items()):
+            if now - at > PEER_FRESH:
+                del self._peer_verdicts[node]
+        peer = max((m for m, _ in self._peer_verdicts.values()), key=SEVERITY.index,
+                   default=Mode.NORMAL)
+        if peer is self.state.peer_detector_mode:
+            return
+        before = self.state.mode
+        self.state.set_mode(peer, "detector", remote=True)
+        if self.state.mode is not before:
+            log.warning("guard: mode %s -> %s (by a peer worker's detector)", before.value,
+                        self.state.mode.value)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a restarted peer worker needs to act as this one: run-time
+        bans and allows, the operator's pin, the fresh detector verdicts."""
+        now = self.clock()
+
+        def entries(items: Any) -> list[list[Any]]:
+            return [[k, e.until if math.isfinite(e.until) else None, e.reason, e.source]
+                    for k, e in items if e.until > now]
+
+        verdicts = {n: [m.value, at] for n, (m, at) in self._peer_verdicts.items()}
+        verdicts[self.node] = [self.state.own_detector_mode.value, now]
+        return {"bans": entries(self.state.bans.items()),
+                "allows": entries(self.state.allows.items()),
+                "pinned": self.state.pinned.value if self.state.pinned is not None else None,
+                "verdicts": verdicts}
+
+    def restore(self, snap: Any) -> None:
+        """Take a peer's :meth:`snapshot` (a restarted worker, before it serves).
+        Malformed parts are skipped, never fatal: the worker then runs on its config."""
+        if not isinstance(snap, dict):
+            return
+        now = self.clock()
+        for kind in ("bans", "allows"):
+            for item in snap.get(kind) or []:
+                try:
+                    key, until, reason, source = item
+                    entry = ListEntry(math.inf if until is None else float(until),
+                                      str(reason), str(source))
+                    if entry.until <= now:
+                        continue
+                    if kind == "bans":
+                        self.state.ban(str(key), entry, remote=True)
+                    else:
+                        self.state.allow(str(key), entry, remote=True)
+                except (ValueError, TypeError):
+                    log.warning("guard: skipped a malformed %s entry from a peer: %r", kind, item)
+        if "pinned" in snap:
+            try:
+                pinned = None if snap["pinned"] is None else Mode(snap["pinned"])
+                self.state.set_mode(pinned, "operator", remote=True)
+            except ValueError:
+                log.warning("guard: skipped a peer's pinned mode %r", snap["pinned"])
+        if self._sync is None:
+            for node, item in (snap.get("verdicts") or {}).items():
+                try:
+                    mode, at = item
+                    if str(node) != self.node:
+                        self._peer_verdicts[str(node)] = (Mode(mode), float(at))
+                except (ValueError, TypeError):
+                    continue
+            self._apply_peer_verdicts()
+        log.info("guard: took a peer worker's state: mode %s%s, %d ban(s)",
+                 self.state.mode.value, " (pinned)" if self.state.pinned else "",
+                 len(snap.get("bans") or []))
 
     def mark_suspect(self, client: str, score: float, ttl: float) -> None:
         ident = self.gate._ids.get(client)
@@ -196,6 +306,7 @@ class GuardRuntime:
             {"enabled": False, "setting": self.settings.nftables},
             "shadow": list(self.settings.shadow),
             "background_failures": self.task_failures,
+            "pid": os.getpid(),
         }
 
     def metrics_text(self) -> str:

@@ -213,7 +213,7 @@ class FanOut:
 
 def _view(status: dict[str, Any]) -> dict[str, Any]:
     return {k: status.get(k)
-            for k in ("mode", "pinned", "detector_mode", "bans", "allows", "counters")}
+            for k in ("mode", "pinned", "detector_mode", "bans", "allows", "counters", "pid")}
 
 
 def _error_of(body: Any) -> str:
