@@ -5,8 +5,10 @@ With N workers the supervisor reserves the port (bound, not listening, with
 SO_REUSEPORT) so port 0 resolves once; each forked worker binds its own
 SO_REUSEPORT listener on that port and the kernel spreads connections. The
 admin socket is opened by the supervisor and served by worker 0 only; metrics
-of the other workers reach it through snapshot files (shieldwall.metrics).
-A worker that dies is restarted. SIGTERM: each worker drains (stops
+of the other workers reach it through snapshot files (shieldwall.metrics),
+operator changes reach them through their private unix sockets
+(shieldwall.proxy.fanout). A worker that dies is restarted and takes a live
+peer's guard state before it serves. SIGTERM: each worker drains (stops
 accepting, finishes in-flight requests up to ``timeouts.drain``) and exits.
 SIGHUP: the config file is re-read and validated; if valid each worker
 applies it (backends, limits, timeouts, cache) without dropping connections;
