@@ -204,3 +204,28 @@ async def test_running_out_of_file_descriptors_does_not_take_it_down(
     assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert await wait_exit(proc, 15) == 0
+
+
+async def test_sighup_reaches_every_worker(procs: object, backend: Backend, tmp_path: Path) -> None:
+    other = await Backend(lambda s: Reply(body=b"from-b")).start()
+    cfg = tmp_path / "shield.toml"
+
+    def write(url: str) -> None:
+        cfg.write_text(f'listen = "127.0.0.1:0"\nworkers = 2\naccess_log = "off"\n'
+                       f'[admin]\nlisten = "127.0.0.1:0"\n[[backends]]\nurl = "{url}"\n'
+                       '[upstream.health]\nenabled = false\n[guard]\nenabled = false\n'
+                       '[detect]\nenabled = false\n')
+
+    try:
+        write(backend.url)
+        proc, port, _ = await start_serve(procs, "--config", str(cfg))
+        write(other.url)
+        proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(1.0)
+        # many fresh connections: the kernel spreads them over both workers
+        bodies = {(await send_raw(port, get(port)))[-6:] for _ in range(30)}
+        assert bodies == {b"from-b"}
+        proc.send_signal(signal.SIGTERM)
+        assert await wait_exit(proc, 20) == 0
+    finally:
+        await other.stop()
