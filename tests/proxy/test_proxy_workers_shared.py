@@ -10,7 +10,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -68,11 +70,12 @@ def shop() -> Iterator[str]:
         server.server_close()
 
 
-def serve_workers(procs: Any, shop: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def serve_workers(procs: Any, shop: str, tmp_path: Path,
+                  *extra: str) -> tuple[subprocess.Popen[bytes], str, str]:
     env = {**os.environ, "SHIELDWALL_ADMIN_TOKEN": TOKEN}
     err = (tmp_path / "serve.err").open("wb")
     proc = procs.python("-m", "shieldwall.cli", "serve", "--listen", "127.0.0.1:0",
-                        "--admin", "127.0.0.1:0", "--workers", "2", "--backend", shop,
+                        "--admin", "127.0.0.1:0", "--workers", "2", "--backend", shop, *extra,
                         stdout=subprocess.PIPE, stderr=err, env=env)
     line = proc.stdout.readline().decode()
     m = BANNER.search(line)
@@ -86,16 +89,39 @@ def cli(admin: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=30)
 
 
-def fresh_gets(url: str, n: int = FRESH) -> list[httpx.Response]:
-    """``n`` requests, each on a new TCP connection."""
-    return [httpx.get(f"{url}/static/{i}.css", headers={"Connection": "close"}, timeout=10)
-            for i in range(n)]
+class Answer:
+    def __init__(self, raw: bytes) -> None:
+        head, _, body = raw.partition(b"\r\n\r\n")
+        self.status_code = int(head.split(b" ", 2)[1])
+        self.text = body.decode("utf-8", "replace")
 
 
-def status(admin: str) -> dict[str, Any]:
-    done = cli(admin, "status", "--json")
-    assert done.returncode == 0, done.stderr
-    data: dict[str, Any] = json.loads(done.stdout)
+def fresh_gets(url: str, n: int = FRESH) -> list[Answer]:
+    """``n`` requests, each on a new TCP connection (the kernel picks the worker)."""
+    port = int(url.rsplit(":", 1)[1])
+    out = []
+    for i in range(n):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /static/%d.css HTTP/1.1\r\nHost: shop\r\n"
+                         b"Connection: close\r\n\r\n" % i)
+            raw = b""
+            while chunk := conn.recv(65536):
+                raw += chunk
+        out.append(Answer(raw))
+    return out
+
+
+def status(admin: str, via_cli: bool = False) -> dict[str, Any]:
+    """GET /api/status as ``shieldwall status --json`` prints it."""
+    if via_cli:
+        done = cli(admin, "status", "--json")
+        assert done.returncode == 0, done.stderr
+        data: dict[str, Any] = json.loads(done.stdout)
+        return data
+    r = httpx.get(admin + "/api/status", headers={"Authorization": f"Bearer {TOKEN}"},
+                  timeout=10)
+    assert r.status_code == 200, r.text
+    data = r.json()
     return data
 
 
@@ -126,7 +152,7 @@ def test_a_cli_ban_holds_on_every_worker_and_on_a_restarted_one(
         procs: Any, shop: str, tmp_path: Path) -> None:
     proc, url, admin = serve_workers(procs, shop, tmp_path)
     assert all(r.status_code == 200 for r in fresh_gets(url))
-    before = status(admin)
+    before = status(admin, via_cli=True)
     assert before["workers"]["total"] == 2 and before["workers"]["answered"] == 2
     served = [v["counters"].get("allow", 0) for v in before["workers"]["views"]]
     assert len(served) == 2 and all(n > 0 for n in served), f"not both workers served: {served}"
@@ -213,6 +239,38 @@ def test_a_dead_worker_is_reported_and_does_not_hang_the_operator(
     assert took < 2 * PEER_TIMEOUT + 1
     assert st["workers"]["answered"] == 1 and st["workers"]["agree"] is False
     assert st["workers"]["failed"][0]["worker"] == 1
+
+
+def test_with_redis_the_fan_out_and_the_sync_agree(
+        procs: Any, shop: str, tmp_path: Path) -> None:
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(server):
+        pytest.skip("redis-server not installed (make installs it)")
+    sock = tmp_path / "redis.sock"
+    redis = procs.start([server, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm",
+                         "700", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        assert redis.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.02)
+    cfg = tmp_path / "shield.toml"
+    cfg.write_text(f'[guard.redis]\nurl = "unix://{sock}"\n')
+    _proc, url, admin = serve_workers(procs, shop, tmp_path, "--config", str(cfg))
+    assert cli(admin, "ban", "127.0.0.1").returncode == 0
+    assert [r.status_code for r in fresh_gets(url)] == [403] * FRESH
+    assert cli(admin, "unban", "127.0.0.1").returncode == 0
+    time.sleep(0.3)  # several sync rounds: nothing brings the ban back
+    assert [r.status_code for r in fresh_gets(url)] == [200] * FRESH
+    assert cli(admin, "mode", "under-attack").returncode == 0
+    assert all(CHALLENGE in r.text for r in fresh_gets(url))
+    assert cli(admin, "mode", "auto").returncode == 0
+    time.sleep(0.3)
+    st = status(admin)
+    assert st["store"]["kind"] == "redis" and st["store"]["healthy"] is True
+    assert [(v["mode"], v["pinned"], v["bans"]) for v in st["workers"]["views"]] == \
+        [("normal", False, 0)] * 2
+    assert all(r.status_code == 200 for r in fresh_gets(url))
 
 
 def _settings() -> GuardSettings:
