@@ -172,7 +172,8 @@ class ClientConnection(asyncio.Protocol):
         if up is not None:
             self.up = None
             up.abort()
-            self._release_backend(ok=False)
+        # The client left: not the backend's fault, so not counted against it.
+        self._release_backend(ok=True)
         if self.head is not None and self.status == 0:
             self.status = 499
             self.outcome = Outcome.UNKNOWN if self.outcome is Outcome.UNKNOWN else self.outcome
