@@ -217,7 +217,13 @@ class Worker:
         before the first client connection is accepted."""
         peers = self.peers
         assert peers is not None
-        psock = bind_private(socket_path(peers.dir, self.index))
+        try:
+            psock = bind_private(socket_path(peers.dir, self.index))
+        except OSError as exc:  # e.g. a TMPDIR too long for a unix socket path
+            print(f"shieldwall[{self.index}]: no private admin socket ({exc}); operator "
+                  "changes will not reach this worker", file=sys.stderr, flush=True)
+            self.peers = None
+            return
         if self.restarted:
             for hook in self.wiring.peers:
                 snap = await peers.pull(hook.snapshot_path)
