@@ -95,6 +95,8 @@ def test_attack_specs_are_clipped_to_the_hard_caps() -> None:
     assert spec.sources == attackers.MAX_SOURCES
     assert spec.connections == attackers.MAX_SLOW_CONNECTIONS
     assert spec.max_inflight == attackers.MAX_INFLIGHT
+    # slow bots that reconnect cannot exceed the rate cap either
+    assert attackers.MAX_SLOW_CONNECTIONS / attackers.RECONNECT_S <= attackers.MAX_RATE
 
 
 def test_shopper_and_attacker_ranges_are_disjoint_and_classified() -> None:

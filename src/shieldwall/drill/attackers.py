@@ -39,6 +39,9 @@ MAX_SOURCES = 20000
 MAX_INFLIGHT = 1500
 MAX_SLOW_CONNECTIONS = 3000
 REQUEST_TIMEOUT_S = 5.0
+RECONNECT_S = 1.0
+"""A slow bot whose connection was dropped waits this long before the next one:
+with at most MAX_SLOW_CONNECTIONS bots, new connections stay under MAX_RATE."""
 
 
 class Kind(StrEnum):
@@ -266,10 +269,10 @@ class Attack:
                     await conn.connect(REQUEST_TIMEOUT_S)
                     await self._trickle(conn, stop_at)
                     ph.answered += 1  # the server closed it or answered
-                    await asyncio.sleep(0.2)  # and the bot comes back
+                    await asyncio.sleep(RECONNECT_S)  # and the bot comes back
                 except (HTTPError, OSError):
                     ph.failed += 1
-                    await asyncio.sleep(0.5)
+                    await asyncio.sleep(RECONNECT_S)
                 finally:
                     conn.abort()
         finally:
