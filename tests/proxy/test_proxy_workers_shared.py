@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -26,11 +27,14 @@ import httpx
 import pytest
 
 from shieldwall.config import build_config
+from shieldwall.detect.runtime import DetectRuntime
+from shieldwall.detect.settings import DetectSettings
+from shieldwall.detect.synth import generate, make_scenario
 from shieldwall.guard.decision import Mode
 from shieldwall.guard.runtime import PEER_FRESH, GuardRuntime
 from shieldwall.guard.settings import GuardSettings
 from shieldwall.proxy.fanout import PEER_TIMEOUT, Peers, socket_path
-from shieldwall.proxy.wiring import PeerHooks, Service, Wiring
+from shieldwall.proxy.wiring import PeerHooks, Service, Wiring, _mode_setter
 from shieldwall.proxy.worker import Worker, listen_socket
 
 BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+)")
@@ -321,9 +325,30 @@ def test_a_restored_snapshot_carries_bans_allows_pin_and_verdicts() -> None:
     assert [b["value"] for b in new.bans()] == ["203.0.113.0/24"]
 
 
+def _flood_replay(on_mode: Any) -> Iterator[None]:
+    """The real detector fed a synthetic shop (60 s quiet, a 20 s flood, 40 s
+    quiet) one second per step, as the proxy's sink and tick would."""
+    sc = make_scenario(22, ["flood"], family="heldout", warmup=60, phase_len=(20, 20),
+                       gap=(40, 40))
+    events = generate(sc)
+    clock = FakeClock()
+    clock.now = sc.t0
+    det = DetectRuntime.from_settings(DetectSettings(), clock=clock, on_mode=on_mode)
+    i, t = 0, math.floor(events[0].time)
+    while t < sc.t0 + sc.duration:
+        t += 1.0
+        while i < len(events) and events[i].time + events[i].request_time < t:
+            det.sink(events[i])
+            i += 1
+        clock.now = t
+        det.tick()
+        yield
+
+
 async def test_one_workers_detector_verdict_reaches_the_other_over_its_socket(
         tmp_path: Path) -> None:
-    """Two real workers in this loop, linked by their private unix sockets."""
+    """Two real workers in this loop, linked by their private unix sockets;
+    worker 0's real detector sees a flood, worker 1's sees nothing."""
     config = build_config({"listen": "127.0.0.1:0", "access_log": "off",
                            "backends": [{"url": "http://127.0.0.1:9"}],
                            "upstream": {"health": {"enabled": False}},
@@ -345,18 +370,23 @@ async def test_one_workers_detector_verdict_reaches_the_other_over_its_socket(
         assert socket_path(tmp_path, 0).exists() and socket_path(tmp_path, 1).exists()
         assert oct(socket_path(tmp_path, 1).stat().st_mode & 0o777) == "0o600"
 
-        guards[0].set_mode(Mode.UNDER_ATTACK, "detector")  # what worker 0's detector does
+        replay = _flood_replay(_mode_setter(guards[0]))
+        for _ in replay:
+            if guards[0].state.own_detector_mode is Mode.UNDER_ATTACK:
+                break
+        assert guards[0].state.mode is Mode.UNDER_ATTACK, "the detector never saw the flood"
         await _until(lambda: guards[1].state.mode is Mode.UNDER_ATTACK)
-        assert guards[1].state.own_detector_mode is Mode.NORMAL
+        assert guards[1].state.own_detector_mode is Mode.NORMAL, "worker 1 saw no traffic"
 
         guards[1].set_mode(Mode.NORMAL, "operator")
-        guards[0].set_mode(Mode.ELEVATED, "detector")
         await asyncio.sleep(1.5)
         assert guards[1].state.mode is Mode.NORMAL, "the detector does not override a pin"
         guards[1].set_mode(None, "operator")
-        assert guards[1].state.mode is Mode.ELEVATED
+        assert guards[1].state.mode is Mode.UNDER_ATTACK
 
-        guards[0].set_mode(Mode.NORMAL, "detector")
+        for _ in replay:  # the flood ends; the detector steps down, with hysteresis
+            pass
+        assert guards[0].state.own_detector_mode is Mode.NORMAL
         await _until(lambda: guards[1].state.mode is Mode.NORMAL)
 
         peers = Peers(tmp_path, 1, 2)
