@@ -111,7 +111,7 @@ def test_the_example_validates_and_documents_every_key() -> None:
         if m:
             table = m.group(1)
             continue
-        m = re.match(r"^(\w+)\s*=", line)
+        m = re.match(r"^(?:# )?(\w+) = ", line)  # "# key = ..." documents an optional key
         if m:
             keys.add(f"{table}.{m.group(1)}" if table else m.group(1))
     # Every key of every section, the guard's and the detector's included.
