@@ -33,7 +33,7 @@ from shieldwall.detect.synth import generate, make_scenario
 from shieldwall.guard.decision import Mode
 from shieldwall.guard.runtime import PEER_FRESH, GuardRuntime
 from shieldwall.guard.settings import GuardSettings
-from shieldwall.proxy.fanout import PEER_TIMEOUT, Peers, socket_path
+from shieldwall.proxy.fanout import PEER_TIMEOUT, READ_TIMEOUT, Peers, socket_path
 from shieldwall.proxy.wiring import PeerHooks, Service, Wiring, _mode_setter
 from shieldwall.proxy.worker import Worker, listen_socket
 
@@ -234,6 +234,9 @@ def test_a_dead_worker_is_reported_and_does_not_hang_the_operator(
                             timeout=20)
         took = time.monotonic() - t0
         st = status(admin)
+        t0 = time.monotonic()
+        verdict = httpx.get(admin + "/api/verdict", headers=headers, timeout=20).json()
+        verdict_took = time.monotonic() - t0
     finally:
         os.kill(stopped, signal.SIGCONT)
     assert answer.status_code == 200 and answer.json()["banned"] == "192.0.2.7/32"
@@ -243,6 +246,8 @@ def test_a_dead_worker_is_reported_and_does_not_hang_the_operator(
     assert took < 2 * PEER_TIMEOUT + 1
     assert st["workers"]["answered"] == 1 and st["workers"]["agree"] is False
     assert st["workers"]["failed"][0]["worker"] == 1
+    assert verdict["workers"]["answered"] == 1 and verdict["workers"]["failed"][0]["worker"] == 1
+    assert verdict_took < 2 * READ_TIMEOUT + 0.5, "views are gathered with a short timeout"
 
 
 def test_with_redis_the_fan_out_and_the_sync_agree(
@@ -325,15 +330,13 @@ def test_a_restored_snapshot_carries_bans_allows_pin_and_verdicts() -> None:
     assert [b["value"] for b in new.bans()] == ["203.0.113.0/24"]
 
 
-def _flood_replay(on_mode: Any) -> Iterator[None]:
-    """The real detector fed a synthetic shop (60 s quiet, a 20 s flood, 40 s
+def _flood_replay(det: DetectRuntime, clock: FakeClock) -> Iterator[None]:
+    """Feed the real detector a synthetic shop (60 s quiet, a 20 s flood, 40 s
     quiet) one second per step, as the proxy's sink and tick would."""
     sc = make_scenario(22, ["flood"], family="heldout", warmup=60, phase_len=(20, 20),
                        gap=(40, 40))
     events = generate(sc)
-    clock = FakeClock()
     clock.now = sc.t0
-    det = DetectRuntime.from_settings(DetectSettings(), clock=clock, on_mode=on_mode)
     i, t = 0, math.floor(events[0].time)
     while t < sc.t0 + sc.duration:
         t += 1.0
@@ -348,35 +351,50 @@ def _flood_replay(on_mode: Any) -> Iterator[None]:
 async def test_one_workers_detector_verdict_reaches_the_other_over_its_socket(
         tmp_path: Path) -> None:
     """Two real workers in this loop, linked by their private unix sockets;
-    worker 0's real detector sees a flood, worker 1's sees nothing."""
+    worker 0's real detector sees a flood, worker 1's sees nothing. Worker 1
+    holds the admin listener here, so its /api/verdict must fetch worker 0's."""
     config = build_config({"listen": "127.0.0.1:0", "access_log": "off",
+                           "admin": {"listen": "127.0.0.1:0", "token": TOKEN},
                            "backends": [{"url": "http://127.0.0.1:9"}],
                            "upstream": {"health": {"enabled": False}},
                            "detect": {"enabled": False}}, "test")
-    guards, workers, socks = [], [], []
+    clock = FakeClock()
+    guards, dets, workers, socks = [], [], [], []
     try:
         for i in range(2):
             g = GuardRuntime.from_settings(config.guard)
-            w = Wiring(gate=g.gate, admission=g.admission, routes=g.admin_routes,
+            det = DetectRuntime.from_settings(DetectSettings(), clock=clock,
+                                              on_mode=_mode_setter(g))
+            w = Wiring(gate=g.gate, admission=g.admission,
+                       routes=g.admin_routes + det.admin_routes,
                        services=[Service("guard", g.start, g.stop)],
                        peers=[PeerHooks(g.peer_routes, "/peer/guard/snapshot", g.restore,
                                         g.peer_report)])
             worker = Worker(config, w, i, None, tmp_path, 2)
             sock = listen_socket("127.0.0.1", 0, reuse_port=False)
-            socks.append(sock)
-            await worker.start(sock, None)
+            admin = listen_socket("127.0.0.1", 0, reuse_port=False) if i == 1 else None
+            socks += [sock, admin] if admin else [sock]
+            await worker.start(sock, admin)
             guards.append(g)
+            dets.append(det)
             workers.append(worker)
         assert socket_path(tmp_path, 0).exists() and socket_path(tmp_path, 1).exists()
         assert oct(socket_path(tmp_path, 1).stat().st_mode & 0o777) == "0o600"
+        admin_url = f"http://127.0.0.1:{socks[-1].getsockname()[1]}"
 
-        replay = _flood_replay(_mode_setter(guards[0]))
+        replay = _flood_replay(dets[0], clock)
         for _ in replay:
             if guards[0].state.own_detector_mode is Mode.UNDER_ATTACK:
                 break
         assert guards[0].state.mode is Mode.UNDER_ATTACK, "the detector never saw the flood"
         await _until(lambda: guards[1].state.mode is Mode.UNDER_ATTACK)
         assert guards[1].state.own_detector_mode is Mode.NORMAL, "worker 1 saw no traffic"
+        async with httpx.AsyncClient() as client:
+            verdict = (await client.get(admin_url + "/api/verdict",
+                                        headers={"Authorization": f"Bearer {TOKEN}"})).json()
+        assert verdict["verdict"] == "ddos" and verdict["mode"] == "under_attack"
+        assert verdict["workers"]["chosen"] == 0 and verdict["workers"]["answered"] == 2
+        assert [v["verdict"] for v in verdict["workers"]["views"]] == ["ddos", "normal"]
 
         guards[1].set_mode(Mode.NORMAL, "operator")
         await asyncio.sleep(1.5)

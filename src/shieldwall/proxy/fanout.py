@@ -18,7 +18,8 @@ admin app as the public listener plus the parts' peer-only routes
 - Periodic reports: every second each worker asks its parts for a report
   (the guard's detector verdict) and posts it to every peer.
 - ``GET /api/status`` on worker 0 adds every worker's view (``workers``) and
-  sums the counters.
+  sums the counters; ``GET /api/verdict`` answers with the most alarming
+  worker's verdict and lists them all.
 
 Nothing here runs on the request path.
 """
@@ -39,6 +40,9 @@ from shieldwall.admin_api import AdminRequest, AdminResponse
 
 PEER_TIMEOUT = 2.0
 """Seconds a worker-to-worker call may take before that worker counts as failed."""
+READ_TIMEOUT = 0.5
+"""The same for gathering views (status, verdict): the monitor asks with a 1 s timeout."""
+_MODES = ("normal", "elevated", "under_attack")
 MAX_PEER_REPLY = 4 * 1024 * 1024
 UNCHANGED = (400, 401, 405)
 """Local answers that mean nothing was applied: nothing to forward."""
@@ -91,9 +95,9 @@ class Peers:
         return [i for i in range(self.count) if i != self.index]
 
     async def call(self, worker: int, method: str, path: str, body: bytes = b"",
-                   authorization: str = "") -> PeerReply:
+                   authorization: str = "", timeout: float | None = None) -> PeerReply:
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 reader, writer = await asyncio.open_unix_connection(
                     str(socket_path(self.dir, worker)))
                 try:
@@ -125,9 +129,10 @@ class Peers:
         return PeerReply(worker, int(parts[1]), data)
 
     async def broadcast(self, method: str, path: str, body: bytes = b"",
-                        authorization: str = "") -> list[PeerReply]:
+                        authorization: str = "", timeout: float | None = None
+                        ) -> list[PeerReply]:
         return list(await asyncio.gather(
-            *(self.call(i, method, path, body, authorization) for i in self.others)))
+            *(self.call(i, method, path, body, authorization, timeout) for i in self.others)))
 
     async def pull(self, path: str) -> Any:
         """The first live peer's JSON answer to ``GET path`` (worker 0 first),
@@ -156,6 +161,8 @@ class FanOut:
         if req.method in ("GET", "HEAD"):
             if req.path == "/api/status" and local.status == 200:
                 return await self._status(req, authorization, local)
+            if req.path == "/api/verdict" and local.status == 200:
+                return await self._verdict(req, authorization, local)
             return local
         if local.status in UNCHANGED or local.status >= 500:
             return local
@@ -187,7 +194,8 @@ class FanOut:
             return local
         if not isinstance(body, dict):
             return local
-        replies = await self.peers.broadcast("GET", _target(req), b"", authorization)
+        replies = await self.peers.broadcast("GET", _target(req), b"", authorization,
+                                             READ_TIMEOUT)
         views: list[dict[str, Any]] = [dict(_view(body), worker=self.peers.index)]
         counters: dict[str, float] = dict(body.get("counters") or {})
         failed = []
@@ -209,6 +217,42 @@ class FanOut:
                            "note": "counters are summed over the workers that answered; "
                                    f"the rest is worker {self.peers.index}'s view"}
         return AdminResponse.of_json(body, local.status)
+
+
+    async def _verdict(self, req: AdminRequest, authorization: str,
+                       local: AdminResponse) -> AdminResponse:
+        """Each worker's detector sees its share of the connections: answer with
+        the most alarming verdict (mode first, then not-normal, then confidence)
+        and list every worker's in ``workers``."""
+        try:
+            body = json.loads(local.body)
+        except ValueError:
+            return local
+        if not isinstance(body, dict):
+            return local
+        replies = await self.peers.broadcast("GET", _target(req), b"", authorization,
+                                             READ_TIMEOUT)
+        answers = [(self.peers.index, body)] + [
+            (r.worker, r.body) for r in replies if r.status == 200 and isinstance(r.body, dict)]
+
+        def alarm(item: tuple[int, dict[str, Any]]) -> tuple[int, bool, float]:
+            v = item[1]
+            mode = v.get("mode")
+            conf = v.get("confidence")
+            return (_MODES.index(mode) if mode in _MODES else 0, v.get("verdict") != "normal",
+                    float(conf) if isinstance(conf, int | float) else 0.0)
+
+        worker, chosen = max(answers, key=alarm)
+        out = dict(chosen)
+        out["workers"] = {
+            "total": self.peers.count, "answered": len(answers), "chosen": worker,
+            "views": sorted(({"worker": w, "verdict": v.get("verdict"), "kind": v.get("kind"),
+                              "mode": v.get("mode"), "confidence": v.get("confidence")}
+                             for w, v in answers), key=lambda d: int(d["worker"])),
+            "failed": [{"worker": r.worker, "status": r.status,
+                        "error": r.error or _error_of(r.body)}
+                       for r in replies if r.status != 200 or not isinstance(r.body, dict)]}
+        return AdminResponse.of_json(out, local.status)
 
 
 def _view(status: dict[str, Any]) -> dict[str, Any]:
