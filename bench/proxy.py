@@ -1,11 +1,22 @@
 """Side by side: nginx as a reverse proxy vs shieldwall, same backend, same run.
 
 Starts one backend (nginx serving a fixed body), nginx as a reverse proxy to
-it (one worker, access log on, keep-alive upstream) and shieldwall (one
-worker, access log on, no guard) to the same backend, drives each with wrk at
-100 and 1000 connections, and prints JSON: requests/s, p50/p99 latency,
-errors and timeouts for each, and the shieldwall/nginx ratios. Then the RSS
-of the shield holding 10,000 idle connections opened by a separate process.
+it (one worker, access log on, keep-alive upstream) and two shields to the
+same backend, one worker and access log on each: ``shieldwall`` (the data path
+alone: no guard, no detector) and ``shieldwall_default`` (what ``shieldwall
+serve`` wires by default: the guard's gate and admission and the detector,
+mode pinned to normal). Drives each with wrk at 100 and 1000 connections and
+prints JSON: requests/s, p50/p99 latency, CPU per request, errors and timeouts
+for each, and the ratios of each shield to nginx. Then the RSS of the bare
+shield holding 10,000 idle connections opened by a separate process.
+
+The default-wiring shield is the guard as shipped but for two knobs a
+single-address benchmark needs: wrk is one client address sending thousands
+of requests a second (a flood, to a guard with its default per-address rates),
+so the page route's rate is raised; and admission's concurrency limit is
+raised above the connection count, so requests are forwarded rather than
+queued or shed (bench/guard.py measures those). wrk sends the session cookie
+the shield issued to a first request, as a returning browser does.
 
 Usage: .venv/bin/python bench/proxy.py [--duration 10] [--idle 10000]
 Installs nothing (``make bench`` installs nginx and wrk). Loopback only.
@@ -122,11 +133,13 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def run_wrk(port: int, conns: int, duration: int, pids: list[int] | None = None) -> dict[str, float]:
+def run_wrk(port: int, conns: int, duration: int, pids: list[int] | None = None,
+            headers: list[str] | None = None) -> dict[str, float]:
     before = cpu_seconds(pids) if pids else 0.0
+    extra = [a for h in headers or [] for a in ("-H", h)]
     out = subprocess.run(
         ["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "--latency",
-         f"http://127.0.0.1:{port}/"],
+         *extra, f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, preexec_fn=raise_nofile, check=True,
     ).stdout
     result = parse_wrk(out)
@@ -224,26 +237,71 @@ enabled = false
                                    str(shield_toml)], stdout=subprocess.PIPE,
                                   preexec_fn=raise_nofile, start_new_session=True)
         procs.append(shield)
-        for port in (backend_port, nginx_port, shield_port):
+        wired_port, wired_admin = free_port(), free_port()
+        wired_toml = work / "shield-default.toml"
+        wired_toml.write_text(f"""
+listen = "127.0.0.1:{wired_port}"
+access_log = "{work}/shield-default-access.log"
+[admin]
+listen = "127.0.0.1:{wired_admin}"
+[[backends]]
+url = "http://127.0.0.1:{backend_port}"
+[limits]
+max_connections = 30000
+max_connections_per_client = 30000
+[timeouts]
+header = 120.0
+idle = 120.0
+[upstream]
+keepalive = 1024
+# The default wiring (guard and detector on), mode pinned to normal so the
+# detector's verdict on wrk's flood does not turn it into challenge pages.
+[guard]
+mode = "normal"
+[guard.limits.default_route]
+name = "page"
+rate = 10000000.0
+burst = 10000000.0
+[guard.admission]
+limit = 4096
+""")
+        wired = subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
+                                  str(wired_toml)], stdout=subprocess.PIPE,
+                                 preexec_fn=raise_nofile, start_new_session=True)
+        procs.append(wired)
+        for port in (backend_port, nginx_port, shield_port, wired_port):
             wait_port(port)
+        # A returning browser: the session cookie the guard issued to a first request.
+        first = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null",
+                                f"http://127.0.0.1:{wired_port}/"],
+                               capture_output=True, text=True, check=True).stdout
+        cookie = re.search(r"^set-cookie: ([^;]+);", first, re.M | re.I)
+        wired_headers = [f"Cookie: {cookie.group(1)}"] if cookie else []
+        result["shieldwall_default_cookie"] = bool(cookie)
         conn_levels = [int(c) for c in args.connections.split(",")]
         runs: dict[str, dict[str, object]] = {}
         for conns in conn_levels:
             row: dict[str, object] = {}
             # the nginx proxy's worker, and the shield (one process)
-            who = {"nginx": children(procs[1].pid), "shieldwall": [shield.pid]}
-            for name, port in (("nginx", nginx_port), ("shieldwall", shield_port)):
-                run_wrk(port, conns, 2)  # warm up (pools, caches)
-                row[name] = run_wrk(port, conns, args.duration, who[name])
-            n, s = row["nginx"], row["shieldwall"]
-            assert isinstance(n, dict) and isinstance(s, dict)
-            row["ratio_rps"] = round(s["rps"] / n["rps"], 3) if n["rps"] else None
-            row["ratio_p99"] = round(s["p99_ms"] / n["p99_ms"], 3) if n["p99_ms"] > 0 else None
-            if s.get("cpu_us_per_request") and n.get("cpu_us_per_request"):
-                # CPU per request is what a worker's throughput is bound by when
-                # it has a core to itself: the ratio that survives a noisy box.
-                row["ratio_cpu_per_request"] = round(
-                    s["cpu_us_per_request"] / n["cpu_us_per_request"], 3)
+            who = {"nginx": children(procs[1].pid), "shieldwall": [shield.pid],
+                   "shieldwall_default": [wired.pid]}
+            for name, port, hdrs in (("nginx", nginx_port, []), ("shieldwall", shield_port, []),
+                                     ("shieldwall_default", wired_port, wired_headers)):
+                run_wrk(port, conns, 2, headers=hdrs)  # warm up (pools, caches)
+                row[name] = run_wrk(port, conns, args.duration, who[name], hdrs)
+            n = row["nginx"]
+            assert isinstance(n, dict)
+            for name, suffix in (("shieldwall", ""), ("shieldwall_default", "_default")):
+                s = row[name]
+                assert isinstance(s, dict)
+                row["ratio_rps" + suffix] = round(s["rps"] / n["rps"], 3) if n["rps"] else None
+                row["ratio_p99" + suffix] = (round(s["p99_ms"] / n["p99_ms"], 3)
+                                             if n["p99_ms"] > 0 else None)
+                if s.get("cpu_us_per_request") and n.get("cpu_us_per_request"):
+                    # CPU per request is what a worker's throughput is bound by when
+                    # it has a core to itself: the ratio that survives a noisy box.
+                    row["ratio_cpu_per_request" + suffix] = round(
+                        s["cpu_us_per_request"] / n["cpu_us_per_request"], 3)
             runs[f"c{conns}"] = row
         result["wrk"] = runs
         time.sleep(1.2)  # the access log is flushed about every tick
@@ -253,6 +311,15 @@ enabled = false
             if m:
                 statuses[m.group(1)] = statuses.get(m.group(1), 0) + 1
         result["shield_access_log_statuses"] = statuses
+        wired_statuses: dict[str, int] = {}
+        for line in (work / "shield-default-access.log").read_text().splitlines():
+            m = re.search(r'" (\d{3}) .* d=(\S+) ', line)
+            if m:
+                k = f"{m.group(1)} d={m.group(2)}"
+                wired_statuses[k] = wired_statuses.get(k, 0) + 1
+        result["shield_default_access_log_statuses"] = wired_statuses
+        os.killpg(wired.pid, signal.SIGTERM)
+        wired.wait(timeout=20)
         loaded_rss = rss_mb(shield.pid)
         # Memory of a fresh shield holding idle connections, opened from another
         # process (the loaded one keeps malloc arenas from the wrk runs).
