@@ -98,16 +98,20 @@ class Answer:
         head, _, body = raw.partition(b"\r\n\r\n")
         self.status_code = int(head.split(b" ", 2)[1])
         self.text = body.decode("utf-8", "replace")
+        self.set_cookies = [line.split(b":", 1)[1].strip().decode("latin-1")
+                            for line in head.split(b"\r\n")[1:]
+                            if line.lower().startswith(b"set-cookie:")]
 
 
-def fresh_gets(url: str, n: int = FRESH) -> list[Answer]:
+def fresh_gets(url: str, n: int = FRESH, cookie: str = "") -> list[Answer]:
     """``n`` requests, each on a new TCP connection (the kernel picks the worker)."""
     port = int(url.rsplit(":", 1)[1])
+    extra = f"Cookie: {cookie}\r\n".encode() if cookie else b""
     out = []
     for i in range(n):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(b"GET /static/%d.css HTTP/1.1\r\nHost: shop\r\n"
-                         b"Connection: close\r\n\r\n" % i)
+            conn.sendall(b"GET /static/%d.css HTTP/1.1\r\nHost: shop\r\n%s"
+                         b"Connection: close\r\n\r\n" % (i, extra))
             raw = b""
             while chunk := conn.recv(65536):
                 raw += chunk
@@ -216,6 +220,19 @@ def test_operator_mode_reaches_every_worker_and_survives_a_restart(
     st = status(admin)
     assert [(v["mode"], v["pinned"]) for v in st["workers"]["views"]] == [("normal", False)] * 2
     assert all(r.status_code == 200 for r in fresh_gets(url))
+
+
+def test_a_session_signed_by_one_worker_holds_on_the_others(
+        procs: Any, shop: str, tmp_path: Path) -> None:
+    _proc, url, _admin = serve_workers(procs, shop, tmp_path)
+    first = fresh_gets(url, 1)[0]
+    sessions = [c for c in first.set_cookies if c.startswith("sw_s=")]
+    assert first.status_code == 200 and len(sessions) == 1, first.set_cookies
+    cookie = sessions[0].split(";", 1)[0]
+    again = fresh_gets(url, cookie=cookie)
+    assert [r.status_code for r in again] == [200] * FRESH
+    reissued = [r.set_cookies for r in again if r.set_cookies]
+    assert reissued == [], "a worker did not recognise its peer's signature"
 
 
 def test_a_dead_worker_is_reported_and_does_not_hang_the_operator(

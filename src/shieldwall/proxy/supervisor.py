@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -57,9 +58,10 @@ def _say(msg: str) -> None:
 async def run_worker(source: Source, config: Config, index: int, sock: socket.socket,
                      admin_sock: socket.socket | None, metrics_dir: Path | None,
                      ready_fd: int | None, peer_dir: Path | None = None,
-                     restarted: bool = False) -> None:
+                     restarted: bool = False, secret: bytes | None = None) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(config, wire(config), index, metrics_dir, peer_dir, config.workers, restarted)
+    worker = Worker(config, wire(config, secret), index, metrics_dir, peer_dir, config.workers,
+                    restarted)
     await worker.start(sock, admin_sock)
     if ready_fd is None:
         a_host, a_port = (admin_sock.getsockname()[:2] if admin_sock is not None else ("-", 0))
@@ -116,6 +118,7 @@ def _supervise(source: Source, config: Config) -> int:
     admin_sock = listen_socket(a_host, a_port, reuse_port=False)
     metrics_dir = Path(tempfile.mkdtemp(prefix="shieldwall-metrics-"))
     peer_dir = Path(tempfile.mkdtemp(prefix="shieldwall-peers-"))  # 0700: the workers' sockets
+    secret = _shared_secret(config)
     flags = {"term": False, "hup": False}
 
     def on_term(signum: int, frame: object) -> None:
@@ -139,7 +142,7 @@ def _supervise(source: Source, config: Config) -> int:
                 if mine is None:
                     admin_sock.close()
                 uvloop.run(run_worker(source, cfg, index, sock, mine, metrics_dir, w, peer_dir,
-                                      restarted))
+                                      restarted, secret))
             except BaseException as exc:  # the child must never return into the CLI
                 _say(f"shieldwall[{index}]: worker failed: {exc!r}")
                 code = 1
@@ -219,6 +222,18 @@ def _supervise(source: Source, config: Config) -> int:
         shutil.rmtree(peer_dir, ignore_errors=True)
         reserve.close()
         admin_sock.close()
+
+
+def _shared_secret(config: Config) -> bytes | None:
+    """One guard signing key for all the workers (made before they fork, so a
+    restarted one gets it too) unless the config, the environment or Redis
+    provides one: without it a challenge passed on one worker, or a session
+    the shop marked customer, would not hold on the next connection."""
+    g = config.guard
+    if (g.secret is not None and g.secret.get_secret_value()) or g.redis.url \
+            or os.environ.get("SHIELDWALL_GUARD_SECRET"):
+        return None
+    return secrets.token_bytes(32)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -59,9 +59,11 @@ class Wiring:
     peers: list[PeerHooks] = field(default_factory=list)
 
 
-def wire(config: Config) -> Wiring:
+def wire(config: Config, secret: bytes | None = None) -> Wiring:
     """The parts this config asks for: the guard and the detector, each
-    unless its section says ``enabled = false``."""
+    unless its section says ``enabled = false``. ``secret``: the guard's
+    signing key when the supervisor made one for all its workers (so a
+    session or pass signed by one worker holds on the others)."""
     from shieldwall.detect.runtime import DetectRuntime
     from shieldwall.guard.runtime import GuardRuntime
 
@@ -69,6 +71,8 @@ def wire(config: Config) -> Wiring:
     guard: GuardRuntime | None = None
     if config.guard.enabled:
         guard = GuardRuntime.from_settings(config.guard)
+        if secret is not None:
+            guard.gate.set_secret(secret)
         wiring.gate = guard.gate
         wiring.admission = guard.admission
         wiring.routes += guard.admin_routes
