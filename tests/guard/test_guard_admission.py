@@ -146,3 +146,25 @@ async def test_backends_are_limited_separately() -> None:
     assert await adm.acquire("b1", U) is None
     assert await adm.acquire("b2", U) is None
     assert adm.status()["b1"]["inflight"] == 1
+
+
+async def test_try_acquire_admits_without_waiting_while_a_slot_is_free() -> None:
+    adm = PriorityAdmission(_settings(limit=2))
+    assert adm.try_acquire("b1", U) and adm.try_acquire("b1", C)
+    core = adm.core("b1")
+    assert core.inflight == 2 and core.counts["admit"] == 2
+    assert not adm.try_acquire("b1", C)  # full: the caller must go through acquire
+    assert core.inflight == 2
+    adm.release("b1", 0.01, True)
+    assert adm.try_acquire("b1", U)
+
+
+async def test_try_acquire_never_jumps_the_queue() -> None:
+    adm = PriorityAdmission(_settings(limit=1, queue_timeout=30))
+    assert adm.try_acquire("b1", U)
+    waiter = asyncio.create_task(adm.acquire("b1", U))
+    await asyncio.sleep(0)
+    adm.core("b1").limit = 2.0  # a slot frees up while someone waits
+    assert not adm.try_acquire("b1", C)
+    adm.release("b1", 0.01, True)
+    assert await waiter is None

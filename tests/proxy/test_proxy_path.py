@@ -57,6 +57,9 @@ class ShedAll:
         self.acquired: list[tuple[str, ClientClass]] = []
         self.released: list[tuple[str, bool]] = []
 
+    def try_acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> bool:
+        return False  # always decide in acquire (the awaited path)
+
     async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         self.acquired.append((backend, cls))
         return 7.0 if cls is ClientClass.SUSPECT else None

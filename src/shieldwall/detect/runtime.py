@@ -95,9 +95,14 @@ class DetectRuntime:
         """Move buffered events into windows, judge every closed window, call back."""
         self.ticks += 1
         buf, self._buf = self._buf, []
-        add = self.builder.add_event
-        for ev in buf:
-            add(ev)
+        if buf:
+            # One batched add_rows call for the whole second (the row is the one
+            # WindowBuilder.add_event makes): its setup is paid once, not per event.
+            self.builder.add_rows((
+                ev.time + ev.request_time, ev.client, ev.path, ev.query, ev.status,
+                ev.bytes_sent, ev.request_time, ev.user_agent, ev.session,
+                ev.verified, str(ev.outcome), ev.upstream_time,
+            ) for ev in buf)
         now = self.clock()
         if self._normal_since is None and buf:
             self._normal_since = now

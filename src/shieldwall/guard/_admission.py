@@ -142,12 +142,26 @@ class AdmissionCore:
                 break
         return admitted
 
+    def try_admit(self) -> bool:
+        """Admit at once if a slot is free and nobody waits (the common case),
+        else False and nothing changed: the caller goes through ``offer``."""
+        if self.waiting == 0 and self.inflight < int(self.limit):
+            self.inflight += 1
+            self._count("admit")
+            return True
+        return False
+
     def release(self, latency: float, ok: bool, now: float) -> list[Ticket]:
         """A request finished: adapt the limit, admit waiters into free slots."""
         saturated = self._full()
         self.inflight = max(0, self.inflight - 1)
         if self.s.adaptive:
             self._adapt(latency, ok, saturated, now)
+        if self.waiting == 0:
+            # Nobody to admit: skip the walk over every rank's queue (the
+            # uncontended hot path). Tickets no longer waiting that remain in
+            # the queues are dropped by the next expire() or _admit_next().
+            return []
         return self._admit_next()
 
     def _adapt(self, latency: float, ok: bool, saturated: bool, now: float) -> None:
@@ -188,6 +202,14 @@ class PriorityAdmission:
             c = self.cores[backend] = AdmissionCore(self.settings, self.shadow)
         return c
 
+    def try_acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> bool:
+        """The uncontended case, synchronously: no expiry walk, no future, no
+        task. Nobody waits, so no waiter can have expired or be passed over."""
+        core = self.cores.get(backend)
+        if core is None:
+            core = self.core(backend)
+        return core.try_admit()
+
     async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         core = self.core(backend)
         now = self.clock()
@@ -223,7 +245,9 @@ class PriorityAdmission:
             _wake(t, None)
 
     def release(self, backend: str, latency: float, ok: bool) -> None:
-        core = self.core(backend)
+        core = self.cores.get(backend)
+        if core is None:
+            core = self.core(backend)
         for t in core.release(latency, ok, self.clock()):
             _wake(t, None)
 

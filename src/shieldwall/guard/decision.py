@@ -122,6 +122,13 @@ class Admission(Protocol):
     The proxy calls ``acquire`` before sending a request to ``backend`` and
     ``release`` when the response is complete (or failed)."""
 
+    def try_acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> bool:
+        """The uncontended case without an await: True when a slot was free and
+        nobody is waiting (the request is admitted, ``release`` follows as
+        usual); False means "ask ``acquire``", which may queue or shed. Lets the
+        proxy forward most requests without creating a task for each."""
+        ...
+
     async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         """Wait for a slot (``priority`` orders requests within a class: a
         checkout outranks browsing); return None when admitted, or the Retry-After
@@ -133,6 +140,9 @@ class Admission(Protocol):
 
 class OpenAdmission:
     """No admission control: every request goes straight to the pool."""
+
+    def try_acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> bool:
+        return True
 
     async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         return None

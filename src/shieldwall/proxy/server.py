@@ -483,7 +483,16 @@ class ClientConnection(asyncio.Protocol):
         self.attempt += 1
         self.attempt_start = w.loop.time()
         self.sent = False
-        if w.admission is not None and self.acquired is None:
+        admission = w.admission
+        if admission is not None and self.acquired is None:
+            decision = self.decision
+            assert decision is not None
+            if admission.try_acquire(b.key, decision.cls, decision.priority):
+                # A free slot and nobody waiting (the common case): no task,
+                # no await, no pause/resume of the client's reads.
+                self.acquired = b.key
+                self._send(b)
+                return
             self._pause(P_CONNECTING)
             w.spawn(self._admit(b))
             return
