@@ -19,7 +19,8 @@ from shieldwall.detect.settings import DetectSettings
 from shieldwall.guard.decision import Mode
 
 DRILL = Path(__file__).resolve().parents[1] / "data" / "drill"
-KIND = {"flood": "flood", "randomized": "randomized", "cache-bust": "cache_bust", "slowloris": "slow"}
+KIND = {"flood": "flood", "randomized": "randomized", "cache-bust": "cache_bust", "slowloris": "slow",
+        "smart-bot": "flood"}
 
 
 def _run(scenario: str) -> tuple[dict[str, Any], list[Incident]]:
@@ -120,3 +121,14 @@ def test_live_runtime_over_drill_traffic_switches_mode_within_5_s_and_never_for_
 def test_two_runs_minutes_apart_keep_their_own_incidents_and_the_gap_is_no_outage() -> None:
     report = analyze([DRILL / "flood" / "access.log.gz", DRILL / "backend-failure" / "access.log.gz"])
     assert [(i.verdict, i.kind) for i in report.incidents] == [("ddos", "flood"), ("backend_failure", None)]
+
+
+def test_drill_mixed_crowd_then_randomized_flood_with_a_killed_backend() -> None:
+    # only 9 s of calm before the crowd: the rate baseline has a few windows, no more
+    labels, incidents = _run("mixed")
+    crowd = next(p for p in labels["phases"] if p["name"] == "flash-crowd")
+    attack = next(p for p in labels["phases"] if p["name"] == "randomized-flood")
+    assert [(i.verdict, i.kind) for i in incidents] == [("flash_crowd", None), ("ddos", "randomized")]
+    assert incidents[0].start < crowd["end_unix"] and incidents[0].end <= attack["start_unix"] + 1
+    assert incidents[1].detected_at - attack["start_unix"] <= 5.0
+    assert incidents[1].end >= next(p for p in labels["phases"] if p["name"] == "recovery")["start_unix"]

@@ -26,6 +26,10 @@ from typing import Any
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import _ASSET, _PAGE, _TRUSTED, Window
 
+MIN_BASE_WINDOWS = 5
+"""Windows of normal traffic before a rate can be called elevated at all (the rest of
+the baseline -- seen networks, assets -- waits for the full ``warmup_windows``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Features:
@@ -61,6 +65,8 @@ class Features:
     query_path: str
     """The path with the most distinct query strings this second."""
     query_distinct: int
+    query_share: float
+    """Share of page requests that carry a query string."""
     query_entropy: float
     """Entropy of page query strings this second over log2(requests with a query)."""
     ua_entropy: float
@@ -84,6 +90,8 @@ class Features:
     legit_failed: int
     # the baseline these were judged against
     warm: bool
+    baseline_windows: int
+    """Windows the baseline has learned from (``warm`` once ``warmup_windows``)."""
     base_rps: float
     base_p99: float
     base_p99_1s: float
@@ -350,6 +358,7 @@ class Featurizer:
             url_unique_share=len(w.urls) / w.pages if w.pages else 0.0,
             query_path=qpath,
             query_distinct=qd,
+            query_share=sum(w.queries.values()) / w.pages if w.pages else 0.0,
             query_entropy=_entropy(w.queries, sum(w.queries.values())),
             ua_entropy=_entropy(w.uas, n),
             asset_share=asset_share,
@@ -369,6 +378,7 @@ class Featurizer:
             legit_requests=legit,
             legit_failed=legit_failed,
             warm=self.warm,
+            baseline_windows=self.learned,
             base_rps=self.base_rps.value,
             base_p99=self.base_p99.value,
             base_p99_1s=self.base_p99_1.value,
@@ -383,6 +393,12 @@ class Featurizer:
         with a small ``weight`` during a flash crowd (so a lasting rise in real demand
         becomes the new normal in minutes, while a short crowd barely moves it)."""
         if w.n == 0:
+            return
+        s = self.s
+        if (not self.warm and self.learned >= MIN_BASE_WINDOWS and f.rps >= s.min_elevated_rps
+                and f.rps > s.rate_factor * self.base_rps.value):
+            # a jump while still warming up (a crowd or an attack in the first seconds)
+            # is not what normal looks like: do not learn it, and do not count it
             return
         self.learned += 1
         self.base_rps.update(f.rps, weight)

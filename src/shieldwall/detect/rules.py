@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shieldwall.detect.features import Features
+from shieldwall.detect.features import MIN_BASE_WINDOWS, Features
 from shieldwall.detect.settings import DetectSettings
 
 NORMAL = "normal"
@@ -67,11 +67,12 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
             f"second before (baseline {f.base_rps:.0f} req/s): requests hang at the backends or the front",))
     if f.rps <= 0:
         return WindowVerdict(NORMAL)
-    base_rps = f.base_rps if f.warm else 0.0
+    # A rate jump is judged once the baseline has a few windows (the rest of the
+    # baseline -- seen networks, assets -- only after the full warm-up).
+    have_base = f.baseline_windows >= MIN_BASE_WINDOWS
+    base_rps = f.base_rps if have_base else 0.0
     threshold = max(s.rate_factor * base_rps, s.min_elevated_rps)
-    elevated = f.warm and f.rps >= threshold
-    """Before warm-up nothing is 'elevated': only absolute signals (slow, cache busting,
-    backend failure) can fire."""
+    elevated = have_base and f.rps >= threshold
     rate_words = (f"{_num(f.rps)} req/s = {f.rps / base_rps:.1f}x the baseline {base_rps:.0f}"
                   if base_rps > 0 else f"{_num(f.rps)} req/s (no baseline yet)")
     base_asset = f.base_asset_share if f.warm else 1.0
@@ -108,11 +109,14 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         ev.append(backends)
         return WindowVerdict(DDOS, "cache_bust", _confidence(hits, 4), tuple(ev))
 
+    # most page requests carry a query string and nearly every one is different
+    random_queries = f.query_share >= 0.5 and f.query_entropy >= 0.9
     url_floor = max(s.random_min_distinct, s.distinct_factor * (f.base_distinct_urls if f.warm else 0.0))
-    # Random URLs from browsers-like clients that also fetch assets (with random query
-    # strings: no cache helps) still come from networks the shop never served.
+    # Random URLs from browser-like clients that also fetch assets still come from
+    # networks the shop never served, or carry random query strings (no cache helps).
     randomized = (elevated and f.distinct_urls >= url_floor
-                  and f.url_unique_share >= s.random_unique_share and (assets_low or new_prefixes))
+                  and f.url_unique_share >= s.random_unique_share
+                  and (assets_low or new_prefixes or random_queries))
     if randomized:
         ev = [f"{_num(f.distinct_urls)} distinct URLs per second ({_pct(f.url_unique_share)} of "
               f"page requests, baseline {f.base_distinct_urls:.0f})",
@@ -156,7 +160,8 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         hits = 1 + (not assets_low) + (not new_prefixes) + (not heavy_sources)
         return WindowVerdict(FLASH_CROWD, None, _confidence(hits, 4), tuple(ev))
 
-    if backend_failing(f, s):
+    surge = f.rps >= s.min_elevated_rps and f.rps > s.rate_factor * f.base_rps
+    if backend_failing(f, s) and not surge:
         ev = [backends,
               f"traffic normal: {rate_words}, {_pct(f.new_prefix_share)} of sources from new networks",
               f"mean upstream time {f.upstream_latency:.2f} s" if f.upstream_latency >= 0
