@@ -329,6 +329,31 @@ def test_a_peer_verdict_counts_for_30_seconds_and_the_most_severe_wins() -> None
     assert rt.state.mode is Mode.UNDER_ATTACK
 
 
+def test_a_report_carries_the_verdict_when_it_changes_and_every_new_suspect() -> None:
+    clock = FakeClock()
+    a = GuardRuntime.from_settings(_settings(), clock=clock)
+    b = GuardRuntime.from_settings(_settings(), clock=clock)
+    a.mark_suspect("203.0.113.5", 0.8, 300)  # before any peer asked: not kept for them
+    first = a.peer_report()
+    assert first is not None and json.loads(first[1]) == {
+        "node": a.node, "mode": "normal", "at": clock.now}
+    assert a.peer_report() is None, "nothing new"
+    a.mark_suspect("203.0.113.6", 0.75, 300)
+    a.set_mode(Mode.ELEVATED, "detector")
+    path, body = a.peer_report() or ("", b"")
+    sent = json.loads(body)
+    assert sent["mode"] == "elevated" and sent["suspects"] == [["203.0.113.6", 0.75,
+                                                                clock.now + 300]]
+    assert b.peer_suspects(sent["suspects"]) == 1
+    b.peer_verdict(sent["node"], Mode(sent["mode"]), sent["at"])
+    assert b.state.mode is Mode.ELEVATED and "203.0.113.6" in b.state.suspects
+    clock.now += 5
+    path, body = a.peer_report() or ("", b"")
+    assert path == "/peer/guard/report" and json.loads(body)["at"] == clock.now, \
+        "an unchanged verdict is repeated every 5 s so it stays fresh"
+    assert b.peer_suspects([["x", "not a score", 1], ["203.0.113.7", 0.5, clock.now - 1]]) == 0
+
+
 def test_a_restored_snapshot_carries_bans_allows_pin_and_verdicts() -> None:
     clock = FakeClock()
     old = GuardRuntime.from_settings(_settings(), clock=clock)
@@ -336,6 +361,7 @@ def test_a_restored_snapshot_carries_bans_allows_pin_and_verdicts() -> None:
     old.allow("192.0.2.10", 600, "probe")
     old.set_mode(Mode.ELEVATED, "operator")
     old.set_mode(Mode.UNDER_ATTACK, "detector")
+    old.mark_suspect("198.51.100.9", 0.9, 300)
     new = GuardRuntime.from_settings(_settings(), clock=clock)
     new.restore(json.loads(json.dumps(old.snapshot())))
     assert [b["value"] for b in new.bans()] == ["203.0.113.0/24"]
@@ -343,6 +369,7 @@ def test_a_restored_snapshot_carries_bans_allows_pin_and_verdicts() -> None:
     assert new.state.pinned is Mode.ELEVATED
     new.set_mode(None, "operator")
     assert new.state.mode is Mode.UNDER_ATTACK, "the old worker's detector verdict came along"
+    assert new.state.suspects == {"198.51.100.9": (0.9, clock.now + 300)}
     new.restore({"bans": [["not an address", None, "", ""]], "pinned": "sideways"})
     assert [b["value"] for b in new.bans()] == ["203.0.113.0/24"]
 
@@ -381,7 +408,7 @@ async def test_one_workers_detector_verdict_reaches_the_other_over_its_socket(
         for i in range(2):
             g = GuardRuntime.from_settings(config.guard)
             det = DetectRuntime.from_settings(DetectSettings(), clock=clock,
-                                              on_mode=_mode_setter(g))
+                                              on_mode=_mode_setter(g), on_suspect=g.mark_suspect)
             w = Wiring(gate=g.gate, admission=g.admission,
                        routes=g.admin_routes + det.admin_routes,
                        services=[Service("guard", g.start, g.stop)],
@@ -406,6 +433,9 @@ async def test_one_workers_detector_verdict_reaches_the_other_over_its_socket(
         assert guards[0].state.mode is Mode.UNDER_ATTACK, "the detector never saw the flood"
         await _until(lambda: guards[1].state.mode is Mode.UNDER_ATTACK)
         assert guards[1].state.own_detector_mode is Mode.NORMAL, "worker 1 saw no traffic"
+        named = set(guards[0].state.suspects)
+        assert named, "the detector named no attacker"
+        await _until(lambda: named <= set(guards[1].state.suspects))
         async with httpx.AsyncClient() as client:
             verdict = (await client.get(admin_url + "/api/verdict",
                                         headers={"Authorization": f"Bearer {TOKEN}"})).json()

@@ -142,26 +142,36 @@ def peer_routes(rt: GuardRuntime) -> list[AdminRoute]:
     """Worker-to-worker routes, served only on the workers' private unix
     sockets (a directory only this user can open: no token):
 
-        GET  /peer/guard/snapshot   bans, allows, pin and verdicts for a restarted worker
-        POST /peer/guard/detector   {"node", "mode", "at"}: a peer's detector verdict
+        GET  /peer/guard/snapshot   bans, allows, pin, verdicts, suspects for a restarted worker
+        POST /peer/guard/report     {"node", "mode"?, "at"?, "suspects"?: [[address, score, until]]}
     """
 
     async def snapshot(req: AdminRequest) -> AdminResponse:
         return AdminResponse.of_json(rt.snapshot())
 
-    async def detector(req: AdminRequest) -> AdminResponse:
+    async def report(req: AdminRequest) -> AdminResponse:
         try:
             data = _body(req)
-            node, at = data.get("node"), data.get("at")
-            if not isinstance(node, str) or isinstance(at, bool) or not isinstance(at, int | float):
-                raise BadRequest('"node" (string) and "at" (unix time) are required')
-            mode = Mode(str(data.get("mode")))
+            node = data.get("node")
+            if not isinstance(node, str):
+                raise BadRequest('"node" (string) is required')
+            suspects = data.get("suspects", [])
+            if not isinstance(suspects, list):
+                raise BadRequest('"suspects" must be a list of [address, score, until]')
+            verdict = None
+            if "mode" in data:
+                at = data.get("at")
+                if isinstance(at, bool) or not isinstance(at, int | float):
+                    raise BadRequest('"at" (unix time) is required with "mode"')
+                verdict = (Mode(str(data["mode"])), float(at))
         except ValueError as e:
             return AdminResponse.error(400, str(e))
-        rt.peer_verdict(node, mode, float(at))
-        return AdminResponse.of_json({"mode": rt.state.mode.value})
+        if verdict is not None:
+            rt.peer_verdict(node, *verdict)
+        taken = rt.peer_suspects(suspects) if suspects else 0
+        return AdminResponse.of_json({"mode": rt.state.mode.value, "suspects": taken})
 
     return [
         AdminRoute("GET", "/peer/guard/snapshot", snapshot, auth=False),
-        AdminRoute("POST", "/peer/guard/detector", detector, auth=False),
+        AdminRoute("POST", "/peer/guard/report", report, auth=False),
     ]

@@ -38,6 +38,8 @@ PEER_FRESH = 30.0
 """Seconds a peer worker's detector verdict counts (as DETECTOR_FRESH with Redis)."""
 PEER_REPORT_EVERY = 5.0
 """Seconds between reports of an unchanged verdict to the peers (Redis: FULL_RELOAD_EVERY)."""
+MAX_PEER_SUSPECTS = 20_000
+"""Suspects sent to (or taken from) the peers per report at most."""
 
 
 class GuardRuntime:
@@ -57,6 +59,9 @@ class GuardRuntime:
         """This process's name among its peer workers (a restarted one gets a new one)."""
         self._peer_verdicts: dict[str, tuple[Mode, float]] = {}
         self._reported: tuple[Mode, float] | None = None
+        self._suspects_out: list[tuple[str, float, float]] | None = None
+        """Suspects this worker's detector named since the last peer report
+        (None until the first report: no peers, nothing kept)."""
         from shieldwall.guard._admin import admin_routes, peer_routes
         self.admin_routes: list[AdminRoute] = admin_routes(self)
         self.peer_routes: list[AdminRoute] = peer_routes(self)
@@ -166,18 +171,38 @@ class GuardRuntime:
     # -- peer workers on one machine (no Redis) -------------------------------
 
     def peer_report(self) -> tuple[str, bytes] | None:
-        """This worker's detector verdict for its peers, when it changed or
-        every PEER_REPORT_EVERY s. None with Redis: the sync shares verdicts then."""
-        if self._sync is not None:
-            return None
+        """For the peer workers (called every second): this worker's detector
+        verdict when it changed or every PEER_REPORT_EVERY s, and the suspects
+        its detector named since the last report. With Redis the sync shares
+        verdicts; suspects (which Redis does not carry) still go to the peers."""
         now = self.clock()
+        suspects, self._suspects_out = self._suspects_out or [], []
         own = self.state.own_detector_mode
         last = self._reported
-        if last is not None and last[0] is own and now - last[1] < PEER_REPORT_EVERY:
+        body: dict[str, Any] = {"node": self.node}
+        if self._sync is None and (last is None or last[0] is not own
+                                   or now - last[1] >= PEER_REPORT_EVERY):
+            self._reported = (own, now)
+            body.update(mode=own.value, at=now)
+        if suspects:
+            body["suspects"] = [[a, score, until] for a, score, until in suspects]
+        if len(body) == 1:
             return None
-        self._reported = (own, now)
-        body = {"node": self.node, "mode": own.value, "at": now}
-        return "/peer/guard/detector", json.dumps(body).encode()
+        return "/peer/guard/report", json.dumps(body).encode()
+
+    def peer_suspects(self, items: list[Any]) -> int:
+        """Suspects a peer worker's detector named; returns how many were taken."""
+        now = self.clock()
+        n = 0
+        for item in items[:MAX_PEER_SUSPECTS]:
+            try:
+                address, score, until = str(item[0]), float(item[1]), float(item[2])
+            except (ValueError, TypeError, IndexError):
+                continue
+            if until > now and 0.0 <= score <= 1.0:
+                self.state.mark_suspect(address, score, until)
+                n += 1
+        return n
 
     def peer_verdict(self, node: str, mode: Mode, at: float) -> None:
         """A peer worker's detector verdict. The detector mode in force is the
@@ -205,7 +230,8 @@ class GuardRuntime:
 
     def snapshot(self) -> dict[str, Any]:
         """What a restarted peer worker needs to act as this one: run-time
-        bans and allows, the operator's pin, the fresh detector verdicts."""
+        bans and allows, the operator's pin, the fresh detector verdicts and
+        the current suspects."""
         now = self.clock()
 
         def entries(items: Any) -> list[list[Any]]:
@@ -214,10 +240,12 @@ class GuardRuntime:
 
         verdicts = {n: [m.value, at] for n, (m, at) in self._peer_verdicts.items()}
         verdicts[self.node] = [self.state.own_detector_mode.value, now]
+        suspects = [[a, score, until] for a, (score, until) in self.state.suspects.items()
+                    if until > now][:MAX_PEER_SUSPECTS]
         return {"bans": entries(self.state.bans.items()),
                 "allows": entries(self.state.allows.items()),
                 "pinned": self.state.pinned.value if self.state.pinned is not None else None,
-                "verdicts": verdicts}
+                "verdicts": verdicts, "suspects": suspects}
 
     def restore(self, snap: Any) -> None:
         """Take a peer's :meth:`snapshot` (a restarted worker, before it serves).
@@ -245,6 +273,8 @@ class GuardRuntime:
                 self.state.set_mode(pinned, "operator", remote=True)
             except ValueError:
                 log.warning("guard: skipped a peer's pinned mode %r", snap["pinned"])
+        if isinstance(snap.get("suspects"), list):
+            self.peer_suspects(snap["suspects"])
         if self._sync is None:
             for node, item in (snap.get("verdicts") or {}).items():
                 try:
@@ -260,7 +290,11 @@ class GuardRuntime:
 
     def mark_suspect(self, client: str, score: float, ttl: float) -> None:
         ident = self.gate._ids.get(client)
-        self.state.mark_suspect(ident.address, score, self.clock() + ttl)
+        until = self.clock() + ttl
+        self.state.mark_suspect(ident.address, score, until)
+        out = self._suspects_out
+        if out is not None and len(out) < MAX_PEER_SUSPECTS:
+            out.append((ident.address, score, until))
 
     def ban(self, value: str, ttl: float, reason: str = "", source: str = "operator") -> str:
         if not 0 < ttl <= self.settings.ban_max_ttl:

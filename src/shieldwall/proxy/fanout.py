@@ -15,8 +15,9 @@ admin app as the public listener plus the parts' peer-only routes
   kernel), pulls a snapshot from a live peer (worker 0 first), applies it,
   and only then serves the socket: a change made meanwhile is either in the
   snapshot or applied after it.
-- Periodic reports: every second each worker asks its parts for a report
-  (the guard's detector verdict) and posts it to every peer.
+- Periodic reports: at start and then every second each worker asks its
+  parts for a report (the guard's detector verdict and new suspects) and
+  posts it to every peer.
 - ``GET /api/status`` on worker 0 adds every worker's view (``workers``) and
   sums the counters; ``GET /api/verdict`` answers with the most alarming
   worker's verdict and lists them all.
@@ -30,7 +31,7 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,15 +272,23 @@ PeerReport = Callable[[], tuple[str, bytes] | None]
 PeerRestore = Callable[[Any], None]
 
 
-async def report_loop(peers: Peers, reports: list[PeerReport],
-                      every: float = 1.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-                      ) -> None:
-    """Every ``every`` seconds post each part's report to every peer (the
-    unreachable ones are skipped until they are back)."""
-    while True:
-        await sleep(every)
-        for report in reports:
-            got = report()
-            if got is not None:
-                path, body = got
-                await peers.broadcast("POST", path, body)
+def report_loop(peers: Peers, reports: list[PeerReport], every: float = 1.0,
+                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+                ) -> Coroutine[Any, Any, None]:
+    """Post each part's report to every peer now, then every ``every``
+    seconds (the unreachable ones are skipped until they are back). The first
+    round's reports are taken synchronously, when the loop is created, so a
+    part knows from the start that it has peers."""
+    first = [report() for report in reports]
+
+    async def run() -> None:
+        pending = first
+        while True:
+            for got in pending:
+                if got is not None:
+                    path, body = got
+                    await peers.broadcast("POST", path, body)
+            await sleep(every)
+            pending = [report() for report in reports]
+
+    return run()
