@@ -132,3 +132,22 @@ def test_drill_mixed_crowd_then_randomized_flood_with_a_killed_backend() -> None
     assert incidents[0].start < crowd["end_unix"] and incidents[0].end <= attack["start_unix"] + 1
     assert incidents[1].detected_at - attack["start_unix"] <= 5.0
     assert incidents[1].end >= next(p for p in labels["phases"] if p["name"] == "recovery")["start_unix"]
+
+
+SHIELD = Path(__file__).resolve().parents[1] / "data" / "drill-shield"
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [("flood", ("ddos", "flood")),
+                                                    ("flash-crowd", ("flash_crowd", None))])
+def test_shieldwall_own_access_log_from_a_drill_gives_the_same_answer_as_it_did_live(
+        scenario: str, expected: tuple[str, str | None]) -> None:
+    labels = json.loads((SHIELD / scenario / "phases.json").read_text())
+    report = analyze([SHIELD / scenario / "access.log.gz"], "auto")
+    assert report.stats.unparsed == 0
+    assert [(i.verdict, i.kind) for i in report.incidents] == [expected]
+    phase = next(p for p in labels["phases"] if p["expect"] != "normal")
+    assert report.incidents[0].detected_at - phase["start_unix"] <= 5.0
+    # what the running shield said during that drill (recorded by the drill, once a second)
+    live = [p for p in labels["live_timeline"] if phase["start_unix"] + 5 <= p["unix"] < phase["end_unix"]]
+    assert live and all(p["verdict"] == expected[0] for p in live)
+    assert all(p["mode"] == ("under_attack" if expected[0] == "ddos" else "normal") for p in live)
