@@ -27,7 +27,9 @@ KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_fa
 
 
 DRILL = Path(__file__).resolve().parents[1] / "tests" / "data" / "drill"
-DRILL_KIND = {"flood": "flood", "randomized": "randomized", "cache-bust": "cache_bust", "slowloris": "slow"}
+DRILL_KIND = {"flood": "flood", "randomized": "randomized", "cache-bust": "cache_bust", "slowloris": "slow",
+              "slow-post": "slow", "smart-bot": "flood"}
+"""The drill's attack names -> our ddos kinds (a smart bot is judged a flood)."""
 
 
 def drill_confusion() -> tuple[Counter[tuple[str, str]], dict[str, list[str]]]:
@@ -36,12 +38,12 @@ def drill_confusion() -> tuple[Counter[tuple[str, str]], dict[str, list[str]]]:
     found: dict[str, list[str]] = {}
     for d in sorted(p for p in DRILL.iterdir() if p.is_dir()):
         labels = json.loads((d / "phases.json").read_text())
-        kind = DRILL_KIND.get(d.name)
-        phases = [(p["start_unix"], p["end_unix"], p["expect"]) for p in labels["phases"]]
+        phases = [(p["start_unix"], p["end_unix"], p["expect"],
+                   DRILL_KIND.get(p["attacks"][0]["kind"], "?") if p["attacks"] else None)
+                  for p in labels["phases"]]
 
-        def truth(sec: float, phases: list[tuple[float, float, str]] = phases,
-                  kind: str | None = kind) -> str | None:
-            for i, (a, b, expect) in enumerate(phases):
+        def truth(sec: float, phases: list[tuple[float, float, str, str | None]] = phases) -> str | None:
+            for i, (a, b, expect, kind) in enumerate(phases):
                 if a <= sec < b:
                     after_anomaly = i > 0 and phases[i - 1][2] != "normal" and expect == "normal"
                     if sec < a + (10 if after_anomaly else 5):
