@@ -83,6 +83,7 @@ def phase_row(report: dict[str, Any], name: str) -> dict[str, Any]:
         "attack_requests": (hit.get("attack") or {}).get("requests", 0),
         "attack_reached_backend": hit.get("attack_reached_backend"),
         "reaction_s": hit.get("reaction_s"),
+        "under_attack_after_s": hit.get("under_attack_after_s"),
         "goodput_after_reaction": hit.get("legit_goodput_after_reaction"),
         "p99_ms_after_reaction": hit.get("legit_p99_ms_after_reaction"),
         "verdict": hit.get("verdict"),
@@ -117,8 +118,10 @@ def main() -> None:
     ap.add_argument("--scenarios", default="flood,randomized,flash-crowd")
     ap.add_argument("--out", type=Path, default=Path("out/bench-drill"))
     ap.add_argument("--shield-mode", default=None, help="pin shieldwall's mode (e.g. under_attack)")
+    ap.add_argument("--shield-toml", type=Path, default=None, help="TOML appended to shieldwall's config")
     a = ap.parse_args()
     result: dict[str, Any] = {"duration_s": a.duration, "shopper_sessions_per_s": a.rate,
+                              "shield_toml": a.shield_toml.read_text() if a.shield_toml else "",
                               "generator_ceiling": asyncio.run(generator_ceiling())}
     rows: dict[str, dict[str, Any]] = {}
     for scenario in a.scenarios.split(","):
@@ -127,7 +130,8 @@ def main() -> None:
             try:
                 report = asyncio.run(run_drill(DrillOptions(
                     scenario, against, a.duration, a.rate, out, seed=7,
-                    shield_mode=a.shield_mode if against == "shieldwall" else None)))
+                    shield_mode=a.shield_mode if against == "shieldwall" else None,
+                    shield_toml=a.shield_toml.read_text() if a.shield_toml and against == "shieldwall" else "")))
             except Exception as exc:  # report the failure in the table, keep going
                 rows[f"{scenario}/{against}"] = {"error": f"{type(exc).__name__}: {exc}"}
                 continue

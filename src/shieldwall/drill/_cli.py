@@ -87,6 +87,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed"),
         shield_mode: str = typer.Option(None, "--shield-mode",
                                         help="shieldwall only: pin the mode (normal|elevated|under_attack)"),
+        shield_toml: Path = typer.Option(None, "--shield-toml", exists=True, dir_okay=False,
+                                         help="shieldwall only: TOML appended to the lab's shield config "
+                                              "(e.g. a [guard.admission] section)"),
     ) -> None:
         """Run a drill: the demo shop, shoppers, attacks and faults; then the report."""
         console = _console()
@@ -104,8 +107,11 @@ def register(app: typer.Typer) -> None:
                                         shield_mode not in ("normal", "elevated", "under_attack")):
             raise typer.BadParameter("needs --against shieldwall and one of normal, elevated, under_attack",
                                      param_hint="--shield-mode")
+        if shield_toml is not None and against != "shieldwall":
+            raise typer.BadParameter("needs --against shieldwall", param_hint="--shield-toml")
         opts = DrillOptions(scenario, against, duration, rate, out, backends, attack_sources=sources, seed=seed,
-                            shield_mode=shield_mode)
+                            shield_mode=shield_mode,
+                            shield_toml=shield_toml.read_text() if shield_toml is not None else "")
         run_and_report(opts, json_path or out / "report.json", html_path or out / "timeline.html", console)
 
     @app.command()

@@ -52,6 +52,8 @@ class DrillOptions:
     """Override every assault's source count (None: the scenario's)."""
     seed: int | None = None
     grace: float = END_GRACE_S
+    shield_toml: str = ""
+    """shieldwall only: TOML appended to the config the lab writes (tuning sections)."""
     shield_mode: str | None = None
     """shieldwall only: pin the guard's mode (POST /api/mode) before the drill starts."""
 
@@ -132,6 +134,8 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
         cluster = ShopCluster(lab, work, opts.backends, opts.shape)
         cluster.start()
         front = make_front(opts.against, lab, cluster, work)
+        if isinstance(front, ShieldwallFront):
+            front.extra_toml = opts.shield_toml
         front.start()
         if opts.shield_mode and isinstance(front, ShieldwallFront):
             answer = front.admin_post("/api/mode", {"mode": opts.shield_mode})
@@ -342,7 +346,8 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
         "scenario": opts.scenario, "against": opts.against, "duration_s": float(opts.duration),
         "started_at": started, "clock_zero_unix": wall0,
         "settings": {"base_rate_sessions_per_s": opts.base_rate, "backends": opts.backends,
-                     "shield_mode": opts.shield_mode, "generator_loop_lag": gen_lag,
+                     "shield_mode": opts.shield_mode, "shield_toml": opts.shield_toml,
+                     "generator_loop_lag": gen_lag,
                      "shop": vars(opts.shape), "ok_within_s": 2.0, "sessions_dropped": dropped,
                      "front": front_info},
         "legit": {**total, "http_exchanges": legit.exchanges, "sessions_in_flight_at_end": leftover},
