@@ -176,6 +176,16 @@ def test_a_cli_ban_holds_on_every_worker_and_on_a_restarted_one(
     st = status(admin)
     assert [v["bans"] for v in st["workers"]["views"]] == [1, 1] and st["workers"]["agree"]
     assert all(v["counters"].get("block", 0) > 0 for v in st["workers"]["views"])
+    assert st["counters"]["block"] == FRESH
+    # /metrics counts every worker's refusals (the others report once a second)
+    deadline = time.monotonic() + 10
+    while True:
+        m = re.search(r'shieldwall_guard_events_total\{kind="block"\} (\d+)',
+                      httpx.get(admin + "/metrics").text)
+        if m and int(m.group(1)) == FRESH:
+            break
+        assert time.monotonic() < deadline, f"/metrics says {m and m.group(1)} blocks"
+        time.sleep(0.2)
 
     # each original worker in turn: the other one (1 or 0) hands it the state
     for victim in workers_of(proc.pid):
@@ -340,6 +350,7 @@ def test_a_report_carries_the_verdict_when_it_changes_and_every_new_suspect() ->
     assert a.peer_report() is None, "nothing new"
     a.mark_suspect("203.0.113.6", 0.75, 300)
     a.set_mode(Mode.ELEVATED, "detector")
+    a.gate.counts["allow"] = 4  # as if its gate had let four requests in
     path, body = a.peer_report() or ("", b"")
     sent = json.loads(body)
     assert sent["mode"] == "elevated" and sent["suspects"] == [["203.0.113.6", 0.75,
@@ -352,6 +363,10 @@ def test_a_report_carries_the_verdict_when_it_changes_and_every_new_suspect() ->
     assert path == "/peer/guard/report" and json.loads(body)["at"] == clock.now, \
         "an unchanged verdict is repeated every 5 s so it stays fresh"
     assert b.peer_suspects([["x", "not a score", 1], ["203.0.113.7", 0.5, clock.now - 1]]) == 0
+    assert sent["counters"] == {"allow": 4}
+    b.gate.counts["block"] = 2
+    b.peer_counters(a.node, {"block": 3, "allow": 1, "bogus": "x"})
+    assert b.shield_counters() == {"allow": 1, "block": 5}
 
 
 def test_a_restored_snapshot_carries_bans_allows_pin_and_verdicts() -> None:

@@ -143,7 +143,8 @@ def peer_routes(rt: GuardRuntime) -> list[AdminRoute]:
     sockets (a directory only this user can open: no token):
 
         GET  /peer/guard/snapshot   bans, allows, pin, verdicts, suspects for a restarted worker
-        POST /peer/guard/report     {"node", "mode"?, "at"?, "suspects"?: [[address, score, until]]}
+        POST /peer/guard/report     {"node", "mode"?, "at"?, "suspects"?: [[address, score, until]],
+                                     "counters"?: {kind: n}}
     """
 
     async def snapshot(req: AdminRequest) -> AdminResponse:
@@ -168,6 +169,8 @@ def peer_routes(rt: GuardRuntime) -> list[AdminRoute]:
             return AdminResponse.error(400, str(e))
         if verdict is not None:
             rt.peer_verdict(node, *verdict)
+        if isinstance(data.get("counters"), dict):
+            rt.peer_counters(node, data["counters"])
         taken = rt.peer_suspects(suspects) if suspects else 0
         return AdminResponse.of_json({"mode": rt.state.mode.value, "suspects": taken})
 

@@ -38,6 +38,8 @@ PEER_FRESH = 30.0
 """Seconds a peer worker's detector verdict counts (as DETECTOR_FRESH with Redis)."""
 PEER_REPORT_EVERY = 5.0
 """Seconds between reports of an unchanged verdict to the peers (Redis: FULL_RELOAD_EVERY)."""
+MAX_PEER_NODES = 1000
+"""Peer workers (a restarted one is a new node) whose counters are kept at most."""
 MAX_PEER_SUSPECTS = 20_000
 """Suspects sent to (or taken from) the peers per report at most."""
 
@@ -59,6 +61,10 @@ class GuardRuntime:
         """This process's name among its peer workers (a restarted one gets a new one)."""
         self._peer_verdicts: dict[str, tuple[Mode, float]] = {}
         self._reported: tuple[Mode, float] | None = None
+        self._peer_counts: dict[str, dict[str, int]] = {}
+        """The gate counters each peer worker (live or gone) reported last, so
+        /metrics counts the whole shield and never goes down when one dies."""
+        self._counts_sent: dict[str, int] | None = None
         self._suspects_out: list[tuple[str, float, float]] | None = None
         """Suspects this worker's detector named since the last peer report
         (None until the first report: no peers, nothing kept)."""
@@ -186,6 +192,9 @@ class GuardRuntime:
             body.update(mode=own.value, at=now)
         if suspects:
             body["suspects"] = [[a, score, until] for a, score, until in suspects]
+        if self.gate.counts and self.gate.counts != self._counts_sent:
+            self._counts_sent = dict(self.gate.counts)
+            body["counters"] = self._counts_sent
         if len(body) == 1:
             return None
         return "/peer/guard/report", json.dumps(body).encode()
@@ -203,6 +212,23 @@ class GuardRuntime:
                 self.state.mark_suspect(address, score, until)
                 n += 1
         return n
+
+    def peer_counters(self, node: str, counts: dict[str, Any]) -> None:
+        """A peer worker's gate counters (cumulative, as it reported them last)."""
+        if node == self.node:
+            return
+        if node not in self._peer_counts and len(self._peer_counts) >= MAX_PEER_NODES:
+            return  # a restart loop; the counters of the first nodes stay
+        self._peer_counts[node] = {str(k): int(v) for k, v in counts.items()
+                                   if isinstance(v, int) and not isinstance(v, bool)}
+
+    def shield_counters(self) -> dict[str, int]:
+        """This worker's gate counters plus every peer worker's last report."""
+        total = dict(self.gate.counts)
+        for counts in self._peer_counts.values():
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + v
+        return dict(sorted(total.items()))
 
     def peer_verdict(self, node: str, mode: Mode, at: float) -> None:
         """A peer worker's detector verdict. The detector mode in force is the
@@ -368,10 +394,11 @@ class GuardRuntime:
             "# HELP shieldwall_guard_suspects Clients currently classed suspect.",
             "# TYPE shieldwall_guard_suspects gauge",
             f"shieldwall_guard_suspects {st['suspects']}",
-            "# HELP shieldwall_guard_events_total Guard decisions and events by kind.",
+            "# HELP shieldwall_guard_events_total Guard decisions and events by kind "
+            "(all the workers of this shield).",
             "# TYPE shieldwall_guard_events_total counter",
         ]
-        for key, value in st["counters"].items():
+        for key, value in self.shield_counters().items():
             lines.append(f'shieldwall_guard_events_total{{kind="{key}"}} {value}')
         lines += ["# HELP shieldwall_admission_limit Concurrency limit per backend.",
                   "# TYPE shieldwall_admission_limit gauge"]
