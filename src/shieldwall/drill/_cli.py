@@ -137,3 +137,6 @@ def register(app: typer.Typer) -> None:
             console.print("  [yellow]The shield's detector verdict was not available from its admin API "
                           "(GET /api/verdict): verdicts are shown as '-'.[/]")
         console.print(f"\n[bold]The picture:[/] {(out / 'timeline.html').resolve()}")
+        if against == "shieldwall":
+            console.print("The same drill without a shield: [bold]shieldwall demo --against none[/]; "
+                          "side by side with nginx: [bold].venv/bin/python bench/drill.py[/]")
