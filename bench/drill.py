@@ -9,7 +9,7 @@ and nginx fall far below; in a 10x flash crowd no shopper is refused.
 Also measures the load generator's own ceiling (a flood against a trivial
 sink server), so nobody mistakes a saturated generator for a strong shield.
 
-    .venv/bin/python bench/drill.py [--duration 40] [--against none,nginx,shieldwall]
+    .venv/bin/python bench/drill.py [--duration 60] [--against none,nginx,shieldwall]
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def goals(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=40.0)
+    ap.add_argument("--duration", type=float, default=60.0,
+                    help="seconds per drill (the calm phase, 30%%, must outlast the detector warm-up)")
     ap.add_argument("--rate", type=float, default=2.0, help="shopper sessions per second (calm)")
     ap.add_argument("--against", default="none,nginx,shieldwall")
     ap.add_argument("--scenarios", default="flood,randomized,flash-crowd")
