@@ -40,8 +40,9 @@ PEER_REPORT_EVERY = 5.0
 """Seconds between reports of an unchanged verdict to the peers (Redis: FULL_RELOAD_EVERY)."""
 MAX_PEER_NODES = 1000
 """Peer workers (a restarted one is a new node) whose counters are kept at most."""
-MAX_PEER_SUSPECTS = 20_000
-"""Suspects sent to (or taken from) the peers per report at most."""
+MAX_PEER_SUSPECTS = 10_000
+"""Suspects sent to (or taken from) the peers per report at most (under 1 MB even
+for IPv6: the admin listener's body cap; the detector names at most 2,000 a second)."""
 
 
 class GuardRuntime:
