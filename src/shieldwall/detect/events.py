@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from shieldwall.fastinit import fast_init
+
 
 class Outcome(StrEnum):
     """What happened between the shield and the upstream for this request."""
@@ -25,6 +27,7 @@ class Outcome(StrEnum):
     UNKNOWN = "-"              # not known (a plain combined log carries no upstream fields)
 
 
+@fast_init  # built for every request: a cheaper __init__, same frozen record
 @dataclass(frozen=True, slots=True)
 class RequestEvent:
     time: float

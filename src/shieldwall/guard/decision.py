@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Protocol
 
+from shieldwall.fastinit import fast_init
+
 
 class Action(StrEnum):
     ALLOW = "allow"
@@ -42,6 +44,7 @@ class Mode(StrEnum):
     UNDER_ATTACK = "under_attack"
 
 
+@fast_init  # built for every request: a cheaper __init__, same frozen record
 @dataclass(frozen=True, slots=True)
 class RequestFacts:
     """What is known of a request before its body: enough to decide on."""
