@@ -128,6 +128,8 @@ class GuardGate:
             (c, p, sess): Decision(Action.ALLOW, c, reason="allow", priority=p, session=sess)
             for c in ClientClass for p in (0, 1) for sess in (False, True)
         }
+        self._customer_cookie = settings.customer_cookie.encode()
+        self._customer_header = settings.customer_header.encode()
         self.set_secret(secret if secret is not None else _secret(settings))
 
     def set_secret(self, secret: bytes) -> None:
@@ -135,6 +137,8 @@ class GuardGate:
         self._session = Signer(secret, "session")
         self._challenge = Signer(secret, "challenge")
         self._pass = Signer(secret, "pass")
+        self._cookie_tokens: dict[str, tuple[tuple[str, ...] | None,
+                                             tuple[str, ...] | None]] = {}
 
     @staticmethod
     def _route(r: RouteClass) -> _Route:
@@ -253,14 +257,12 @@ class GuardGate:
         """The class, the difficulty of a valid pass token (-1: none), and
         whether a valid session cookie came with the request."""
         pass_bits = -1
+        sess = None
         if facts.cookie:
-            token = cookie_value(facts.cookie, self.settings.pass_cookie)
-            if token:
-                f = self._pass.verify(token)
-                if f is not None and len(f) == 5 and float(f[2]) > now and (
-                        f[1] == ident.bind_prefix or f[1] == ident.address):
-                    pass_bits = int(f[3])
-        sess = self._session_fields(facts.cookie) if facts.cookie else None
+            f, sess = self._tokens_of(facts.cookie)
+            if f is not None and float(f[2]) > now and (
+                    f[1] == ident.bind_prefix or f[1] == ident.address):
+                pass_bits = int(f[3])
         has_session = sess is not None
         if lists.allowed:
             return ClientClass.VERIFIED, pass_bits, has_session
@@ -275,11 +277,34 @@ class GuardGate:
         return ClientClass.UNKNOWN, pass_bits, has_session
 
     def _session_fields(self, cookie: str) -> tuple[str, ...] | None:
+        return self._tokens_of(cookie)[1]
+
+    def _tokens_of(self, cookie: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+        """The verified fields of the pass token and of the session token in a
+        Cookie header (None for absent, forged or malformed), before any time
+        check. A browser sends the same header on every request, and both
+        ``decide`` and ``observe_response`` need it: memoised per header, so a
+        request costs one dict probe instead of three scans and two verifies.
+        Bounded (headers over 1 KiB are not kept; cleared when full) and
+        emptied with a new secret."""
+        cache = self._cookie_tokens
+        hit = cache.get(cookie)
+        if hit is not None:
+            return hit
+        token = cookie_value(cookie, self.settings.pass_cookie)
+        pf = self._pass.verify(token) if token else None
+        if pf is not None and len(pf) != 5:
+            pf = None
         token = cookie_value(cookie, self.settings.session_cookie)
-        if not token:
-            return None
-        f = self._session.verify(token)
-        return f if f is not None and len(f) == 4 else None
+        sf = self._session.verify(token) if token else None
+        if sf is not None and len(sf) != 4:
+            sf = None
+        got = (pf, sf)
+        if len(cookie) <= 1024:
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[cookie] = got
+        return got
 
     def _route_of(self, path: str) -> _Route:
         hit = self._route_cache.get(path)
@@ -456,9 +481,8 @@ class GuardGate:
             return ()
         now = self.clock()
         s = self.settings
-        fields = self._session_fields(facts.cookie) if facts.cookie else None
-        customer = _marks_customer(headers, s.customer_cookie.encode(),
-                                   s.customer_header.encode())
+        fields = self._tokens_of(facts.cookie)[1] if facts.cookie else None
+        customer = _marks_customer(headers, self._customer_cookie, self._customer_header)
         if fields is not None:
             cust_until = float(fields[3])
             issued = float(fields[2])
