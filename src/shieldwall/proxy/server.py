@@ -60,6 +60,9 @@ _CHUNKED = b"Transfer-Encoding: chunked\r\n"
 _CHUNK_END = b"0\r\n\r\n"
 _NO_BODY_STATUS = frozenset({204, 304})
 _SAFE_FOR_STALE = frozenset({"GET", "HEAD"})
+_ALLOW = Action.ALLOW
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+"""Response status lines as sent, by (status, reason): formatted once, not per response."""
 # Enum properties cost a descriptor call each; the log needs plain strings.
 _ACTION = {a: a.value for a in Action}
 _CLASS = {c: c.label for c in ClientClass}
@@ -360,7 +363,8 @@ class ClientConnection(asyncio.Protocol):
             w.reject_log("gate_error", repr(exc))
             decision = ALLOW_ALL
         self.decision = decision
-        if decision.enforced:
+        # Most requests are allowed: one identity test before the property call.
+        if decision.action is not _ALLOW and decision.enforced:
             resp = decision.response or error_response(403)
             self.status = _status_of(resp)
             self.outcome = Outcome.SHIELD
@@ -690,7 +694,12 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = now + w.timeouts.upstream_response
         self.resp_started = True
         closing = (self.closing or not head.keep_alive or (not self.req_done and head.has_body) or w.draining)
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        line = _STATUS_LINES.get((status, reason))
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+            if len(_STATUS_LINES) < 256:  # backends use a handful; never unbounded
+                _STATUS_LINES[(status, reason)] = line
+        parts = [line]
         parts.extend([n + b": " + v + b"\r\n" for n, v in headers])
         for n, v in decision.add_response_headers:
             parts.append(n + b": " + v + b"\r\n")
