@@ -57,7 +57,9 @@ def test_live_and_offline_builders_produce_identical_features(tmp_path: Path) ->
     def keep(w: Window, r: StepResult) -> None:
         offline.append(r.features)
 
-    analyze([log], "auto", on_step=keep)
+    report = analyze([log], "auto", on_step=keep)
+    # the offline side is the compiled chunk reader (the analyzer's fast path), every line
+    assert report.stats.fast_lines == report.stats.lines == len(events)
 
     clock = FakeClock(events[0].time)
     live_rt = DetectRuntime.from_settings(DetectSettings(), clock=clock)

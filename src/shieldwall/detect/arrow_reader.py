@@ -1,0 +1,197 @@
+"""The compiled fast path for ``combined`` logs: a whole chunk of lines parsed into
+columns by Arrow's CSV reader (C++), converted with vectorised kernels, and handed
+on as the same :data:`~shieldwall.detect.readers.Parsed` rows the Python parser makes.
+
+A combined line is a space-separated record with three quoted fields; a
+shieldwall access line adds nine ``key=value`` fields. Arrow splits a 1 MB
+chunk in one call; time stamps are parsed once per distinct string (a chunk
+holds a few hundred), request targets split with one regular expression over
+the column. The rows that come out are equal, field for field, to what
+:meth:`LineParser.parse_combined` makes of each line (tests/detect check it),
+so the window builder, and with it the live/offline identity, is untouched.
+
+The chunk is accepted only when every line has the shape the fast path knows
+(same column count, exactly six quotes a line, known ``key=value`` layout,
+parseable time stamps, numbers); anything else -- a bad line, an escaped quote,
+JSON, a ``common`` log, invalid UTF-8 -- sends the whole chunk to the Python
+parser, which counts and samples bad lines as before. Rare odd lines cost
+speed for their chunk, never correctness.
+"""
+
+from __future__ import annotations
+
+import io
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.csv as pcsv  # type: ignore[import-untyped]
+
+from shieldwall.detect.readers import Parsed, _TimeCache
+
+CHUNK_BYTES = 1 << 20
+
+_ACCESS_KEYS = {10: "rt=", 12: "ut=", 14: "o=", 17: "s=", 18: "v="}
+"""Column -> prefix of the access-log tail the fast path reads (docs/ACCESS_LOG.md)."""
+
+_TARGET2 = r"(?s)^[^ ]* (?P<t>.*) [^ ]*$"
+"""Request line with two or more spaces: the target between the first and the last."""
+_TARGET1 = r"(?s)^[^ ]* (?P<t>[^ ]*)$"
+"""Request line with one space: everything after it."""
+
+_QUERY = r"(?s)^[^?]*\?(?P<q>.*)$"
+"""Target -> the query after the first ``?``."""
+_ODD_BYTES = (b"\r", b"\t", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+"""Bytes Python treats as line ends (universal newlines) or white space (``str.split()``)
+but Arrow does not: a chunk holding any is left to the Python parser."""
+
+_READ = pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False, block_size=1 << 20)
+_CONVERT = pcsv.ConvertOptions(
+    column_types={f"f{i}": pa.string() for i in range(19)},
+    strings_can_be_null=False, quoted_strings_can_be_null=False,
+)
+
+
+class _Reject(Exception):
+    """This chunk is not for the fast path."""
+
+
+class ArrowCombined:
+    """Parses chunks of ``combined`` / access-log bytes into rows, or says it cannot."""
+
+    def __init__(self) -> None:
+        self._time = _TimeCache()
+        self._bad = 0
+
+        def invalid(row: Any) -> str:
+            self._bad += 1
+            return "skip"
+
+        self._parse = pcsv.ParseOptions(
+            delimiter=" ", quote_char='"', double_quote=False, escape_char=False,
+            newlines_in_values=False, ignore_empty_lines=True, invalid_row_handler=invalid,
+        )
+
+    def parse(self, chunk: bytes) -> list[Parsed] | None:
+        """Rows for every line of ``chunk`` (whole lines), or None: use the Python parser."""
+        try:
+            return self._rows(chunk)
+        except (_Reject, pa.ArrowException, ValueError, KeyError, IndexError):
+            return None
+
+    def _rows(self, chunk: bytes) -> list[Parsed]:
+        if chunk[:1] == b"{" or b"\n{" in chunk:
+            raise _Reject("json lines")
+        for c in _ODD_BYTES:
+            if c in chunk:
+                raise _Reject("carriage return or odd white space")
+        self._bad = 0
+        tbl = pcsv.read_csv(pa.BufferReader(chunk), read_options=_READ,
+                            parse_options=self._parse, convert_options=_CONVERT)
+        n = tbl.num_rows
+        nc = tbl.num_columns
+        if self._bad or n == 0 or nc not in (10, 19):
+            raise _Reject("shape")
+        # exactly six quotes a line: the three quoted fields and nothing else
+        if chunk.count(b'"') != 6 * n:
+            raise _Reject("quotes")
+        col = [tbl.column(i).combine_chunks() for i in range(nc)]
+        if nc == 19:
+            ascii_only = chunk.isascii()
+            for i in range(10, 19):
+                prefix = _ACCESS_KEYS.get(i)
+                if prefix is not None and not pc.all(pc.starts_with(col[i], prefix)).as_py():
+                    raise _Reject("access tail")
+                if not ascii_only and not pc.all(pc.string_is_ascii(col[i])).as_py():
+                    raise _Reject("access tail")  # str.split() cuts at Unicode spaces too
+        # time: "[dd/Mon/yyyy:HH:MM:SS" and "+zzzz]", parsed once per distinct value
+        stamp = pc.dictionary_encode(pc.binary_join_element_wise(col[3], col[4], " "))
+        tcache = self._time
+        secs = []
+        for s in stamp.dictionary.to_pylist():
+            if len(s) != 28 or s[0] != "[" or s[-1] != "]":
+                raise _Reject("time")
+            secs.append(tcache(s[1:-1]))
+        t = np.asarray(secs, dtype=np.float64)[stamp.indices.to_numpy()]
+        # request line -> target -> path, query (as LineParser.parse_combined cuts it)
+        req = col[5]
+        words = pc.split_pattern(req, " ")
+        if pc.all(pc.equal(pc.list_value_length(words), 3)).as_py():
+            target = pc.list_element(words, 1)  # "METHOD target PROTOCOL": nearly every line
+        else:
+            two = pc.struct_field(pc.extract_regex(req, _TARGET2), [0])
+            one = pc.struct_field(pc.extract_regex(req, _TARGET1), [0])
+            target = pc.coalesce(two, one, "")
+        pq = pc.split_pattern(target, "?", max_splits=1)
+        path = pc.list_element(pq, 0)
+        if pc.any(pc.equal(pc.list_value_length(pq), 2)).as_py():
+            query = pc.coalesce(pc.struct_field(pc.extract_regex(target, _QUERY), [0]), "")
+        else:
+            query = pa.nulls(n, pa.string()).fill_null("")
+        status = pc.cast(col[6], pa.int64()).to_numpy()
+        nbytes = pc.cast(pc.if_else(pc.equal(col[7], "-"), "0", col[7]), pa.int64()).to_numpy()
+        if status.min() < 0 or nbytes.min() < 0:
+            raise _Reject("numbers")
+        ua = col[9]
+        if nc == 19:
+            rt = pc.cast(pc.utf8_slice_codeunits(col[10], 3), pa.float64()).to_numpy()
+            ut_s = pc.utf8_slice_codeunits(col[12], 3)
+            ut = pc.cast(pc.if_else(pc.equal(ut_s, "-"), "-1", ut_s), pa.float64()).to_numpy()
+            return list(zip(
+                (t + rt).tolist(), _py(col[0]), _py(path), _py(query),
+                status.tolist(), nbytes.tolist(), rt.tolist(), _py(ua),
+                _bools(pc.equal(col[17], "s=1")), _bools(pc.equal(col[18], "v=1")),
+                _py(pc.utf8_slice_codeunits(col[14], 2)), ut.tolist(), strict=True))
+        return list(zip(
+            t.tolist(), _py(col[0]), _py(path), _py(query),
+            status.tolist(), nbytes.tolist(), repeat(0.0, n), _py(ua),
+            repeat(False, n), repeat(False, n), repeat("-", n), repeat(-1.0, n), strict=False))
+
+
+def split_odd_lines(chunk: bytes, max_pieces: int = 64) -> list[tuple[bool, bytes]] | None:
+    """Cut a declined chunk into runs of lines with exactly six quotes (worth another try
+    on the fast path) and runs of other lines (for Python), in order; None when that does
+    not help (one run, or so many that Python is quicker for the whole chunk).
+
+    Real logs carry the odd broken line (an unterminated user agent, a TLS handshake
+    on the HTTP port): it should cost its own line, not its chunk's speed."""
+    arr = np.frombuffer(chunk, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10) + 1
+    if not len(ends) or ends[-1] != len(chunk):
+        ends = np.append(ends, len(chunk))
+    quotes = np.flatnonzero(arr == 34)
+    per_line = np.diff(np.searchsorted(quotes, ends), prepend=0)
+    good = per_line == 6
+    change = np.flatnonzero(good[1:] != good[:-1]) + 1
+    if not len(change) or len(change) >= max_pieces:
+        return None
+    pieces: list[tuple[bool, bytes]] = []
+    first = 0
+    for i in [*change.tolist(), len(ends)]:
+        start = int(ends[first - 1]) if first else 0
+        pieces.append((bool(good[first]), chunk[start:int(ends[i - 1])]))
+        first = i
+    return pieces
+
+
+def _py(arr: Any) -> list[str]:
+    """A string column as a Python list; each distinct value made into a str once
+    (paths, user agents and outcomes repeat a lot within a chunk)."""
+    d = pc.dictionary_encode(arr)
+    values = np.asarray(d.dictionary.to_pylist(), dtype=object)
+    out: list[str] = values[d.indices.to_numpy()].tolist()
+    return out
+
+
+def _bools(arr: Any) -> list[bool]:
+    """A boolean column as Python bools (through numpy: Arrow's own conversion is slower)."""
+    out: list[bool] = pc.cast(arr, pa.uint8()).to_numpy().astype(bool).tolist()
+    return out
+
+
+def decode_lines(chunk: bytes) -> list[str]:
+    """The chunk's lines exactly as the text-mode reader gives them (universal newlines,
+    bad UTF-8 replaced): what the Python parser gets when the fast path declines."""
+    return io.TextIOWrapper(io.BytesIO(chunk), encoding="utf-8", errors="replace").readlines()
