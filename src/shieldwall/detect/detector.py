@@ -307,7 +307,8 @@ class Detector:
         return self.mode
 
     def _suspects(self, f: Features, v: WindowVerdict) -> tuple[tuple[str, float], ...]:
-        """Per-client scores while a ddos incident is open (never during a flash crowd)."""
+        """Per-client scores while a ddos incident is open (never during a flash crowd).
+        Clients with a session or a pass are exempt, except heavy page-only ones."""
         cur = self.current
         if cur is None or cur.verdict != DDOS or v.verdict != DDOS or self.s.max_suspects_per_window == 0:
             return ()
@@ -324,14 +325,20 @@ class Detector:
         src10 = fz.src10
         sent = self._suspect_sent
         ttl_windows = int(self.s.suspect_ttl / 2)
+        heavy = f.heavy_limit
         for c in fz._v10[-1].src:  # clients active this second, counted over 10 s
-            if c in trusted:
-                continue
             last = sent.get(c)
             if last is not None and f.sec - last < ttl_windows:
                 continue
             cnt = src10[c]
-            if c in slow_srcs:
+            if c in trusted:
+                # A session or a pass exempts a client, unless it hammers pages and
+                # never fetches an asset: one solved challenge does not make a bot a
+                # shopper (a shopper's pages come with their assets).
+                if cnt < heavy or c not in pages or c in assets:
+                    continue
+                score = 0.75 + 0.2 * min(1.0, cnt / limit)
+            elif c in slow_srcs:
                 score = 0.95
             else:
                 score = 0.3 * min(1.0, cnt / limit)

@@ -72,6 +72,14 @@ class Features:
     ua_entropy: float
     asset_share: float
     """Share of page clients in the 10 s view that also fetched page assets."""
+    heavy_page_share: float
+    """Share of the 10 s view's requests made by heavy page-only clients: at least
+    ``heavy_limit`` requests in 10 s, all pages, no asset (sessions and passes
+    notwithstanding)."""
+    heavy_clients: int
+    heavy_trusted: int
+    """How many heavy page-only clients, and how many of them held a session or a pass."""
+    heavy_limit: float
     session_share: float
     verified_share: float
     error_share: float
@@ -113,6 +121,11 @@ def _entropy(counts: dict[str, int], total: int) -> float:
         p = c / total
         h -= p * math.log2(p)
     return h / math.log2(total)
+
+
+def heavy_limit_of(s: DetectSettings, base_p99: float) -> float:
+    """Requests in 10 s from which a page-only client is a heavy hitter."""
+    return max(float(s.heavy_min), s.heavy_factor * base_p99)
 
 
 class _Seen:
@@ -326,6 +339,18 @@ class Featurizer:
             asset_share = with_assets / len(page_clients)
         else:
             asset_share = self.base_asset.value if self.learned else 1.0
+        # heavy page-only clients (only looked for when the busiest source is one)
+        heavy_limit = heavy_limit_of(self.s, self.base_p99.value)
+        heavy_n = heavy_c = heavy_t = 0
+        if mx >= heavy_limit:
+            assets10 = self.asset10
+            trusted10 = self.trusted10
+            for c, cnt in counts.items():
+                if cnt >= heavy_limit and c in page_clients and c not in assets10:
+                    heavy_n += cnt
+                    heavy_c += 1
+                    if c in trusted10:
+                        heavy_t += 1
         # legitimate traffic: seen before, trusted, or behaving like a browser
         legit = legit_failed = 0
         trusted = self.trusted10
@@ -362,6 +387,10 @@ class Featurizer:
             query_entropy=_entropy(w.queries, sum(w.queries.values())),
             ua_entropy=_entropy(w.uas, n),
             asset_share=asset_share,
+            heavy_page_share=heavy_n / self._n10 if self._n10 else 0.0,
+            heavy_clients=heavy_c,
+            heavy_trusted=heavy_t,
+            heavy_limit=heavy_limit,
             session_share=w.sessions * inv,
             verified_share=w.verified * inv,
             error_share=w.errors * inv,

@@ -128,9 +128,18 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         ev.append(backends)
         return WindowVerdict(DDOS, "randomized", _confidence(hits, 4), tuple(ev))
 
-    if elevated and (heavy_sources or (assets_low and (new_prefixes or f.top_path_share >= s.top_path_share))):
+    # clients that passed a challenge (or hold a session) and then hammer pages without
+    # ever fetching an asset: a shopper's session or pass does not make a bot a shopper
+    heavy_pages = f.heavy_page_share >= s.heavy_share
+    if elevated and (heavy_sources or heavy_pages
+                     or (assets_low and (new_prefixes or f.top_path_share >= s.top_path_share))):
         ev = [rate_words]
         hits = 1
+        if heavy_pages:
+            hits += 1
+            ev.append(f"{_pct(f.heavy_page_share)} of requests in 10 s from {f.heavy_clients} clients "
+                      f"fetching {f.heavy_limit:.0f}+ pages in 10 s and no asset "
+                      f"({f.heavy_trusted} of them with a session or a pass)")
         if heavy_sources:
             hits += 1
             ev.append(f"p99 {f.req_per_source_p99:.0f} requests per source in 10 s, max "
