@@ -5,8 +5,11 @@ format (combined + key=value fields) from the synthetic shop with attacks, to
 a temporary file removed afterwards; then, each in a fresh process so peak
 memory is per stage, measures lines per second for:
 
-- ``read_parse``: reading and parsing every line (``readers.read_logs``);
+- ``read_parse``: reading and parsing every line (``readers.read_batches``: the
+  compiled chunk reader, ``compiled_reader_lines`` of them, the rest in Python);
 - ``read_parse_featurize``: plus 1 s windows and their features;
+- ``read_parse_python``, ``read_parse_featurize_python``: the same with the pure-Python
+  line reader (what every line went through before the compiled reader), side by side;
 - ``analyze``: the whole detector (rules, hysteresis, incidents, series);
 
 and prints JSON with peak RSS per stage. Single process, single core: the
@@ -25,8 +28,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
+from shieldwall.detect.readers import Parsed
 from shieldwall.detect.synth import clf_time, format_combined, generate, make_scenario
 
 
@@ -71,25 +77,31 @@ def make_log(path: Path, lines: int, fmt: str) -> dict[str, float]:
 def stage(name: str, path: Path) -> dict[str, float]:
     from shieldwall.detect.analyze import analyze
     from shieldwall.detect.features import Featurizer
-    from shieldwall.detect.readers import ReadStats, read_batches
+    from shieldwall.detect.readers import ReadStats, _read_text_batches, read_batches
     from shieldwall.detect.settings import DetectSettings
     from shieldwall.detect.windows import WindowBuilder
 
+    reader: Callable[[Path, str, ReadStats], Iterator[list[Parsed]]] = read_batches
+    if name.endswith("_python"):  # the pure-Python line reader, as before the compiled one
+        reader = partial(_read_text_batches, batch_bytes=1 << 20)
+        name = name.removesuffix("_python")
     t = time.perf_counter()
     cpu = time.process_time()
     n = 0
+    fast = -1
     if name == "read_parse":
         stats = ReadStats()
-        for _ in read_batches(path, "auto", stats):
+        for _ in reader(path, "auto", stats):
             pass
         n = stats.lines
+        fast = stats.fast_lines
     elif name == "read_parse_featurize":
         s = DetectSettings()
         fz = Featurizer(s)
         b = WindowBuilder(lateness=s.offline_lateness, idle_gap=s.idle_gap,
                           asset_extensions=s.asset_extensions, asset_prefixes=s.asset_prefixes)
         stats = ReadStats()
-        for batch in read_batches(path, "auto", stats):
+        for batch in reader(path, "auto", stats):
             b.add_rows(batch)
             for w in b.drain():
                 fz.learn(w, fz.featurize(w))
@@ -103,7 +115,7 @@ def stage(name: str, path: Path) -> dict[str, float]:
     dcpu = time.process_time() - cpu
     return {"lines": n, "wall_s": round(dt, 2), "cpu_s": round(dcpu, 2),
             "lines_per_s": round(n / dt), "lines_per_cpu_s": round(n / dcpu),
-            "peak_rss_mb": _peak_rss_mb()}
+            "peak_rss_mb": _peak_rss_mb(), **({"compiled_reader_lines": fast} if fast >= 0 else {})}
 
 
 def _peak_rss_mb() -> float:
@@ -130,7 +142,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shieldwall-bench-") as tmp:
         log = Path(tmp) / "access.log"
         out["log"] = make_log(log, args.lines, args.format)
-        for name in ("read_parse", "read_parse_featurize", "analyze"):
+        for name in ("read_parse", "read_parse_python", "read_parse_featurize",
+                     "read_parse_featurize_python", "analyze"):
             res = subprocess.run([sys.executable, __file__, "--stage", name, "--log", str(log)],
                                  capture_output=True, text=True, check=True)
             out[name] = json.loads(res.stdout)
@@ -139,6 +152,10 @@ def main() -> None:
     feat = out["read_parse_featurize"]
     assert isinstance(feat, dict)
     out["featurize_cpu_vs_goal"] = round(feat["lines_per_cpu_s"] / target, 3)
+    for name in ("read_parse", "read_parse_featurize"):
+        new, old = out[name], out[name + "_python"]
+        assert isinstance(new, dict) and isinstance(old, dict)
+        out[name + "_cpu_speedup_vs_python_reader"] = round(new["lines_per_cpu_s"] / old["lines_per_cpu_s"], 2)
     out["load_average"] = os.getloadavg()
     print(json.dumps(out, indent=2))
 
