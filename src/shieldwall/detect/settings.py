@@ -51,9 +51,9 @@ class DetectSettings(BaseModel):
     per_source_min_1s: int = Field(default=15, ge=1)
     """...or a 1 s per-source p99 of at least this many (and ``per_source_factor`` x its
     baseline): heavy hitters show in their first second."""
-    heavy_factor: float = Field(default=2.0, gt=1.0)
+    heavy_factor: float = Field(default=1.5, gt=1.0)
     """A heavy page-only client: over this many times the baseline 10 s per-source p99..."""
-    heavy_min: int = Field(default=20, ge=1)
+    heavy_min: int = Field(default=15, ge=1)
     """...and at least this many requests in 10 s, all of them pages, not one asset. A
     shopper fetches a page every few seconds plus its assets; a bot that passed one
     challenge hammers pages. Such a client is judged even with a session or a pass."""
