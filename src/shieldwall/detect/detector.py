@@ -325,7 +325,7 @@ class Detector:
         src10 = fz.src10
         sent = self._suspect_sent
         ttl_windows = int(self.s.suspect_ttl / 2)
-        heavy = f.heavy_limit
+        heavy = min(f.heavy_limit, float(self.s.suspect_pages))
         for c in fz._v10[-1].src:  # clients active this second, counted over 10 s
             last = sent.get(c)
             if last is not None and f.sec - last < ttl_windows:

@@ -107,6 +107,10 @@ class DetectSettings(BaseModel):
     """Windows the live mode stays ``elevated`` after the last suspicious window."""
     suspect_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
     """Clients scoring at least this during a ddos incident are reported as suspects."""
+    suspect_pages: int = Field(default=10, ge=1)
+    """While a ddos incident is open, a client with a session or a pass that fetched at
+    least this many pages in 10 s and not one asset is a suspect (it is challenged
+    again: a human passes, a bot that solved once pays again)."""
     suspect_ttl: float = Field(default=300.0, gt=0.0)
     max_suspects_per_window: int = Field(default=2000, ge=0)
     incidents_kept: int = Field(default=100, ge=1)
