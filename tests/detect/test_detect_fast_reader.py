@@ -74,6 +74,17 @@ def test_bad_json_and_odd_lines_between_good_ones_are_counted_in_order(
     assert 0 < stats.fast_lines < stats.lines
 
 
+def test_a_byte_order_mark_and_crlf_lines_read_as_the_text_reader_reads_them(tmp_path: Path) -> None:
+    line = ('10.0.0.1 - - [22/Nov/2026:03:04:05 +0000] "GET /x?y=1 HTTP/1.1" 200 5 "-" "UA" '
+            "rt=0.001 up=- ut=- us=- o=ok d=allow c=unknown s=0 v=1")
+    for name, data in (("bom.log", b"\xef\xbb\xbf" + (line + "\n").encode() * 3),
+                       ("crlf.log", (line + "\r\n").encode() * 3),
+                       ("noeol.log", (line + "\n").encode() * 2 + line.encode())):
+        log = tmp_path / name
+        log.write_bytes(data)
+        assert _assert_same(log).lines == 3
+
+
 _FIELD = st.text(alphabet=st.sampled_from(list('ab/?= -"\\\t\u00a0\u2003x.1')), max_size=12)
 
 

@@ -84,6 +84,8 @@ class ArrowCombined:
     def _rows(self, chunk: bytes) -> list[Parsed]:
         if chunk[:1] == b"{" or b"\n{" in chunk:
             raise _Reject("json lines")
+        if chunk[:3] == b"\xef\xbb\xbf":
+            raise _Reject("byte order mark")  # Arrow drops it, the text reader keeps it
         for c in _ODD_BYTES:
             if c in chunk:
                 raise _Reject("carriage return or odd white space")
