@@ -3,43 +3,11 @@ also when the test fails; every port comes from the OS."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-
-class Procs:
-    """Starts subprocesses and guarantees they are killed at teardown."""
-
-    def __init__(self) -> None:
-        self._procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, args: list[str], **kw: object) -> subprocess.Popen[bytes]:
-        kw.setdefault("start_new_session", True)
-        proc: subprocess.Popen[bytes] = subprocess.Popen(args, **kw)  # type: ignore[call-overload]
-        self._procs.append(proc)
-        return proc
-
-    def python(self, *args: str, **kw: object) -> subprocess.Popen[bytes]:
-        return self.start([sys.executable, *args], **kw)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self._procs):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                except PermissionError:
-                    proc.kill()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+from lab_procs import Procs
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Procs
+from lab_procs import Procs
 
 
 def _lab_pids(marker: str) -> list[int]:

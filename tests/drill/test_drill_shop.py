@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Procs
+from lab_procs import Procs
 from shieldwall.drill import counters
 from shieldwall.drill.httpclient import Connection
 from shieldwall.drill.procs import free_port, wait_http
