@@ -10,45 +10,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import Thread
-from typing import ClassVar
 
 import httpx
 import pytest
+
+from tiny_shop import Shop, running_shop
 
 BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+)")
 TOKEN = "e2e-admin-token"
 
 
-class Shop(BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        if self.headers.get("User-Agent") != "shieldwall-health":  # the shield's health checks
-            Shop.hits.append(self.path)
-        body = b"<html>the shop</html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
 def shop() -> Iterator[str]:
-    Shop.hits = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
-    thread = Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running_shop() as url:
+        yield url
 
 
 def serve(procs: object, *args: str) -> tuple[str, str]:

@@ -18,10 +18,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +34,7 @@ from shieldwall.guard.settings import GuardSettings
 from shieldwall.proxy.fanout import PEER_TIMEOUT, READ_TIMEOUT, Peers, socket_path
 from shieldwall.proxy.wiring import PeerHooks, Service, Wiring, _mode_setter
 from shieldwall.proxy.worker import Worker, listen_socket
+from tiny_shop import Shop, running_shop
 
 BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+)")
 TOKEN = "workers-shared-token"
@@ -44,34 +43,10 @@ FRESH = 24
 CHALLENGE = 'name="shieldwall-challenge"'
 
 
-class Shop(BaseHTTPRequestHandler):
-    hits: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        if self.headers.get("User-Agent") != "shieldwall-health":
-            Shop.hits.append(self.path)
-        body = b"body{}"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/css")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
 def shop() -> Iterator[str]:
-    Shop.hits = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
-    thread = Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running_shop() as url:
+        yield url
 
 
 def serve_workers(procs: Any, shop: str, tmp_path: Path,
