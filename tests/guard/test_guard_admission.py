@@ -60,24 +60,87 @@ def test_waiters_past_their_deadline_are_shed() -> None:
     assert core.waiting == 0
 
 
+def _adaptive(**kw: object) -> AdmissionCore:
+    return AdmissionCore(_settings(**{"adaptive": True, "latency_tolerance": 2.0,
+                                      "adapt_window": 0.25, "baseline_window": 30.0, **kw}))
+
+
+def _run(core: AdmissionCore, now: float, seconds: float, rate: float,
+         latency: object, load: int | None = None) -> float:
+    """Drive ``core`` at ``rate`` responses per second for ``seconds``, keeping
+    ``load`` requests offered (default: always one more than the limit, so the
+    backend stays saturated). ``latency(i, inflight)`` gives each response's."""
+    step = 1.0 / rate
+    for i in range(int(seconds * rate)):
+        want = int(core.limit) + 1 if load is None else load
+        while core.inflight + core.waiting < want:
+            core.offer(U, 0, now)
+        inflight = core.inflight
+        now += step
+        core.release(latency(i, inflight), True, now)  # type: ignore[operator]
+    return now
+
+
 def test_adaptive_limit_cuts_on_slow_responses_and_grows_when_saturated() -> None:
-    core = AdmissionCore(_settings(limit=10, adaptive=True, min_limit=2, max_limit=20))
-    now = 0.0
-    for _ in range(10):
-        core.offer(U, 0, now)
-    for _ in range(50):  # fast responses at full load: additive increase
-        now += 0.01
-        core.release(0.01, True, now)
-        core.offer(U, 0, now)
+    core = _adaptive(limit=10, min_limit=2, max_limit=20)
+    now = _run(core, 0.0, 1.0, 100, lambda i, n: 0.01)  # fast at full load: grows
     grown = core.limit
     assert grown > 10
-    for _ in range(30):  # latency far above the baseline: multiplicative decrease
-        now += 0.05
-        core.release(0.2, True, now)
-        core.offer(U, 0, now)
+    _run(core, now, 1.5, 20, lambda i, n: 0.2)  # far above the baseline: cut
     assert core.limit < grown * 0.5
     assert core.limit >= 2
-    assert core.counts["limit:cut"] >= 5
+    assert core.counts["limit:cut"] >= 2
+
+
+def test_adaptive_limit_is_stable_under_steady_latency_when_not_saturated() -> None:
+    core = _adaptive(limit=8, max_limit=64)
+    _run(core, 0.0, 20.0, 100, lambda i, n: 0.05, load=4)  # half the limit in use
+    assert core.limit == 8
+    assert "limit:cut" not in core.counts
+
+
+def test_a_mix_of_fast_and_slow_requests_does_not_collapse_the_limit() -> None:
+    # one request in four is a 2 ms static file, the rest 80 ms pages: the old
+    # lowest-latency baseline saw every page as congestion
+    core = _adaptive(limit=16, min_limit=2, max_limit=32)
+    _run(core, 0.0, 20.0, 100, lambda i, n: 0.002 if i % 4 == 0 else 0.08, load=8)
+    assert core.limit == 16
+    assert "limit:cut" not in core.counts
+    assert 0.05 < core.baseline < 0.07
+
+
+def test_limit_settles_where_latency_starts_rising_with_concurrency_and_recovers() -> None:
+    # a backend with 4 workers of 20 ms: beyond 4 in flight requests queue, so
+    # latency grows with concurrency
+    def queued(i: int, inflight: int) -> float:
+        return 0.02 * max(1.0, inflight / 4)
+
+    core = _adaptive(limit=64, min_limit=1, max_limit=128)
+    now = _run(core, 0.0, 2.0, 100, lambda i, n: 0.02, load=2)  # calm: the baseline
+    assert core.limit == 64
+    now = _run(core, now, 10.0, 100, queued)  # a flood keeps it saturated
+    assert 4 <= core.limit <= 12
+    assert core.counts["limit:cut"] >= 3
+    settled = core.limit
+    # the backend gets faster (more workers): saturated calm windows grow it again
+    now = _run(core, now, 5.0, 100, lambda i, n: 0.02)
+    assert core.limit >= settled + 10
+
+
+def test_the_baseline_follows_a_slower_mix_and_the_limit_recovers() -> None:
+    core = _adaptive(limit=16, min_limit=2, max_limit=32, baseline_window=5.0)
+    now = _run(core, 0.0, 5.0, 100, lambda i, n: 0.01, load=4)
+    now = _run(core, now, 15.0, 100, lambda i, n: 0.05, load=4)  # pages got slower
+    assert 0.04 < core.baseline < 0.06  # the old mix is forgotten
+    cut = core.limit
+    _run(core, now, 20.0, 100, lambda i, n: 0.05)  # saturated, steady: grows back
+    assert core.limit > cut + 10
+
+
+def test_responses_that_never_came_back_are_no_latency_signal() -> None:
+    core = _adaptive(limit=8)
+    _run(core, 0.0, 2.0, 100, lambda i, n: 0.0, load=8)
+    assert core.baseline == 0.0 and core.limit == 8
 
 
 def test_shadow_shedding_admits_over_the_limit_and_counts() -> None:

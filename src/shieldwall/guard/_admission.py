@@ -8,12 +8,18 @@ class. When the queue is full a newcomer evicts the newest waiter of a lower
 rank, or is shed itself. A customer in checkout (priority 1) outranks every
 other customer, so it is the last to be shed.
 
-The limit is fixed, or adaptive (AIMD on latency): the core keeps a latency
-baseline (the lowest recent latency, drifting up slowly); a response slower
-than ``latency_tolerance`` × baseline, or a failed one, cuts the limit by 10 %
-(at most once per baseline interval); a fast response while the backend was
-saturated adds 1/limit, so the limit grows by one per limit-worth of good
-responses. The limit stays within [min_limit, max_limit].
+The limit is fixed, or adaptive. The adaptive signal is per sample window
+(``adapt_window`` seconds and at least ``_MIN_SAMPLES`` responses), never per
+response: the window's mean latency is compared with a baseline, the 10th
+percentile of the window means seen over the last ``baseline_window``
+seconds. A window mean already averages the shop's mix of fast and slow
+requests, so a fast static file no longer sets a bar every page fails; and
+the baseline forgets windows older than ``baseline_window``, so it follows a
+mix that changes. A window mean above ``latency_tolerance`` × baseline (or a
+window where most responses failed) cuts the limit by the ratio
+tolerance × baseline / mean, between 10 % and 50 %; a calm window in which
+the backend was saturated adds one slot. The limit stays within
+[min_limit, max_limit].
 
 :class:`PriorityAdmission` is the thin asyncio wrapper the proxy calls.
 """
@@ -32,6 +38,10 @@ from shieldwall.guard.settings import AdmissionSettings
 
 _RANKS = [(c, p) for c in sorted(ClientClass, reverse=True) for p in (1, 0)]
 """Ranks from the highest (customer in checkout) to the lowest (suspect)."""
+
+_MIN_SAMPLES = 10
+"""Responses a sample window needs before its mean says anything."""
+_BASELINE_QUANTILE = 0.1
 
 
 @dataclass(eq=False, slots=True)
@@ -53,7 +63,13 @@ class AdmissionCore:
         self.waiting = 0
         self._queues: dict[tuple[ClientClass, int], deque[Ticket]] = {r: deque() for r in _RANKS}
         self.baseline = 0.0
-        self._last_cut = -1e18
+        self._history: deque[tuple[float, float]] = deque()
+        """(window end, window mean latency) over the last baseline_window."""
+        self._win_start: float | None = None
+        self._win_sum = 0.0
+        self._win_n = 0
+        self._win_failed = 0
+        self._win_saturated = False
         self.counts: dict[str, int] = {}
 
     def _count(self, key: str) -> None:
@@ -165,20 +181,43 @@ class AdmissionCore:
         return self._admit_next()
 
     def _adapt(self, latency: float, ok: bool, saturated: bool, now: float) -> None:
+        if latency <= 0:
+            return  # no answer came (the client left first): says nothing
+        if self._win_start is None:
+            self._win_start = now
+        if ok:
+            self._win_sum += latency
+            self._win_n += 1
+        else:
+            self._win_failed += 1
+        self._win_saturated = self._win_saturated or saturated
+        if (now - self._win_start < self.s.adapt_window
+                or self._win_n + self._win_failed < _MIN_SAMPLES):
+            return
+        mean = self._win_sum / self._win_n if self._win_n else 0.0
+        failed = self._win_failed / (self._win_n + self._win_failed)
+        sat = self._win_saturated
+        self._win_start, self._win_sum, self._win_n = now, 0.0, 0
+        self._win_failed, self._win_saturated = 0, False
+        self._close_window(mean, failed, sat, now)
+
+    def _close_window(self, mean: float, failed: float, saturated: bool, now: float) -> None:
         s = self.s
-        if latency > 0 and ok:
-            if self.baseline <= 0 or latency < self.baseline:
-                self.baseline = latency
-            else:
-                self.baseline += (latency - self.baseline) * 0.01
-        congested = not ok or (self.baseline > 0 and latency > s.latency_tolerance * self.baseline)
-        if congested:
-            if now - self._last_cut >= max(self.baseline, 0.01):
-                self.limit = max(float(s.min_limit), self.limit * 0.9)
-                self._last_cut = now
-                self._count("limit:cut")
+        if mean > 0:
+            self._history.append((now, mean))
+        while self._history and self._history[0][0] < now - s.baseline_window:
+            self._history.popleft()
+        if self._history:
+            means = sorted(m for _, m in self._history)
+            self.baseline = means[int(len(means) * _BASELINE_QUANTILE)]
+        bar = s.latency_tolerance * self.baseline
+        if failed >= 0.5 or (mean > 0 and self.baseline > 0 and mean > bar):
+            factor = 0.9 if mean <= bar else min(0.9, max(0.5, bar / mean))
+            self.limit = max(float(s.min_limit), self.limit * factor)
+            self._count("limit:cut")
         elif saturated:
-            self.limit = min(float(s.max_limit), self.limit + 1.0 / self.limit)
+            self.limit = min(float(s.max_limit), self.limit + 1.0)
+            self._count("limit:grow")
 
     def status(self) -> dict[str, Any]:
         return {"limit": round(self.limit, 2), "inflight": self.inflight,

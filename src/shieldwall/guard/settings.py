@@ -111,7 +111,11 @@ class AdmissionSettings(_Strict):
     min_limit: int = Field(default=4, ge=1)
     max_limit: int = Field(default=512, ge=1)
     latency_tolerance: float = Field(default=2.0, gt=1.0)
-    """Adaptive: a latency above tolerance × the baseline counts as congestion."""
+    """Adaptive: a window mean latency above tolerance × the baseline is congestion."""
+    adapt_window: float = Field(default=0.25, gt=0, le=60)
+    """Adaptive: seconds of responses (at least 10) averaged into one sample."""
+    baseline_window: float = Field(default=30.0, gt=0, le=3600)
+    """Adaptive: the baseline is a low percentile of the samples this many seconds back."""
     queue_size: int = Field(default=256, ge=0)
     """Waiters per backend; when full the lowest class is shed first."""
     queue_timeout: float = Field(default=2.0, gt=0)
