@@ -8,7 +8,8 @@ serve`` wires by default: the guard's gate and admission and the detector,
 mode pinned to normal). Drives each with wrk at 100 and 1000 connections and
 prints JSON: requests/s, p50/p99 latency, CPU per request, errors and timeouts
 for each, and the ratios of each shield to nginx. Then the RSS of the bare
-shield holding 10,000 idle connections opened by a separate process.
+shield holding 10,000 idle connections opened by a separate process, and the
+same for the default-wiring shield (guard and detector on).
 
 The default-wiring shield is the guard as shipped but for two knobs a
 single-address benchmark needs: wrk is one client address sending thousands
@@ -18,7 +19,8 @@ raised above the connection count, so requests are forwarded rather than
 queued or shed (bench/guard.py measures those). wrk sends the session cookie
 the shield issued to a first request, as a returning browser does.
 
-Usage: .venv/bin/python bench/proxy.py [--duration 10] [--idle 10000]
+Usage: .venv/bin/python bench/proxy.py [--duration 10] [--idle 10000] [--only idle]
+(``--only idle``: the idle-connection memory alone, both shields, no nginx, no wrk.)
 Installs nothing (``make bench`` installs nginx and wrk). Loopback only.
 """
 
@@ -177,13 +179,63 @@ sys.stdin.readline()
 """
 
 
+def start_shield(toml: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
+                             str(toml)], stdout=subprocess.PIPE,
+                            preexec_fn=raise_nofile, start_new_session=True)
+
+
+def idle_memory(toml: Path, port: int, admin_port: int, n: int,
+                procs: list[subprocess.Popen[bytes]]) -> dict[str, object]:
+    """RSS of a fresh shield before and while it holds ``n`` idle connections
+    opened from another process; the shield is stopped afterwards."""
+    shield = start_shield(toml)
+    procs.append(shield)
+    assert shield.stdout is not None
+    shield.stdout.readline()
+    time.sleep(0.5)  # the first health check and the services' start
+    before = rss_mb(shield.pid)
+    holder = subprocess.Popen([sys.executable, "-c", IDLE_CLIENT, str(port), str(n)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              start_new_session=True)
+    procs.append(holder)
+    assert holder.stdout is not None and holder.stdin is not None
+    holder.stdout.readline()
+    time.sleep(2.0)
+    metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{admin_port}/metrics"],
+                             capture_output=True, text=True).stdout
+    m = re.search(r"^shieldwall_connections_open ([\d.]+)", metrics, re.M)
+    held = rss_mb(shield.pid)
+    smaps = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in Path(
+        f"/proc/{shield.pid}/smaps_rollup").read_text().splitlines()[1:]) if v.strip()}
+    opened = float(m.group(1)) if m else None
+    holder.stdin.write(b"\n")
+    holder.stdin.flush()
+    holder.wait(timeout=20)
+    os.killpg(shield.pid, signal.SIGTERM)
+    shield.wait(timeout=20)
+    return {
+        "connections_requested": n,
+        "connections_open_in_shield": opened,
+        "rss_mb_before": round(before, 1),
+        "rss_mb_holding": round(held, 1),
+        "rss_mb_delta": round(held - before, 1),
+        "bytes_per_connection": round((held - before) * 1024 * 1024 / opened) if opened else None,
+        "holding_anonymous_mb": round(smaps.get("Anonymous", 0) / 1024, 1),
+        "holding_file_backed_mb": round((smaps.get("Rss", 0) - smaps.get("Anonymous", 0)) / 1024, 1),
+        "goal_mb": 60,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--connections", default="100,1000")
+    ap.add_argument("--only", choices=["all", "idle"], default="all",
+                    help="idle: only the idle-connection memory (no nginx, no wrk)")
     args = ap.parse_args()
-    for tool in ("nginx", "wrk"):
+    for tool in ("nginx", "wrk") if args.only == "all" else ("nginx",):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is not installed: run `make bench` (it installs it)")
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -207,7 +259,7 @@ def main() -> None:
            location / {{ proxy_pass http://shop; proxy_http_version 1.1;
                         proxy_set_header Connection "";
                         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}""")
-        for conf in (backend_conf, proxy_conf):
+        for conf in (backend_conf, proxy_conf) if args.only == "all" else (backend_conf,):
             procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)],
                                           preexec_fn=raise_nofile, start_new_session=True))
         shield_toml = work / "shield.toml"
@@ -233,10 +285,6 @@ enabled = false
 [detect]
 enabled = false
 """)
-        shield = subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
-                                   str(shield_toml)], stdout=subprocess.PIPE,
-                                  preexec_fn=raise_nofile, start_new_session=True)
-        procs.append(shield)
         wired_port, wired_admin = free_port(), free_port()
         wired_toml = work / "shield-default.toml"
         wired_toml.write_text(f"""
@@ -265,95 +313,16 @@ burst = 10000000.0
 [guard.admission]
 limit = 4096
 """)
-        wired = subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
-                                  str(wired_toml)], stdout=subprocess.PIPE,
-                                 preexec_fn=raise_nofile, start_new_session=True)
-        procs.append(wired)
-        for port in (backend_port, nginx_port, shield_port, wired_port):
-            wait_port(port)
-        # A returning browser: the session cookie the guard issued to a first request.
-        first = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null",
-                                f"http://127.0.0.1:{wired_port}/"],
-                               capture_output=True, text=True, check=True).stdout
-        cookie = re.search(r"^set-cookie: ([^;]+);", first, re.M | re.I)
-        wired_headers = [f"Cookie: {cookie.group(1)}"] if cookie else []
-        result["shieldwall_default_cookie"] = bool(cookie)
-        conn_levels = [int(c) for c in args.connections.split(",")]
-        runs: dict[str, dict[str, object]] = {}
-        for conns in conn_levels:
-            row: dict[str, object] = {}
-            # the nginx proxy's worker, and the shield (one process)
-            who = {"nginx": children(procs[1].pid), "shieldwall": [shield.pid],
-                   "shieldwall_default": [wired.pid]}
-            for name, port, hdrs in (("nginx", nginx_port, []), ("shieldwall", shield_port, []),
-                                     ("shieldwall_default", wired_port, wired_headers)):
-                run_wrk(port, conns, 2, headers=hdrs)  # warm up (pools, caches)
-                row[name] = run_wrk(port, conns, args.duration, who[name], hdrs)
-            n = row["nginx"]
-            assert isinstance(n, dict)
-            for name, suffix in (("shieldwall", ""), ("shieldwall_default", "_default")):
-                s = row[name]
-                assert isinstance(s, dict)
-                row["ratio_rps" + suffix] = round(s["rps"] / n["rps"], 3) if n["rps"] else None
-                row["ratio_p99" + suffix] = (round(s["p99_ms"] / n["p99_ms"], 3)
-                                             if n["p99_ms"] > 0 else None)
-                if s.get("cpu_us_per_request") and n.get("cpu_us_per_request"):
-                    # CPU per request is what a worker's throughput is bound by when
-                    # it has a core to itself: the ratio that survives a noisy box.
-                    row["ratio_cpu_per_request" + suffix] = round(
-                        s["cpu_us_per_request"] / n["cpu_us_per_request"], 3)
-            runs[f"c{conns}"] = row
-        result["wrk"] = runs
-        time.sleep(1.2)  # the access log is flushed about every tick
-        statuses: dict[str, int] = {}
-        for line in (work / "shield-access.log").read_text().splitlines():
-            m = re.search(r'" (\d{3}) ', line)
-            if m:
-                statuses[m.group(1)] = statuses.get(m.group(1), 0) + 1
-        result["shield_access_log_statuses"] = statuses
-        wired_statuses: dict[str, int] = {}
-        for line in (work / "shield-default-access.log").read_text().splitlines():
-            m = re.search(r'" (\d{3}) .* d=(\S+) ', line)
-            if m:
-                k = f"{m.group(1)} d={m.group(2)}"
-                wired_statuses[k] = wired_statuses.get(k, 0) + 1
-        result["shield_default_access_log_statuses"] = wired_statuses
-        os.killpg(wired.pid, signal.SIGTERM)
-        wired.wait(timeout=20)
-        loaded_rss = rss_mb(shield.pid)
+        if args.only == "all":
+            run_throughput(args, result, procs, work, shield_toml, wired_toml, backend_port,
+                           nginx_port, shield_port, wired_port)
+        else:
+            wait_port(backend_port)
         # Memory of a fresh shield holding idle connections, opened from another
-        # process (the loaded one keeps malloc arenas from the wrk runs).
-        os.killpg(shield.pid, signal.SIGTERM)
-        shield.wait(timeout=20)
-        shield = subprocess.Popen([sys.executable, "-m", "shieldwall.cli", "serve", "--config",
-                                   str(shield_toml)], stdout=subprocess.PIPE,
-                                  preexec_fn=raise_nofile, start_new_session=True)
-        procs.append(shield)
-        assert shield.stdout is not None
-        shield.stdout.readline()
-        before = rss_mb(shield.pid)
-        holder = subprocess.Popen([sys.executable, "-c", IDLE_CLIENT, str(shield_port), str(args.idle)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  start_new_session=True)
-        procs.append(holder)
-        assert holder.stdout is not None and holder.stdin is not None
-        holder.stdout.readline()
-        time.sleep(2.0)
-        metrics = subprocess.run(["curl", "-s", f"http://127.0.0.1:{admin_port}/metrics"],
-                                 capture_output=True, text=True).stdout
-        m = re.search(r"^shieldwall_connections_open ([\d.]+)", metrics, re.M)
-        held = rss_mb(shield.pid)
-        result["idle"] = {
-            "connections_requested": args.idle,
-            "connections_open_in_shield": float(m.group(1)) if m else None,
-            "rss_mb_before": round(before, 1),
-            "rss_mb_holding": round(held, 1),
-            "rss_mb_delta": round(held - before, 1),
-            "rss_mb_after_wrk_runs_no_idle": round(loaded_rss, 1),
-            "goal_mb": 60,
-        }
-        holder.stdin.write(b"\n")
-        holder.stdin.flush()
+        # process (a loaded one keeps malloc arenas from the wrk runs).
+        result["idle"] = idle_memory(shield_toml, shield_port, admin_port, args.idle, procs)
+        result["idle_default_wiring"] = idle_memory(wired_toml, wired_port, wired_admin,
+                                                    args.idle, procs)
         result["machine"] = {"cpus": os.cpu_count(), "nginx": subprocess.run(
             [nginx, "-v"], capture_output=True, text=True).stderr.strip(),
             "python": sys.version.split()[0], "duration_s": args.duration}
@@ -371,6 +340,72 @@ limit = 4096
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_throughput(args: argparse.Namespace, result: dict[str, object],
+                   procs: list[subprocess.Popen[bytes]], work: Path, shield_toml: Path,
+                   wired_toml: Path, backend_port: int, nginx_port: int, shield_port: int,
+                   wired_port: int) -> None:
+    """wrk against nginx, the bare shield and the default-wiring shield."""
+    shield = start_shield(shield_toml)
+    procs.append(shield)
+    wired = start_shield(wired_toml)
+    procs.append(wired)
+    for port in (backend_port, nginx_port, shield_port, wired_port):
+        wait_port(port)
+    # A returning browser: the session cookie the guard issued to a first request.
+    first = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null",
+                            f"http://127.0.0.1:{wired_port}/"],
+                           capture_output=True, text=True, check=True).stdout
+    cookie = re.search(r"^set-cookie: ([^;]+);", first, re.M | re.I)
+    wired_headers = [f"Cookie: {cookie.group(1)}"] if cookie else []
+    result["shieldwall_default_cookie"] = bool(cookie)
+    conn_levels = [int(c) for c in args.connections.split(",")]
+    runs: dict[str, dict[str, object]] = {}
+    for conns in conn_levels:
+        row: dict[str, object] = {}
+        # the nginx proxy's worker, and the shield (one process)
+        who = {"nginx": children(procs[1].pid), "shieldwall": [shield.pid],
+               "shieldwall_default": [wired.pid]}
+        for name, port, hdrs in (("nginx", nginx_port, []), ("shieldwall", shield_port, []),
+                                 ("shieldwall_default", wired_port, wired_headers)):
+            run_wrk(port, conns, 2, headers=hdrs)  # warm up (pools, caches)
+            row[name] = run_wrk(port, conns, args.duration, who[name], hdrs)
+        n = row["nginx"]
+        assert isinstance(n, dict)
+        for name, suffix in (("shieldwall", ""), ("shieldwall_default", "_default")):
+            s = row[name]
+            assert isinstance(s, dict)
+            row["ratio_rps" + suffix] = round(s["rps"] / n["rps"], 3) if n["rps"] else None
+            row["ratio_p99" + suffix] = (round(s["p99_ms"] / n["p99_ms"], 3)
+                                         if n["p99_ms"] > 0 else None)
+            if s.get("cpu_us_per_request") and n.get("cpu_us_per_request"):
+                # CPU per request is what a worker's throughput is bound by when
+                # it has a core to itself: the ratio that survives a noisy box.
+                row["ratio_cpu_per_request" + suffix] = round(
+                    s["cpu_us_per_request"] / n["cpu_us_per_request"], 3)
+        runs[f"c{conns}"] = row
+    result["wrk"] = runs
+    time.sleep(1.2)  # the access log is flushed about every tick
+    statuses: dict[str, int] = {}
+    for line in (work / "shield-access.log").read_text().splitlines():
+        m = re.search(r'" (\d{3}) ', line)
+        if m:
+            statuses[m.group(1)] = statuses.get(m.group(1), 0) + 1
+    result["shield_access_log_statuses"] = statuses
+    wired_statuses: dict[str, int] = {}
+    for line in (work / "shield-default-access.log").read_text().splitlines():
+        m = re.search(r'" (\d{3}) .* d=(\S+) ', line)
+        if m:
+            k = f"{m.group(1)} d={m.group(2)}"
+            wired_statuses[k] = wired_statuses.get(k, 0) + 1
+    result["shield_default_access_log_statuses"] = wired_statuses
+    os.killpg(wired.pid, signal.SIGTERM)
+    wired.wait(timeout=20)
+    loaded_rss = rss_mb(shield.pid)
+    os.killpg(shield.pid, signal.SIGTERM)
+    shield.wait(timeout=20)
+    result["rss_mb_bare_after_wrk_runs"] = round(loaded_rss, 1)
 
 
 if __name__ == "__main__":

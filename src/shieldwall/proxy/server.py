@@ -19,7 +19,10 @@ and a full client write buffer pauses reading from the upstream.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
 from shieldwall.detect.events import Outcome, RequestEvent
@@ -69,6 +72,13 @@ _CLASS = {c: c.label for c in ClientClass}
 _OUTCOME = {o: o.value for o in Outcome}
 
 
+@lru_cache(maxsize=4096)
+def _peer_bytes(peer: str) -> bytes:
+    """The address as sent in X-Forwarded-For: encoded when first forwarded,
+    not kept on every (possibly idle) connection."""
+    return peer.encode()
+
+
 class ClientConnection(asyncio.Protocol):
     # Slots: an idle connection must cost little (10,000 of them in < 60 MB).
     __slots__ = (
@@ -78,17 +88,20 @@ class ClientConnection(asyncio.Protocol):
         "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
-        "write_paused", "write_paused_at", "xff_peer",
+        "write_paused", "write_paused_at",
     )
 
-    def __init__(self, worker: Worker, tls: bool) -> None:
+    def __init__(self, worker: Worker, tls: bool, peer: str | None = None) -> None:
         self.w = worker
         self.tls = tls
         self.framer: RequestFramer | None = None
         """Created on the first byte: a connection that sends nothing costs no parser."""
         self.transport: asyncio.Transport | None = None
-        self.peer = "-"
-        self.xff_peer = b"-"
+        self.peer = "-" if peer is None else sys.intern(peer)
+        """The client's address. From ``accept()`` when the accept loop knows it
+        (asking the transport would build and keep a socket-like object per
+        connection); interned, so a thousand connections from one address
+        share one string."""
         self.trusted = False
         self.state = IDLE
         self.deadline = _INF
@@ -126,7 +139,8 @@ class ClientConnection(asyncio.Protocol):
         self.outcome = Outcome.UNKNOWN
         self.cache_parts: list[bytes] | None = None
         self.cache_size = 0
-        self.cache_headers: list[tuple[bytes, bytes]] = []
+        self.cache_headers: Sequence[tuple[bytes, bytes]] = ()
+        """A tuple until a response is cached: no list per idle connection."""
         self.cache_reason = b""
         self.acquired: str | None = None
         self.start = 0.0
@@ -141,8 +155,9 @@ class ClientConnection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
         self.transport = transport
         w = self.w
-        peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if isinstance(peer, tuple) else "-"
+        if self.peer == "-":
+            peer = transport.get_extra_info("peername")
+            self.peer = sys.intern(peer[0]) if isinstance(peer, tuple) else "-"
         w.metrics.connections_total += 1
         if len(w.conns) >= w.limits.max_connections:
             w.refuse(transport, "max_connections", 503)
@@ -155,7 +170,6 @@ class ClientConnection(asyncio.Protocol):
             return
         w.per_client[self.peer] = n + 1
         w.conns.add(self)
-        self.xff_peer = self.peer.encode()
         self.trusted = w.is_trusted(self.peer)
         self.deadline = w.loop.time() + w.timeouts.header
 
@@ -397,7 +411,8 @@ class ClientConnection(asyncio.Protocol):
         return self.peer
 
     def _build_upstream_head(self, head: RequestHead) -> bytes:
-        xff = head.xff + b", " + self.xff_peer if (self.trusted and head.xff) else self.xff_peer
+        peer = _peer_bytes(self.peer)
+        xff = head.xff + b", " + peer if (self.trusted and head.xff) else peer
         parts = [head.method.encode(), b" ", head.target, b" HTTP/1.1"]
         parts.extend([b"\r\n" + n + b": " + v for n, v in head.headers])
         parts.append(b"\r\nX-Forwarded-For: ")
@@ -789,7 +804,7 @@ class ClientConnection(asyncio.Protocol):
             from shieldwall.proxy.cache import Entry
 
             w.cache.store(_cache_key(self.head),
-                          Entry(200, self.cache_reason, self.cache_headers, b"".join(parts),
+                          Entry(200, self.cache_reason, list(self.cache_headers), b"".join(parts),
                                 time.time()))
         self._finish()
 
