@@ -153,6 +153,14 @@ class ClientConnection(asyncio.Protocol):
     # -- connection lifecycle ----------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop transports are not subclasses
+        parked = self.transport
+        if parked is not None:
+            # A parked connection (shieldwall.proxy.worker.Parking) sent its
+            # first bytes: already counted in; the real transport takes over.
+            self.transport = transport
+            if parked.is_closing():  # closed while this transport was being made
+                transport.close()
+            return
         self.transport = transport
         w = self.w
         if self.peer == "-":
