@@ -436,7 +436,7 @@ class Acceptor:
         proto = parked.proto
         try:
             await self.worker.loop.connect_accepted_socket(lambda: proto, parked.sock)
-        except OSError as exc:
+        except Exception as exc:  # whatever it was, the connection must not stay counted
             self.worker.reject_log("handshake_failed", repr(exc))
             parked.sock.close()
             parked.closed = True
