@@ -227,6 +227,28 @@ def idle_memory(toml: Path, port: int, admin_port: int, n: int,
     }
 
 
+def shield_config(port: int, admin_port: int, backend_port: int, access_log: Path,
+                  tail: str) -> str:
+    """The shield's TOML for one column of the bench: the same limits and
+    timeouts for every column (generous, as nginx's are), then ``tail``."""
+    return f"""
+listen = "127.0.0.1:{port}"
+access_log = "{access_log}"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+[[backends]]
+url = "http://127.0.0.1:{backend_port}"
+[limits]
+max_connections = 30000
+max_connections_per_client = 30000
+[timeouts]
+header = 120.0
+idle = 120.0
+[upstream]
+keepalive = 1024
+{tail}"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -263,45 +285,19 @@ def main() -> None:
             procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)],
                                           preexec_fn=raise_nofile, start_new_session=True))
         shield_toml = work / "shield.toml"
-        shield_toml.write_text(f"""
-listen = "127.0.0.1:{shield_port}"
-access_log = "{work}/shield-access.log"
-[admin]
-listen = "127.0.0.1:{admin_port}"
-[[backends]]
-url = "http://127.0.0.1:{backend_port}"
-[limits]
-max_connections = 30000
-max_connections_per_client = 30000
-[timeouts]
-header = 120.0
-idle = 120.0
-[upstream]
-keepalive = 1024
+        shield_toml.write_text(shield_config(shield_port, admin_port, backend_port,
+                                             work / "shield-access.log", """
 # The data path alone, as nginx is: no guard, no detector (bench/guard.py
 # measures the guard).
 [guard]
 enabled = false
 [detect]
 enabled = false
-""")
+"""))
         wired_port, wired_admin = free_port(), free_port()
         wired_toml = work / "shield-default.toml"
-        wired_toml.write_text(f"""
-listen = "127.0.0.1:{wired_port}"
-access_log = "{work}/shield-default-access.log"
-[admin]
-listen = "127.0.0.1:{wired_admin}"
-[[backends]]
-url = "http://127.0.0.1:{backend_port}"
-[limits]
-max_connections = 30000
-max_connections_per_client = 30000
-[timeouts]
-header = 120.0
-idle = 120.0
-[upstream]
-keepalive = 1024
+        wired_toml.write_text(shield_config(wired_port, wired_admin, backend_port,
+                                            work / "shield-default-access.log", """
 # The default wiring (guard and detector on), mode pinned to normal so the
 # detector's verdict on wrk's flood does not turn it into challenge pages.
 [guard]
@@ -312,7 +308,7 @@ rate = 10000000.0
 burst = 10000000.0
 [guard.admission]
 limit = 4096
-""")
+"""))
         if args.only == "all":
             run_throughput(args, result, procs, work, shield_toml, wired_toml, backend_port,
                            nginx_port, shield_port, wired_port)
