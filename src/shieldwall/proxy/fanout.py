@@ -168,11 +168,8 @@ class FanOut:
         if local.status in UNCHANGED or local.status >= 500:
             return local
         replies = await self.peers.broadcast(req.method, _target(req), req.body, authorization)
-        try:
-            body = json.loads(local.body)
-        except ValueError:
-            return local
-        if not isinstance(body, dict):
+        body = _json_object(local)
+        if body is None:
             return local
         status = local.status
         if status == 404 and any(200 <= r.status < 300 for r in replies):
@@ -189,11 +186,8 @@ class FanOut:
 
     async def _status(self, req: AdminRequest, authorization: str,
                       local: AdminResponse) -> AdminResponse:
-        try:
-            body = json.loads(local.body)
-        except ValueError:
-            return local
-        if not isinstance(body, dict):
+        body = _json_object(local)
+        if body is None:
             return local
         replies = await self.peers.broadcast("GET", _target(req), b"", authorization,
                                              READ_TIMEOUT)
@@ -225,11 +219,8 @@ class FanOut:
         """Each worker's detector sees its share of the connections: answer with
         the most alarming verdict (mode first, then not-normal, then confidence)
         and list every worker's in ``workers``."""
-        try:
-            body = json.loads(local.body)
-        except ValueError:
-            return local
-        if not isinstance(body, dict):
+        body = _json_object(local)
+        if body is None:
             return local
         replies = await self.peers.broadcast("GET", _target(req), b"", authorization,
                                              READ_TIMEOUT)
@@ -292,3 +283,13 @@ def report_loop(peers: Peers, reports: list[PeerReport], every: float = 1.0,
             pending = [report() for report in reports]
 
     return run()
+
+
+def _json_object(resp: AdminResponse) -> dict[str, Any] | None:
+    """This worker's answer as a JSON object to merge the others into; None
+    when it is not one (an error page is passed on as it is)."""
+    try:
+        body = json.loads(resp.body)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
