@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # binary:package pairs the tests and benches need from Debian
 DEBS   := redis-server:redis-server nginx:nginx-light wrk:wrk chromium:chromium \
-          chromedriver:chromium-driver slowhttptest:slowhttptest
+          chromedriver:chromium-driver slowhttptest:slowhttptest haproxy:haproxy \
+          redis-sentinel:redis-sentinel
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench venv debs clean

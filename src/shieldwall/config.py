@@ -174,6 +174,7 @@ class Config(_Strict):
     workers: int = Field(default=1, ge=1, le=64)
     access_log: str = "-"
     trusted_proxies: tuple[str, ...] = ()
+    proxy_protocol_from: tuple[str, ...] = ()
     backends: tuple[Backend, ...] = Field(min_length=1)
     tls: TLSSettings = TLSSettings()
     admin: AdminSettings = AdminSettings()
@@ -186,7 +187,7 @@ class Config(_Strict):
 
     _v_listen = field_validator("listen")(_check_hostport)
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "proxy_protocol_from")
     @classmethod
     def _cidrs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for item in v:

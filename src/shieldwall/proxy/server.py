@@ -309,6 +309,14 @@ class ClientConnection(asyncio.Protocol):
                 self.deadline = self.w.loop.time() + self.w.timeouts.header
         framer = self.framer
         if framer is None:
+            if data[:6] == b"PROXY " or data[:5] == b"\r\n\r\n\x00":
+                # A PROXY protocol header from a peer not in proxy_protocol_from
+                # (those are read in the accept loop): never trusted.
+                self.w.metrics.reject("proxy_protocol")
+                self.w.reject_log("proxy_protocol", f"{self.peer}: header from a peer not in "
+                                  "proxy_protocol_from; connection closed")
+                self._abort()
+                return
             framer = self.framer = RequestFramer(self.w.framing_limits)
         events = framer.feed(data)
         if self.backlog is not None:

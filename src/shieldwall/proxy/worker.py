@@ -27,12 +27,14 @@ from shieldwall.config import Config
 from shieldwall.guard.decision import OpenAdmission, OpenGate
 from shieldwall.http.errors import error_response
 from shieldwall.http.framing import FramingLimits
+from shieldwall.http.proxy_protocol import ProxyProtocolError
 from shieldwall.metrics import Metrics, exposition, write_snapshot
 from shieldwall.proxy.accesslog import AccessLog
 from shieldwall.proxy.admin import AdminApp, health_ok, protocol_factory
 from shieldwall.proxy.balancer import BackendState, Balancer
 from shieldwall.proxy.cache import StaleCache
 from shieldwall.proxy.fanout import FanOut, Peers, bind_private, report_loop, socket_path
+from shieldwall.proxy.proxy_header import AddressSet, HeaderEOF, client_of, read_header, try_read
 from shieldwall.proxy.server import ClientConnection
 from shieldwall.proxy.upstream import Pool
 from shieldwall.proxy.wiring import Wiring, wire
@@ -124,6 +126,8 @@ class Worker:
             self.cache.max_bytes, self.cache.max_object_bytes = c.max_bytes, c.max_object_bytes
             self.cache.max_stale, self.cache.refresh = c.max_stale, c.refresh
         self._trusted = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies]
+        self.balancers = AddressSet(config.proxy_protocol_from)
+        """Peers whose connections start with a PROXY protocol header."""
         self._trusted_cache: dict[str, bool] = {}
         if config.access_log != self._access_target:
             self.access_log.close()
@@ -414,10 +418,60 @@ class Acceptor:
             # transport for it would build and keep a socket-like object per
             # connection.
             peer = addr[0] if isinstance(addr, tuple) else None
-            if self.parking is not None and peer is not None and w.has_room(peer):
-                self._park(conn, peer)
-            else:  # TLS, or a connection to refuse: a transport at once, as ever
-                w.spawn(self._adopt(conn, peer))
+            if peer is not None and peer in w.balancers:
+                self._proxied(conn, peer)
+            else:
+                self._take(conn, peer)
+
+    def _take(self, conn: socket.socket, peer: str | None) -> None:
+        if self.parking is not None and peer is not None and self.worker.has_room(peer):
+            self._park(conn, peer)
+        else:  # TLS, or a connection to refuse: a transport at once, as ever
+            self.worker.spawn(self._adopt(conn, peer))
+
+    # -- PROXY protocol (shieldwall.proxy.proxy_header) -----------------------
+    def _proxied(self, conn: socket.socket, peer: str) -> None:
+        """A balancer's connection: its header names the client, then it is
+        taken like any other under the client's address."""
+        got = bytearray()
+        try:
+            header = try_read(conn, got)
+        except HeaderEOF:  # a TCP health check: connect, close
+            conn.close()
+            return
+        except (ProxyProtocolError, OSError) as exc:
+            self._bad_header(conn, peer, str(exc))
+            return
+        if header is None:
+            self.worker.spawn(self._await_header(conn, peer, got))
+        else:
+            self._take(conn, client_of(header, peer))
+
+    async def _await_header(self, conn: socket.socket, peer: str, got: bytearray) -> None:
+        w = self.worker
+        try:
+            header = await read_header(w.loop, conn, got, w.timeouts.header)
+        except HeaderEOF:
+            conn.close()
+            return
+        except TimeoutError:
+            self._bad_header(conn, peer, f"no complete header within {w.timeouts.header:g} s")
+            return
+        except (ProxyProtocolError, OSError) as exc:
+            self._bad_header(conn, peer, str(exc))
+            return
+        except BaseException:
+            conn.close()
+            raise
+        if self.stopped:
+            conn.close()
+        else:
+            self._take(conn, client_of(header, peer))
+
+    def _bad_header(self, conn: socket.socket, peer: str, why: str) -> None:
+        self.worker.metrics.reject("proxy_protocol")
+        self.worker.reject_log("proxy_protocol", f"{peer}: {why}; connection closed")
+        conn.close()
 
     def _park(self, conn: socket.socket, peer: str) -> None:
         """Count the connection in (limits, header deadline) as a transport
