@@ -20,6 +20,7 @@ from monitor_helpers import INTERVAL, Shop, Webhook, _Server, settings_for, wait
 from shieldwall.monitor._store import Store
 
 CONFIRM = 2
+AUTH = {"authorization": "Bearer test-token-123456"}
 
 
 async def test_an_outage_pages_after_the_quorum_escalates_and_recovers_once(
@@ -69,15 +70,37 @@ async def test_a_single_failing_probe_warns_and_never_pages(
     assert webhook.got == []
     assert mon.mon.store.incidents() == []
     async with httpx.AsyncClient() as c:
-        status = (await c.get(mon.mon.url + "/api/status")).json()
+        status = (await c.get(mon.mon.url + "/api/status", headers=AUTH)).json()
         metrics = (await c.get(mon.mon.url + "/metrics")).text
     check = status["checks"][0]
-    assert check["health"] == "warning"
+    assert check["health"] == "degraded" and check["probe_health"] == "warning"
     assert "p3" in [f["probe"] for f in check["failing"]] and "p3" not in check["passing"]
     warned = [ln for ln in metrics.splitlines() if ln.startswith('shieldwall_monitor_probe_warnings_total{check="shop"}')]
     assert warned and float(warned[0].split()[-1]) >= 10
     assert 'shieldwall_monitor_probe_up{check="shop",probe="p3"} 0.0' in metrics
     assert 'shieldwall_monitor_check_up{check="shop"} 1.0' in metrics
+
+
+async def test_the_public_status_says_down_and_the_incident_title_and_keeps_the_details_behind_the_token(
+    shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
+) -> None:
+    mon = await monitors(settings_for(shop, webhook, tmp_path), tmp_path)
+    shop.down()
+    await wait_until(lambda: mon.mon.core.open_incident("shop") is not None, 10, "the incident")
+    async with httpx.AsyncClient() as c:
+        public = await c.get(mon.mon.url + "/api/status")
+        full = (await c.get(mon.mon.url + "/api/status", headers=AUTH)).json()
+    assert public.status_code == 200
+    check = public.json()["checks"][0]
+    assert check["health"] == "down"
+    assert check["incident"] == {"id": 1, "title": "shop is down"}
+    assert set(check) == {"name", "health", "since", "incident"}
+    for secret in ("p1", "p2", "p3", "127.0.0", "cannot connect", "refused", str(shop.port)):
+        assert secret not in public.text, secret
+    inner = full["checks"][0]
+    assert inner["probe_health"] == "down"
+    assert {f["probe"] for f in inner["failing"]} == {"p1", "p2", "p3"}
+    assert all("cannot connect" in f["reason"] for f in inner["failing"])
 
 
 async def test_a_hanging_shop_is_an_outage_with_the_timeout_as_reason(

@@ -38,6 +38,11 @@ class Incident:
     def acked(self) -> bool:
         return self.acked_at is not None
 
+    @property
+    def title(self) -> str:
+        """The public words for it: no probe names, no addresses, no error texts."""
+        return f"{self.check} is down" if self.open else f"{self.check} was down"
+
     def duration(self, now: float) -> float:
         end = self.ended_at if self.ended_at is not None else now
         return max(0.0, end - self.started_at)

@@ -358,30 +358,51 @@ class Monitor:
                 log.error("giving up on %s for incident #%d after %d attempts", page.key, inc.id, MAX_ATTEMPTS)
 
     # -- views -----------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self, *, full: bool = False) -> dict[str, Any]:
+        """The state of every check. The public view says up/degraded/down and
+        the incident's title; probe names, failure reasons (addresses, error
+        texts) and the delivery backlog only with ``full`` (the API token)."""
         now = self.wall()
         window = maintenance_at(self.policy.maintenance, now)
         checks = []
         for name, st in self.checks.items():
             rep = st.last_round
             open_inc = self.core.open_incident(name)
-            checks.append(
-                {
-                    "name": name,
-                    "health": st.health.value,
-                    "since": st.since or None,
-                    "incident": open_inc.id if open_inc else None,
+            entry: dict[str, Any] = {
+                "name": name,
+                "health": public_health(st.health),
+                "since": st.since or None,
+                "incident": {"id": open_inc.id, "title": open_inc.title} if open_inc else None,
+            }
+            if full:
+                entry |= {
+                    "probe_health": st.health.value,
                     "failing": [r.to_json() for r in rep.failing] if rep else [],
                     "passing": [r.probe for r in rep.passing] if rep else [],
                     "missing": list(rep.missing) if rep else [],
                 }
-            )
+            checks.append(entry)
         return {
             "title": self.settings.monitor.title,
             "now": now,
             "maintenance": {"reason": window.reason, "until": window.end} if window else None,
             "checks": checks,
         }
+
+
+_PUBLIC_HEALTH = {
+    Health.UP: "up",
+    Health.WARNING: "degraded",
+    Health.SUSPECT: "degraded",
+    Health.DOWN: "down",
+    Health.UNKNOWN: "unknown",
+}
+
+
+def public_health(h: Health) -> str:
+    """What the public may know: up, degraded (some probes see trouble, or an
+    outage is being confirmed), down, or unknown (no round yet)."""
+    return _PUBLIC_HEALTH[h]
 
 
 def _warm_apprise() -> None:

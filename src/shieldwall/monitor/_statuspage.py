@@ -70,6 +70,11 @@ def _past(recent: Sequence[Incident], now: float) -> list[str]:
     return ['<section class="check" id="recent"><h2><span>Recent incidents</span></h2><ul>', *rows, "</ul></section>"]
 
 
+def _health(check: Mapping[str, Any]) -> str:
+    """The quorum's own word (warning, suspect...) when the full view is given."""
+    return str(check.get("probe_health", check["health"]))
+
+
 def render_status_page(
     status: Mapping[str, Any],
     history: Mapping[str, Sequence[DayBar]],
@@ -81,8 +86,8 @@ def render_status_page(
     worst = "unknown"
     order = ["unknown", "up", "warning", "suspect", "down"]
     for c in checks:
-        if order.index(c["health"]) > order.index(worst):
-            worst = c["health"]
+        if order.index(_health(c)) > order.index(worst):
+            worst = _health(c)
     if worst == "down":
         banner, cls = "Some services are down", "bad"
     elif worst in ("warning", "suspect"):
@@ -106,17 +111,18 @@ def render_status_page(
             f"{': ' + escape(maint['reason']) if maint['reason'] else ''}.</p>"
         )
     for c in checks:
-        word, scls = _WORDS.get(c["health"], _WORDS["unknown"])
+        health = _health(c)
+        word, scls = _WORDS.get(health, _WORDS["unknown"])
         bars = history.get(c["name"], [])
         observed = [b for b in bars if b.state != "nodata"]
         uptime = (
             100.0 * (1 - sum(b.down_seconds for b in observed) / (86400.0 * len(observed))) if observed else None
         )
         since = ""
-        if c["health"] == "down" and c.get("since"):
+        if health == "down" and c.get("since"):
             since = f'<p class="note">Down since {_clock(c["since"])} ({format_duration(now - c["since"])}).</p>'
         parts += [
-            f'<section class="check" data-check="{escape(c["name"])}" data-health="{c["health"]}">',
+            f'<section class="check" data-check="{escape(c["name"])}" data-health="{health}">',
             f'<h2><span>{escape(c["name"])}</span><span class="state {scls}">{escape(word)}</span></h2>',
             since,
             '<div class="bars" aria-label="90 days of history">',

@@ -79,11 +79,11 @@ def build_app(mon: Monitor) -> Starlette:
             for name in mon.checks
         }
         recent = [i for i in incs if not i.quiet][:5]
-        html = render_status_page(mon.status(), history, now=now, recent=recent)
+        html = render_status_page(mon.status(full=True), history, now=now, recent=recent)
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 
     async def status_json(request: Request) -> Response:
-        return JSONResponse(mon.status())
+        return JSONResponse(mon.status(full=admin_ok(request)))
 
     async def metrics(request: Request) -> Response:
         return Response(mon.metrics.exposition(), media_type="text/plain; version=0.0.4")
