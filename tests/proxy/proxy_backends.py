@@ -250,8 +250,17 @@ BAD_ONLY_HEAD_ERRORS = {
         "bare CR after a header", "bare CR inside a value", "NUL in a value",
         "control character in a value", "DEL in a value", "invalid character in a name",
         "space in the request target", "unknown HTTP version", "missing Host", "two Host headers",
-        "absolute-form target", "request target over the limit", "header block over the limit",
+        "request target over the limit", "header block over the limit",
         "too many headers", "declared body over the limit", "websocket upgrade",
+        "absolute-form target with another scheme", "absolute-form target with userinfo",
+        "absolute-form target with an empty host", "absolute-form target with a bad port",
+        "absolute-form target without Host", "authority-form target", "Host with a space",
+        "Host with a tab inside", "Host with a slash", "Host with userinfo", "Host with a bad port",
+        "empty Host", "NUL in Host", "control character in Host", "bare CR in Host", "DEL in Host",
+        "control character in an absolute-form host", "HTTP/0.9 with headers",
+        "HTTP/0.9 without headers", "HTTP/0.9 simple request", "HTTP/2.0 on an HTTP/1 connection",
+        "bare CRs before the request line", "bare CR after an empty line",
+        "bare LF before the request line",
     )
 }
 

@@ -57,7 +57,31 @@ BAD = [
     ("unknown HTTP version", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 400),
     ("missing Host", b"GET / HTTP/1.1\r\n\r\n", 400),
     ("two Host headers", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-    ("absolute-form target", b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("absolute-form target with another scheme", b"GET ftp://evil/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("absolute-form target with userinfo", b"GET http://u:p@evil/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("absolute-form target with an empty host", b"GET http:///p HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("absolute-form target with a bad port", b"GET http://evil:x/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("absolute-form target without Host", b"GET http://evil/ HTTP/1.1\r\n\r\n", 400),
+    ("authority-form target", b"GET evil:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("Host with a space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("Host with a tab inside", b"GET / HTTP/1.1\r\nHost: a\tb\r\n\r\n", 400),
+    ("Host with a slash", b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+    ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
+    ("Host with a bad port", b"GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", 400),
+    ("empty Host", b"GET / HTTP/1.1\r\nHost: \r\n\r\n", 400),
+    ("NUL in Host", b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", 400),
+    ("control character in Host", b"GET / HTTP/1.1\r\nHost: a\x01b\r\n\r\n", 400),
+    ("bare CR in Host", b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", 400),
+    ("DEL in Host", b"GET / HTTP/1.1\r\nHost: a\x7fb\r\n\r\n", 400),
+    ("control character in an absolute-form host",
+     b"GET http://a\x01b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("HTTP/0.9 with headers", b"GET /p HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+    ("HTTP/0.9 without headers", b"GET /p HTTP/0.9\r\n\r\n", 505),
+    ("HTTP/0.9 simple request", b"GET /p\r\n\r\n", 505),
+    ("HTTP/2.0 on an HTTP/1 connection", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ("bare CRs before the request line", b"\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("bare CR after an empty line", b"\r\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ("bare LF before the request line", b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("chunk size not hex",
      b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400),
     ("chunk size overflow",
@@ -165,3 +189,65 @@ def test_http_1_0_without_keep_alive_closes_and_needs_no_host() -> None:
     head = events[0][1]
     assert isinstance(head, RequestHead)
     assert head.version == "1.0" and not head.keep_alive
+
+
+def test_absolute_form_becomes_origin_form_with_its_authority_as_host() -> None:
+    """RFC 9112 3.2.2: a server MUST accept absolute-form; a proxy replaces
+    the received Host with the target's authority."""
+    data = b"GET HTTP://Shop.example:8080/p?q=1 HTTP/1.1\r\nX-A: 1\r\nHost: other\r\n\r\n"
+    for bytewise in (False, True):
+        events = feed_all(data, bytewise)
+        assert [k for k, _ in events] == [HEAD, END]
+        head = events[0][1]
+        assert isinstance(head, RequestHead)
+        assert (head.target, head.path, head.query) == (b"/p?q=1", "/p", "q=1")
+        assert head.host == "Shop.example:8080"
+        assert head.headers == [(b"Host", b"Shop.example:8080"), (b"X-A", b"1")]
+
+
+@pytest.mark.parametrize(("target", "origin"), [
+    (b"http://shop", b"/"), (b"https://shop?x", b"/?x"), (b"http://[::1]:81/a/b", b"/a/b"),
+    (b"http://shop/", b"/"),
+])
+def test_absolute_form_without_a_path_gets_slash(target: bytes, origin: bytes) -> None:
+    events = feed_all(b"GET " + target + b" HTTP/1.0\r\n\r\n")
+    head = events[0][1]
+    assert isinstance(head, RequestHead)
+    assert head.target == origin
+    assert [n for n, _ in head.headers] == [b"Host"]
+
+
+def test_host_keeps_no_trailing_whitespace() -> None:
+    head = feed_all(b"GET / HTTP/1.1\r\nHost:  shop.example \t\r\n\r\n")[0][1]
+    assert isinstance(head, RequestHead)
+    assert head.host == "shop.example"
+    assert head.headers == [(b"Host", b"shop.example")]
+
+
+def test_empty_crlf_lines_before_a_request_are_ignored() -> None:
+    """RFC 9112 2.2 lets a server ignore empty lines before the request line
+    (old clients send one after a POST body); only whole CRLFs are empty lines."""
+    data = b"\r\n\r\n" + GOOD + b"\r\n" + GOOD
+    for bytewise in (False, True):
+        assert [k for k, _ in feed_all(data, bytewise)] == [HEAD, END, HEAD, END]
+
+
+POST_CR = b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\nx\r\r\n\r\n\ry\r"
+CHUNKED_CR = (b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"6\r\n\r\n\r\n\r\r\r\n0\r\nX-T: 1\r\n\r\n")
+
+
+@pytest.mark.parametrize("bytewise", [False, True], ids=["whole", "bytewise"])
+def test_bare_crs_inside_bodies_are_data_but_between_pipelined_requests_are_refused(
+        bytewise: bool) -> None:
+    good = GOOD + POST_CR + CHUNKED_CR + b"\r\n" + GOOD
+    events = feed_all(good, bytewise)
+    assert [k for k, _ in events if k != BODY] == [HEAD, END, HEAD, END, HEAD, END, HEAD, END]
+    assert b"".join(p for k, p in events if k == BODY) == b"x\r\r\n\r\n\ry\r" + b"\r\n\r\n\r\r"  # type: ignore[misc]
+    for after in (GOOD, POST_CR, CHUNKED_CR):
+        events = feed_all(GOOD + after + b"\r" + GOOD, bytewise)
+        kinds = [k for k, _ in events if k != BODY]
+        assert kinds == [HEAD, END, HEAD, END, ERROR], after
+        err = events[-1][1]
+        assert isinstance(err, ClientError) and err.status == 400
+        assert "bare CR" in err.reason

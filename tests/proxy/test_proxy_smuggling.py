@@ -75,3 +75,24 @@ async def test_a_request_hidden_in_a_valid_chunked_body_stays_body(
     out = await send_raw(shield.port, data)
     assert status_of(out) == 200
     assert [(s.method, s.target, s.body) for s in backend.seen] == [("POST", "/form", inner)]
+
+
+async def test_an_absolute_form_request_reaches_the_backend_in_origin_form_with_its_authority_as_host(
+        rig: tuple[Shield, Backend]) -> None:
+    shield, backend = rig
+    out = await send_raw(shield.port, b"GET http://shop.example:8080/p?q=1 HTTP/1.1\r\n"
+                                      b"Host: attacker.example\r\nConnection: close\r\n\r\n")
+    assert status_of(out) == 200
+    [seen] = backend.seen
+    assert (seen.method, seen.target) == ("GET", "/p?q=1")
+    assert [v for n, v in seen.headers if n.lower() == "host"] == ["shop.example:8080"]
+    assert b"attacker" not in bytes(backend.raw)
+
+
+async def test_empty_lines_before_a_request_are_ignored_but_a_bare_cr_between_requests_is_refused(
+        rig: tuple[Shield, Backend]) -> None:
+    shield, backend = rig
+    out = await send_raw(shield.port, b"\r\n" + LEGIT + b"\r\n" + LEGIT + b"\r" + LEGIT)
+    assert out.count(b"HTTP/1.1 200 ") == 2
+    assert b"HTTP/1.1 400 " in out and out.endswith(b"400 Bad Request\n")
+    assert [(s.method, s.target) for s in backend.seen] == [("GET", "/legit")] * 2

@@ -7,10 +7,21 @@ clock, so it is tested by feeding bytes, one at a time too.
 llhttp (via httptools) is strict by default, but it calls
 ``on_headers_complete`` *before* it rejects some framings (a
 Transfer-Encoding that is not ``chunked``), accepts ``gzip, chunked`` (which
-we cannot re-frame honestly), lets a request without ``Host`` through and
-buffers an endless header line without bound. This module adds those checks
-on top, so that a HEAD event is only ever produced for a request whose body
-framing is unambiguous. Each attacker-controlled size has a named limit.
+we cannot re-frame honestly), lets a request without ``Host`` through, takes ``HTTP/0.9`` and ``HTTP/2.0``
+as versions, accepts any ``Host`` value, skips bare CRs and LFs before a
+request line and buffers an endless header line without bound. This module
+adds those checks on top, so that a HEAD event is only ever produced for a
+request whose body framing is unambiguous. Each attacker-controlled size has
+a named limit.
+
+An absolute-form target (``GET http://shop/p HTTP/1.1``, RFC 9112 3.2.2) is
+accepted and turned into origin-form, its authority replacing the Host
+header, so that everything downstream sees one form.
+
+llhttp ignores CR and LF between messages and says nothing about where a
+message ended, so :meth:`RequestFramer.feed` cuts the bytes at the places a
+request can end (after an empty line, or after a Content-Length body) and
+checks itself that what lies between two requests is empty CRLF lines only.
 
 Events (``kind`` is one of the module constants):
 
@@ -22,6 +33,7 @@ Events (``kind`` is one of the module constants):
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httptools
@@ -68,6 +80,13 @@ _SPECIAL = {
 }
 
 _SPECIAL_FIRST = frozenset(k[0] for k in _SPECIAL)
+
+# RFC 9110 4.2.1/7.2 and RFC 3986 3.2.2: uri-host [ ":" port ], no userinfo.
+# An empty host is invalid for http(s), so it is refused too (as nginx does).
+_AUTHORITY = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?")
+_ABSOLUTE = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)(.*)", re.DOTALL)
+_VERSIONS = frozenset({"1.0", "1.1"})
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
@@ -124,9 +143,9 @@ class RequestFramer:
     """Feeds bytes to llhttp and turns its callbacks into validated events."""
 
     __slots__ = (
-        "_body_bytes", "_conn_tokens", "_events", "_failed", "_head", "_hsize", "_in_head",
-        "_n_cl", "_n_host", "_nheaders", "_parser", "_pending", "_raised", "_te", "_url",
-        "limits",
+        "_body_bytes", "_cl_left", "_conn_tokens", "_events", "_failed", "_gap_cr", "_head",
+        "_hsize", "_idle", "_in_head", "_n_cl", "_n_host", "_nheaders", "_parser", "_pending",
+        "_raised", "_tail", "_te", "_url", "limits",
     )
 
     def __init__(self, limits: FramingLimits) -> None:
@@ -137,6 +156,14 @@ class RequestFramer:
         self._in_head = False
         self._pending = 0
         self._raised: ClientError | None = None
+        self._idle = True
+        """No request begun since the last one ended: only empty lines may come."""
+        self._gap_cr = False
+        """The bytes between requests ended in a CR that still needs its LF."""
+        self._cl_left = 0
+        """Content-Length body bytes still to come (where this request ends)."""
+        self._tail = b""
+        """Last bytes of the previous feed inside a request, for an empty line cut in two."""
         self._reset_head()
 
     def _reject(self, status: int, reason: str) -> ClientError:
@@ -165,7 +192,9 @@ class RequestFramer:
             return []
         events = self._events = []
         try:
-            self._parser.feed_data(data)
+            self._feed(data)
+        except ClientError as err:
+            self._fail(err)
         except httptools.HttpParserUpgrade:
             self._fail(self._raised or ClientError(501, "protocol upgrade is not supported"))
         except httptools.HttpParserError as exc:
@@ -181,6 +210,65 @@ class RequestFramer:
                     self._fail(ClientError(431, "request header block too large"))
         return events
 
+    def _feed(self, data: bytes) -> None:
+        # Cut ``data`` where a request can end, so that the bytes after it are
+        # known and checked. A request ends after an empty line (no body, or
+        # the last chunk and trailers; that empty line never follows another)
+        # or after its Content-Length body.
+        n = len(data)
+        pos = 0
+        parser = self._parser
+        while True:
+            if self._idle:
+                pos = self._skip_empty_lines(data, pos)
+                if pos >= n:
+                    return
+            cl_left = self._cl_left
+            if cl_left:
+                end = pos + cl_left
+                if end > n:
+                    end = n
+                self._cl_left = cl_left - (end - pos)
+            else:
+                end = -1
+                tail = self._tail
+                if tail and pos == 0:
+                    k = (tail + data[:3]).find(b"\r\n\r\n")
+                    if k >= 0:
+                        end = k + 4 - len(tail)
+                if end < 0:
+                    end = data.find(b"\r\n\r\n", pos)
+                    end = n if end < 0 else end + 4
+            parser.feed_data(data if pos == 0 and end == n else data[pos:end])
+            if end == n:
+                break
+            pos = end
+        if self._idle or self._cl_left:
+            self._tail = b""
+        else:
+            self._tail = (self._tail + data)[-3:] if n < 3 else data[-3:]
+
+    def _skip_empty_lines(self, data: bytes, pos: int) -> int:
+        """Skip the empty CRLF lines before a request line (RFC 9112 2.2 lets
+        a server ignore them); a bare CR or LF there is refused."""
+        n = len(data)
+        cr = self._gap_cr
+        while pos < n:
+            b = data[pos]
+            if cr:
+                if b != 10:
+                    raise ClientError(400, "bare CR before the request line")
+                cr = False
+            elif b == 13:
+                cr = True
+            elif b == 10:
+                raise ClientError(400, "bare LF before the request line")
+            else:
+                break
+            pos += 1
+        self._gap_cr = cr
+        return pos
+
     def _fail(self, err: ClientError) -> None:
         self._failed = True
         self._events.append((ERROR, err))
@@ -188,6 +276,7 @@ class RequestFramer:
     # -- llhttp callbacks ------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._idle = False
         self._pending = 0
 
     def on_url(self, url: bytes) -> None:
@@ -207,6 +296,9 @@ class RequestFramer:
             head.headers.append((name, value))
         elif kind == _HOST:
             self._n_host += 1
+            value = value.rstrip(b" \t")
+            if _AUTHORITY.fullmatch(value) is None:
+                raise self._reject(400, "invalid Host header")
             head.host = value.decode("latin-1")
             head.headers.append((name, value))
         elif kind == _COOKIE:
@@ -239,10 +331,11 @@ class RequestFramer:
         parser = self._parser
         self._in_head = False
         head.method = parser.get_method().decode("ascii")
-        head.version = parser.get_http_version()
+        head.version = version = parser.get_http_version()
+        if version not in _VERSIONS:
+            raise self._reject(505, f"HTTP/{version} is not supported")
         head.keep_alive = parser.should_keep_alive()
         url = self._url
-        head.target = url
         if parser.should_upgrade():
             raise self._reject(501, "protocol upgrade is not supported")
         if self._te:
@@ -251,15 +344,18 @@ class RequestFramer:
             if head.content_length >= 0:
                 raise self._reject(400, "both Content-Length and Transfer-Encoding")
             head.chunked = True
+        elif head.content_length > 0:
+            self._cl_left = head.content_length
         head.has_body = head.chunked or head.content_length > 0
         if head.content_length > self.limits.max_body_bytes:
             raise self._reject(413, "request body too large")
         if self._n_host != 1 and (self._n_host > 1 or head.version == "1.1"):
             raise self._reject(400, "exactly one Host header is required")
-        if url[:1] != b"/" and not (url == b"*" and head.method == "OPTIONS"):
-            raise self._reject(400, "only origin-form request targets are accepted")
         if head.method == "CONNECT":
             raise self._reject(405, "CONNECT is not supported")
+        if url[:1] != b"/" and not (url == b"*" and head.method == "OPTIONS"):
+            url = self._absolute_form(url, head)
+        head.target = url
         q = url.find(b"?")
         if q < 0:
             head.path = url.decode("latin-1")
@@ -272,6 +368,21 @@ class RequestFramer:
             head.headers = [(n, v) for n, v in head.headers if n.lower() not in named]
         self._events.append((HEAD, head))
 
+    def _absolute_form(self, url: bytes, head: RequestHead) -> bytes:
+        """The origin-form of an absolute-form target; its authority becomes
+        the Host (RFC 9112 3.2.2: a received Host is replaced, not forwarded)."""
+        m = _ABSOLUTE.fullmatch(url)
+        if m is None:
+            raise self._reject(400, "request target is neither origin-form nor an http(s) URI")
+        authority, rest = m.group(1), m.group(2)
+        if _AUTHORITY.fullmatch(authority) is None:
+            raise self._reject(400, "invalid authority in the request target")
+        head.host = authority.decode("latin-1")
+        headers = [(n, v) for n, v in head.headers if n.lower() != b"host"]
+        headers.insert(0, (b"Host", authority))
+        head.headers = headers
+        return rest if rest[:1] == b"/" else b"/" + rest
+
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         if self._body_bytes > self.limits.max_body_bytes:
@@ -280,4 +391,5 @@ class RequestFramer:
 
     def on_message_complete(self) -> None:
         self._events.append((END, None))
+        self._idle = True
         self._reset_head()
