@@ -8,7 +8,10 @@ API, not file editors.
 
 Authentication: every route with ``auth=True`` requires
 ``Authorization: Bearer <token>`` where the token comes from the config
-(``admin.token``) or the ``SHIELDWALL_ADMIN_TOKEN`` environment variable.
+(``admin.token``) or the ``SHIELDWALL_ADMIN_TOKEN`` environment variable,
+or the operator console's session cookie (shieldwall.console: a browser
+logs in once with the token; its changes also need a CSRF token and a
+same-origin request).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class AdminRequest:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     client: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Request headers, names in lower case (the last one wins when repeated)."""
 
     def json(self) -> Any:
         """The body parsed as JSON; ``{}`` for an empty body. Raises ValueError."""
@@ -37,6 +42,8 @@ class AdminResponse:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra response headers (Set-Cookie, Content-Disposition, ...)."""
 
     @classmethod
     def of_json(cls, value: Any, status: int = 200) -> AdminResponse:

@@ -468,6 +468,9 @@ class GuardGate:
         cookie = (f"{self.settings.pass_cookie}={token}; Path=/; Max-Age={int(expires - now)}; "
                   "HttpOnly; SameSite=Lax" + ("; Secure" if facts.tls else ""))
         self._count("verify:ok:" + kind)
+        # the console's funnel: mean solve time = solve_ms / verify:ok:* (issue to answer)
+        self.counts["verify:solve_ms"] = self.counts.get("verify:solve_ms", 0) + \
+            int(max(0.0, now - issued) * 1000)
         return Decision(Action.RESPOND, max(cls, ClientClass.VERIFIED), reason="verify:ok",
                         response=responses.redirect(target, cookie))
 

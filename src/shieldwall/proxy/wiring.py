@@ -64,6 +64,7 @@ def wire(config: Config, secret: bytes | None = None) -> Wiring:
     unless its section says ``enabled = false``. ``secret``: the guard's
     signing key when the supervisor made one for all its workers (so a
     session or pass signed by one worker holds on the others)."""
+    from shieldwall.console import Recorder
     from shieldwall.detect.runtime import DetectRuntime
     from shieldwall.guard.runtime import GuardRuntime
 
@@ -88,6 +89,13 @@ def wire(config: Config, secret: bytes | None = None) -> Wiring:
         wiring.sinks.append(detect.sink)
         wiring.routes += detect.admin_routes
         wiring.services.append(Service("detect", detect.start, detect.stop))
+    if config.guard.enabled or config.detect.enabled:
+        # the console's per-worker view (shieldwall.console): one more sink on
+        # the events these parts make anyway
+        rec = Recorder()
+        wiring.sinks.append(rec.sink)
+        wiring.routes += rec.admin_routes
+        wiring.services.append(Service("console", rec.start, rec.stop))
     return wiring
 
 

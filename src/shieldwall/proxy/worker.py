@@ -30,14 +30,14 @@ from shieldwall.http.framing import FramingLimits
 from shieldwall.http.proxy_protocol import ProxyProtocolError
 from shieldwall.metrics import Metrics, exposition, write_snapshot
 from shieldwall.proxy.accesslog import AccessLog
-from shieldwall.proxy.admin import AdminApp, health_ok, protocol_factory
+from shieldwall.proxy.admin import AdminApp, attach_console, health_ok, protocol_factory
 from shieldwall.proxy.balancer import BackendState, Balancer
 from shieldwall.proxy.cache import StaleCache
 from shieldwall.proxy.fanout import FanOut, Peers, bind_private, report_loop, socket_path
 from shieldwall.proxy.proxy_header import AddressSet, HeaderEOF, client_of, read_header, try_read
 from shieldwall.proxy.server import ClientConnection
 from shieldwall.proxy.upstream import Pool
-from shieldwall.proxy.wiring import Wiring, wire
+from shieldwall.proxy.wiring import Service, Wiring, wire
 
 _HEALTH_UA = b"shieldwall-health"
 
@@ -214,6 +214,8 @@ class Worker:
                            health_ok(lambda: self.draining, self.metrics.backends))
             if self.peers is not None:
                 app.fanout = FanOut(self.peers)
+            console = attach_console(app)
+            self.wiring.services.append(Service("console-ui", console.start, console.stop))
             self.servers.append(await self.loop.create_server(
                 protocol_factory(app, self.spawn), sock=admin_sock))
         for svc in self.wiring.services:
