@@ -148,7 +148,9 @@ def test_the_live_view_shows_each_workers_share_and_the_total(shield: Shield) ->
         while time.monotonic() < deadline:
             live = c.get("/console/api/live").json()
             agents = dict((k, n) for k, n, _ in live["top"]["agent"])
-            if agents.get("counted", 0) >= sent:
+            # the charts end with the last whole second: wait for it
+            if agents.get("counted", 0) >= sent and \
+                    sum(live["series"]["outcomes"]["allowed"]) >= sent:
                 break
             time.sleep(0.5)
     finally:
