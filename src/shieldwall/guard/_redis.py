@@ -18,6 +18,12 @@ through beyond the shared limit. Docs: docs/GUARD.md.
 When Redis goes away the shield keeps serving on local state, says so in
 ``status()["store"]`` and the log (once), keeps the changes to replay, and
 resynchronises when Redis is back. Every key has a TTL.
+
+Behind Sentinels (``redis+sentinel://``, shieldwall.guard._redis_url) a list
+change leaves the outbox only once a replica has it too (``WAIT``): a primary
+killed right after it acknowledged a ban must not take the ban with it. A
+change no replica acknowledged is sent again (to the promoted replica, after
+a failover) for up to ``ACK_PATIENCE`` seconds.
 """
 
 from __future__ import annotations
@@ -31,10 +37,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shieldwall.guard._gate import GuardGate
+from shieldwall.guard._redis_url import key_prefix, make_client, parse_url
 from shieldwall.guard._state import SEVERITY, ListEntry, LocalState, Op
 from shieldwall.guard.decision import Mode
 from shieldwall.guard.settings import RedisSettings
@@ -71,6 +77,12 @@ DETECTOR_FRESH = 30.0
 _SEVERITY = SEVERITY
 KEYS_PER_SCRIPT = 500
 MAX_OUTBOX = 10_000
+ACK_PATIENCE = 5.0
+"""Seconds a list change is re-sent while no replica acknowledges it (a
+primary whose replicas are all gone still serves; it is said in status)."""
+ACK_WAIT_MS = 100
+"""How long one round waits for a replica's acknowledgement (rounds that
+wrote nothing never wait)."""
 
 
 def _entry_json(e: ListEntry) -> str:
@@ -94,10 +106,17 @@ class RedisSync:
         self.state = state
         self.gate = gate
         self.clock = clock
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            settings.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.target = parse_url(settings.url)
+        self.client, self._extra_clients = make_client(self.target, 0.5)
         self._script = self.client.register_script(_BUCKETS_LUA)
-        self.k = settings.prefix
+        self.k = key_prefix(self.target, settings.prefix)
+        self._wait_replicas = 1 if self.target.kind == "sentinel" else 0
+        self._unacked_since: float | None = None
+        self._resend: list[Op] = []
+        """Changes written to the primary that no replica has acknowledged:
+        written again next round. Apart from the outbox, so they never hold
+        back a reload (the primary has them; a reload shows them)."""
+        self.unacked_dropped = 0
         self.healthy = False
         self.failures = 0
         self.rounds = 0
@@ -110,7 +129,8 @@ class RedisSync:
         self.node = secrets.token_hex(4)
 
     def status(self) -> dict[str, Any]:
-        return {"kind": "redis", "healthy": self.healthy, "rounds": self.rounds,
+        return {"kind": "redis", "redis": self.target.kind, "healthy": self.healthy,
+                "rounds": self.rounds, "unacked_dropped": self.unacked_dropped,
                 "failures": self.failures, "last_error": self.last_error,
                 "down_since": self.down_since, "sync_interval": self.s.sync_interval,
                 "overshoot": "at most one batch per process (one sync interval of spending)"}
@@ -142,6 +162,8 @@ class RedisSync:
         except (TimeoutError, RedisError, OSError):
             pass
         await self.client.aclose()
+        for extra in self._extra_clients:
+            await extra.aclose()
 
     async def run(self) -> None:
         backoff = self.s.sync_interval
@@ -165,7 +187,8 @@ class RedisSync:
 
     async def _round(self) -> bool:
         st = self.state
-        ops, st.outbox = st.outbox, []
+        ops, st.outbox = self._resend + st.outbox, []
+        self._resend = []
         pending = st.pending or {}
         st.pending = {}
         now = self.clock()
@@ -173,11 +196,17 @@ class RedisSync:
             await self._share_secret()
             pipe = self.client.pipeline(transaction=False)
             wrote = self._queue_ops(pipe, ops, now)
+            waited = wrote and self._wait_replicas > 0
             if wrote:
                 pipe.incr(self.k + "ver")
                 pipe.expire(self.k + "ver", LIST_TTL)
+                if waited:
+                    pipe.wait(self._wait_replicas, ACK_WAIT_MS)
             pipe.get(self.k + "ver")
-            ver = (await pipe.execute())[-1] or b"0"
+            results = await pipe.execute()
+            ver = results[-1] or b"0"
+            if waited:
+                self._check_acked(ops, int(results[-2]), now)
             remote = await self._push_buckets(pending, now)
             stale = ver != self._seen_ver or now - self._last_full >= FULL_RELOAD_EVERY
             if stale and not st.outbox:  # changes made meanwhile go first, next round
@@ -208,6 +237,21 @@ class RedisSync:
         self.rounds += 1
         self._apply_buckets(remote)
         return True
+
+    def _check_acked(self, ops: list[Op], replicas: int, now: float) -> None:
+        """Keep changes no replica has yet, to send again next round."""
+        if replicas >= self._wait_replicas:
+            self._unacked_since = None
+            return
+        if self._unacked_since is None:
+            self._unacked_since = now
+        if now - self._unacked_since <= ACK_PATIENCE:
+            self._resend = ops
+            return
+        self.unacked_dropped += len(ops)
+        self._unacked_since = None
+        log.error("guard: no Redis replica acknowledged %d change(s) for %.0fs; they are on the "
+                  "primary only", len(ops), ACK_PATIENCE)
 
     def _queue_ops(self, pipe: Any, ops: list[Op], now: float) -> bool:
         k = self.k
@@ -243,15 +287,23 @@ class RedisSync:
         out: dict[str, float] = {}
         pipe = self.client.pipeline(transaction=False)
         chunks = []
+        cluster = self.target.kind == "cluster"
+        results = []
         for i in range(0, len(items), KEYS_PER_SCRIPT):
             chunk = items[i:i + KEYS_PER_SCRIPT]
             args: list[float] = [now]
             for _, (spent, rate, burst) in chunk:
                 args += [spent, rate, burst]
-            await self._script(keys=[self.k + "b:" + key for key, _ in chunk], args=args,
-                               client=pipe)
+            keys = [self.k + "b:" + key for key, _ in chunk]
+            if cluster:
+                # redis-py's cluster pipeline does not load scripts; one
+                # call per chunk (all keys in one slot, so one node).
+                results.append(await self._script(keys=keys, args=args))
+            else:
+                await self._script(keys=keys, args=args, client=pipe)
             chunks.append(chunk)
-        results = await pipe.execute()
+        if not cluster:
+            results = await pipe.execute()
         for chunk, res in zip(chunks, results, strict=True):
             for (key, _), tokens in zip(chunk, res, strict=True):
                 out[key] = float(tokens)

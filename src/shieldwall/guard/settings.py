@@ -128,10 +128,22 @@ class AdmissionSettings(_Strict):
 
 class RedisSettings(_Strict):
     url: str = ""
-    """``redis://host:port/db`` or ``unix:///path/to/redis.sock``; empty: one process only."""
+    """``redis://host:port/db``, ``unix:///path/to/redis.sock``,
+    ``redis+sentinel://host:port[,host:port]/service`` or
+    ``redis+cluster://host:port[,host:port]`` (shieldwall.guard._redis_url);
+    empty: one process only."""
     prefix: str = "sw:"
     sync_interval: float = Field(default=0.03, gt=0, le=5)
     """Seconds between batched syncs (the bound of the overshoot)."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v:
+            from shieldwall.guard._redis_url import parse_url
+
+            parse_url(v)
+        return v
 
 
 class GuardSettings(BaseModel):
