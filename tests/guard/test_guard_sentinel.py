@@ -14,8 +14,8 @@ import pytest
 from guard_helpers import facts, runtime
 
 from shieldwall.drill.procs import Lab
-from shieldwall.drill.redis_lab import SentinelRedis, sentinel_available
-from shieldwall.guard.decision import Action
+from shieldwall.drill.redis_lab import RedisClusterLab, SentinelRedis, sentinel_available
+from shieldwall.guard.decision import Action, Mode
 from shieldwall.guard.runtime import GuardRuntime
 
 pytestmark = [pytest.mark.redis,
@@ -87,6 +87,36 @@ async def test_primary_killed_mid_flood_replica_promoted_no_ban_lost(tmp_path: P
             assert decided[0] > 1000
             print(f"promoted {promoted_after:.2f}s after the kill, resynced {resynced:.2f}s later, "
                   f"{decided[0]} decisions, slowest {slowest[0] * 1000:.2f} ms")
+        finally:
+            await a.stop()
+            await b.stop()
+
+
+async def test_a_redis_cluster_shares_limits_bans_and_mode(tmp_path: Path) -> None:
+    with Lab(tmp_path) as lab:
+        cluster = RedisClusterLab(lab, tmp_path)
+        await asyncio.to_thread(cluster.start)
+        kw: dict[str, object] = {"redis": {"url": cluster.url, "sync_interval": 0.02},
+                                 "limits": {"default_route": {"name": "page", "rate": 0.001, "burst": 10}}}
+        a, b = runtime(time.time, **kw), runtime(time.time, **kw)
+        await a.start()
+        await b.start()
+        try:
+            f = facts()
+            assert [a.gate.decide(f).action for _ in range(10)] == [Action.ALLOW] * 10
+            await a.sync_now()
+            b.gate.decide(f)  # b's first batch for a client it never saw (the overshoot)
+            await b.sync_now()
+            assert b.gate.decide(f).action is Action.LIMIT
+            a.ban("203.0.113.0/24", ttl=600, reason="flood")
+            a.set_mode(Mode.UNDER_ATTACK, "operator")
+            await a.sync_now()
+            await b.sync_now()
+            assert not _blocks(b, 0)  # 203.0.0.9 is not in the ban
+            assert b.gate.decide(facts(client="203.0.113.9")).action is Action.BLOCK
+            assert b.state.mode is Mode.UNDER_ATTACK
+            status = b.status()["store"]
+            assert status["redis"] == "cluster" and status["healthy"], status
         finally:
             await a.stop()
             await b.stop()

@@ -117,6 +117,5 @@ def make_client(target: RedisTarget, timeout: float) -> tuple[Any, list[Any]]:
 
     client = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
                           socket_timeout=timeout, socket_connect_timeout=timeout,
-                          username=target.username, password=target.password,
-                          cluster_error_retry_attempts=1)
+                          username=target.username, password=target.password)
     return client, []
