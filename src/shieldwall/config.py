@@ -143,6 +143,8 @@ class HealthCheck(_Strict):
     timeout: float = Field(default=1.0, gt=0)
     healthy_threshold: int = Field(default=2, ge=1)
     unhealthy_threshold: int = Field(default=3, ge=1)
+    panic_threshold: float = Field(default=0.5, ge=0, le=1)
+    """Under this share of backends passing the check, route to all of them."""
 
     @field_validator("path")
     @classmethod

@@ -37,6 +37,8 @@ class Metrics:
         self.connections_open: Callable[[], int] = lambda: 0
         self.backends: Callable[[], list[tuple[str, bool, int]]] = list
         """(backend key, healthy, outstanding) for each backend."""
+        self.panic: Callable[[], bool] = lambda: False
+        """Too few backends pass the health check: requests go to all of them."""
 
     def observe(self, status: int, decision: str, outcome: str, seconds: float) -> None:
         key = (status, decision, outcome)
@@ -58,6 +60,7 @@ class Metrics:
             "stale_hits": self.stale_hits,
             "retries": self.retries,
             "backends": self.backends(),
+            "panic": self.panic(),
         }
 
 
@@ -160,6 +163,11 @@ class _Collector:
             outst.add_metric([key], inflight[key])
         yield up
         yield outst
+        panic = GaugeMetricFamily(
+            "shieldwall_upstream_panic",
+            "1 when too few backends pass the health check and requests go to all of them")
+        panic.add_metric([], 1.0 if any(s.get("panic", False) for s in snaps) else 0.0)
+        yield panic
 
 
 def exposition(live: Metrics, directory: Path | None = None, worker: int = 0) -> bytes:

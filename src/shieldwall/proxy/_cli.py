@@ -17,13 +17,21 @@ def register(app: typer.Typer) -> None:
     @app.command("check-config")
     def check_config(path: str = typer.Argument(..., help="The TOML file to check.")) -> None:
         """Validate a config file without starting anything: exit 0 and a
-        summary, or exit 2 and every problem on its own line."""
+        summary, or exit 2 and every problem on its own line. Backends that
+        answer from here are asked the health path once: a 4xx is warned about."""
         try:
             config = load_config(path)
         except ConfigError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
         typer.echo(f"ok: {path}: {config.summary()}")
+        hc = config.upstream.health
+        if hc.enabled:
+            from shieldwall.proxy.health import check_paths
+
+            targets = [(b.key, b.host, b.port) for b in config.backends]
+            for warning in check_paths(targets, hc.path, min(1.0, hc.timeout)):
+                typer.echo(warning, err=True)
 
     @app.command("serve")
     def serve(

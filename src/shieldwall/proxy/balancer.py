@@ -5,6 +5,14 @@ is taken out by the active health check (``unhealthy_threshold`` failed probes
 in a row) or passively (``max_fails`` failed requests in a row); a passively
 ejected backend gets one trial request after ``eject_time`` (half-open): a
 success brings it back, a failure ejects it again. No IO, clock injected.
+
+A health check must never be able to close the shop: a wrong health path, or
+a check that fails while the backends answer real requests, would otherwise
+take every backend out and answer 503 to everyone. So, like Envoy's panic
+threshold, when fewer than ``panic_threshold`` of the backends pass the
+active check the balancer routes to all of them (passive ejection still
+applies: a backend that fails real requests stays out) until the checks
+pass again.
 """
 
 from __future__ import annotations
@@ -41,18 +49,38 @@ class BackendState:
 
 class Balancer:
     def __init__(self, clock: Callable[[], float], max_fails: int = 3, eject_time: float = 10.0,
-                 healthy_threshold: int = 2, unhealthy_threshold: int = 3) -> None:
+                 healthy_threshold: int = 2, unhealthy_threshold: int = 3,
+                 panic_threshold: float = 0.5) -> None:
         self.clock = clock
         self.max_fails = max_fails
         self.eject_time = eject_time
         self.healthy_threshold = healthy_threshold
         self.unhealthy_threshold = unhealthy_threshold
+        self.panic_threshold = panic_threshold
+        """Share of backends that must pass the active check; under it, all are used (0: never)."""
         self.backends: list[BackendState] = []
+        self.panic = False
+        """Too few backends pass the active check: route to all of them."""
         self._rr = 0
+
+    def update_panic(self) -> bool:
+        """Recompute :attr:`panic`; True when it changed (say so in the log)."""
+        n = len(self.backends)
+        up = sum(1 for b in self.backends if b.up_by_health)
+        panic = n > 0 and up < self.panic_threshold * n
+        changed = panic != self.panic
+        self.panic = panic
+        return changed
+
+    @property
+    def passing(self) -> int:
+        """Backends that pass the active health check."""
+        return sum(1 for b in self.backends if b.up_by_health)
 
     def set_backends(self, wanted: Iterable[tuple[str, str, int, int]]) -> list[BackendState]:
         """Replace the backend list, keeping the state of backends that stay
-        (a reload must not forget that a backend is down). Returns removed ones."""
+        (a reload must not forget that a backend is down). Returns removed
+        ones; then call :meth:`update_panic`."""
         old = {b.key: b for b in self.backends}
         new: list[BackendState] = []
         for key, host, port, weight in wanted:
@@ -71,9 +99,10 @@ class Balancer:
         now = -1.0
         n = len(self.backends)
         self._rr = (self._rr + 1) % n if n else 0
+        panic = self.panic
         for i in range(n):
             b = self.backends[(self._rr + i) % n]
-            if b is exclude or not b.up_by_health:
+            if b is exclude or not (b.up_by_health or panic):
                 continue
             if b.ejected_until:
                 if now < 0:
@@ -100,7 +129,8 @@ class Balancer:
             b.trial = False
 
     def probe_result(self, b: BackendState, ok: bool) -> bool:
-        """Record an active health probe; returns True when the state flipped."""
+        """Record an active health probe; returns True when the state flipped
+        (then call :meth:`update_panic`)."""
         if ok:
             b.probe_fails = 0
             b.probe_oks += 1

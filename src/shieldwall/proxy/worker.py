@@ -29,6 +29,7 @@ from shieldwall.http.errors import error_response
 from shieldwall.http.framing import FramingLimits
 from shieldwall.http.proxy_protocol import ProxyProtocolError
 from shieldwall.metrics import Metrics, exposition, write_snapshot
+from shieldwall.proxy import health
 from shieldwall.proxy.accesslog import AccessLog
 from shieldwall.proxy.admin import AdminApp, attach_console, health_ok, protocol_factory
 from shieldwall.proxy.balancer import BackendState, Balancer
@@ -38,8 +39,6 @@ from shieldwall.proxy.proxy_header import AddressSet, HeaderEOF, client_of, read
 from shieldwall.proxy.server import ClientConnection
 from shieldwall.proxy.upstream import Pool
 from shieldwall.proxy.wiring import Service, Wiring, wire
-
-_HEALTH_UA = b"shieldwall-health"
 
 
 def listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -84,6 +83,8 @@ class Worker:
         self._log_times: dict[str, float] = {}
         self._log_counts: dict[str, int] = {}
         self.balancer = Balancer(self.loop.time)
+        self._path_checked: set[tuple[str, str]] = set()
+        """(backend, health path) pairs whose first answer was checked for a 4xx."""
         self.pool = Pool(0, 1.0, 1.0)
         self.cache: StaleCache | None = None
         self.access_log: AccessLog = AccessLog("off")
@@ -93,6 +94,7 @@ class Worker:
         self.metrics.connections_open = lambda: len(self.conns)
         self.metrics.backends = lambda: [(b.key, b.healthy, b.outstanding)
                                          for b in self.balancer.backends]
+        self.metrics.panic = lambda: self.balancer.panic
 
     # -- config ------------------------------------------------------------
     def apply(self, config: Config) -> None:
@@ -110,9 +112,11 @@ class Worker:
         b.eject_time = up.eject_time
         b.healthy_threshold = up.health.healthy_threshold
         b.unhealthy_threshold = up.health.unhealthy_threshold
+        b.panic_threshold = up.health.panic_threshold
         removed = b.set_backends((be.key, be.host, be.port, be.weight) for be in config.backends)
         for gone in removed:
             self.pool.drop_backend(gone.key)
+        self._check_panic()
         self.pool.keepalive = up.keepalive
         self.pool.idle_timeout = up.idle_timeout
         self.pool.connect_timeout = config.timeouts.upstream_connect
@@ -292,28 +296,37 @@ class Worker:
 
     async def _probe(self, b: BackendState) -> None:
         hc = self.config.upstream.health
-        ok = False
-        writer = None
         try:
-            async with asyncio.timeout(hc.timeout):
-                reader, writer = await asyncio.open_connection(b.host, b.port)
-                writer.write(b"GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n"
-                             b"Connection: close\r\n\r\n"
-                             % (hc.path.encode(), b.key.encode(), _HEALTH_UA))
-                line = await reader.readline()
-                parts = line.split()
-                ok = len(parts) >= 2 and parts[0].startswith(b"HTTP/1.") and \
-                    parts[1].isdigit() and 200 <= int(parts[1]) < 400
-        except (OSError, TimeoutError, ValueError):
-            ok = False
+            status = await health.probe_status(b.host, b.port, hc.path, b.key, hc.timeout)
         finally:
             b.probing = False
-            if writer is not None:
-                writer.close()
-        if self.balancer.probe_result(b, ok):
+        if self.index == 0 and (b.key, hc.path) not in self._path_checked and status is not None:
+            # Once per backend and path (at startup, and for a reload's new
+            # ones): a 4xx is a wrong path far more often than a sick shop.
+            self._path_checked.add((b.key, hc.path))
+            warning = health.wrong_path_warning(b.key, hc.path, status)
+            if warning is not None:
+                print(f"shieldwall[{self.index}]: {warning}", file=sys.stderr, flush=True)
+        bal = self.balancer
+        if bal.probe_result(b, health.passes(status)):
             state = "up" if b.up_by_health else "down"
             print(f"shieldwall[{self.index}]: backend {b.key} is {state} (health check)",
                   file=sys.stderr, flush=True)
+            self._check_panic()
+
+    def _check_panic(self) -> None:
+        bal = self.balancer
+        if not bal.update_panic():
+            return
+        n = len(bal.backends)
+        if bal.panic:
+            print(f"shieldwall[{self.index}]: routing in panic: {bal.passing} of {n} backend(s) "
+                  f"pass the health check (under {bal.panic_threshold:.0%}); sending requests to "
+                  "all of them (a backend failing real requests is still ejected) and probing "
+                  "until they recover", file=sys.stderr, flush=True)
+        else:
+            print(f"shieldwall[{self.index}]: panic over: {bal.passing} of {n} backend(s) pass "
+                  "the health check", file=sys.stderr, flush=True)
 
     # -- shutdown ------------------------------------------------------------
     async def drain(self, timeout: float) -> None:
