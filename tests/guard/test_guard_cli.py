@@ -16,7 +16,7 @@ from guard_helpers import facts, runtime
 from typer.testing import CliRunner
 
 from shieldwall.cli import app
-from shieldwall.guard._cli import parse_duration
+from shieldwall.guard._cli import admin_url, parse_duration
 from shieldwall.guard.decision import Action, Mode
 
 TOKEN = "s3cret-admin-token"
@@ -116,3 +116,24 @@ def test_the_installed_command_bans_through_the_token_from_the_environment(
 def test_durations() -> None:
     assert [parse_duration(t) for t in ("90", "90s", "15m", "1h", "2d", "1w")] == \
         [90, 90, 900, 3600, 172800, 604800]
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{port}", "http://127.0.0.1:{port}",
+                                  "http://127.0.0.1:{port}/", "localhost:{port}"])
+def test_the_admin_address_is_taken_as_serve_takes_it_or_as_a_url(
+        shield: ProxyHarness, form: str) -> None:
+    admin = form.format(port=shield.admin_port)
+    for args in (["mode", "elevated"], ["ban", "192.0.2.7"], ["unban", "192.0.2.7"], ["bans"],
+                 ["allow", "192.0.2.8"], ["unallow", "192.0.2.8"], ["status"]):
+        r = CliRunner().invoke(app, [*args, "--admin", admin, "--token", TOKEN])
+        assert r.exit_code == 0, (args, r.output)
+    assert shield.rt.state.mode is Mode.ELEVATED
+
+
+def test_admin_addresses_parse_like_serve_and_bad_ones_name_the_fix() -> None:
+    assert admin_url("127.0.0.1:9180") == "http://127.0.0.1:9180"
+    assert admin_url("[::1]:9180") == "http://[::1]:9180"
+    assert admin_url("https://shield.example:8443/") == "https://shield.example:8443"
+    for bad in ("9180", "127.0.0.1", "ftp://x:1", "[::1]", "a:b"):
+        r = CliRunner().invoke(app, ["status", "--admin", bad, "--token", TOKEN])
+        assert r.exit_code == 2 and "expected host:port like 127.0.0.1:9180" in r.output, bad

@@ -7,8 +7,9 @@
     shieldwall bans
     shieldwall allow VALUE [--ttl 30d] [--reason TEXT] / unallow VALUE
 
-Each talks HTTP to the admin listener (``--admin``, default
-http://127.0.0.1:9180) with the Bearer token from ``--token`` or
+Each talks HTTP to the admin listener (``--admin``: ``host:port`` or
+``[v6]:port`` as ``serve --admin`` takes it, or a URL; default
+127.0.0.1:9180) with the Bearer token from ``--token`` or
 SHIELDWALL_ADMIN_TOKEN. They never edit files: the running shield (and,
 through Redis, every other one) changes at once.
 """
@@ -22,7 +23,9 @@ from typing import Any
 import httpx
 import typer
 
-DEFAULT_ADMIN = "http://127.0.0.1:9180"
+from shieldwall.config import parse_hostport
+
+DEFAULT_ADMIN = "127.0.0.1:9180"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MODES = ("normal", "elevated", "under-attack", "auto")
 
@@ -33,6 +36,25 @@ def parse_duration(text: str) -> float:
     if m is None or float(m.group(1)) <= 0:
         raise typer.BadParameter(f"{text!r} is not a duration; use e.g. 90s, 15m, 1h or 2d")
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def admin_url(value: str) -> str:
+    """The base URL of the admin API from what ``--admin`` got: the
+    ``host:port`` (or ``[v6]:port``) that ``serve --admin`` takes, or an
+    http(s) URL."""
+    if "://" in value:
+        if not value.startswith(("http://", "https://")):
+            raise typer.BadParameter(
+                f"{value!r} is not accepted; expected host:port like 127.0.0.1:9180, "
+                "or an http:// or https:// URL")
+        return value.rstrip("/")
+    try:
+        host, port = parse_hostport(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not accepted; expected host:port like 127.0.0.1:9180 or "
+            "[::1]:9180, or a URL like http://127.0.0.1:9180") from None
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class _Client:
@@ -66,8 +88,9 @@ def _fail(message: str) -> Any:
     raise typer.Exit(1)
 
 
-AdminOpt = typer.Option(DEFAULT_ADMIN, "--admin", envvar="SHIELDWALL_ADMIN",
-                        help="Admin API of the running shield.")
+AdminOpt = typer.Option(DEFAULT_ADMIN, "--admin", envvar="SHIELDWALL_ADMIN", callback=admin_url,
+                        help="Admin API of the running shield: host:port (as serve --admin "
+                             "takes it) or a URL.")
 TokenOpt = typer.Option(None, "--token", envvar="SHIELDWALL_ADMIN_TOKEN",
                         help="Admin token (or SHIELDWALL_ADMIN_TOKEN).")
 
