@@ -209,13 +209,16 @@ async def test_total_connection_cap(backend: Backend) -> None:
         assert shield.worker.metrics.rejected["max_connections"] == 1
 
 
-async def test_per_client_address_connection_cap(backend: Backend) -> None:
+async def test_per_client_address_connection_cap(
+        backend: Backend, capfd: pytest.CaptureFixture[str]) -> None:
     config = build_config(shield_config([backend.url], limits={"max_connections_per_client": 2}))
     async with run_shield(config) as shield:
         held = [await Client.open(shield.port) for _ in range(2)]
         await asyncio.sleep(0.05)
         out = await send_raw(shield.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         assert status_of(out) == 429
+        # the log line names who was refused
+        assert "shieldwall[0]: max_connections_per_client client 127.0.0.1\n" in capfd.readouterr().err
         # another loopback address is another client
         reader, writer = await asyncio.open_connection("127.0.0.1", shield.port,
                                                        local_addr=("127.0.0.2", 0))

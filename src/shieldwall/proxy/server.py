@@ -168,12 +168,12 @@ class ClientConnection(asyncio.Protocol):
             self.peer = sys.intern(peer[0]) if isinstance(peer, tuple) else "-"
         w.metrics.connections_total += 1
         if len(w.conns) >= w.limits.max_connections:
-            w.refuse(transport, "max_connections", 503)
+            w.refuse(transport, "max_connections", 503, self.peer)
             self.state = CLOSED
             return
         n = w.per_client.get(self.peer, 0)
         if n >= w.limits.max_connections_per_client:
-            w.refuse(transport, "max_connections_per_client", 429)
+            w.refuse(transport, "max_connections_per_client", 429, self.peer)
             self.state = CLOSED
             return
         w.per_client[self.peer] = n + 1

@@ -177,9 +177,9 @@ class Worker:
         if not task.cancelled() and task.exception() is not None:
             self.reject_log("internal_error", repr(task.exception()))
 
-    def refuse(self, transport: asyncio.Transport, reason: str, status: int) -> None:
+    def refuse(self, transport: asyncio.Transport, reason: str, status: int, client: str) -> None:
         self.metrics.reject(reason)
-        self.reject_log(reason, "")
+        self.reject_log(reason, f"client {client}")
         transport.write(error_response(status))
         transport.close()
 
