@@ -65,11 +65,13 @@ def test_drill_flash_crowd_is_a_flash_crowd_never_ddos() -> None:
     assert crowd["start_unix"] - 1 <= incidents[0].start <= crowd["start_unix"] + 5
 
 
-def test_drill_frozen_backend_is_backend_failure_within_2_s() -> None:
+def test_drill_frozen_backend_is_backend_failure_within_3_s() -> None:
     labels, incidents = _run("backend-failure")
     freeze = next(e["unix"] for e in labels["events"] if e["event"].startswith("freeze"))
     assert [i.verdict for i in incidents] == ["backend_failure"]
-    assert 0 <= incidents[0].detected_at - freeze <= 2.0
+    # At 14 req/s with this shop's spread one empty second happens once in ~5,000
+    # normal seconds (under the 1-in-10,000 bar); the second empty one is conclusive.
+    assert 0 <= incidents[0].detected_at - freeze <= 3.0
     assert "traffic stalled" in incidents[0].evidence[0]
     # A slowed or killed backend is invisible in nginx's combined log: nginx fails over
     # (every request succeeds) and the log carries no request times. No incident there.

@@ -114,7 +114,7 @@ def test_flash_crowd_never_raises_the_mode_or_marks_a_suspect() -> None:
 
 
 async def test_admin_routes_report_the_verdict_and_incidents() -> None:
-    sc = make_scenario(24, ["backend_failure"], family="train", warmup=60, phase_len=(20, 20), gap=(30, 30))
+    sc = make_scenario(24, ["backend_failure"], family="train", warmup=60, phase_len=(20, 20), gap=(40, 40))
     events = generate(sc)
     clock = FakeClock(sc.t0)
     rt = DetectRuntime.from_settings(DetectSettings(), clock=clock)
@@ -128,6 +128,7 @@ async def test_admin_routes_report_the_verdict_and_incidents() -> None:
     assert body["evidence"][0].startswith("backends failing")
     assert body["since"].endswith("Z") and 0.6 <= body["confidence"] <= 1.0
     assert body["window"]["backend_fail_share"] > 0.3 and "rps_10" in body["window"]
+    # an incident closes after merge_windows (30) normal seconds: a pause is not its end
     _replay(rt, clock, [e for e in events if e.time + e.request_time >= clock.t], sc.t0 + sc.duration)
     inc = json.loads((await routes[("GET", "/api/incidents")].handler(AdminRequest("GET", "/api/incidents"))).body)
     assert [(i["verdict"], i["open"]) for i in inc["incidents"]] == [("backend_failure", False)]

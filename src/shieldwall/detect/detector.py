@@ -69,6 +69,22 @@ def _coarse(prefix: str) -> str:
     return prefix
 
 
+SURGE = (DDOS, FLASH_CROWD)
+STALL = "stall"
+"""The window kind of a backend failure seen only as traffic stalling."""
+
+
+def _class(verdict: str | None) -> str | None:
+    """A crowd and an attack are one class of event (a surge) until the evidence says which."""
+    return "surge" if verdict in SURGE else verdict
+
+
+def _vote(v: WindowVerdict) -> float:
+    """How much one window says about a surge: its confidence, halved for a crowd
+    (a crowd window is the absence of attack evidence, an attack window its presence)."""
+    return v.confidence * (0.5 if v.verdict == FLASH_CROWD else 1.0)
+
+
 def iso(sec: float) -> str:
     return datetime.fromtimestamp(sec, UTC).isoformat().replace("+00:00", "Z")
 
@@ -95,6 +111,11 @@ class Incident:
     networks: Counter[str] = field(default_factory=Counter, repr=False)
     """The same requests by coarser network (IPv4 /16)."""
     open: bool = True
+    votes: dict[str, float] = field(default_factory=dict, repr=False)
+    """Weighted windows per verdict since the incident began (a surge's verdict)."""
+    relabels: int = 0
+    stall_only: bool = True
+    """A backend failure seen only as traffic stalling (no failed requests)."""
     _best: dict[str | None, tuple[float, float, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     @property
@@ -203,47 +224,105 @@ class Detector:
                 self._cand, self._cand_n, self._cand_windows = None, 0, []
                 self.featurizer.learn(w, f)
             else:
-                if v.verdict != self._cand:
-                    self._cand, self._cand_n, self._cand_start = v.verdict, 0, w.sec
-                    self._cand_windows = []
-                self._cand_n += 1
-                self._cand_windows.append((w, f, v))
+                self._candidate(w, f, v)
                 if self._cand_n >= self._enter(v.verdict):
-                    opened = self._open(v.verdict, f.sec)
+                    opened = self._open(self._cand_verdict(), f.sec)
         else:
             if v.verdict == NORMAL:
                 self._normal_run += 1
                 self._cand, self._cand_n = None, 0
-                if self._normal_run >= self.s.exit_windows:
+                if self._normal_run >= max(self.s.merge_windows, self.s.exit_windows):
                     cur.open = False
                     closed.append(cur)
                     self.current = None
                     self._normal_run = 0
             else:
-                self._normal_run = 0
-                if v.verdict == cur.verdict:
+                paused = self._normal_run >= self.s.exit_windows
+                if paused and v.verdict != cur.verdict:
+                    # after a pause, a different event is a new incident, not more of this one
+                    self._candidate(w, f, v)
+                    if self._cand_n >= self._enter(v.verdict):
+                        cur.open = False
+                        closed.append(cur)
+                        opened = self._open(self._cand_verdict(), f.sec)
+                    else:
+                        self._normal_run += 1  # still paused while the new one is a candidate
+                elif v.verdict == cur.verdict or (cur.verdict == DDOS and v.verdict == FLASH_CROWD):
+                    # an attack goes on until it pauses: a second that merely lacks attack
+                    # evidence is not contrary evidence (no flapping between ddos and crowd)
+                    self._normal_run = 0
                     self._cand, self._cand_n = None, 0
                     self._absorb(cur, w, f, v)
-                    if cur.verdict == FLASH_CROWD and self.s.crowd_learning > 0:
+                    if cur.verdict == FLASH_CROWD == v.verdict and self.s.crowd_learning > 0:
                         self.featurizer.learn(w, f, self.s.crowd_learning)
                 else:
-                    if v.verdict != self._cand:
-                        self._cand, self._cand_n, self._cand_start = v.verdict, 0, w.sec
-                        self._cand_windows = []
-                    self._cand_n += 1
-                    self._cand_windows.append((w, f, v))
+                    self._normal_run = 0
+                    self._candidate(w, f, v)
                     if self._cand_n >= max(self.s.switch_windows, self._enter(v.verdict)):
-                        cur.open = False
-                        cur.end = min(cur.end, float(self._cand_start))
-                        closed.append(cur)
-                        opened = self._open(v.verdict, f.sec)
+                        if self._relabel(cur):
+                            for cw, cf, cv in self._cand_windows:
+                                self._absorb(cur, cw, cf, cv)
+                            self._cand, self._cand_n, self._cand_windows = None, 0, []
+                        else:
+                            cur.open = False
+                            cur.end = min(cur.end, float(self._cand_start))
+                            closed.append(cur)
+                            opened = self._open(self._cand_verdict(), f.sec)
         suspects = self._suspects(f, v) if self.score_clients else ()
         mode = self._mode(f, v)
-        state = self.current.verdict if self.current else NORMAL
-        kind = self.current.kind if self.current else None
+        # an incident paused for exit_windows is normal traffic again (its record stays
+        # open merge_windows, so that the same event resuming is not a new incident)
+        active = self.active
+        state = active.verdict if active is not None else NORMAL
+        kind = active.kind if active is not None else None
         res = StepResult(f, v, state, kind, mode, opened, tuple(closed), suspects)
         self.last = res
         return res
+
+    @property
+    def active(self) -> Incident | None:
+        """The open incident, unless it has paused for ``exit_windows`` normal windows."""
+        if self.current is not None and self._normal_run < self.s.exit_windows:
+            return self.current
+        return None
+
+    def _candidate(self, w: Window, f: Features, v: WindowVerdict) -> None:
+        """Count a window towards a new incident (consecutive windows of one class)."""
+        if _class(v.verdict) != self._cand:
+            # a stall began with the first of its nearly empty seconds
+            back = f.low_run - 1 if v.kind == STALL and f.low_run > 0 else 0
+            self._cand, self._cand_n, self._cand_start = _class(v.verdict), 0, w.sec - back
+            self._cand_windows = []
+        self._cand_n += 1
+        self._cand_windows.append((w, f, v))
+
+    def _cand_verdict(self) -> str:
+        """A surge is a crowd or an attack by the weight of the evidence of all its
+        windows so far (attack evidence wins a tie), not by its latest second."""
+        votes: dict[str, float] = {}
+        for _, _, cv in self._cand_windows:
+            votes[cv.verdict] = votes.get(cv.verdict, 0.0) + _vote(cv)
+        best = max(votes.values())
+        for verdict in (DDOS, BACKEND_FAILURE, FLASH_CROWD):
+            if votes.get(verdict) == best:
+                return verdict
+        return self._cand_windows[-1][2].verdict
+
+    def _relabel(self, inc: Incident) -> bool:
+        """Attack evidence that persists in an open crowd incident: an attack hiding in
+        (or following) a crowd is a new incident, unless the attack evidence outweighs
+        the crowd's since the incident began -- then the whole incident was the attack
+        from its start (its first seconds only lacked the evidence) and is relabelled."""
+        if inc.verdict != FLASH_CROWD or self._cand != _class(DDOS):
+            return False
+        ddos = inc.votes.get(DDOS, 0.0) + sum(_vote(cv) for _, _, cv in self._cand_windows if cv.verdict == DDOS)
+        if ddos < self.s.relabel_ratio * inc.votes.get(FLASH_CROWD, 0.0):
+            return False
+        inc.verdict = DDOS
+        inc.relabels += 1
+        inc._best.clear()
+        inc.evidence = ()
+        return True
 
     def _enter(self, verdict: str) -> int:
         return self.s.backend_enter_windows if verdict == BACKEND_FAILURE else self.s.enter_windows
@@ -262,10 +341,14 @@ class Detector:
         inc.end = float(w.sec + 1)
         inc.windows += 1
         inc.requests += w.n
-        if v.kind:
+        if v.verdict != NORMAL:
+            inc.votes[v.verdict] = inc.votes.get(v.verdict, 0.0) + _vote(v)
+        if v.verdict == BACKEND_FAILURE and v.kind != STALL:
+            inc.stall_only = False
+        if v.kind and v.kind != STALL:
             inc.kinds[v.kind] += 1
         inc.peak_rps = max(inc.peak_rps, f.rps)
-        if v.verdict == inc.verdict:
+        if v.verdict == inc.verdict or not inc.evidence:
             # per kind, the evidence of the clearest window (most confident, then busiest);
             # the incident shows the one of its most frequent kind
             best = inc._best.get(v.kind)
@@ -300,7 +383,8 @@ class Detector:
         if v.verdict == DDOS:
             self._elevated_until = f.sec + self.s.elevated_hold
         held = f.sec < self._elevated_until
-        if self.current is not None and self.current.verdict == DDOS:
+        if (self.current is not None and self.current.verdict == DDOS
+                and self._normal_run < self.s.exit_windows):
             self.mode = Mode.UNDER_ATTACK if held else Mode.ELEVATED
         else:
             self.mode = Mode.ELEVATED if held else Mode.NORMAL
@@ -369,6 +453,9 @@ class Detector:
         inc = self.current
         inc.open = False
         self.current = None
+        if inc.verdict == BACKEND_FAILURE and inc.stall_only and self._normal_run < self.s.exit_windows:
+            # traffic fading into the end of the input is the log ending, not an outage
+            return []
         return [inc]
 
 

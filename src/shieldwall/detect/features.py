@@ -41,6 +41,18 @@ class Features:
     """The previous window's rate (a stall is two silent seconds in a row)."""
     rps_10: float
     rps_60: float
+    ref_rps: float
+    """The rate judged against: the lower of the fast and the slow baseline."""
+    slow_rps: float
+    rate_sd: float
+    """Standard deviation of a normal second's count for this shop."""
+    surge: float
+    """CUSUM of the excess over ``rate_factor`` x ``ref_rps`` in standard deviations:
+    one busy second proves nothing, a sustained (or huge) excess accumulates."""
+    low_run: int
+    """Consecutive nearly empty seconds up to this one (a stall candidate)."""
+    low_nats: float
+    """-ln P(a run this long of nearly empty seconds in normal traffic)."""
     sources: int
     prefixes: int
     new_source_share: float
@@ -191,21 +203,116 @@ class _Ewma:
     when the shield starts is judged against where it got to, not its average since
     zero) and slowly after it."""
 
-    __slots__ = ("alpha", "n", "value", "warmup")
+    __slots__ = ("alpha", "n", "value", "warm_alpha", "warmup")
 
     WARM_ALPHA = 0.25
 
-    def __init__(self, alpha: float, value: float = 0.0, warmup: int = 15) -> None:
+    def __init__(self, alpha: float, value: float = 0.0, warmup: int = 15,
+                 warm_alpha: float = WARM_ALPHA) -> None:
         self.alpha = alpha
         self.n = 0
         self.value = value
         self.warmup = warmup
+        self.warm_alpha = warm_alpha
 
     def update(self, x: float, weight: float = 1.0) -> None:
         self.n += 1
-        a = max(1.0 / self.n, self.WARM_ALPHA) if self.n <= self.warmup else self.alpha
+        a = max(1.0 / self.n, self.warm_alpha) if self.n <= self.warmup else self.alpha
         a *= weight
         self.value += a * (x - self.value)
+
+
+class RateModel:
+    """What a normal second's request count looks like for *this* shop: a fast mean
+    (minutes) with its variance, a slow mean (tens of minutes) that a crowd building
+    over a few minutes cannot teach, and how often a normal second is nearly empty
+    (and, after one, how often the next one is too: a small shop's pauses come in runs).
+
+    Counts per second are over-dispersed (a page and its assets arrive together), so
+    a second is judged against the spread the shop actually has, never a constant;
+    with few windows learned the spread is inflated (an estimate from five seconds is
+    not trusted like one from an hour)."""
+
+    __slots__ = ("fast", "low", "low_after_low", "n", "prev_low", "slow", "var")
+
+    PRIOR_WINDOWS = 30.0
+    """Weight, in windows, of the model's prior guess of the empty-second odds."""
+
+    def __init__(self, alpha: float, slow_alpha: float, warmup: int) -> None:
+        self.fast = _Ewma(alpha, 0.0, warmup)
+        self.var = _Ewma(alpha, 0.0, warmup)
+        self.slow = _Ewma(slow_alpha, 0.0, int(1 / slow_alpha), warm_alpha=0.0)
+        self.low = _Ewma(slow_alpha, 0.0, int(1 / slow_alpha), warm_alpha=0.0)
+        """Share of normal seconds that were nearly empty (running mean, then slow EWMA)."""
+        self.low_after_low = _Ewma(0.05, 0.0, 20, warm_alpha=0.0)
+        """Share of nearly empty normal seconds that followed another one."""
+        self.n = 0
+        self.prev_low = False
+
+    @property
+    def ref(self) -> float:
+        """The rate a second is judged against: the lower of the fast and slow means
+        (a crowd that built up over minutes has not taught the slow one)."""
+        return min(self.fast.value, self.slow.value)
+
+    def sd(self) -> float:
+        """Standard deviation of a normal second's count (at least Poisson's)."""
+        var = max(self.var.value, self.fast.value, 1.0)
+        return math.sqrt(var * (1.0 + 20.0 / max(1, self.n)))
+
+    def dispersion(self) -> float:
+        return max(1.0, self.var.value / self.fast.value) if self.fast.value > 0 else 1.0
+
+    def is_low(self, x: float, share: float) -> bool:
+        return x <= share * self.ref
+
+    def cdf(self, x: float) -> float:
+        """P(a normal second has at most ``x`` requests): a negative binomial with this
+        shop's mean and variance (a Poisson when it is not over-dispersed)."""
+        mu = self.ref
+        if mu <= 0:
+            return 1.0
+        k = int(x)
+        if k > 400:
+            return 1.0 if k >= mu else 0.0
+        d = self.dispersion()
+        if d <= 1.0001:
+            total = term = math.exp(-mu)
+            for i in range(1, k + 1):
+                term *= mu / i
+                total += term
+            return min(1.0, total)
+        r = mu / (d - 1.0)
+        q = mu / (r + mu)
+        term = math.exp(r * math.log(r / (r + mu)))
+        total = term
+        for i in range(1, k + 1):
+            term *= (r + i - 1) / i * q
+            total += term
+        return min(1.0, total)
+
+    def low_odds(self) -> tuple[float, float]:
+        """(share of normal seconds that were nearly empty, share of those that followed
+        another): what this shop's own pauses look like, empirically."""
+        q1 = self.low.value * self.low.n / (self.low.n + self.PRIOR_WINDOWS)
+        m = self.low_after_low.n
+        q2 = (self.low_after_low.value * m + 1.0) / (m + 10.0)
+        return q1, q2
+
+    def learn(self, x: float, low_share: float, weight: float = 1.0) -> None:
+        # pauses are counted once the mean is known (a shop ramping up from nothing
+        # has "empty" seconds that say nothing about its pauses)
+        low = self.n >= self.fast.warmup and self.is_low(x, low_share)
+        if self.n >= self.fast.warmup and weight >= 1.0:
+            self.low.update(float(low))
+            if self.prev_low:
+                self.low_after_low.update(float(low))
+        self.prev_low = low
+        self.n += 1
+        dev = x - self.fast.value if self.fast.n else 0.0
+        self.var.update(dev * dev, weight)
+        self.fast.update(x, weight)
+        self.slow.update(x, weight)
 
 
 class Featurizer:
@@ -218,7 +325,11 @@ class Featurizer:
         self.seen_prefixes = _Seen(settings.seen_capacity)
         a = settings.baseline_alpha
         wu = settings.warmup_windows
-        self.base_rps = _Ewma(a, 0.0, wu)
+        self.rate = RateModel(a, settings.slow_alpha, wu)
+        self.base_rps = self.rate.fast
+        self.surge = 0.0
+        self.low_run = 0
+        self.low_nats = 0.0
         self.base_p99 = _Ewma(a, 1.0, wu)
         self.base_p99_1 = _Ewma(a, 1.0, wu)
         self.base_asset = _Ewma(a, 1.0, wu)
@@ -287,8 +398,36 @@ class Featurizer:
             self._err60 -= e
 
     # -- features ----------------------------------------------------------------
+    def _rate_stats(self, w: Window) -> tuple[float, float, float, float]:
+        """(ref, sd, surge, nats of the empty run) after this window."""
+        rate = self.rate
+        s = self.s
+        n = float(w.n)
+        if w.gap or self.learned < MIN_BASE_WINDOWS:
+            self.surge = 0.0
+            self.low_run = 0
+            self.low_nats = 0.0
+            return rate.ref, rate.sd(), 0.0, 0.0
+        ref = rate.ref
+        sd = rate.sd()
+        e = (n - s.rate_factor * ref) / sd
+        self.surge = min(max(0.0, self.surge + e), 3.0 * s.surge_threshold)
+        if rate.is_low(n, s.stall_share):
+            # how improbable is this run of nearly empty seconds for this shop: each
+            # second under its count distribution, or as often as its own pauses
+            # (and pauses following pauses) were seen, whichever is likelier
+            q1, q2 = rate.low_odds()
+            p = max(rate.cdf(n), q2 if self.low_run else q1, 1e-300)
+            self.low_run += 1
+            self.low_nats = (self.low_nats if self.low_run > 1 else 0.0) - math.log(p)
+        else:
+            self.low_run = 0
+            self.low_nats = 0.0
+        return ref, sd, self.surge, self.low_nats
+
     def featurize(self, w: Window) -> Features:
         self._slide(w)
+        ref, sd, surge, nats = self._rate_stats(w)
         n = w.n
         prefix = self.prefix
         pcache = prefix.cache
@@ -367,6 +506,12 @@ class Featurizer:
             rps_prev=float(self._v10[-2].n) if len(self._v10) > 1 else 0.0,
             rps_10=self._n10 / len(self._v10),
             rps_60=self._n60 / len(self._v60),
+            ref_rps=ref,
+            slow_rps=self.rate.slow.value,
+            rate_sd=sd,
+            surge=surge,
+            low_run=self.low_run,
+            low_nats=nats,
             sources=nsrc,
             prefixes=len(pfxs),
             new_source_share=new_src / nsrc if nsrc else 0.0,
@@ -421,16 +566,22 @@ class Featurizer:
         """Fold a window into the baseline and the seen sets: fully when judged normal,
         with a small ``weight`` during a flash crowd (so a lasting rise in real demand
         becomes the new normal in minutes, while a short crowd barely moves it)."""
-        if w.n == 0:
-            return
         s = self.s
+        if w.gap:
+            return
         if (not self.warm and self.learned >= MIN_BASE_WINDOWS and f.rps >= s.min_elevated_rps
                 and f.rps > s.rate_factor * self.base_rps.value):
             # a jump while still warming up (a crowd or an attack in the first seconds)
             # is not what normal looks like: do not learn it, and do not count it
             return
+        if w.n == 0:
+            # an empty second of normal traffic is part of the shop's rate (a small
+            # shop has many), but says nothing about sources, paths or assets
+            if self.learned:
+                self.rate.learn(0.0, s.stall_share, weight)
+            return
         self.learned += 1
-        self.base_rps.update(f.rps, weight)
+        self.rate.learn(f.rps, s.stall_share, weight)
         self.base_p99.update(f.req_per_source_p99, weight)
         self.base_p99_1.update(f.req_per_source_p99_1s, weight)
         if self.page10:

@@ -10,6 +10,7 @@ with the numbers that tripped them, and the health of the backends.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from shieldwall.detect.features import MIN_BASE_WINDOWS, Features
@@ -44,6 +45,14 @@ def _confidence(hits: int, of: int) -> float:
     return round(min(0.99, 0.6 + 0.39 * hits / max(1, of)), 2)
 
 
+def stalled(f: Features, s: DetectSettings) -> bool:
+    """Nothing (or nearly nothing) completes, for longer than this shop's normal pauses
+    make plausible: its requests hang at the backends or the front."""
+    # two seconds at least: the first may be partial, and one odd second proves nothing
+    return (f.warm and f.ref_rps >= s.stall_min_base_rps and f.low_run >= 2
+            and f.low_nats >= s.stall_nats)
+
+
 def backend_failing(f: Features, s: DetectSettings) -> bool:
     """This second's requests mostly failed at the backend, and enough of them lately."""
     return f.backend_fail_share >= s.backend_error_share and f.backend_fails_3 >= s.backend_min_errors
@@ -58,21 +67,21 @@ def _backend_words(f: Features, s: DetectSettings) -> str:
 
 def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     """The verdict of one window. Pure: the same features always give the same answer."""
-    if (f.warm and f.base_rps >= s.stall_min_base_rps and f.rps <= s.stall_share * f.base_rps
-            and (f.rps_prev <= 0.75 * f.base_rps
-                 # a busy shop with not one completion in a whole second is stalled already
-                 or (f.rps == 0 and f.base_rps >= 1.5 * s.stall_min_base_rps))):
-        return WindowVerdict(BACKEND_FAILURE, None, _confidence(1 + (f.rps + f.rps_prev == 0), 2), (
-            f"traffic stalled: {f.rps:.0f} requests completed this second, {f.rps_prev:.0f} the "
-            f"second before (baseline {f.base_rps:.0f} req/s): requests hang at the backends or the front",))
+    if stalled(f, s):
+        return WindowVerdict(BACKEND_FAILURE, "stall", _confidence(1 + (f.low_nats >= 2 * s.stall_nats), 2), (
+            f"traffic stalled: {f.rps:.0f} requests completed this second, {f.low_run} nearly empty "
+            f"seconds in a row (baseline {f.ref_rps:.0f} req/s; odds in normal traffic "
+            f"1 in {math.exp(min(f.low_nats, 700.0)):,.0f}): requests hang at the backends or the front",))
     if f.rps <= 0:
         return WindowVerdict(NORMAL)
     # A rate jump is judged once the baseline has a few windows (the rest of the
     # baseline -- seen networks, assets -- only after the full warm-up).
     have_base = f.baseline_windows >= MIN_BASE_WINDOWS
-    base_rps = f.base_rps if have_base else 0.0
+    base_rps = f.ref_rps if have_base else 0.0
     threshold = max(s.rate_factor * base_rps, s.min_elevated_rps)
-    elevated = have_base and f.rps >= threshold
+    # one busy second proves nothing: the excess must persist (or be huge) against the
+    # shop's own spread
+    elevated = have_base and f.rps >= threshold and f.surge >= s.surge_threshold
     rate_words = (f"{_num(f.rps)} req/s = {f.rps / base_rps:.1f}x the baseline {base_rps:.0f}"
                   if base_rps > 0 else f"{_num(f.rps)} req/s (no baseline yet)")
     base_asset = f.base_asset_share if f.warm else 1.0
@@ -169,7 +178,7 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         hits = 1 + (not assets_low) + (not new_prefixes) + (not heavy_sources)
         return WindowVerdict(FLASH_CROWD, None, _confidence(hits, 4), tuple(ev))
 
-    surge = f.rps >= s.min_elevated_rps and f.rps > s.rate_factor * f.base_rps
+    surge = f.rps >= s.min_elevated_rps and f.rps > s.rate_factor * f.ref_rps
     if backend_failing(f, s) and not surge:
         ev = [backends,
               f"traffic normal: {rate_words}, {_pct(f.new_prefix_share)} of sources from new networks",

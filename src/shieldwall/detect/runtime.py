@@ -164,7 +164,7 @@ class DetectRuntime:
     def verdict(self) -> dict[str, Any]:
         det = self.detector
         last = det.last
-        cur = det.current
+        cur = det.active
         since: str | None
         if cur is not None:
             verdict, kind, conf, evidence, since = (

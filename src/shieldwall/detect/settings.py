@@ -31,6 +31,15 @@ class DetectSettings(BaseModel):
     """Active windows the baseline must see before new-source shares count."""
     baseline_alpha: float = Field(default=0.02, gt=0.0, le=1.0)
     """EWMA weight of one normal window in the learned baseline."""
+    slow_alpha: float = Field(default=1 / 900, gt=0.0, le=0.1)
+    """EWMA weight of one normal window in the slow rate baseline (about 15 minutes):
+    a crowd that builds over a few minutes teaches the fast baseline, not this one."""
+    surge_threshold: float = Field(default=4.0, gt=0.0)
+    """A surge: the excess over ``rate_factor`` x the baseline, in the shop's own
+    standard deviations per second, accumulated (CUSUM) to at least this much."""
+    stall_nats: float = Field(default=9.2, gt=0.0)
+    """A stall: a run of nearly empty seconds this improbable in the shop's normal
+    traffic (-ln p; 9.2 = one chance in 10,000)."""
     crowd_learning: float = Field(default=0.05, ge=0.0, le=1.0)
     """The baseline learns from flash-crowd windows at this fraction of its normal
     rate: a crowd that lasts many minutes is real demand and becomes the new normal."""
@@ -89,9 +98,9 @@ class DetectSettings(BaseModel):
     stall_min_base_rps: float = Field(default=10.0, ge=0.5)
     """A stall (requests hang: nothing completes) is only judged on a shop whose
     baseline is at least this busy (silence at 2 req/s is just a quiet moment)."""
-    stall_share: float = Field(default=0.1, ge=0.0, lt=1.0)
-    """Stall: this second completed under this share of the baseline rate (and the one
-    before under three quarters of it: the stall may have begun within it)."""
+    stall_share: float = Field(default=0.25, ge=0.0, lt=1.0)
+    """A nearly empty second: at most this share of the baseline rate completed. A run
+    of them is a stall when it is improbable enough (``stall_nats``)."""
 
     # --- hysteresis and outputs ---------------------------------------------
     enter_windows: int = Field(default=2, ge=1)
@@ -102,7 +111,14 @@ class DetectSettings(BaseModel):
     switch_windows: int = Field(default=3, ge=1)
     """Consecutive windows of another verdict to switch an open incident."""
     exit_windows: int = Field(default=10, ge=1)
-    """Consecutive normal windows to close an incident."""
+    """Consecutive normal windows after which the mode goes back to normal."""
+    merge_windows: int = Field(default=30, ge=1)
+    """Consecutive normal windows to close an incident: an event that pauses for less
+    (a hanging backend whose lines thin out, then 504s) stays one incident."""
+    relabel_ratio: float = Field(default=1.0, gt=0.0)
+    """Attack evidence persisting in an open crowd incident relabels the whole incident
+    ddos when it outweighs the crowd evidence since the start by this factor (else the
+    attack is a new incident). An attack incident is never relabelled a crowd."""
     elevated_hold: int = Field(default=5, ge=1)
     """Windows the live mode stays ``elevated`` after the last suspicious window."""
     suspect_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
