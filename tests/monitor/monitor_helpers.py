@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -102,6 +103,15 @@ class Delivery:
     title: str
     message: str
     type: str
+    dedup: str = ""
+
+
+def folded(got: list[Delivery]) -> list[str]:
+    """The types a receiver that folds duplicates by key keeps, in order."""
+    seen: dict[str, str] = {}
+    for d in got:
+        seen.setdefault(d.dedup or f"#{len(seen)}", d.type)
+    return list(seen.values())
 
 
 class Webhook:
@@ -122,7 +132,14 @@ class Webhook:
                 data = json.loads(self.rfile.read(n) or b"{}")
                 if not hook.fail:
                     hook.got.append(
-                        Delivery(time.time(), self.path, data.get("title", ""), data.get("message", ""), data.get("type", ""))
+                        Delivery(
+                            time.time(),
+                            self.path,
+                            data.get("title", ""),
+                            data.get("message", ""),
+                            data.get("type", ""),
+                            self.headers.get("x-dedup-key", ""),
+                        )
                     )
                 if hook.delay:
                     time.sleep(hook.delay)
@@ -143,6 +160,84 @@ class Webhook:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass(frozen=True)
+class Page:
+    at: float  # the receiver's clock on arrival
+    title: str
+    message: str
+    type: str
+    dedup_header: str
+    dedup_field: str
+
+
+class Receiver:
+    """A notification endpoint that can refuse connections and later accept.
+
+    Refusing is real: the port is bound but not listening, so a connect gets
+    a reset (ECONNREFUSED) while nobody else can take the port; :meth:`accept`
+    starts listening on that same socket. ``clock`` stamps arrivals (the
+    test's clock, when it drives one)."""
+
+    def __init__(self, *, accepting: bool = False, clock: Callable[[], float] = time.time) -> None:
+        self.got: list[Page] = []
+        self.clock = clock
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._server: _Server | None = None
+        if accepting:
+            self.accept()
+
+    def url(self, path: str = "hook") -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def accept(self) -> None:
+        hook = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("content-length", "0"))
+                data = json.loads(self.rfile.read(n) or b"{}")
+                hook.got.append(
+                    Page(
+                        hook.clock(),
+                        data.get("title", ""),
+                        data.get("message", ""),
+                        data.get("type", ""),
+                        self.headers.get("x-dedup-key", ""),
+                        str(data.get("dedup_key", "")),
+                    )
+                )
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        server = _Server(("127.0.0.1", self.port), H, bind_and_activate=False)
+        server.socket.close()
+        server.socket = self._sock
+        server.server_activate()  # listen(): from now on connections are accepted
+        self._server = server
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def folded(self) -> dict[str, list[str]]:
+        """What a receiver that folds duplicates keeps: dedup key -> types seen."""
+        out: dict[str, list[str]] = {}
+        for p in self.got:
+            out.setdefault(p.dedup_header, []).append(p.type)
+        return out
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        else:
+            self._sock.close()
 
 
 INTERVAL = 0.3

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from shieldwall.cli import app
 from shieldwall.monitor._config import ConfigError, quick_start, validate
+from shieldwall.monitor._delivery import RetryPolicy, new_outgoing, record_outcome
+from shieldwall.monitor._escalation import Page, PageKind
 from shieldwall.monitor._history import daily_bars, month_report
 from shieldwall.monitor._incident import Incident
 from shieldwall.monitor._store import Store
@@ -37,9 +39,9 @@ def seed(data: Path) -> Store:
     store.save_incident(Incident(2, "shop", T + 5 * DAY, T + 5 * DAY + 30, "p1: timeout after 10s",
                                  ("p1", "p2", "p3"), ended_at=T + 5 * DAY + 1800, acked_at=T + 5 * DAY + 100,
                                  acked_by="alice"))
-    row = store.begin_notification(2, "step:0", "alert", ("chat",), "DOWN: shop", "body", T + 5 * DAY + 30)
-    assert row is not None
-    store.finish_notification(row, ok=True, error="", now=T + 5 * DAY + 31)
+    page = new_outgoing(2, Page("step:0", PageKind.ALERT, ("chat",), T + 5 * DAY + 30, 0), instance="t", now=T + 5 * DAY + 30)
+    record_outcome(page, "chat", ok=True, error="", now=T + 5 * DAY + 31, policy=RetryPolicy())
+    store.save_outgoing(page, title="DOWN: shop", body="body")
     return store
 
 

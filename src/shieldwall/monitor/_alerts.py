@@ -5,6 +5,7 @@ in a thread pool and the probes keep their schedule."""
 from __future__ import annotations
 
 import logging
+import threading
 
 import apprise
 
@@ -16,6 +17,7 @@ _TYPES = {
     PageKind.ALERT: apprise.NotifyType.FAILURE,
     PageKind.REALERT: apprise.NotifyType.FAILURE,
     PageKind.RECOVERY: apprise.NotifyType.SUCCESS,
+    PageKind.TEST: apprise.NotifyType.INFO,
 }
 
 
@@ -23,17 +25,67 @@ def valid_url(url: str) -> bool:
     return apprise.Apprise().add(url)
 
 
-def deliver(urls: list[str], title: str, body: str, kind: PageKind) -> tuple[bool, str]:
-    """Send to every URL; (all delivered, what went wrong)."""
+# where each kind of receiver reads a deduplication key (Apprise URL parameters)
+_DEDUP_PARAMS = {
+    "pagerduty": ("dedup={k}",),
+    "opsgenie": ("alias={k}",),
+    "json": ("+X-Dedup-Key={k}", ":dedup_key={k}"),
+    "jsons": ("+X-Dedup-Key={k}", ":dedup_key={k}"),
+    "xml": ("+X-Dedup-Key={k}",),
+    "xmls": ("+X-Dedup-Key={k}",),
+    "form": ("+X-Dedup-Key={k}", ":dedup_key={k}"),
+    "forms": ("+X-Dedup-Key={k}", ":dedup_key={k}"),
+}
+
+
+def with_dedup(url: str, key: str) -> str:
+    """``url`` carrying ``key`` where its receiver folds duplicates by it
+    (PagerDuty's dedup_key, Opsgenie's alias, a header and a JSON/form field
+    for webhooks); other URLs unchanged (the key is in the message text).
+    A key the user set in the URL is left alone."""
+    if not key:
+        return url
+    scheme = url.split("://", 1)[0].lower()
+    params = [p.format(k=key) for p in _DEDUP_PARAMS.get(scheme, ())]
+    query = url.partition("?")[2]
+    have = {q.split("=", 1)[0].lower() for q in query.split("&") if q}
+    params = [p for p in params if p.split("=", 1)[0].lower() not in have]
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + "&".join(params)
+
+
+def deliver(urls: list[str], title: str, body: str, kind: PageKind, dedup: str = "") -> tuple[bool, str]:
+    """Send to every URL of one channel; (all delivered, what went wrong)."""
     ap = apprise.Apprise()
-    bad = [u.split("://", 1)[0] + "://…" for u in urls if not ap.add(u)]
+    bad = [u.split("://", 1)[0] + "://…" for u in urls if not ap.add(with_dedup(u, dedup))]
     if bad:
         return False, f"not usable Apprise URLs: {', '.join(bad)}"
     if not urls:
         return False, "no URLs for these targets"
+    said = _Said()
+    logging.getLogger("apprise").addHandler(said)
     try:
         ok = bool(ap.notify(body=body, title=title, notify_type=_TYPES[kind]))
     except Exception as e:  # a plugin bug must not kill the monitor
         log.exception("apprise raised")
         return False, f"apprise raised {type(e).__name__}: {e}"
-    return ok, "" if ok else "apprise reported a failed delivery (see log)"
+    finally:
+        logging.getLogger("apprise").removeHandler(said)
+    if ok:
+        return True, ""
+    return False, "; ".join(said.lines[-2:]) or "apprise reported a failed delivery"
+
+
+class _Said(logging.Handler):
+    """What Apprise logged about this delivery (its only account of why it
+    failed), from this thread only: deliveries run side by side."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.lines.append(record.getMessage()[:300])

@@ -189,7 +189,15 @@ def list_cmd(
         table.add_row(
             str(i.id), i.check, _when(i.started_at), format_duration(i.duration(now)), _state(i), verdict, i.reason
         )
-    _console().print(table if incs else "No incidents recorded.")
+    out = _console()
+    out.print(table if incs else "No incidents recorded.")
+    for n in store.undelivered():
+        owed = [d for d in n.deliveries if d.status in ("pending", "sending", "failed")] or n.deliveries
+        for d in owed:
+            out.print(
+                f"UNDELIVERED: {n.key} to {d.target} for incident #{n.incident_id} since {_when(n.created_at)} "
+                f"({d.attempts} attempt(s), still retrying; last error: {d.error or n.error or '-'})"
+            )
     store.close()
 
 

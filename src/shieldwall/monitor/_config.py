@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from shieldwall.monitor._delivery import RetryPolicy
 from shieldwall.monitor._duration import ACCEPTED as DURATION_ACCEPTED
 from shieldwall.monitor._duration import parse_duration
 from shieldwall.monitor._escalation import Policy, Step, Window
@@ -120,6 +121,9 @@ class AlertSettings(_Strict):
     targets: dict[str, str | list[str]] = Field(default_factory=dict)
     escalation: list[StepSettings] | None = None
     realert_every: Duration | None = 600.0
+    fallback: list[str] = Field(default_factory=list)
+    retry_backoff: Duration = 2.0
+    retry_backoff_max: Duration = 60.0
 
     def urls(self, target: str) -> list[str]:
         v = self.targets[target]
@@ -163,15 +167,20 @@ class MonitorSettings(_Strict):
         return min(self.quorum(), len(self.probes_for(check)))
 
     def policy(self) -> Policy:
-        steps = self.alerts.escalation or [StepSettings(after=0.0, notify=list(self.alerts.targets))]
+        primary = [t for t in self.alerts.targets if t not in self.alerts.fallback] or list(self.alerts.targets)
+        steps = self.alerts.escalation or [StepSettings(after=0.0, notify=primary)]
         return Policy(
             steps=tuple(Step(s.after, tuple(s.notify)) for s in steps if s.notify),
             realert_every=self.alerts.realert_every or None,
+            fallback=tuple(self.alerts.fallback),
             maintenance=tuple(
                 Window(_utc(m.start).timestamp(), _utc(m.end).timestamp(), m.reason)
                 for m in self.maintenance
             ),
         )
+
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.alerts.retry_backoff, self.alerts.retry_backoff_max, tuple(self.alerts.fallback))
 
     def api_token(self) -> str | None:
         return self.monitor.api_token or os.environ.get(TOKEN_ENV) or None
@@ -292,6 +301,15 @@ def _cross_checks(s: MonitorSettings) -> list[str]:
             if t not in s.alerts.targets:
                 known = ", ".join(s.alerts.targets) or "none defined"
                 problems.append(f"alerts.escalation[{i}].notify: unknown target {t!r}; targets: {known}")
+    for t in s.alerts.fallback:
+        if t not in s.alerts.targets:
+            known = ", ".join(s.alerts.targets) or "none defined"
+            problems.append(f"alerts.fallback: unknown target {t!r}; targets: {known}")
+    if s.alerts.retry_backoff <= 0 or s.alerts.retry_backoff_max < s.alerts.retry_backoff:
+        problems.append(
+            "alerts.retry_backoff: must be positive and at most alerts.retry_backoff_max "
+            f"(got {s.alerts.retry_backoff:g}s and {s.alerts.retry_backoff_max:g}s)"
+        )
     afters = [st.after for st in s.alerts.escalation or []]
     if afters != sorted(afters):
         problems.append(f"alerts.escalation: steps must be in order of their delay (got {afters})")

@@ -8,11 +8,27 @@ the tests. Nothing here sleeps, reads a clock or touches a file.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from shieldwall.monitor import _incident as lifecycle
-from shieldwall.monitor._escalation import Page, Policy, due_pages, maintenance_at, recovery_page
+from shieldwall.monitor._delivery import (
+    Delivery,
+    Outgoing,
+    RetryPolicy,
+    eligible,
+    new_outgoing,
+    paged_channels,
+    record_outcome,
+)
+from shieldwall.monitor._escalation import (
+    Page,
+    PageKind,
+    Policy,
+    due_pages,
+    maintenance_at,
+    recovery_page,
+)
 from shieldwall.monitor._incident import Incident
 from shieldwall.monitor._quorum import ProbeResult, QuorumTracker, RoundReport, summarize
 
@@ -36,7 +52,18 @@ class RoundOutcome:
 @dataclass(slots=True)
 class _Tracked:
     incident: Incident
-    sent: set[str] = field(default_factory=set)
+    outbox: list[Outgoing] = field(default_factory=list)
+
+    @property
+    def planned(self) -> frozenset[str]:
+        return frozenset(o.key for o in self.outbox)
+
+    def exhausted_steps(self) -> dict[int, float]:
+        return {
+            o.page.step: o.exhausted
+            for o in self.outbox
+            if o.page.kind is PageKind.ALERT and o.exhausted is not None
+        }
 
 
 class MonitorCore:
@@ -45,17 +72,23 @@ class MonitorCore:
         rules: Mapping[str, CheckRule],
         policy: Policy,
         *,
-        resume: Iterable[tuple[Incident, Iterable[str]]] = (),
+        resume: Iterable[tuple[Incident, Iterable[Outgoing]]] = (),
         next_id: int = 1,
+        instance: str = "local",
+        retry: RetryPolicy | None = None,
     ) -> None:
-        """``resume``: incidents from the store (open, or closed awaiting their
-        recovery message) with the page keys already sent for each."""
+        """``resume``: incidents from the store (open, or closed with pages
+        still owed) with every page planned for each, delivered or not.
+        ``instance`` names this monitor in the deduplication keys."""
         self.policy = policy
+        self.instance = instance
+        self.retry = retry or RetryPolicy(fallback=policy.fallback)
         self._next_id = next_id
         self._tracked: dict[int, _Tracked] = {}
+        self._dirty: dict[tuple[int, str], Outgoing] = {}
         down_checks: set[str] = set()
-        for inc, sent in resume:
-            self._tracked[inc.id] = _Tracked(inc, set(sent))
+        for inc, outbox in resume:
+            self._tracked[inc.id] = _Tracked(inc, list(outbox))
             self._next_id = max(self._next_id, inc.id + 1)
             if inc.open:
                 down_checks.add(inc.check)
@@ -94,11 +127,16 @@ class MonitorCore:
             inc = lifecycle.open_incident(check, report.outage, quiet=quiet)
             inc = dataclasses.replace(inc, id=self._next_id)
             self._next_id += 1
+            for older in self._tracked.values():
+                if older.incident.check == check:
+                    self._retire(older, report.outage.declared_at)
             self._tracked[inc.id] = _Tracked(inc)
             out.opened = inc
         elif current is not None and report.recovery is not None:
             closed = lifecycle.close(current, report.recovery)
-            self._tracked[closed.id].incident = closed
+            tracked = self._tracked[closed.id]
+            tracked.incident = closed
+            self._supersede(tracked, lambda o: o.page.kind is PageKind.REALERT)
             out.closed = closed
         elif current is not None and report.failing:
             reason = summarize(report.failing)
@@ -118,6 +156,8 @@ class MonitorCore:
         if t is None:
             return None
         t.incident = lifecycle.acknowledge(t.incident, by=by, now=now)
+        if t.incident.open:  # a person has it: nobody else needs waking
+            self._supersede(t, lambda o: o.page.kind is not PageKind.RECOVERY)
         return t.incident
 
     def attach_verdict(self, incident_id: int, verdict: str, kind: str | None) -> Incident | None:
@@ -127,46 +167,94 @@ class MonitorCore:
         t.incident = lifecycle.attach_verdict(t.incident, verdict=verdict, kind=kind)
         return t.incident
 
-    def due(self, now: float) -> list[tuple[Incident, Page]]:
-        """Pages to send now. The caller records each with :meth:`mark_sent`
-        before it sends, so a crash can lose a page but never repeat one."""
-        out: list[tuple[Incident, Page]] = []
+    # -- pages ---------------------------------------------------------------
+    def _supersede(self, t: _Tracked, which: Callable[[Outgoing], bool]) -> None:
+        for o in t.outbox:
+            if which(o) and o.pending:
+                o.supersede()
+                self._dirty[(o.incident_id, o.key)] = o
+
+    def _retire(self, t: _Tracked, now: float) -> None:
+        """A newer incident on the same check tells the current truth: the
+        older one's owed pages, its recovery included, are superseded."""
+        self._supersede(t, lambda o: True)
+        if "recovery" not in t.planned:
+            paged = paged_channels(t.outbox)
+            if paged:
+                o = new_outgoing(t.incident.id, Page("recovery", PageKind.RECOVERY, paged, now), instance=self.instance, now=now)
+                o.supersede()
+                t.outbox.append(o)
+                self._dirty[(o.incident_id, o.key)] = o
+
+    def _add(self, t: _Tracked, page: Page, now: float) -> None:
+        if page.kind is PageKind.REALERT:
+            self._supersede(t, lambda o: o.page.kind is PageKind.REALERT)
+        o = new_outgoing(t.incident.id, page, instance=self.instance, now=now)
+        t.outbox.append(o)
+        self._dirty[(o.incident_id, o.key)] = o
+
+    def plan(self, now: float) -> list[Outgoing]:
+        """Plan what is due at ``now``; returns every page planned or changed
+        since the last call, for the caller to persist before it sends."""
         for t in list(self._tracked.values()):
             inc = t.incident
-            frozen = frozenset(t.sent)
             if inc.open:
                 for page in due_pages(
                     self.policy,
                     declared_at=inc.declared_at,
                     acked=inc.acked,
                     closed=False,
-                    sent=frozen,
+                    sent=t.planned,
                     now=now,
+                    exhausted=t.exhausted_steps(),
                 ):
-                    out.append((inc, page))
-            elif "recovery" in frozen:
-                del self._tracked[inc.id]  # the story is told
-            else:
-                page_r = recovery_page(self.policy, sent=frozen, now=now)
-                if page_r is None:
-                    del self._tracked[inc.id]  # nobody was paged: nothing to say
-                else:
-                    out.append((inc, page_r))
+                    self._add(t, page, now)
+                continue
+            if "recovery" not in t.planned:
+                page_r = recovery_page(paged_channels(t.outbox), sent=t.planned, now=now)
+                if page_r is not None:
+                    self._add(t, page_r, now)
+            if all(not o.pending for o in t.outbox) and (
+                "recovery" in t.planned or not paged_channels(t.outbox)
+            ):
+                del self._tracked[inc.id]  # the story is told (or there was nobody to tell)
+        changed = list(self._dirty.values())
+        self._dirty.clear()
+        return changed
+
+    def sends(self, now: float, *, hold: Iterable[int] = ()) -> list[tuple[Incident, Outgoing, Delivery]]:
+        """Deliveries to try now (marked in flight until :meth:`outcome`).
+        ``hold``: incidents whose first page waits a moment (the shield's verdict)."""
+        held = set(hold)
+        out: list[tuple[Incident, Outgoing, Delivery]] = []
+        for t in self._tracked.values():
+            for o, d in eligible(t.outbox, now):
+                if t.incident.id in held and d.attempts == 0:
+                    continue
+                d.in_flight = True
+                out.append((t.incident, o, d))
         return out
 
-    def mark_sent(self, incident_id: int, key: str) -> None:
+    def outcome(
+        self, incident_id: int, key: str, target: str, *, ok: bool, error: str, now: float
+    ) -> tuple[Outgoing | None, bool]:
+        """One delivery's outcome: (the page, to persist; True when every
+        channel of it has now failed, so the next step is due at once)."""
         t = self._tracked.get(incident_id)
-        if t is None:
-            return
-        t.sent.add(key)
+        o = next((x for x in t.outbox if x.key == key), None) if t else None
+        if o is None:
+            return None, False
+        exhausted = record_outcome(o, target, ok=ok, error=error, now=now, policy=self.retry)
+        return o, exhausted
 
-    def unmark(self, incident_id: int, key: str) -> None:
-        """A delivery failed and may be retried: plan ``key`` again."""
+    def outbox(self, incident_id: int) -> list[Outgoing]:
         t = self._tracked.get(incident_id)
-        if t is not None:
-            t.sent.discard(key)
+        return list(t.outbox) if t else []
 
-    def sent(self, incident_id: int) -> frozenset[str]:
+    def undelivered(self) -> list[tuple[Incident, Outgoing]]:
+        """Pages tried and not yet through: what an outside system should alert on."""
+        return [(t.incident, o) for t in self._tracked.values() for o in t.outbox if o.failed_once]
+
+    def planned(self, incident_id: int) -> frozenset[str]:
         t = self._tracked.get(incident_id)
-        return frozenset(t.sent) if t else frozenset()
-
+        return t.planned if t else frozenset()

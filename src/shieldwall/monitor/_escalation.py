@@ -7,20 +7,23 @@ restarted monitor carry on where it stopped instead of paging twice: a key in
 ``sent`` is never planned again.
 
 * Steps fire ``after`` their delay from the moment paging starts: the
-  declaration, or the end of the maintenance window it fell in.
+  declaration, or the end of the maintenance window it fell in. A step whose
+  every channel failed (``exhausted``) brings the next step forward to that
+  moment: nobody waits out a timer behind a dead SMS gateway.
 * Re-alerts go to everyone paged so far, every ``realert_every``, until the
   incident is acknowledged. After a long pause only the latest one is sent,
   never a burst.
 * Nothing is paged inside a maintenance window (incidents are still kept).
-* An acknowledged incident stops escalating; a closed one gets exactly one
-  recovery message, sent to everyone who was paged, and only if someone was.
+* An acknowledged incident stops escalating; a closed one gets one recovery
+  message (one key: a receiver folds repeats), sent to everyone who was paged,
+  and only if someone was.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -47,6 +50,7 @@ class Policy:
     steps: tuple[Step, ...]
     realert_every: float | None = None
     maintenance: tuple[Window, ...] = field(default_factory=tuple)
+    fallback: tuple[str, ...] = ()  # last resort: added to any page whose channels all failed
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -62,6 +66,7 @@ class PageKind(enum.StrEnum):
     ALERT = "alert"
     REALERT = "realert"
     RECOVERY = "recovery"
+    TEST = "test"  # `shieldwall monitor --test-notify`
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +112,22 @@ def due_pages(
     closed: bool,
     sent: frozenset[str],
     now: float,
+    exhausted: Mapping[int, float] | None = None,
 ) -> list[Page]:
-    """The alert and re-alert pages to send at ``now`` for an open incident."""
+    """The alert and re-alert pages to send at ``now`` for an open incident.
+
+    ``exhausted``: step index -> when every channel of that step had failed."""
     if closed or acked or maintenance_at(policy.maintenance, now) is not None:
         return []
     base = paging_starts(policy.maintenance, declared_at)
     if now < base:
         return []
     pages: list[Page] = []
+    failed = exhausted or {}
     for i, step in enumerate(policy.steps):
         due = base + step.after
+        if i - 1 in failed:
+            due = min(due, max(base, failed[i - 1]))
         if due <= now and f"step:{i}" not in sent:
             pages.append(Page(f"step:{i}", PageKind.ALERT, step.targets, due, i))
     if policy.realert_every is not None:
@@ -129,15 +140,9 @@ def due_pages(
     return pages
 
 
-def recovery_page(policy: Policy, *, sent: frozenset[str], now: float) -> Page | None:
-    """The one recovery message for a closed incident, if anyone was paged."""
-    if "recovery" in sent:
+def recovery_page(paged: tuple[str, ...], *, sent: frozenset[str], now: float) -> Page | None:
+    """The one recovery message for a closed incident, to everyone ``paged``
+    (who has, or will get, a page about it), if anyone was."""
+    if "recovery" in sent or not paged:
         return None
-    paged = [
-        policy.steps[int(k.split(":", 1)[1])].targets
-        for k in sorted(sent)
-        if k.startswith("step:") and int(k.split(":", 1)[1]) < len(policy.steps)
-    ]
-    if not paged:
-        return None
-    return Page("recovery", PageKind.RECOVERY, _union(paged), now)
+    return Page("recovery", PageKind.RECOVERY, paged, now)

@@ -13,8 +13,35 @@ def _clock(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def render(page: Page, incident: Incident, *, now: float, ack_hint: str = "") -> tuple[str, str]:
-    """(title, body) for ``page`` about ``incident``."""
+def render(
+    page: Page,
+    incident: Incident,
+    *,
+    now: float,
+    ack_hint: str = "",
+    dedup: str = "",
+    late_since: float | None = None,
+) -> tuple[str, str]:
+    """(title, body) for ``page`` about ``incident``. ``dedup``: the key a
+    person (or a receiver) folds repeats by; ``late_since``: when this page was
+    first due, when earlier attempts failed."""
+    tail = ""
+    if late_since is not None:
+        tail += f"\nSent late: the first attempt was at {_clock(late_since)} and failed."
+    if dedup:
+        tail += f"\nRef: {dedup}"
+    title, body = _words(page, incident, now=now, ack_hint=ack_hint)
+    return title, body + tail
+
+
+def render_test(channel: str, *, now: float) -> tuple[str, str]:
+    return (
+        f"TEST: shieldwall monitor can reach {channel}",
+        f"A test page sent at {_clock(now)} by `shieldwall monitor --test-notify`. Nothing is down.",
+    )
+
+
+def _words(page: Page, incident: Incident, *, now: float, ack_hint: str) -> tuple[str, str]:
     name = incident.check
     verdict = ""
     if incident.verdict:
@@ -32,6 +59,8 @@ def render(page: Page, incident: Incident, *, now: float, ack_hint: str = "") ->
         return title, body
     down_for = format_duration(incident.duration(now))
     prefix = "STILL DOWN" if page.kind is PageKind.REALERT else "DOWN"
+    if not incident.open:
+        prefix = "WAS DOWN"  # a page that arrives after the recovery it precedes
     title = f"{prefix}: {name} (incident #{incident.id}, {down_for})"
     body = (
         f"{name} is down since {_clock(incident.started_at)} ({down_for}), "

@@ -45,6 +45,16 @@ class MonitorMetrics:
         self.notifications = Counter(
             "shieldwall_monitor_notifications_total", "Pages by kind and outcome", ["kind", "status"], registry=r
         )
+        self.undelivered = Gauge(
+            "shieldwall_monitor_pages_undelivered",
+            "Pages tried and not yet delivered to every channel (alert on > 0: nobody may be woken)",
+            registry=r,
+        )
+        self.undelivered_oldest = Gauge(
+            "shieldwall_monitor_page_undelivered_seconds",
+            "How long the oldest undelivered page has been owed",
+            registry=r,
+        )
         self.reports = Counter(
             "shieldwall_monitor_remote_reports_total", "Results received from remote probes", ["probe"], registry=r
         )

@@ -3,8 +3,9 @@
 Per check, a round loop starts every local probe at the top of each interval,
 waits until every probe (local and remote) has reported or the round's
 deadline (timeout + grace) passes, and closes the round. An escalation loop
-turns due pages into Apprise deliveries on a thread pool, recording each one
-before it is sent. Everything the core returns is written to SQLite at once.
+turns due pages into Apprise deliveries on a thread pool, one per channel,
+recording each page before it is sent and each delivery once the provider
+took it (at least once: see _delivery.py). Everything the core returns is written to SQLite at once.
 """
 
 from __future__ import annotations
@@ -28,19 +29,19 @@ from typing import Any
 from shieldwall.monitor._alerts import deliver
 from shieldwall.monitor._checks import run_check
 from shieldwall.monitor._config import CheckSettings, MonitorSettings, parse_listen
+from shieldwall.monitor._delivery import Outgoing
 from shieldwall.monitor._engine import CheckRule, MonitorCore, RoundOutcome
-from shieldwall.monitor._escalation import Page, maintenance_at
+from shieldwall.monitor._escalation import maintenance_at
 from shieldwall.monitor._incident import Incident
 from shieldwall.monitor._messages import render
 from shieldwall.monitor._metrics import MonitorMetrics
 from shieldwall.monitor._quorum import Health, ProbeResult, RoundReport
 from shieldwall.monitor._shield import fetch_verdict
-from shieldwall.monitor._store import MAX_ATTEMPTS, Store
+from shieldwall.monitor._store import Store
 
 log = logging.getLogger("shieldwall.monitor")
 
 STATE_FILE = "monitor.json"
-RETRY_BACKOFF = 2.0  # seconds before a failed delivery is tried again
 VERDICT_WAIT = 1.5  # the first page waits at most this long for the shield's verdict
 
 
@@ -103,26 +104,37 @@ class Monitor:
                 log.warning("incident #%d: check %r is no longer configured; closed without paging", inc.id, inc.check)
                 continue
             resume.append((inc, sent))
-        self.core = MonitorCore(rules, self.policy, resume=resume, next_id=self.store.next_id())
+        self.instance = self.store.meta("instance") or ""
+        if not self.instance:
+            self.instance = secrets.token_hex(4)
+            self.store.set_meta("instance", self.instance)
+        self.core = MonitorCore(
+            rules,
+            self.policy,
+            resume=resume,
+            next_id=self.store.next_id(),
+            instance=self.instance,
+            retry=settings.retry(),
+        )
         self.checks = {c.name: CheckState(c) for c in settings.checks}
-        for inc, sent in resume:
+        for inc, outbox in resume:
             if inc.open and inc.check in self.checks:
                 self.checks[inc.check].health = Health.DOWN
                 self.checks[inc.check].since = inc.started_at
+            owed = [f"{o.key} to {', '.join(d.target for d in o.pending)}" for o in outbox if o.pending]
             log.warning(
-                "resuming incident #%d on %s (%s), already sent: %s",
+                "resuming incident #%d on %s (%s), delivered: %s; owed (sent again unless proven sent): %s",
                 inc.id,
                 inc.check,
-                "open" if inc.open else "closed, recovery owed",
-                ", ".join(sorted(sent)) or "nothing",
+                "open" if inc.open else "closed",
+                ", ".join(o.key for o in outbox if o.status.value == "sent") or "nothing",
+                "; ".join(owed) or "nothing",
             )
         self.metrics.incidents_open.set(sum(1 for i, _ in resume if i.open))
         self._round_ready = {c: asyncio.Event() for c in self.checks}
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="apprise")
-        self._in_flight: set[tuple[int, str]] = set()
-        self._retry_at: dict[tuple[int, str], float] = {}
         self._verdict_pending: dict[int, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_warning: dict[tuple[str, str], bool] = {}
@@ -154,6 +166,13 @@ class Monitor:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def close(self) -> None:
+        """Release the pool, the database and the data directory's lock
+        (:meth:`run` does this on its way out)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        self._lock.close()
 
     async def run(self) -> None:
         import uvicorn
@@ -197,16 +216,15 @@ class Monitor:
             server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await web
-            self._pool.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(OSError):
                 (self.data_dir / STATE_FILE).unlink()
-            self.store.close()
-            self._lock.close()
+            self.close()
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- rounds --------------------------------------------------------------------
     def accept(self, result: ProbeResult) -> bool:
@@ -244,9 +262,14 @@ class Monitor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ready.wait(), timeout=max(0.0, start + close_after - loop.time()))
             ready.clear()
-            outcome = self.core.close_round(check.name, self.wall())
-            self._handle(outcome)
+            self.close_round(check.name)
             n = max(n + 1, math.ceil((loop.time() - t0) / check.interval))
+
+    def close_round(self, check: str) -> RoundOutcome:
+        """Close the check's round now: judge it, record what changed."""
+        outcome = self.core.close_round(check, self.wall())
+        self._handle(outcome)
+        return outcome
 
     def _handle(self, out: RoundOutcome) -> None:
         rep = out.report
@@ -318,44 +341,85 @@ class Monitor:
             self._kick.clear()
             self.dispatch_due()
 
-    def dispatch_due(self) -> None:
+    def dispatch_due(self) -> list[asyncio.Task[None]]:
+        """Plan what is due, persist it, start every delivery due now (each
+        channel on its own, in the thread pool); returns their tasks."""
         now = self.wall()
-        for inc, page in self.core.due(now):
-            key = (inc.id, page.key)
-            if key in self._in_flight or self._retry_at.get(key, 0.0) > now:
-                continue
-            if self._verdict_pending.get(inc.id, 0.0) > now:
-                continue  # give the shield a moment to say what it sees
-            title, body = render(page, inc, now=now)
-            row = self.store.begin_notification(
-                inc.id, page.key, page.kind.value, page.targets, title, body, now
-            )
-            self.core.mark_sent(inc.id, page.key)
-            if row is None:
-                continue  # sent before (by us or a previous process)
-            self._in_flight.add(key)
-            self._spawn(self._send(row, inc, page, title, body))
+        for o in self.core.plan(now):
+            self.store.save_outgoing(o, now=now)
+        hold = [i for i, until in self._verdict_pending.items() if until > now]
+        tasks = []
+        for inc, o, d in self.core.sends(now, hold=hold):
+            tasks.append(self._spawn(self._send(inc, o, d.target, late=d.attempts > 0)))
+        self._update_backlog(now)
+        return tasks
 
-    async def _send(self, row: int, inc: Incident, page: Page, title: str, body: str) -> None:
-        urls = [u for t in page.targets if t in self.settings.alerts.targets for u in self.settings.alerts.urls(t)]
+    async def deliver_due(self) -> None:
+        """One escalation tick, waiting for its deliveries (tests drive this
+        with their own clock)."""
+        for _ in range(len(self.policy.steps) + 2):  # a failed step brings the next one forward
+            self._kick.clear()
+            tasks = self.dispatch_due()
+            if tasks:
+                await asyncio.wait(tasks)
+            if not self._kick.is_set():
+                return
+
+    async def _send(self, inc: Incident, o: Outgoing, target: str, *, late: bool) -> None:
+        now = self.wall()
+        title, body = render(o.page, inc, now=now, dedup=o.dedup, late_since=o.created_at if late else None)
+        urls = self.settings.alerts.urls(target) if target in self.settings.alerts.targets else []
         loop = asyncio.get_running_loop()
         try:
-            ok, error = await loop.run_in_executor(self._pool, deliver, urls, title, body, page.kind)
+            ok, error = await loop.run_in_executor(self._pool, deliver, urls, title, body, o.page.kind, o.dedup)
         except Exception as e:  # the pool is shutting down
             ok, error = False, f"{type(e).__name__}: {e}"
         now = self.wall()
-        self.store.finish_notification(row, ok=ok, error=error, now=now)
-        self.metrics.notifications.labels(page.kind.value, "sent" if ok else "failed").inc()
-        self._in_flight.discard((inc.id, page.key))
+        page, exhausted = self.core.outcome(inc.id, o.key, target, ok=ok, error=error, now=now)
+        if page is None:
+            return
+        self.store.save_outgoing(page, title=title, body=body, now=now)
+        self.metrics.notifications.labels(o.page.kind.value, "sent" if ok else "failed").inc()
+        d = page.deliveries[target]
         if ok:
-            log.warning("sent %s for incident #%d to %s", page.key, inc.id, ", ".join(page.targets))
+            log.warning("sent %s for incident #%d to %s (%s)", o.key, inc.id, target, o.dedup)
         else:
-            log.error("could not send %s for incident #%d: %s", page.key, inc.id, error)
-            if self.store.attempts_left(inc.id, page.key):
-                self._retry_at[(inc.id, page.key)] = now + RETRY_BACKOFF
-                self.core.unmark(inc.id, page.key)
-            else:
-                log.error("giving up on %s for incident #%d after %d attempts", page.key, inc.id, MAX_ATTEMPTS)
+            log.error(
+                "could not send %s for incident #%d to %s (attempt %d, next in %.0fs): %s",
+                o.key, inc.id, target, d.attempts, max(0.0, d.next_try - now), error,
+            )
+        if exhausted:
+            fallback = [t for t in page.deliveries if page.deliveries[t].fallback]
+            log.error(
+                "every channel of %s for incident #%d failed: escalating at once%s",
+                o.key, inc.id, f"; trying the fallback {', '.join(fallback)}" if fallback else "",
+            )
+            self._kick.set()
+        self._update_backlog(now)
+
+    def _update_backlog(self, now: float) -> None:
+        owed = self.core.undelivered()
+        self.metrics.undelivered.set(len(owed))
+        self.metrics.undelivered_oldest.set(max((now - o.created_at for _, o in owed), default=0.0))
+
+    def undelivered(self) -> list[dict[str, Any]]:
+        """Pages tried and not yet through, for the status API (behind the token)."""
+        now = self.wall()
+        return [
+            {
+                "incident": inc.id,
+                "check": inc.check,
+                "page": o.key,
+                "dedup_key": o.dedup,
+                "since": o.created_at,
+                "owed_for": now - o.created_at,
+                "channels": [
+                    {"target": d.target, "attempts": d.attempts, "next_try": d.next_try, "error": d.error}
+                    for d in o.pending
+                ],
+            }
+            for inc, o in self.core.undelivered()
+        ]
 
     # -- views -----------------------------------------------------------------------
     def status(self, *, full: bool = False) -> dict[str, Any]:
@@ -382,12 +446,15 @@ class Monitor:
                     "missing": list(rep.missing) if rep else [],
                 }
             checks.append(entry)
-        return {
+        out: dict[str, Any] = {
             "title": self.settings.monitor.title,
             "now": now,
             "maintenance": {"reason": window.reason, "until": window.end} if window else None,
             "checks": checks,
         }
+        if full:
+            out["undelivered"] = self.undelivered()
+        return out
 
 
 _PUBLIC_HEALTH = {

@@ -1,9 +1,12 @@
-"""Incidents and every notification sent, in SQLite (WAL), so a restarted
-monitor resumes open incidents and never pages twice for the same step.
+"""Incidents and every page owed or sent, in SQLite (WAL), so a restarted
+monitor resumes open incidents and every page it cannot prove was delivered.
 
-A notification row is written *before* Apprise is called ("sending") and
-finished after ("sent"/"failed"): a crash between the two loses at most that
-one page and never repeats it. Failed deliveries are retried a few times.
+A page (``notifications``: incident, key, deduplication key) is written when
+it is planned, before anything is sent; each of its channels
+(``deliveries``) is ``pending`` until the provider accepted it, then
+``sent``. A crash between a send and its record leaves it ``pending``: the
+restarted monitor sends it again, with the same deduplication key, and the
+receiver folds the two (at least once, the convention for paging).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from shieldwall.monitor._delivery import Delivery, DeliveryStatus, Outgoing, dedup_key
+from shieldwall.monitor._escalation import Page, PageKind
 from shieldwall.monitor._incident import Incident
 
 DB_NAME = "monitor.sqlite3"
-MAX_ATTEMPTS = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +61,34 @@ CREATE TABLE IF NOT EXISTS notifications (
     error TEXT NOT NULL DEFAULT '',
     UNIQUE (incident_id, key)
 );
+CREATE TABLE IF NOT EXISTS deliveries (
+    notification_id INTEGER NOT NULL REFERENCES notifications (id),
+    target TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    sent_at REAL,
+    error TEXT NOT NULL DEFAULT '',
+    fallback INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (notification_id, target)
+);
+CREATE TABLE IF NOT EXISTS observed (
+    id INTEGER PRIMARY KEY,
+    check_name TEXT NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS observed_end ON observed (end);
 """
+
+# columns added after the first release: (table, column, definition)
+_ADDED = (
+    ("notifications", "dedup", "TEXT NOT NULL DEFAULT ''"),
+    ("notifications", "step", "INTEGER NOT NULL DEFAULT -1"),
+    ("notifications", "due_at", "REAL"),
+    ("notifications", "exhausted", "REAL"),
+)
+OWED = ("pending", "sending", "failed")  # "sending"/"failed": rows written before at-least-once
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +105,22 @@ class Notification:
     created_at: float
     sent_at: float | None
     error: str
+    dedup: str = ""
+    deliveries: tuple[DeliveryRow, ...] = ()
+
+    @property
+    def undelivered(self) -> bool:
+        return self.status in OWED and self.attempts > 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    target: str
+    status: str
+    attempts: int
+    sent_at: float | None
+    error: str
+    fallback: bool
 
 
 def _incident(row: sqlite3.Row) -> Incident:
@@ -95,7 +142,7 @@ def _incident(row: sqlite3.Row) -> Incident:
     )
 
 
-def _notification(row: sqlite3.Row) -> Notification:
+def _notification(row: sqlite3.Row, deliveries: tuple[DeliveryRow, ...] = ()) -> Notification:
     return Notification(
         id=row["id"],
         incident_id=row["incident_id"],
@@ -109,6 +156,8 @@ def _notification(row: sqlite3.Row) -> Notification:
         created_at=row["created_at"],
         sent_at=row["sent_at"],
         error=row["error"],
+        dedup=row["dedup"],
+        deliveries=deliveries,
     )
 
 
@@ -125,6 +174,10 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            for table, column, definition in _ADDED:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         self._db.row_factory = sqlite3.Row
 
     @classmethod
@@ -219,81 +272,126 @@ class Store:
         row = self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 AS n FROM incidents").fetchone()
         return int(row["n"])
 
-    def resumable(self) -> list[tuple[Incident, list[str]]]:
-        """Open incidents, and closed ones still owing their recovery message,
-        each with the page keys that must not be sent again."""
+    def resumable(self) -> list[tuple[Incident, list[Outgoing]]]:
+        """Open incidents, and closed ones still owing a page (or their
+        recovery message), each with every page planned for it."""
         rows = self._db.execute(
-            "SELECT * FROM incidents i WHERE i.ended_at IS NULL OR ("
-            " EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id AND n.key LIKE 'step:%')"
-            " AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id AND n.key = 'recovery'"
-            "   AND n.status != 'failed'))"
+            "SELECT * FROM incidents i WHERE i.ended_at IS NULL"
+            " OR EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id"
+            f"   AND n.status IN ({', '.join('?' * len(OWED))}))"
+            " OR (EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id AND n.key LIKE 'step:%')"
+            "   AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.incident_id = i.id AND n.key = 'recovery'))",
+            OWED,
         ).fetchall()
+        return [(inc, self.outbox(inc.id)) for inc in map(_incident, rows)]
+
+    # -- pages -------------------------------------------------------------------
+    def outbox(self, incident_id: int) -> list[Outgoing]:
+        """Every page planned for the incident, in the order planned. Rows from
+        before per-channel delivery become one pending delivery per target,
+        unless they were sent: what is not proven sent is owed."""
         out = []
-        for row in rows:
-            inc = _incident(row)
-            out.append((inc, self.done_keys(inc.id)))
+        for row in self._db.execute("SELECT * FROM notifications WHERE incident_id = ? ORDER BY id", (incident_id,)):
+            targets = tuple(json.loads(row["targets"]))
+            kind = PageKind(row["kind"])
+            page = Page(row["key"], kind, targets, row["due_at"] or row["created_at"], row["step"])
+            if row["step"] < 0 and row["key"].startswith("step:"):
+                page = Page(row["key"], kind, targets, page.due_at, int(row["key"].split(":", 1)[1]))
+            o = Outgoing(incident_id, page, row["dedup"] or dedup_key("old", incident_id, row["key"]), row["created_at"])
+            o.exhausted = row["exhausted"]
+            got = self._db.execute("SELECT * FROM deliveries WHERE notification_id = ?", (row["id"],)).fetchall()
+            for d in got:
+                o.deliveries[d["target"]] = Delivery(
+                    d["target"],
+                    DeliveryStatus(d["status"]),
+                    d["attempts"],
+                    d["next_try"],
+                    d["error"],
+                    d["sent_at"],
+                    bool(d["fallback"]),
+                )
+            if not got:
+                sent = row["status"] == "sent"
+                for t in targets:
+                    o.deliveries[t] = Delivery(
+                        t,
+                        DeliveryStatus.SENT if sent else DeliveryStatus.PENDING,
+                        row["attempts"],
+                        0.0,
+                        row["error"],
+                        row["sent_at"] if sent else None,
+                    )
+            out.append(o)
         return out
 
-    # -- notifications -----------------------------------------------------------
-    def done_keys(self, incident_id: int) -> list[str]:
-        """Keys never to send again: sent, possibly sent (a crash mid-send), or out of retries."""
-        rows = self._db.execute(
-            "SELECT key FROM notifications WHERE incident_id = ? AND (status != 'failed' OR attempts >= ?)",
-            (incident_id, MAX_ATTEMPTS),
-        )
-        return [r["key"] for r in rows]
-
-    def begin_notification(
-        self,
-        incident_id: int,
-        key: str,
-        kind: str,
-        targets: tuple[str, ...],
-        title: str,
-        body: str,
-        now: float,
-    ) -> int | None:
-        """Claim ``key`` for sending; None if it was sent (or is being sent) already."""
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT id, status, attempts FROM notifications WHERE incident_id = ? AND key = ?",
-                (incident_id, key),
-            ).fetchone()
-            if row is None:
-                cur = db.execute(
-                    "INSERT INTO notifications (incident_id, key, kind, targets, title, body, status, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?, 'sending', ?)",
-                    (incident_id, key, kind, json.dumps(list(targets)), title, body, now),
-                )
-                return int(cur.lastrowid or 0)
-            if row["status"] == "failed" and row["attempts"] < MAX_ATTEMPTS:
-                db.execute(
-                    "UPDATE notifications SET status = 'sending', attempts = attempts + 1, title = ?, "
-                    "body = ? WHERE id = ?",
-                    (title, body, row["id"]),
-                )
-                return int(row["id"])
-            return None
-
-    def finish_notification(self, row_id: int, *, ok: bool, error: str, now: float) -> None:
+    def save_outgoing(self, o: Outgoing, *, title: str = "", body: str = "", now: float = 0.0) -> None:
+        """Write the page and each channel's state (title and body: the words
+        last sent, kept when not given)."""
+        status = o.status.value
+        sent_at = max((d.sent_at for d in o.deliveries.values() if d.sent_at is not None), default=None)
+        errors = [f"{d.target}: {d.error}" for d in o.pending if d.error]
         with self._tx() as db:
             db.execute(
-                "UPDATE notifications SET status = ?, sent_at = ?, error = ? WHERE id = ?",
-                ("sent" if ok else "failed", now if ok else None, error, row_id),
+                "INSERT INTO notifications (incident_id, key, kind, targets, title, body, status, attempts, "
+                "created_at, sent_at, error, dedup, step, due_at, exhausted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (incident_id, key) DO UPDATE SET targets = excluded.targets, "
+                "title = COALESCE(NULLIF(excluded.title, ''), title), "
+                "body = COALESCE(NULLIF(excluded.body, ''), body), status = excluded.status, "
+                "attempts = excluded.attempts, sent_at = excluded.sent_at, error = excluded.error, "
+                "dedup = excluded.dedup, exhausted = excluded.exhausted",
+                (
+                    o.incident_id,
+                    o.key,
+                    o.page.kind.value,
+                    json.dumps(list(o.deliveries)),
+                    title,
+                    body,
+                    status,
+                    o.attempts,
+                    o.created_at or now,
+                    sent_at,
+                    "; ".join(errors),
+                    o.dedup,
+                    o.page.step,
+                    o.page.due_at,
+                    o.exhausted,
+                ),
+            )
+            nid = db.execute(
+                "SELECT id FROM notifications WHERE incident_id = ? AND key = ?", (o.incident_id, o.key)
+            ).fetchone()["id"]
+            db.executemany(
+                "INSERT OR REPLACE INTO deliveries (notification_id, target, status, attempts, next_try, sent_at, "
+                "error, fallback) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (nid, d.target, d.status.value, d.attempts, d.next_try, d.sent_at, d.error, int(d.fallback))
+                    for d in o.deliveries.values()
+                ],
             )
 
     def notifications(self, incident_id: int | None = None) -> list[Notification]:
         if incident_id is None:
-            rows = self._db.execute("SELECT * FROM notifications ORDER BY id")
+            rows = self._db.execute("SELECT * FROM notifications ORDER BY id").fetchall()
         else:
             rows = self._db.execute(
                 "SELECT * FROM notifications WHERE incident_id = ? ORDER BY id", (incident_id,)
+            ).fetchall()
+        out = []
+        for r in rows:
+            ds = tuple(
+                DeliveryRow(d["target"], d["status"], d["attempts"], d["sent_at"], d["error"], bool(d["fallback"]))
+                for d in self._db.execute("SELECT * FROM deliveries WHERE notification_id = ? ORDER BY rowid", (r["id"],))
             )
-        return [_notification(r) for r in rows]
+            out.append(_notification(r, ds))
+        return out
 
-    def attempts_left(self, incident_id: int, key: str) -> bool:
-        row = self._db.execute(
-            "SELECT attempts, status FROM notifications WHERE incident_id = ? AND key = ?",
-            (incident_id, key),
-        ).fetchone()
-        return row is None or (row["status"] == "failed" and row["attempts"] < MAX_ATTEMPTS)
+    def undelivered(self) -> list[Notification]:
+        """Pages tried and not yet through, oldest first."""
+        rows = self._db.execute(
+            f"SELECT DISTINCT incident_id FROM notifications WHERE status IN ({', '.join('?' * len(OWED))})"
+            " AND attempts > 0",
+            OWED,
+        ).fetchall()
+        owed = [n for r in rows for n in self.notifications(r["incident_id"]) if n.undelivered]
+        return sorted(owed, key=lambda n: n.id)
