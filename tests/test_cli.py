@@ -13,3 +13,37 @@ def test_version_prints_the_package_version() -> None:
         [sys.executable, "-m", "shieldwall.cli", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"shieldwall {__version__}"
+
+
+def _command_paths() -> list[list[str]]:
+    import typer.main
+
+    from shieldwall.cli import app
+
+    out: list[list[str]] = []
+
+    def walk(cmd: object, path: list[str]) -> None:
+        out.append(path)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def test_help_shows_flags_as_flags_on_every_command() -> None:
+    """`--version` and `--help` take no value, so no `<bool>` after them."""
+    from typer.testing import CliRunner
+
+    from shieldwall.cli import app
+
+    root = CliRunner().invoke(app, ["--help"])
+    assert root.exit_code == 0
+    [line] = [ln for ln in root.output.splitlines() if "--version" in ln]
+    assert line.split() == ["--version", "Print", "the", "version", "and", "exit."]
+    paths = _command_paths()
+    assert len(paths) > 10
+    for path in paths:
+        r = CliRunner().invoke(app, [*path, "--help"])
+        assert r.exit_code == 0, path
+        assert "<bool>" not in r.output, (path, r.output)

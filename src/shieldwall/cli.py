@@ -14,6 +14,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's own help layout: Typer's Rich panels (0.29) print every flag as
+    # taking a value (`--version <bool>`, `--help <bool>`).
+    rich_markup_mode=None,
 )
 
 
