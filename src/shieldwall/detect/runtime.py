@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
 from shieldwall.detect.detector import Detector, Incident, StepResult, iso
@@ -32,6 +32,9 @@ from shieldwall.detect.rules import NORMAL
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import WindowBuilder
 from shieldwall.guard.decision import Mode
+
+if TYPE_CHECKING:
+    from shieldwall.detect.cluster import ClusterJudge
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class DetectRuntime:
         self._normal_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
+        self.cluster: ClusterJudge | None = None
+        """Set when Redis is configured: publishes our windows, judges everyone's."""
         self.admin_routes: list[AdminRoute] = [
             AdminRoute("GET", "/api/verdict", self._verdict_route),
             AdminRoute("GET", "/api/incidents", self._incidents_route),
@@ -107,7 +112,10 @@ class DetectRuntime:
         if self._normal_since is None and buf:
             self._normal_since = now
         results = []
-        for w in self.builder.close_until(now):
+        closed = self.builder.close_until(now)
+        if self.cluster is not None:
+            self.cluster.offer(closed)  # shieldwall.detect.cluster: the cluster-wide verdict
+        for w in closed:
             r = self.detector.step(w)
             results.append(r)
             self._after_step(r)
@@ -180,7 +188,8 @@ class DetectRuntime:
                 "since": since, "mode": self.mode.value,
                 "window": last.features.as_dict() if last is not None else {},
                 "events_dropped": self.dropped, "events_late": self.builder.late,
-                "enabled": self.enabled}
+                "enabled": self.enabled,
+                **({"cluster": self.cluster.status()} if self.cluster is not None else {})}
 
     async def _verdict_route(self, req: AdminRequest) -> AdminResponse:
         return AdminResponse.of_json(self.verdict())

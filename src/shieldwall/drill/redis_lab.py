@@ -35,6 +35,22 @@ def _client(port: int) -> redis.Redis:
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0, socket_connect_timeout=1.0)
 
 
+def start_single(lab: Lab, workdir: Path, name: str = "redis") -> int:
+    """One redis-server on a loopback port; returns the port once it answers."""
+    port = free_port()
+    d = workdir / name
+    d.mkdir(parents=True, exist_ok=True)
+    lab.start(name, [redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no", "--dir", str(d)])
+
+    def up() -> bool:
+        with _client(port) as c:
+            return bool(c.ping())
+
+    SentinelRedis._wait(up, f"{name} up")
+    return port
+
+
 class SentinelRedis:
     def __init__(self, lab: Lab, workdir: Path, down_after: float = 0.5) -> None:
         self.lab = lab

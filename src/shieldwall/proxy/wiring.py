@@ -89,6 +89,15 @@ def wire(config: Config, secret: bytes | None = None) -> Wiring:
         wiring.sinks.append(detect.sink)
         wiring.routes += detect.admin_routes
         wiring.services.append(Service("detect", detect.start, detect.stop))
+        if config.guard.redis.url:
+            # one verdict for every worker of every node (shieldwall.detect.cluster)
+            from shieldwall.detect.cluster import ClusterJudge
+
+            judge = ClusterJudge(config.detect, config.guard.redis.url, config.guard.redis.prefix,
+                                 detect.on_mode, detect.on_suspect)
+            detect.on_mode = judge.local
+            detect.cluster = judge
+            wiring.services.append(Service("cluster", judge.start, judge.stop))
     if config.guard.enabled or config.detect.enabled:
         # the console's per-worker view (shieldwall.console): one more sink on
         # the events these parts make anyway
