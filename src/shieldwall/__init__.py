@@ -18,3 +18,7 @@ detector about every request, and what a log line becomes).
 """
 
 __version__ = "0.1.0"
+
+from shieldwall import _build
+
+_build.install()  # compiled or pure hot path: decided before any of it is imported

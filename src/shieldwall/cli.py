@@ -22,7 +22,9 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"shieldwall {__version__}")
+        from shieldwall import _build
+
+        typer.echo(f"shieldwall {__version__} ({_build.describe()})")
         raise typer.Exit()
 
 

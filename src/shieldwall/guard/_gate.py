@@ -449,11 +449,11 @@ class GuardGate:
                 return fail("nojs", "This shop needs JavaScript right now.")
             if now - issued < c.nojs_delay:
                 self._count("verify:early")
-                wait = math.ceil(c.nojs_delay - (now - issued))
+                early = math.ceil(c.nojs_delay - (now - issued))
                 page = responses.build(
-                    429, f"Too early: wait {wait} seconds, then reload.\n".encode(),
-                    headers=(("Retry-After", str(wait)),))
-                return Decision(Action.RESPOND, cls, retry_after=wait, reason="verify:early",
+                    429, f"Too early: wait {early} seconds, then reload.\n".encode(),
+                    headers=(("Retry-After", str(early)),))
+                return Decision(Action.RESPOND, cls, retry_after=float(early), reason="verify:early",
                                 response=page)
             kind = "nojs"
             prefix = ident.address  # a wait is cheap: its pass covers one address only

@@ -50,6 +50,24 @@ class Owner(Protocol):
     def flush_out(self) -> None: ...
 
 
+class Pools(Protocol):
+    """What a connection and the client side need of the pool (a Protocol,
+    not the class: tests drive the client side with a scripted pool, and the
+    compiled build checks concrete class types at run time)."""
+
+    keepalive: int
+    idle_timeout: float
+    connect_timeout: float
+
+    def take(self, backend: BackendState) -> UpstreamConnection | None: ...
+    async def connect(self, backend: BackendState) -> UpstreamConnection: ...
+    def give_back(self, up: UpstreamConnection, now: float) -> None: ...
+    def forget(self, up: UpstreamConnection) -> None: ...
+    def sweep(self, now: float) -> None: ...
+    def drop_backend(self, key: str) -> None: ...
+    def close_all(self) -> None: ...
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_interim", "backend", "chunked", "closed", "content_length", "finished", "got_bytes",
@@ -57,7 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         "reusable", "transport", "write_paused",
     )
 
-    def __init__(self, pool: Pool, backend: BackendState) -> None:
+    def __init__(self, pool: Pools, backend: BackendState) -> None:
         self.pool = pool
         self.backend = backend
         self.transport: asyncio.Transport | None = None

@@ -37,7 +37,7 @@ from shieldwall.proxy.cache import StaleCache
 from shieldwall.proxy.fanout import FanOut, Peers, bind_private, report_loop, socket_path
 from shieldwall.proxy.proxy_header import AddressSet, HeaderEOF, client_of, read_header, try_read
 from shieldwall.proxy.server import ClientConnection
-from shieldwall.proxy.upstream import Pool
+from shieldwall.proxy.upstream import Pool, Pools
 from shieldwall.proxy.wiring import Service, Wiring, wire
 
 
@@ -85,7 +85,7 @@ class Worker:
         self.balancer = Balancer(self.loop.time)
         self._path_checked: set[tuple[str, str]] = set()
         """(backend, health path) pairs whose first answer was checked for a 4xx."""
-        self.pool = Pool(0, 1.0, 1.0)
+        self.pool: Pools = Pool(0, 1.0, 1.0)
         self.cache: StaleCache | None = None
         self.access_log: AccessLog = AccessLog("off")
         self._access_target = "off"
