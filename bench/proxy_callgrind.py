@@ -11,7 +11,8 @@ Two shields, as in bench/proxy.py: ``bare`` (no guard, no detector) and
 ``default`` (guard + detector, mode normal, page rate raised for the one
 client, the session cookie a first request got sent back as a browser does).
 
-Usage: .venv/bin/python bench/proxy_callgrind.py [--requests 1000] [bare default]
+Usage: .venv/bin/python bench/proxy_callgrind.py [--requests 1000] [--keep DIR] [bare default]
+(``--keep DIR``: leave the callgrind files there, for ``callgrind_annotate --inclusive=yes``.)
 Prints JSON. Needs valgrind and nginx (the backend); loopback only.
 """
 
@@ -133,6 +134,7 @@ keepalive = 1024
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--keep", type=Path, help="copy the callgrind files into this directory")
     ap.add_argument("wirings", nargs="*", help="bare, default (both when none given)")
     args = ap.parse_args()
     wirings = args.wirings or ["bare", "default"]
@@ -154,8 +156,12 @@ def main() -> None:
         backend = subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)],
                                    start_new_session=True)
         bench.wait_port(port)
-        print(json.dumps({w: measure(work, port, w, args.requests) for w in wirings},
-                         indent=2))
+        out = {w: measure(work, port, w, args.requests) for w in wirings}
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for w in wirings:
+                shutil.copy(work / f"{w}.callgrind", args.keep / f"{w}.callgrind")
+        print(json.dumps(out, indent=2))
     finally:
         if backend is not None and backend.poll() is None:
             os.killpg(backend.pid, signal.SIGTERM)

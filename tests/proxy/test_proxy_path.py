@@ -278,6 +278,31 @@ async def test_admin_health_metrics_and_route_auth(backend: Backend, monkeypatch
         assert right.startswith(b"HTTP/1.1 200") and b'{"hello": "1"}' in right
 
 
+async def test_the_detectors_row_is_the_row_it_makes_of_the_requests_event(
+        backend: Backend) -> None:
+    """The proxy hands the detector its row directly (no event object per
+    request): exactly what WindowBuilder.add_event makes of the event, so the
+    live counts are the offline ones."""
+    events: list[RequestEvent] = []
+    rows: list[tuple[object, ...]] = []
+    config = build_config(shield_config([backend.url]))
+    async with run_shield(config, Wiring(gate=RecordingGate(), sinks=[events.append],
+                                         row_sinks=[rows.append])) as shield:
+        c = await Client.open(shield.port)
+        for target in (b"/p?q=1", b"/blocked", b"/static/a.css"):
+            await c.send(b"GET " + target + b" HTTP/1.1\r\nHost: shop\r\n"
+                         b"User-Agent: UA/1\r\n\r\n")
+            await c.response()
+            if target == b"/blocked":
+                c.close()
+                c = await Client.open(shield.port)
+        c.close()
+    assert len(events) == len(rows) == 3
+    assert rows == [(e.time + e.request_time, e.client, e.path, e.query, e.status, e.bytes_sent,
+                     e.request_time, e.user_agent, e.session, e.verified, str(e.outcome),
+                     e.upstream_time) for e in events]
+
+
 async def test_a_sink_that_raises_does_not_break_the_request(backend: Backend) -> None:
     def bad_sink(event: RequestEvent) -> None:
         raise RuntimeError("boom")

@@ -13,6 +13,15 @@ import sys
 import time
 
 
+def _secs(t: float) -> str:
+    """``t`` (>= 0) with three decimals, as ``f"{t:.3f}"`` but without the
+    format machinery (compiled, an f-string with a format spec is a
+    ``str.format`` call: most of a line's cost)."""
+    ms = int(t * 1000.0 + 0.5)
+    frac = ms % 1000
+    return str(ms // 1000) + (".00" if frac < 10 else ".0" if frac < 100 else ".") + str(frac)
+
+
 def _esc(s: str) -> str:
     """nginx-style escaping of quotes, backslashes and control characters."""
     if not s:
@@ -68,9 +77,10 @@ class AccessLog:
         stamp = self._stamp if sec == self._sec else self._time_local(start)
         line = (
             f'{client} - - [{stamp}] "{request}" {status} {sent} '
-            f'"{referer}" "{agent}" rt={rt:.3f} up={up or "-"} '
-            f'ut={f"{ut:.3f}" if ut >= 0 else "-"} us={us if us else "-"} o={outcome or "-"} '
-            f'd={decision or "-"} c={cls or "-"} s={int(session)} v={int(verified)}\n'
+            f'"{referer}" "{agent}" rt={_secs(rt) if rt > 0.0 else "0.000"} up={up or "-"} '
+            f'ut={_secs(ut) if ut >= 0 else "-"} us={str(us) if us else "-"} o={outcome or "-"} '
+            f'd={decision or "-"} c={cls or "-"} s={"1" if session else "0"} '
+            f'v={"1" if verified else "0"}\n'
         )
         self._buf.append(line)
         self._size += len(line)

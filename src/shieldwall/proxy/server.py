@@ -382,16 +382,21 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.state = WAITING
             self.deadline = _INF
-        facts = RequestFacts(
-            self.client_address(head) if self.trusted else self.peer, head.method, head.path, head.query, head.host,
-            head.user_agent, head.referer, head.cookie, self.tls,
-        )
-        self.facts = facts
-        try:
-            decision = w.gate.decide(facts)
-        except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
-            w.reject_log("gate_error", repr(exc))
+        client = self.client_address(head) if self.trusted else self.peer
+        if w.observe:
+            facts = RequestFacts(client, head.method, head.path, head.query, head.host,
+                                 head.user_agent, head.referer, head.cookie, self.tls)
+            self.facts = facts
+            try:
+                decision = w.gate.decide(facts)
+            except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
+                w.reject_log("gate_error", repr(exc))
+                decision = ALLOW_ALL
+        else:  # no guard: nothing to decide, so no facts to build
+            self.facts = None
             decision = ALLOW_ALL
+            if client is not self.peer:
+                self.facts = RequestFacts(client, head.method, head.path, head.query)
         self.decision = decision
         # Most requests are allowed: one identity test before the property call.
         if decision.action is not _ALLOW and decision.enforced:
@@ -855,6 +860,16 @@ class ClientConnection(asyncio.Protocol):
         w.access_log.write(client, self.wall, method, target, version, self.status,
                            self.bytes_sent, referer, agent, rt, up, self.up_time,
                            self.up_status, outcome, d, c, session, verified)
+        if w.row_sinks:
+            # The detector's row (shieldwall.detect.windows.Row): what it counts,
+            # without an event object per request.
+            row = (self.wall + rt, client, path, query, self.status, self.bytes_sent, rt, agent,
+                   session, verified, outcome, self.up_time)
+            for rs in w.row_sinks:
+                try:
+                    rs(row)
+                except Exception as exc:  # a sink must never break the data path
+                    w.reject_log("sink_error", repr(exc))
         if w.sinks:
             event = RequestEvent(
                 time=self.wall, client=client, method=method, path=path, query=query,

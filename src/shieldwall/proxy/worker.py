@@ -73,6 +73,7 @@ class Worker:
         self.observe = not isinstance(self.gate, OpenGate)
         self.admission = None if isinstance(self.wiring.admission, OpenAdmission) else self.wiring.admission
         self.sinks = list(self.wiring.sinks)
+        self.row_sinks = list(self.wiring.row_sinks)
         self.metrics = Metrics()
         self.conns: set[ClientConnection] = set()
         self.per_client: dict[str, int] = {}
