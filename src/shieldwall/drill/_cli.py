@@ -90,6 +90,9 @@ def register(app: typer.Typer) -> None:
         shield_toml: Path = typer.Option(None, "--shield-toml", exists=True, dir_okay=False,
                                          help="shieldwall only: TOML appended to the lab's shield config "
                                               "(e.g. a [guard.admission] section)"),
+        nodes: int = typer.Option(1, "--nodes", min=1, max=5,
+                                  help="shieldwall only: N shield nodes behind HAProxy (send-proxy-v2) "
+                                       "sharing Redis with a Sentinel"),
     ) -> None:
         """Run a drill: the demo shop, shoppers, attacks and faults; then the report."""
         console = _console()
@@ -107,11 +110,21 @@ def register(app: typer.Typer) -> None:
                                         shield_mode not in ("normal", "elevated", "under_attack")):
             raise typer.BadParameter("needs --against shieldwall and one of normal, elevated, under_attack",
                                      param_hint="--shield-mode")
+        if nodes > 1:
+            if against != "shieldwall":
+                raise typer.BadParameter("needs --against shieldwall", param_hint="--nodes")
+            from shieldwall.drill.cluster_front import haproxy_binary
+
+            try:
+                haproxy_binary()
+            except RuntimeError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--nodes") from exc
         if shield_toml is not None and against != "shieldwall":
             raise typer.BadParameter("needs --against shieldwall", param_hint="--shield-toml")
         opts = DrillOptions(scenario, against, duration, rate, out, backends, attack_sources=sources, seed=seed,
                             shield_mode=shield_mode,
-                            shield_toml=shield_toml.read_text() if shield_toml is not None else "")
+                            shield_toml=shield_toml.read_text() if shield_toml is not None else "",
+                            nodes=nodes)
         run_and_report(opts, json_path or out / "report.json", html_path or out / "timeline.html", console)
 
     @app.command()

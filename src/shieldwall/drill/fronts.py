@@ -134,6 +134,10 @@ class Front:
     def describe(self) -> dict[str, Any]:
         return {"against": self.name, "targets": [f"{h}:{p}" for h, p in self.targets()]}
 
+    def inject(self, action: str) -> str:
+        """Faults of the front itself (shieldwall.drill.cluster_front has some)."""
+        raise RuntimeError(f"{action} needs a drill with --nodes")
+
 
 class NoneFront(Front):
     name = "none"

@@ -56,6 +56,8 @@ class DrillOptions:
     """shieldwall only: TOML appended to the config the lab writes (tuning sections)."""
     shield_mode: str | None = None
     """shieldwall only: pin the guard's mode (POST /api/mode) before the drill starts."""
+    nodes: int = 1
+    """shieldwall only: N shield nodes behind HAProxy on Redis (shieldwall.drill.cluster_front)."""
 
 
 @dataclass
@@ -134,6 +136,12 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
         cluster = ShopCluster(lab, work, opts.backends, opts.shape)
         cluster.start()
         front = make_front(opts.against, lab, cluster, work)
+        if opts.nodes > 1:
+            from shieldwall.drill.cluster_front import ClusterFront
+
+            front = ClusterFront(lab, cluster, work, opts.nodes)
+            attacked = next(((a, b) for p, a, b in plan if p.attacks), None)
+            front.ban_at = None if attacked is None else attacked[0] + 0.4 * (attacked[1] - attacked[0])
         if isinstance(front, ShieldwallFront):
             front.extra_toml = opts.shield_toml
         front.start()
@@ -164,8 +172,11 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                 note(f"{f.action.value} backend{f.backend % opts.backends} FAILED: {exc}")
 
         async def inject(f: sc.Fault) -> None:
-            i = f.backend % opts.backends
             act = sc.FaultAction(f.action)
+            if act in (sc.FaultAction.KILL_NODE, sc.FaultAction.KILL_REDIS):
+                note(await asyncio.to_thread(front.inject, act.value))
+                return
+            i = f.backend % opts.backends
             if act is sc.FaultAction.KILL:
                 cluster.kill(i)
             elif act is sc.FaultAction.FREEZE:
@@ -219,6 +230,9 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                 lags.append(max(0.0, clock.now() - second))
                 status, verdict = await asyncio.gather(_admin(front, "/api/status"), _admin(front, "/api/verdict"))
                 v, k, vm = _fields(verdict)
+                sample_nodes = getattr(front, "sample", None)
+                if sample_nodes is not None:
+                    await asyncio.to_thread(sample_nodes, second)
                 c = ctr.read_all(cluster.counters_dir)
                 live.samples.append(Sample(second, _mode_of(status) or vm, v, k, c["attacker"], c["shopper"],
                                            [lab.procs[cluster.name(i)].alive() and not lab.procs[cluster.name(i)].frozen

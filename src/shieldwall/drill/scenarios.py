@@ -27,6 +27,10 @@ class FaultAction(StrEnum):
     RESTART = "restart"
     SLOW = "slow"
     UNSLOW = "unslow"
+    KILL_NODE = "kill-node"
+    """With ``--nodes``: SIGKILL one shield node (the balancer routes around it)."""
+    KILL_REDIS = "kill-redis"
+    """With ``--nodes``: SIGKILL the Redis primary (the Sentinel promotes the replica)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,14 @@ SCENARIOS: dict[str, tuple[Phase, ...]] = {
     "slowloris": _attack_drill("slowloris", Assault(Kind.SLOWLORIS, 0, connections=1000), "ddos"),
     "slow-post": _attack_drill("slow-post", Assault(Kind.SLOW_POST, 0, connections=1000), "ddos"),
     "smart-bot": _attack_drill("smart-bot", Assault(Kind.SMART_BOT, 20, sources=100), "ddos"),
+    "flood-node-killed": (Phase("calm", 0.3),
+                          Phase("flood", 0.5, attacks=(Assault(Kind.FLOOD, 20),),
+                                faults=(Fault(FaultAction.KILL_NODE, at=0.4),), expect="ddos"),
+                          Phase("after", 0.2)),
+    "flood-redis-killed": (Phase("calm", 0.3),
+                           Phase("flood", 0.5, attacks=(Assault(Kind.FLOOD, 20),),
+                                 faults=(Fault(FaultAction.KILL_REDIS, at=0.4),), expect="ddos"),
+                           Phase("after", 0.2)),
     "backend-failure": (
         Phase("calm", 0.15),
         Phase("backend-slow", 0.2, faults=(Fault(FaultAction.SLOW, 1, ms=300.0),), expect="backend_failure"),
