@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shieldwall.monitor._config import MonitorSettings, validate
+from shieldwall.monitor._quorum import ProbeResult
 from shieldwall.monitor._service import Monitor
 
 
@@ -303,3 +304,34 @@ async def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> flo
             return time.time()
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# -- a monitor on the test's clock, its rounds closed by hand -------------------------
+
+T0 = 1_790_000_000.0  # 2026-09-21 (UTC)
+TOKEN = "delivery-token-0123456789"
+
+
+class Wall:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def one_probe(data: Path, targets: dict[str, str], **alerts: Any) -> MonitorSettings:
+    return validate(
+        {
+            "monitor": {"listen": "127.0.0.1:0", "data_dir": str(data), "api_token": TOKEN},
+            "probes": {"local": [{"name": "here"}], "confirm_rounds": 2},
+            "checks": [{"name": "shop", "url": "http://127.0.0.1:9/", "interval": "1s", "timeout": "0.5s"}],
+            "alerts": {"targets": targets, "realert_every": "1h", **alerts},
+        }
+    )
+
+
+def second(mon: Monitor, wall: Wall, *, up: bool) -> None:
+    """One round of the one probe at the wall clock's second, closed at once."""
+    mon.accept(ProbeResult("shop", "here", wall.t, up, "" if up else "status 503"))
+    mon.close_round("shop")

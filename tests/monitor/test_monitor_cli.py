@@ -31,6 +31,7 @@ DAY = 86400.0
 def seed(data: Path) -> Store:
     store = Store.in_dir(data)
     store.note_check("shop", "http://shop/", T - 10 * DAY)
+    store.observe("shop", (T - 10 * DAY, T + 40 * DAY), new=True)  # watched all along
     store.set_meta("revenue_per_minute", "50")
     store.set_meta("currency", "EUR")
     # 10 minutes down, detected after 60 s; then 30 minutes, detected after 30 s, acked
@@ -47,17 +48,17 @@ def seed(data: Path) -> Store:
 
 def test_month_report_figures_from_the_incidents(tmp_path: Path) -> None:
     store = seed(tmp_path)
-    rep = month_report(store.incidents(), "2026-10", first_seen=store.first_seen(), now=T + 40 * DAY,
+    rep = month_report(store.incidents(), "2026-10", observed=store.observed(), now=T + 40 * DAY,
                        revenue_per_minute=50)
     assert rep.minutes_down == pytest.approx(40.0)
     assert rep.revenue_at_risk == pytest.approx(2000.0)
     assert rep.uptime_pct == pytest.approx(100 * (1 - 2400 / (31 * DAY)))
     assert rep.mttd == pytest.approx(45.0) and rep.mttr == pytest.approx(1200.0)
     assert len(rep.incidents) == 2 and rep.longest == pytest.approx(1800)
-    empty = month_report(store.incidents(), "2026-09", first_seen=T - 10 * DAY, now=T + 40 * DAY)
+    empty = month_report(store.incidents(), "2026-09", observed=store.observed(), now=T + 40 * DAY)
     assert empty.incidents == () and empty.uptime_pct == 100.0 and empty.observed_seconds == pytest.approx(10 * DAY)
     with pytest.raises(ValueError, match="YYYY-MM"):
-        month_report([], "2026-13", first_seen=None, now=T)
+        month_report([], "2026-13", observed=[], now=T)
 
 
 def test_daily_bars_mark_down_partial_up_and_nodata() -> None:
@@ -65,7 +66,7 @@ def test_daily_bars_mark_down_partial_up_and_nodata() -> None:
         Incident(1, "shop", T + 0.5 * DAY, T + 0.5 * DAY, "x", ended_at=T + 0.5 * DAY + 600),
         Incident(2, "shop", T + 2 * DAY + 100, T + 2 * DAY + 100, "y", ended_at=T + 2 * DAY + 7300),
     ]
-    bars = daily_bars(incs, now=T + 3 * DAY + 10, first_seen=T - 2 * DAY, days=90)
+    bars = daily_bars(incs, now=T + 3 * DAY + 10, observed=[(T - 2 * DAY, T + 3 * DAY + 10)], days=90)
     assert len(bars) == 90 and bars[-1].day == "2026-10-04"
     assert [b.state for b in bars[-7:]] == ["nodata", "up", "up", "partial", "up", "down", "up"]
     assert bars[-4].down_seconds == pytest.approx(600)

@@ -19,11 +19,20 @@ from typing import Any
 
 import httpx
 import pytest
-from monitor_helpers import Receiver, Shop, settings_for, wait_until
+from monitor_helpers import (
+    T0,
+    TOKEN,
+    Receiver,
+    Shop,
+    Wall,
+    one_probe,
+    second,
+    settings_for,
+    wait_until,
+)
 from typer.testing import CliRunner
 
 from shieldwall.cli import app
-from shieldwall.monitor._config import MonitorSettings, validate
 from shieldwall.monitor._delivery import DeliveryStatus, RetryPolicy, backoff
 from shieldwall.monitor._engine import CheckRule, MonitorCore
 from shieldwall.monitor._escalation import Policy, Step
@@ -32,17 +41,7 @@ from shieldwall.monitor._service import Monitor
 from shieldwall.monitor._store import Store
 from shieldwall.monitor._web import build_app
 
-T0 = 1_790_000_000.0
-TOKEN = "delivery-token-0123456789"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
-
-
-class Wall:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -51,23 +50,6 @@ def receivers() -> Iterator[list[Receiver]]:
     yield made
     for r in made:
         r.close()
-
-
-def one_probe(data: Path, targets: dict[str, str], **alerts: Any) -> MonitorSettings:
-    return validate(
-        {
-            "monitor": {"listen": "127.0.0.1:0", "data_dir": str(data), "api_token": TOKEN},
-            "probes": {"local": [{"name": "here"}], "confirm_rounds": 2},
-            "checks": [{"name": "shop", "url": "http://127.0.0.1:9/", "interval": "1s", "timeout": "0.5s"}],
-            "alerts": {"targets": targets, "realert_every": "1h", **alerts},
-        }
-    )
-
-
-def second(mon: Monitor, wall: Wall, *, up: bool) -> None:
-    """One round of the one probe at the wall clock's second, closed at once."""
-    mon.accept(ProbeResult("shop", "here", wall.t, up, "" if up else "status 503"))
-    mon.close_round("shop")
 
 
 async def test_a_receiver_refusing_for_30s_gets_the_page_and_the_recovery_once_it_accepts(

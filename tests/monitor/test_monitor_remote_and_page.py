@@ -148,6 +148,7 @@ async def test_the_status_page_shows_the_current_state_and_90_days_of_bars_in_ch
     day = 86400.0
     store = Store.in_dir(tmp_path)
     store.note_check("shop", shop.url, now - 30 * day)
+    store.observe("shop", (now - 30 * day, now), new=True)  # watched for the last 30 days
     midnight = now - now % day
     two_hours = midnight - 3 * day + 3600  # 01:00-03:00 UTC three days ago: a "down" day
     store.save_incident(Incident(1, "shop", two_hours, two_hours, "x", ended_at=two_hours + 7200))

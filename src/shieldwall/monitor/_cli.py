@@ -269,7 +269,7 @@ def report_cmd(
     currency = store.meta("currency") or ""
     try:
         rep = month_report(
-            store.incidents(), month, first_seen=store.first_seen(), now=time.time(), revenue_per_minute=rpm
+            store.incidents(), month, observed=store.observed(), now=time.time(), revenue_per_minute=rpm
         )
     except ValueError as e:
         Console(stderr=True).print(f"error: --month: {e}")

@@ -163,6 +163,14 @@ class MonitorSettings(_Strict):
     def probes_for(self, check: CheckSettings) -> list[str]:
         return check.probes if check.probes is not None else self.probes.names()
 
+    def places_for(self, check: CheckSettings) -> int:
+        """Vantage points that are truly apart: every local probe runs on this
+        host (one place, whatever its source address); each remote probe is
+        counted as a place of its own."""
+        mine = set(self.probes_for(check))
+        local = any(p.name in mine for p in self.probes.local)
+        return int(local) + sum(1 for p in self.probes.remote if p.name in mine)
+
     def quorum_for(self, check: CheckSettings) -> int:
         return min(self.quorum(), len(self.probes_for(check)))
 

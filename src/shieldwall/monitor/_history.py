@@ -1,9 +1,16 @@
 """What the incidents add up to: the monthly report and the 90-day bars.
 
-Pure arithmetic over incident records, so the CLI report, the status page and
-the tests compute the same numbers. Downtime counts the union of incident
-intervals per check (two incidents on the same check never overlap, but
-incidents on different checks may; the shop is down while any check is).
+Pure arithmetic over incident records and *observed* spans, so the CLI
+report, the status page and the tests compute the same numbers.
+
+* Only time a check was actually watched counts: a round whose probes
+  reported covers one interval from its first result (:class:`Coverage`
+  joins rounds into spans). Time before the first check, while the monitor
+  was stopped, or while every probe was missing is *unknown* (grey), never up.
+* Uptime = 1 - down / observed, both within the observed spans.
+* Downtime counts the union of incident intervals (two incidents on the same
+  check never overlap, but incidents on different checks may; the shop is
+  down while any check is).
 """
 
 from __future__ import annotations
@@ -28,15 +35,73 @@ def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def down_seconds(incidents: Sequence[Incident], start: float, end: float, now: float) -> float:
-    """Seconds within [start, end) during which any incident was open."""
-    spans = []
-    for inc in incidents:
-        a = max(inc.started_at, start)
-        b = min(inc.ended_at if inc.ended_at is not None else now, end)
+Span = tuple[float, float]
+
+
+def _clip(spans: Sequence[Span], start: float, end: float) -> list[Span]:
+    out = []
+    for a, b in spans:
+        a, b = max(a, start), min(b, end)
         if b > a:
-            spans.append((a, b))
-    return sum(b - a for a, b in _merge(spans))
+            out.append((a, b))
+    return _merge(out)
+
+
+def _intersect(xs: list[Span], ys: list[Span]) -> list[Span]:
+    """Both merged and sorted."""
+    out: list[Span] = []
+    i = j = 0
+    while i < len(xs) and j < len(ys):
+        a, b = max(xs[i][0], ys[j][0]), min(xs[i][1], ys[j][1])
+        if b > a:
+            out.append((a, b))
+        if xs[i][1] < ys[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _length(spans: Sequence[Span]) -> float:
+    return sum(b - a for a, b in spans)
+
+
+def _incident_spans(incidents: Sequence[Incident], now: float) -> list[Span]:
+    return [(i.started_at, i.ended_at if i.ended_at is not None else now) for i in incidents]
+
+
+def down_seconds(
+    incidents: Sequence[Incident], start: float, end: float, now: float, observed: Sequence[Span] | None = None
+) -> float:
+    """Seconds within [start, end) during which any incident was open (and,
+    given ``observed``, the check was watched)."""
+    down = _clip(_incident_spans(incidents, now), start, min(end, now))
+    if observed is not None:
+        down = _intersect(down, _clip(observed, start, min(end, now)))
+    return _length(down)
+
+
+def observed_seconds(observed: Sequence[Span], start: float, end: float, now: float) -> float:
+    return _length(_clip(observed, start, min(end, now)))
+
+
+class Coverage:
+    """Joins a check's rounds into observed spans. A round with results
+    covers [its first result, + one interval); a round that starts more than
+    ``slack`` after the span's end (the monitor was stopped, or every probe
+    was missing) starts a new span. Pure: the shell persists each answer."""
+
+    def __init__(self, slack: float) -> None:
+        self.slack = slack
+        self.span: Span | None = None
+
+    def note(self, start: float, interval: float) -> tuple[bool, Span]:
+        """(a new span begins, the span now)."""
+        if self.span is not None and self.span[0] <= start <= self.span[1] + self.slack:
+            self.span = (self.span[0], max(self.span[1], start + interval))
+            return False, self.span
+        self.span = (start, start + interval)
+        return True, self.span
 
 
 def month_bounds(month: str) -> tuple[float, float]:
@@ -86,30 +151,29 @@ def month_report(
     incidents: Sequence[Incident],
     month: str,
     *,
-    first_seen: float | None,
+    observed: Sequence[Span],
     now: float,
     revenue_per_minute: float = 0.0,
 ) -> MonthReport:
-    """The month's figures. Only time the monitor was watching counts as observed.
+    """The month's figures. Only time a check was watched (``observed``
+    spans, any check) counts, for the uptime and for the minutes down.
 
     MTTD: first failure to declaration. MTTR: first failure to recovery, over
     the incidents closed in the month.
     """
     start, end = month_bounds(month)
-    watch_from = max(start, first_seen if first_seen is not None else now)
-    watch_to = min(end, now)
-    observed = max(0.0, watch_to - watch_from)
+    watched = observed_seconds(observed, start, end, now)
     mine = tuple(
         i
         for i in incidents
         if i.started_at < end and (i.ended_at if i.ended_at is not None else now) >= start
     )
-    down = down_seconds(mine, start, min(end, now), now)
+    down = down_seconds(mine, start, end, now, observed)
     detect = [i.time_to_detect for i in mine]
     closed = [i.duration(now) for i in mine if i.ended_at is not None]
     return MonthReport(
         month=month,
-        observed_seconds=observed,
+        observed_seconds=watched,
         down_seconds=down,
         incidents=mine,
         mttd=sum(detect) / len(detect) if detect else None,
@@ -124,20 +188,23 @@ class DayBar:
     state: str  # "nodata", "up", "partial", "down"
     down_seconds: float
     incidents: int
+    observed_seconds: float = 0.0
 
     @property
     def uptime_pct(self) -> float | None:
-        if self.state == "nodata":
+        if self.state == "nodata" or self.observed_seconds <= 0:
             return None
-        return 100.0 * (1.0 - self.down_seconds / 86400.0)
+        return 100.0 * (1.0 - self.down_seconds / self.observed_seconds)
 
 
 def daily_bars(
-    incidents: Sequence[Incident], *, now: float, first_seen: float | None, days: int = 90
+    incidents: Sequence[Incident], *, now: float, observed: Sequence[Span], days: int = 90
 ) -> list[DayBar]:
     """One bar per UTC day, oldest first, ending today.
 
-    "down" means more than an hour down that day, "partial" any downtime.
+    "nodata" (grey) when the check was not watched that day at all; else
+    "down" for more than an hour down (or most of the watched time), "partial"
+    for any downtime, "up" for none, each over the watched time only.
     """
     today = dt.datetime.fromtimestamp(now, UTC).date()
     bars = []
@@ -145,7 +212,8 @@ def daily_bars(
         day = today - dt.timedelta(days=back)
         start = dt.datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
         end = start + 86400.0
-        if first_seen is None or end <= first_seen:
+        watched = observed_seconds(observed, start, end, now)
+        if watched <= 0:
             bars.append(DayBar(day.isoformat(), "nodata", 0.0, 0))
             continue
         day_incidents = [
@@ -153,7 +221,7 @@ def daily_bars(
             for i in incidents
             if i.started_at < end and (i.ended_at if i.ended_at is not None else now) > start
         ]
-        down = down_seconds(day_incidents, start, end, now)
-        state = "down" if down > 3600 else "partial" if down > 0 else "up"
-        bars.append(DayBar(day.isoformat(), state, down, len(day_incidents)))
+        down = down_seconds(day_incidents, start, end, now, observed)
+        state = "down" if down > 3600 or down > watched / 2 else "partial" if down > 0 else "up"
+        bars.append(DayBar(day.isoformat(), state, down, len(day_incidents), watched))
     return bars

@@ -32,6 +32,7 @@ from shieldwall.monitor._config import CheckSettings, MonitorSettings, parse_lis
 from shieldwall.monitor._delivery import Outgoing
 from shieldwall.monitor._engine import CheckRule, MonitorCore, RoundOutcome
 from shieldwall.monitor._escalation import maintenance_at
+from shieldwall.monitor._history import Coverage
 from shieldwall.monitor._incident import Incident
 from shieldwall.monitor._messages import render
 from shieldwall.monitor._metrics import MonitorMetrics
@@ -117,6 +118,7 @@ class Monitor:
             retry=settings.retry(),
         )
         self.checks = {c.name: CheckState(c) for c in settings.checks}
+        self._coverage = {c.name: Coverage(slack=c.interval / 2) for c in settings.checks}
         for inc, outbox in resume:
             if inc.open and inc.check in self.checks:
                 self.checks[inc.check].health = Health.DOWN
@@ -274,6 +276,10 @@ class Monitor:
     def _handle(self, out: RoundOutcome) -> None:
         rep = out.report
         state = self.checks[rep.check]
+        seen = [r.at for r in (*rep.failing, *rep.passing)]
+        if seen:  # the check was watched this round; a round of missing probes is unknown time
+            new, span = self._coverage[rep.check].note(min(seen), state.settings.interval)
+            self.store.observe(rep.check, span, new=new)
         if rep.health is not state.health:
             state.since = rep.closed_at
         state.health = rep.health
@@ -439,7 +445,11 @@ class Monitor:
                 "incident": {"id": open_inc.id, "title": open_inc.title} if open_inc else None,
             }
             if full:
+                probes = self.settings.probes_for(st.settings)
                 entry |= {
+                    "places": self.settings.places_for(st.settings),
+                    "probes": len(probes),
+                    "quorum": self.settings.quorum_for(st.settings),
                     "probe_health": st.health.value,
                     "failing": [r.to_json() for r in rep.failing] if rep else [],
                     "passing": [r.probe for r in rep.passing] if rep else [],

@@ -44,12 +44,27 @@ def _clock(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _places(n: int) -> str:
+    return f"{n} place" if n == 1 else f"{n} places"
+
+
+def _where(check: Mapping[str, Any]) -> str:
+    """How many vantage points watch it, and how many must agree, in true words."""
+    if "places" not in check:
+        return ""
+    places, probes, quorum = int(check["places"]), int(check["probes"]), int(check["quorum"])
+    words = f"Checked from {_places(places)}"
+    if probes > 1:
+        words += f" by {probes} probes; an outage is declared when {quorum} of them agree"
+    return f'<p class="note where">{escape(words)}.</p>'
+
+
 def _bar(b: DayBar) -> str:
     if b.state == "nodata":
-        tip = f"{b.day}: no data"
+        tip = f"{b.day}: not watched (unknown)"
     else:
         pct = b.uptime_pct or 0.0
-        tip = f"{b.day}: {pct:.2f}% up"
+        tip = f"{b.day}: {pct:.2f}% up over {format_duration(b.observed_seconds)} watched"
         if b.down_seconds:
             tip += f", down {format_duration(b.down_seconds)} in {b.incidents} incident(s)"
     return f'<div class="bar {b.state}" data-day="{b.day}" data-state="{b.state}" title="{escape(tip)}"></div>'
@@ -114,10 +129,9 @@ def render_status_page(
         health = _health(c)
         word, scls = _WORDS.get(health, _WORDS["unknown"])
         bars = history.get(c["name"], [])
-        observed = [b for b in bars if b.state != "nodata"]
-        uptime = (
-            100.0 * (1 - sum(b.down_seconds for b in observed) / (86400.0 * len(observed))) if observed else None
-        )
+        watched = sum(b.observed_seconds for b in bars)
+        uptime = 100.0 * (1 - sum(b.down_seconds for b in bars) / watched) if watched > 0 else None
+        told = "no data yet" if uptime is None else f"{uptime:.2f}% uptime over {format_duration(watched)} watched"
         since = ""
         if health == "down" and c.get("since"):
             since = f'<p class="note">Down since {_clock(c["since"])} ({format_duration(now - c["since"])}).</p>'
@@ -129,10 +143,12 @@ def render_status_page(
             *(_bar(b) for b in bars),
             "</div>",
             f'<div class="legend"><span>{len(bars)} days ago</span>'
-            f"<span>{'' if uptime is None else f'{uptime:.2f}% uptime'}</span><span>today</span></div>",
+            f'<span class="uptime">{escape(told)}</span><span>today</span></div>',
+            _where(c),
             "</section>",
         ]
     parts += _past(recent, now)
-    parts.append(f"<footer>Updated {_clock(now)}. Checked from several places by shieldwall.</footer>")
+    places = max((int(c.get("places", 1)) for c in checks), default=1)
+    parts.append(f"<footer>Updated {_clock(now)}. Checked from {_places(places)} by shieldwall.</footer>")
     parts.append("</main></body></html>")
     return "\n".join(p for p in parts if p)

@@ -75,10 +75,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE TABLE IF NOT EXISTS observed (
     id INTEGER PRIMARY KEY,
     check_name TEXT NOT NULL,
-    start REAL NOT NULL,
-    end REAL NOT NULL
+    span_start REAL NOT NULL,
+    span_end REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS observed_end ON observed (end);
+CREATE INDEX IF NOT EXISTS observed_end ON observed (span_end);
 """
 
 # columns added after the first release: (table, column, definition)
@@ -221,6 +221,33 @@ class Store:
     def last_seen(self) -> float | None:
         row = self._db.execute("SELECT MAX(last_seen) AS t FROM checks").fetchone()
         return None if row is None or row["t"] is None else float(row["t"])
+
+    def observe(self, check: str, span: tuple[float, float], *, new: bool) -> None:
+        """Record that ``check`` was watched over ``span`` (a new span, or the
+        latest one of the check grown to it)."""
+        with self._tx() as db:
+            if not new:
+                cur = db.execute(
+                    "UPDATE observed SET span_end = ? WHERE id = (SELECT MAX(id) FROM observed WHERE check_name = ?)"
+                    " AND span_start = ?",
+                    (span[1], check, span[0]),
+                )
+                if cur.rowcount:
+                    return
+            db.execute("INSERT INTO observed (check_name, span_start, span_end) VALUES (?, ?, ?)", (check, span[0], span[1]))
+
+    def observed(self, check: str | None = None, *, since: float | None = None) -> list[tuple[float, float]]:
+        """The spans a check (any check) was watched, oldest first."""
+        sql = "SELECT span_start, span_end FROM observed WHERE 1 = 1"
+        args: list[str | float] = []
+        if check is not None:
+            sql += " AND check_name = ?"
+            args.append(check)
+        if since is not None:
+            sql += " AND span_end >= ?"
+            args.append(since)
+        rows = self._db.execute(sql + " ORDER BY span_start", args)
+        return [(float(r["span_start"]), float(r["span_end"])) for r in rows]
 
     # -- incidents -------------------------------------------------------------
     def save_incident(self, inc: Incident) -> None:

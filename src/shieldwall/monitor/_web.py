@@ -73,9 +73,13 @@ def build_app(mon: Monitor) -> Starlette:
     async def status_page(request: Request) -> Response:
         now = mon.wall()
         incs = mon.store.incidents(since=now - 91 * 86400)
-        first_seen = mon.store.first_seen()
         history = {
-            name: daily_bars([i for i in incs if i.check == name], now=now, first_seen=first_seen, days=90)
+            name: daily_bars(
+                [i for i in incs if i.check == name],
+                now=now,
+                observed=mon.store.observed(name, since=now - 91 * 86400),
+                days=90,
+            )
             for name in mon.checks
         }
         recent = [i for i in incs if not i.quiet][:5]
