@@ -141,7 +141,7 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
 
             front = ClusterFront(lab, cluster, work, opts.nodes)
             attacked = next(((a, b) for p, a, b in plan if p.attacks), None)
-            front.ban_at = None if attacked is None else attacked[0] + 0.4 * (attacked[1] - attacked[0])
+            front.ban_at = None if attacked is None else attacked[0] + 0.7 * (attacked[1] - attacked[0])
         if isinstance(front, ShieldwallFront):
             front.extra_toml = opts.shield_toml
         front.start()
