@@ -1,0 +1,40 @@
+"""The drill at cluster scale, short: three shield nodes behind a real
+HAProxy (send-proxy-v2) on Redis with a Sentinel, a flood spread over them,
+and the Redis primary killed mid-flood. Every node names the flood from the
+cluster's windows, a ban made on one node refuses the address on all of
+them, no node logs a shopper as the balancer, no order is lost."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shieldwall.drill.report import schema_errors
+from shieldwall.drill.runner import DrillOptions, run_drill
+from shieldwall.drill.shoppers import ShopperProfile
+
+FAST = ShopperProfile(think_s=(0.1, 0.3), timeout_s=6.0)
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists(),
+                                reason="needs Debian's haproxy (make test installs it)")
+
+
+async def test_three_nodes_behind_haproxy_survive_the_redis_primary_killed_mid_flood(tmp_path: Path) -> None:
+    report = await run_drill(DrillOptions("flood-redis-killed", "shieldwall", 24.0, base_rate=2.0,
+                                          out_dir=tmp_path, profile=FAST, grace=5.0, seed=12, nodes=3))
+    assert schema_errors(report) == []
+    cluster = report["settings"]["front"]["cluster"]
+    assert [e["event"].split(" ")[0] for e in report["events"]].count("kill-redis") == 1
+    nodes = cluster["nodes"]
+    assert len(nodes) == 3
+    for n in nodes:
+        assert n["requests_logged"] > 100 and n["logged_as_balancer"] == 0
+        assert n["first_cluster_ddos_s"] is not None  # each node named the flood from everyone's windows
+    flood = next(p for p in report["phases"] if p["name"] == "flood")
+    assert flood["verdict"] == "ddos"
+    refused = cluster["ban_probe"]["refused_after_s"]
+    assert all(t is not None and t <= 1.0 for t in refused.values()), refused
+    assert report["orders"]["lost"] == 0 and report["orders"]["duplicated"] == 0
+    assert report["backend_requests"]["shopper"] > 0  # the shop saw shoppers by their own addresses
