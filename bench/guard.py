@@ -5,7 +5,8 @@ Prints one JSON document:
 - ``core``: microseconds per ``Gate.decide`` for the pure core, single
   thread, on the allow path (a returning browser with a session cookie, a
   fresh-bucket unknown client), and on the reject paths (banned address,
-  over the limit, challenge page built per request), plus
+  over the limit, a challenge page for a returning network and for a new
+  network each time), plus
   ``observe_response`` for a returning browser;
 - ``proxy``: through the real proxy (``run_shield`` with the guard wired in,
   in this process) in front of nginx, driven by wrk: requests/s and the
@@ -23,6 +24,7 @@ proxied request.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -72,6 +74,8 @@ def core(n: int) -> dict[str, Any]:
         "mode": "under_attack",
         "limits": {"default_route": {"name": "page", "rate": 1e9, "burst": 1e9}}}), clock=clock)
     challenged = RequestFacts("192.0.2.2", "GET", "/shop", "item=7")
+    spread = itertools.cycle([RequestFacts(f"10.{i // 256}.{i % 256}.9", "GET", "/shop",
+                                           f"item={i}") for i in range(max(1, n // 10))])
     assert gate.decide(browser).action.value == "allow"
     assert gate.decide(banned).action.value == "block"
     assert limited_rt.gate.decide(limited).action.value == "limit"
@@ -83,6 +87,10 @@ def core(n: int) -> dict[str, Any]:
         "reject_banned_us": _per_call_us(lambda: gate.decide(banned), n),
         "reject_limited_us": _per_call_us(lambda: limited_rt.gate.decide(limited), n),
         "challenge_page_us": _per_call_us(lambda: attack_rt.gate.decide(challenged), n // 10),
+        # a new network every time: a fresh signature and identity per page
+        "challenge_page_new_prefix_us": _per_call_us(
+            lambda: attack_rt.gate.decide(next(spread)), n // 10),
+        "challenge_goal_us": 3.0,
         "observe_response_us": _per_call_us(
             lambda: gate.observe_response(browser, dec, 200, []), n),
         "goal_us": 10.0,

@@ -56,12 +56,28 @@ burst = 10000000.0
 [guard.admission]
 limit = 4096
 """,
+    # the default wiring refusing every request (429 from the guard's limit)
+    "refused": """[guard]
+mode = "normal"
+[[guard.limits.routes]]
+name = "limited"
+match = ["/limited*"]
+rate = 0.001
+burst = 1.0
+[guard.limits.default_route]
+name = "page"
+rate = 10000000.0
+burst = 10000000.0
+[guard.admission]
+limit = 4096
+""",
 }
+PATHS = {"refused": "/limited"}
 
 
-def requests(port: int, n: int, cookie: str = "") -> str:
+def requests(port: int, n: int, cookie: str = "", path: str = "/") -> str:
     """n sequential GETs on one connection; the last response's head."""
-    req = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench\r\nAccept: */*\r\n"
+    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench\r\nAccept: */*\r\n"
            + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
     head = b""
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -106,11 +122,12 @@ keepalive = 1024
         port = int(shield.stdout.readline())
         m = re.search(r"set-cookie: ([^;]+);", requests(port, 1), re.I)
         cookie = m.group(1) if m else ""
-        requests(port, 200, cookie)  # warm up: pools, caches, the detector's first windows
+        path = PATHS.get(wiring, "/")
+        requests(port, 200, cookie, path)  # warm up: pools, caches, the detector's first windows
         subprocess.run(["callgrind_control", "-i", "on", str(shield.pid)], capture_output=True,
                        check=True)
         t0 = time.monotonic()
-        requests(port, n, cookie)
+        requests(port, n, cookie, path)
         wall = time.monotonic() - t0
         subprocess.run(["callgrind_control", "-i", "off", str(shield.pid)], capture_output=True,
                        check=True)
@@ -135,12 +152,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--keep", type=Path, help="copy the callgrind files into this directory")
-    ap.add_argument("wirings", nargs="*", help="bare, default (both when none given)")
+    ap.add_argument("wirings", nargs="*",
+                    help="bare, default, refused (a 429 from the guard) (all when none given)")
     args = ap.parse_args()
-    wirings = args.wirings or ["bare", "default"]
+    wirings = args.wirings or list(WIRING)
     for w in wirings:
         if w not in WIRING:
-            sys.exit(f"unknown wiring {w!r}: expected bare or default")
+            sys.exit(f"unknown wiring {w!r}: expected one of {', '.join(WIRING)}")
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (Debian package valgrind)")

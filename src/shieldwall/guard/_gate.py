@@ -24,6 +24,7 @@ import fnmatch
 import logging
 import math
 import os
+import random
 import re
 import secrets
 import time
@@ -43,6 +44,8 @@ log = logging.getLogger("shieldwall.guard")
 VERIFY_PATH = "/.shieldwall/verify"
 OWN_PREFIX = "/.shieldwall/"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_CHALLENGE_REUSE = 0.5
+"""Seconds a prefix's challenge is handed out again (see GuardGate._recent_challenges)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,17 @@ class GuardGate:
         self.counts: dict[str, int] = {}
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
         self._canned = responses.Canned()
+        self._pages = responses.ChallengePages(VERIFY_PATH)
+        self._recent_challenges: dict[tuple[str, int], tuple[float, str]] = {}
+        """The challenge last issued per (prefix, bits): reused for half a
+        second, so a flood from one network costs one signature per half
+        second, not one per request. Nothing is given away: the pass a solved
+        challenge buys is bound to that prefix, and any of its challenges
+        can be redeemed until it expires anyway."""
+        self._nonces = random.Random(os.urandom(16))
+        """Makes each challenge distinct. Unpredictable enough: a challenge is
+        the signed token, whose MAC no one can compute without the secret."""
+        self._challenge_reasons = {b: f"challenge:{b}" for b in range(33)}
         self._shadow = frozenset(settings.shadow)
         self._shadow_log = _ShadowLog()
         self._lists: dict[str, _Lists] = {}
@@ -394,14 +408,25 @@ class GuardGate:
 
     def _challenge_decision(self, facts: RequestFacts, ident: Identity, cls: ClientClass,
                             bits: int, now: float, note: str = "") -> Decision:
-        challenge = self._challenge.sign("1", ident.bind_prefix, f"{now:.3f}", str(bits),
-                                         secrets.token_hex(6))
-        target = facts.path + ("?" + facts.query if facts.query else "")
+        key = (ident.bind_prefix, bits)
+        hit = self._recent_challenges.get(key)
+        if hit is not None and now - hit[0] < _CHALLENGE_REUSE and not note:
+            # (a page with a note answers a failed attempt: always a fresh one)
+            challenge = hit[1]
+        else:
+            ms = int(now * 1000.0)  # the issue time as "%.3f" would print it, without str.format
+            issued = str(ms // 1000) + "." + str(1000 + ms % 1000)[1:]
+            challenge = self._challenge.sign("1", ident.bind_prefix, issued, str(bits),
+                                             hex(self._nonces.getrandbits(48)))
+            if len(self._recent_challenges) >= 65536:
+                self._recent_challenges.clear()
+            self._recent_challenges[key] = (now, challenge)
+        target = facts.path + "?" + facts.query if facts.query else facts.path
         c = self.settings.challenge
         nojs = c.nojs and cls is not ClientClass.SUSPECT
-        page = responses.challenge_page(challenge, bits, target, VERIFY_PATH,
-                                        c.nojs_delay if nojs else None, note)
-        return Decision(Action.CHALLENGE, cls, reason=f"challenge:{bits}", response=page)
+        page = self._pages.page(challenge, bits, target, c.nojs_delay if nojs else None, note)
+        return Decision(Action.CHALLENGE, cls, reason=self._challenge_reasons.get(bits)
+                        or f"challenge:{bits}", response=page)
 
     def _own(self, facts: RequestFacts, now: float) -> Decision:
         if facts.path != VERIFY_PATH:

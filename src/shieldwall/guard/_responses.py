@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 _REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -191,12 +193,16 @@ doing a small calculation; you will be taken on in about a second.</p>
 
 
 def challenge_page(challenge: str, difficulty: int, redirect_to: str, verify_path: str,
-                   nojs_delay: float | None, note: str = "") -> bytes:
+                   nojs_delay: float | None, note: str = "",
+                   quote_fn: Callable[..., str] = quote) -> bytes:
+    """The page built from scratch (any target). ``quote_fn`` lets
+    :class:`ChallengePages` mark where the URL-quoted forms go."""
     meta = json.dumps({"challenge": challenge, "difficulty": difficulty,
                        "verify": verify_path, "redirect": redirect_to},
                       separators=(",", ":"))
     if nojs_delay is not None:
-        url = html.escape(f"{verify_path}?c={quote(challenge)}&nojs=1&r={quote(redirect_to)}")
+        qt = _QTARGET_MARK if redirect_to == _TARGET_MARK else quote_fn(redirect_to)
+        url = html.escape(f"{verify_path}?c={quote_fn(challenge)}&nojs=1&r={qt}")
         wait = math.ceil(nojs_delay)
         nojs_head = f'<noscript><meta http-equiv="refresh" content="{wait};url={url}"></noscript>\n'
         nojs_body = (f'this page continues by itself after {wait} seconds, or follow '
@@ -224,3 +230,77 @@ def _split_page() -> tuple[str, ...]:
 
 
 _PARTS = _split_page()
+
+
+_PLAIN_TARGET = re.compile(r"[A-Za-z0-9_.~/?=&-]*")
+"""Targets whose JSON, HTML and URL forms follow from three replacements."""
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_.-]*")
+# Marks that JSON, HTML escaping and the template leave as they are.
+_TOKEN_MARK = "{{sw-token}}"
+_TARGET_MARK = "{{sw-target}}"
+_QTARGET_MARK = "{{sw-qtarget}}"
+_PAGE_HEAD = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "
+_PAGE_TAIL = b"\r\nCache-Control: no-store\r\n\r\n"
+
+
+class ChallengePages:
+    """The challenge page prebuilt: per (difficulty, no-JS delay, note) the
+    page is built once around marks and cut there, so a challenge costs one
+    join of its bytes with the token and the target (the only parts that
+    vary). Byte for byte what :func:`challenge_page` builds (tested); a
+    target outside a plain URL alphabet goes through it instead."""
+
+    def __init__(self, verify_path: str) -> None:
+        self.verify_path = verify_path
+        self._templates: dict[tuple[int, float | None, str],
+                              tuple[tuple[bytes, ...], tuple[int, ...], tuple[int, ...]]] = {}
+
+    def _template(self, difficulty: int, nojs_delay: float | None,
+                  note: str) -> tuple[tuple[bytes, ...], tuple[int, ...], tuple[int, ...]]:
+        key = (difficulty, nojs_delay, note)
+        hit = self._templates.get(key)
+        if hit is not None:
+            return hit
+        whole = challenge_page(_TOKEN_MARK, difficulty, _TARGET_MARK, self.verify_path,
+                               nojs_delay, note, quote_fn=lambda s, safe="/": s)
+        body = whole.partition(b"\r\n\r\n")[2].decode()
+        pieces: list[bytes] = []
+        slots: list[int] = []
+        rest = body
+        marks = {_TOKEN_MARK: 0, _TARGET_MARK: 1, _QTARGET_MARK: 2}
+        while True:
+            at = [(rest.find(m), m) for m in marks if rest.find(m) >= 0]
+            if not at:
+                break
+            i, m = min(at)
+            pieces.append(rest[:i].encode())
+            slots.append(marks[m])
+            rest = rest[i + len(m):]
+        pieces.append(rest.encode())
+        # the fixed bytes, and how many times each value appears
+        sizes = (sum(len(p) for p in pieces), slots.count(0), slots.count(1), slots.count(2))
+        hit = (tuple(pieces), tuple(slots), sizes)
+        if len(self._templates) < 256:
+            self._templates[key] = hit
+        return hit
+
+    def page(self, challenge: str, difficulty: int, redirect_to: str,
+             nojs_delay: float | None, note: str = "") -> bytes:
+        if _PLAIN_TARGET.fullmatch(redirect_to) is None or _PLAIN_TOKEN.fullmatch(
+                challenge) is None:
+            return challenge_page(challenge, difficulty, redirect_to, self.verify_path,
+                                  nojs_delay, note)
+        pieces, slots, sizes = self._template(difficulty, nojs_delay, note)
+        token = challenge.encode()
+        target = redirect_to.replace("&", "&amp;").encode()
+        quoted = redirect_to.replace("?", "%3F").replace("=", "%3D").replace("&", "%26").encode()
+        values = (token, target, quoted)
+        size = (sizes[0] + sizes[1] * len(token) + sizes[2] * len(target)
+                + sizes[3] * len(quoted))
+        parts = [_PAGE_HEAD, str(size).encode(), _PAGE_TAIL, pieces[0]]
+        i = 1
+        for slot in slots:
+            parts.append(values[slot])
+            parts.append(pieces[i])
+            i += 1
+        return b"".join(parts)

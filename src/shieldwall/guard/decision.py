@@ -62,6 +62,7 @@ class RequestFacts:
     tls: bool = False
 
 
+@fast_init  # built per challenge page (and per shadowed rule): the cheaper __init__
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
