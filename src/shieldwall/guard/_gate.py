@@ -161,6 +161,24 @@ class GuardGate:
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
 
+    def refused_at_accept(self, address: str) -> bool:
+        """Whether a connection from ``address`` (the client itself, not a
+        trusted proxy) is closed at accept: a banned address, unless the block
+        rule is in shadow mode. Nothing it could send would be answered but
+        with a 403, so it gets no transport, no parser and no request."""
+        if "block" in self._shadow:
+            return False
+        now = self.clock()
+        try:
+            ident = self._ids.get(address)
+        except ValueError:
+            return False
+        ban = self._lists_for(ident, now).ban
+        if ban is not None and ban.until > now:
+            self._count("block:accept")
+            return True
+        return False
+
     # -- the decision ------------------------------------------------------
 
     def decide(self, facts: RequestFacts) -> Decision:

@@ -71,6 +71,9 @@ class Worker:
         self.wiring = wiring if wiring is not None else wire(config)
         self.gate = self.wiring.gate
         self.observe = not isinstance(self.gate, OpenGate)
+        self.refuse_at_accept: Callable[[str], bool] | None = getattr(
+            self.gate, "refused_at_accept", None)
+        """The gate's optional verdict on a new connection's address (the guard: banned)."""
         self.admission = None if isinstance(self.wiring.admission, OpenAdmission) else self.wiring.admission
         self.sinks = list(self.wiring.sinks)
         self.row_sinks = list(self.wiring.row_sinks)
@@ -440,6 +443,13 @@ class Acceptor:
                 self._take(conn, peer)
 
     def _take(self, conn: socket.socket, peer: str | None) -> None:
+        w = self.worker
+        if peer is not None and w.refuse_at_accept is not None and not w.is_trusted(peer) \
+                and w.refuse_at_accept(peer):
+            # A banned address (the guard says): closed before any transport.
+            w.metrics.reject("banned_at_accept")
+            conn.close()
+            return
         if self.parking is not None and peer is not None and self.worker.has_room(peer):
             self._park(conn, peer)
         else:  # TLS, or a connection to refuse: a transport at once, as ever
