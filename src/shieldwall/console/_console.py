@@ -54,15 +54,17 @@ HTML_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
      "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
 )
 LOGIN_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
      "frame-ancestors 'none'; base-uri 'none'"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
 )
-"""The login page is self-contained (its style inline, no script): the page's
+"""Referrer-Policy same-origin, not no-referrer: with no-referrer a browser sends
+``Origin: null`` on the form post, which the origin check must refuse.
+The login page is self-contained (its style inline, no script): the page's
 files are served only to a logged-in browser."""
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".txt": "text/plain; charset=utf-8",
@@ -282,9 +284,11 @@ class Console:
 
     async def live(self) -> dict[str, Any]:
         now = self.clock()
-        end = int(now) - 1
+        views = await self.gather(f"/api/console/local?since={int(now) - CHART_SECONDS - 2}")
+        # the last second every worker has folded whole (each ticks once a second)
+        ticked = [float(v.get("ticked") or 0) for _, v in views]
+        end = int(min(ticked)) - 1 if ticked and min(ticked) > now - 5 else int(now) - 1
         start = end - CHART_SECONDS + 1
-        views = await self.gather(f"/api/console/local?since={start - 1}")
         state = self.state
         status = state.get("status") or {}
         verdict = state.get("verdict") or {}
@@ -380,7 +384,8 @@ class Console:
                     ((status.get("workers") or {}).get("views") or []) if "worker" in v}
         vd_views = {int(v["worker"]): v for v in
                     ((verdict.get("workers") or {}).get("views") or []) if "worker" in v}
-        end = int(self.clock()) - 1
+        ticked = [float(v.get("ticked") or 0) for _, v in views]
+        end = int(min(ticked)) - 1 if ticked else int(self.clock()) - 1
         rows = []
         for worker, v in views:
             last5 = [s for s in v.get("seconds") or [] if end - 5 < s[0] <= end]

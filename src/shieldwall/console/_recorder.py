@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import heapq
 import ipaddress
+import logging
 import os
 import time
 from collections import deque
@@ -54,6 +55,8 @@ DIMENSIONS = ("address", "network", "agent", "path")
 LATENCY_BOUNDS = tuple(round(0.0005 * 1.5 ** i, 6) for i in range(30))
 """Upper bounds (seconds) of the latency buckets: 0.5 ms to ~64 s, 1.5x apart,
 so a percentile read from them is within 50 % (log scale on the chart)."""
+
+log = logging.getLogger(__name__)
 
 _ERRORS = frozenset((Outcome.REFUSED, Outcome.TIMEOUT, Outcome.NO_UPSTREAM))
 
@@ -171,6 +174,8 @@ class Recorder:
         self.top = {d: _Rolling() for d in DIMENSIONS}
         self.backends = _Rolling()
         """upstream key -> [requests, errors] over TOP_WINDOW."""
+        self.ticked = 0.0
+        """The clock at the last tick: every second before int(ticked) is complete."""
         self._task: asyncio.Task[None] | None = None
         self.admin_routes = [AdminRoute("GET", "/api/console/local", self._local_route)]
 
@@ -184,6 +189,7 @@ class Recorder:
     def tick(self) -> None:
         """Fold the buffered events into their seconds and the top counters."""
         buf, self._buf = self._buf, []
+        self.ticked = self.clock()
         self._fold(buf)
         horizon = int(self.clock()) - TOP_WINDOW
         for r in self.top.values():
@@ -255,6 +261,7 @@ class Recorder:
         return {
             "pid": os.getpid(),
             "now": self.clock(),
+            "ticked": self.ticked,
             "seconds": [s.as_json(at) for at, s in self.seconds if at > since],
             "top": {d: r.top(top) for d, r in self.top.items()},
             "backends": {k: v for k, v in self.backends.total.items()},
@@ -275,7 +282,10 @@ class Recorder:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bad event must not stop the console's counting
+                log.exception("console recorder tick failed")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
