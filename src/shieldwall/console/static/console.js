@@ -123,7 +123,8 @@
     for (const [k, arr] of Object.entries(s.outcomes)) {
       chips.append(el("span", {"data-outcome": k}, k + " ", el("b", {}, fmt(last(arr)))));
     }
-    chips.append(el("span", {}, "refused at connect ", el("b", {}, fmt(refused.rejected))));
+    chips.append(el("span", {"data-outcome": "refused_at_connect"}, "refused at connect ",
+                   el("b", {}, fmt(refused.rejected))));
     const lat = $("latency"); lat.replaceChildren();
     for (const q of ["p50", "p90", "p99"]) lat.append(el("span", {}, q + " ≤ ", el("b", {}, secs(s.latency_10s[q]))));
   }
