@@ -115,7 +115,7 @@ async def test_a_receiver_refusing_for_30s_gets_the_page_and_the_recovery_once_i
     # while it was owed, it was visible: status API (token), metrics, `shieldwall incidents list`
     owed = seen_owed["full"]["undelivered"]
     assert [(o["incident"], o["page"], [c["target"] for c in o["channels"]]) for o in owed] == [(1, "step:0", ["chat"])]
-    assert "refused" in owed[0]["channels"][0]["error"].lower() or owed[0]["channels"][0]["error"]
+    assert "Connection error" in owed[0]["channels"][0]["error"]  # Apprise's own words for a refused connect
     assert "undelivered" not in seen_owed["public"]
     assert "shieldwall_monitor_pages_undelivered 1.0" in seen_owed["metrics"]
     assert "UNDELIVERED: step:0 to chat" in seen_owed["list"]
@@ -240,3 +240,41 @@ def test_the_dedup_key_rides_where_each_receiver_reads_it() -> None:
     assert with_dedup("opsgenie://apikey/?region=eu", "k-1") == "opsgenie://apikey/?region=eu&alias=k-1"
     assert with_dedup("pagerduty://key@rkey/?dedup=mine", "k-1") == "pagerduty://key@rkey/?dedup=mine"
     assert with_dedup("tgram://bot/chat", "k-1") == "tgram://bot/chat"  # the "Ref:" line in the text
+
+
+def test_test_notify_sends_through_every_channel_and_says_which_failed(
+    tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    import subprocess
+    import sys
+
+    chat, sms, mail = Receiver(accepting=True), Receiver(), Receiver(accepting=True)  # sms refuses
+    receivers += [chat, sms, mail]
+    cfg = tmp_path / "monitor.toml"
+    cfg.write_text(
+        f"""
+[monitor]
+data_dir = "{tmp_path / 'data'}"
+
+[[checks]]
+name = "shop"
+url = "https://shop.example/"
+
+[alerts]
+targets = {{ chat = "{chat.url()}", sms = "{sms.url()}", mail = "{mail.url()}" }}
+escalation = [ {{ after = "0s", notify = ["chat"] }}, {{ after = "2m", notify = ["sms"] }} ]
+fallback = ["mail"]
+"""
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "shieldwall.cli", "monitor", "--config", str(cfg), "--test-notify"],
+        capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = {ln.split("│")[1].strip(): ln for ln in out.stdout.splitlines() if ln.count("│") >= 4}
+    assert "delivered" in rows["chat"] and "delivered" in rows["mail"] and "fallback" in rows["mail"]
+    assert "FAILED" in rows["sms"] and "Connection error" in rows["sms"]
+    assert "1 of 3 channel(s) failed: sms" in out.stderr
+    assert [p.type for p in chat.got] == ["info"] and [p.type for p in mail.got] == ["info"]
+    assert chat.got[0].title == "TEST: shieldwall monitor can reach chat" and chat.got[0].dedup_header
+    assert not (tmp_path / "data" / "monitor.sqlite3").exists()  # a check, not a run

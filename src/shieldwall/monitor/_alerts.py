@@ -5,7 +5,6 @@ in a thread pool and the probes keep their schedule."""
 from __future__ import annotations
 
 import logging
-import threading
 
 import apprise
 
@@ -63,29 +62,30 @@ def deliver(urls: list[str], title: str, body: str, kind: PageKind, dedup: str =
         return False, f"not usable Apprise URLs: {', '.join(bad)}"
     if not urls:
         return False, "no URLs for these targets"
-    said = _Said()
-    logging.getLogger("apprise").addHandler(said)
     try:
-        ok = bool(ap.notify(body=body, title=title, notify_type=_TYPES[kind]))
+        result = ap.notify(body=body, title=title, notify_type=_TYPES[kind], log_level=logging.WARNING)
     except Exception as e:  # a plugin bug must not kill the monitor
         log.exception("apprise raised")
         return False, f"apprise raised {type(e).__name__}: {e}"
-    finally:
-        logging.getLogger("apprise").removeHandler(said)
-    if ok:
+    if result:
         return True, ""
-    return False, "; ".join(said.lines[-2:]) or "apprise reported a failed delivery"
+    # Apprise's own account of why, for this call only (deliveries run side by side)
+    said = [str(e.message)[:300] for e in result.logs() if str(e.level).upper() in ("WARNING", "ERROR", "CRITICAL")]
+    return False, "; ".join(said[-2:]) or "apprise reported a failed delivery"
 
 
-class _Said(logging.Handler):
-    """What Apprise logged about this delivery (its only account of why it
-    failed), from this thread only: deliveries run side by side."""
+def test_every_channel(targets: dict[str, list[str]], *, now: float) -> list[tuple[str, bool, str]]:
+    """Send a test page through every channel, side by side; (target, delivered,
+    what went wrong) in the order given. For ``--test-notify``."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.thread = threading.get_ident()
-        self.lines: list[str] = []
+    from shieldwall.monitor._messages import render_test
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.thread == self.thread:
-            self.lines.append(record.getMessage()[:300])
+    def one(name: str) -> tuple[str, bool, str]:
+        title, body = render_test(name, now=now)
+        key = f"shieldwall-test-{int(now)}-{name}"
+        ok, error = deliver(targets[name], title, body + f"\nRef: {key}", PageKind.TEST, key)
+        return name, ok, error
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(targets)))) as pool:
+        return list(pool.map(one, targets))

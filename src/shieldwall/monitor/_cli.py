@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from shieldwall.monitor._config import MonitorSettings
     from shieldwall.monitor._incident import Incident
     from shieldwall.monitor._store import Store
 
@@ -73,6 +74,9 @@ def monitor_cmd(
     data: str | None = typer.Option(None, "--data", help="Directory for the incident database."),
     listen: str | None = typer.Option(None, "--listen", help="host:port for the status page and API."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every probe state change."),
+    test_notify: bool = typer.Option(
+        False, "--test-notify", help="Send a test page through every channel, say which failed, and exit (1 if any)."
+    ),
 ) -> None:
     """Watch the shop from outside; open incidents; page a person."""
     from shieldwall.monitor._config import ConfigError, load, quick_start
@@ -102,6 +106,9 @@ def monitor_cmd(
     if listen is not None:
         settings = settings.model_copy(update={"monitor": settings.monitor.model_copy(update={"listen": listen})})
     _setup_logging(verbose)
+    if test_notify:
+        _test_notify(settings)
+        return
     data_dir = data or settings.monitor.data_dir
     try:
         mon = Monitor(settings, data_dir=data_dir)
@@ -111,6 +118,29 @@ def monitor_cmd(
         raise typer.Exit(1) from None
     err.print(f"monitor: status page and API on {mon.url}; data in {data_dir}")
     _run_until_signal(mon.run(), mon.stop)
+
+
+def _test_notify(settings: MonitorSettings) -> None:
+    """Every target (the fallback too), one test page each; exit 1 if any failed."""
+    from shieldwall.monitor._alerts import test_every_channel
+
+    targets = {name: settings.alerts.urls(name) for name in settings.alerts.targets}
+    results = test_every_channel(targets, now=time.time())
+    fallback = set(settings.alerts.fallback)
+    table = Table(title="Test page through every channel")
+    for col in ("target", "role", "result", "what went wrong"):
+        table.add_column(col)
+    for name, ok, error in results:
+        role = "fallback" if name in fallback else "escalation"
+        table.add_row(name, role, "delivered" if ok else "FAILED", error)
+    _console().print(table)
+    failed = [name for name, ok, _ in results if not ok]
+    if failed:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"error: {len(failed)} of {len(results)} channel(s) failed: {', '.join(failed)}"
+        )
+        raise typer.Exit(1)
+    _console().print(f"all {len(results)} channel(s) delivered the test page")
 
 
 def probe_cmd(
