@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -63,7 +64,10 @@ _ERRORS = frozenset((Outcome.REFUSED, Outcome.TIMEOUT, Outcome.NO_UPSTREAM))
 
 def outcome_of(ev: RequestEvent) -> str:
     """The console's outcome for one request (see OUTCOMES)."""
-    d = ev.decision
+    return _outcome(ev.decision, ev.outcome, ev.status, ev.path)
+
+
+def _outcome(d: str, o: Outcome, status: int, path: str) -> str:
     if d == "block":
         return "blocked"
     if d == "limit":
@@ -72,14 +76,13 @@ def outcome_of(ev: RequestEvent) -> str:
         return "challenged"
     if d == "respond":
         # the guard answered itself: a right challenge answer is a redirect with a pass
-        return "solved" if ev.status in (302, 303) and "/verify" in ev.path else "shield"
-    o = ev.outcome
+        return "solved" if status in (302, 303) and "/verify" in path else "shield"
     if o is Outcome.STALE:
         return "stale"
     if o in _ERRORS:
         return "error"
     if o is Outcome.SHIELD:
-        return "shed" if ev.status == 503 else "shield"
+        return "shed" if status == 503 else "shield"
     return "allowed"
 
 
@@ -95,10 +98,8 @@ def network_of(address: str) -> str:
 
 
 def latency_bucket(seconds: float) -> int:
-    for i, bound in enumerate(LATENCY_BOUNDS):
-        if seconds <= bound:
-            return i
-    return len(LATENCY_BOUNDS)
+    """The index of the first bound >= seconds (len(LATENCY_BOUNDS) beyond the last)."""
+    return bisect_left(LATENCY_BOUNDS, seconds)
 
 
 def percentile(counts: dict[int, int] | list[int], q: float) -> float | None:
@@ -213,26 +214,35 @@ class Recorder:
         return s
 
     def _fold(self, events: Iterable[RequestEvent]) -> None:
+        # First collapse identical requests (a flood is the same few requests
+        # many times over): one tuple and one dict update per event, the rest
+        # of the work once per distinct request.
+        groups: dict[tuple[Any, ...], int] = {}
+        get = groups.get
+        bounds = LATENCY_BOUNDS
+        for ev in events:
+            k = (int(ev.time + ev.request_time), ev.client, ev.user_agent, ev.path, ev.decision,
+                 ev.outcome, ev.status, ev.cls, bisect_left(bounds, ev.request_time), ev.upstream)
+            groups[k] = get(k, 0) + 1
         per_dim: dict[str, dict[str, list[int]]] = {d: {} for d in DIMENSIONS}
         per_backend: dict[str, list[int]] = {}
         last_at = None
         sec = Second()
-        for ev in events:
-            at = int(ev.time + ev.request_time)
+        for (at, client, agent, path, decision, outcome, status, cls, bucket, upstream), n \
+                in groups.items():
             if at != last_at:
                 sec = self._second(at)
                 last_at = at
-            out = outcome_of(ev)
-            sec.outcomes[out] = sec.outcomes.get(out, 0) + 1
-            cls = ev.cls or "-"
-            sec.classes[cls] = sec.classes.get(cls, 0) + 1
+            out = _outcome(decision, outcome, status, path)
+            sec.outcomes[out] = sec.outcomes.get(out, 0) + n
+            cls = cls or "-"
+            sec.classes[cls] = sec.classes.get(cls, 0) + n
             if out in ("allowed", "stale", "error"):
-                b = latency_bucket(ev.request_time)
-                sec.latency[b] = sec.latency.get(b, 0) + 1
-            refused = 1 if out in REFUSED else 0
-            for dim, key in (("address", ev.client), ("network", network_of(ev.client)),
-                             ("agent", ev.user_agent[:MAX_AGENT] or "(none)"),
-                             ("path", ev.path[:MAX_PATH] or "/")):
+                sec.latency[bucket] = sec.latency.get(bucket, 0) + n
+            refused = n if out in REFUSED else 0
+            for dim, key in (("address", client), ("network", network_of(client)),
+                             ("agent", agent[:MAX_AGENT] or "(none)"),
+                             ("path", path[:MAX_PATH] or "/")):
                 counts = per_dim[dim]
                 cur = counts.get(key)
                 if cur is None:
@@ -240,15 +250,15 @@ class Recorder:
                         key = OTHER
                         cur = counts.get(key)
                     if cur is None:
-                        counts[key] = [1, refused]
+                        counts[key] = [n, refused]
                         continue
-                cur[0] += 1
+                cur[0] += n
                 cur[1] += refused
-            if ev.upstream:
-                cur = per_backend.setdefault(ev.upstream, [0, 0])
-                cur[0] += 1
-                if ev.outcome in _ERRORS or ev.status >= 500:
-                    cur[1] += 1
+            if upstream:
+                cur = per_backend.setdefault(upstream, [0, 0])
+                cur[0] += n
+                if outcome in _ERRORS or status >= 500:
+                    cur[1] += n
         now = int(self.clock())
         for dim, counts in per_dim.items():
             if counts:
