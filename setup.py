@@ -64,7 +64,11 @@ def ext_modules() -> list[object]:
         # Third-party imports may be absent from an isolated build environment:
         # they are typed as Any there (the code is the same; mypy strict runs
         # in `make lint`, not here).
-        return list(mypycify(["--ignore-missing-imports", "--follow-imports=silent", *paths],
+        # Strict checks that only fire because of those Any types are off too.
+        relax = ["--ignore-missing-imports", "--follow-imports=silent", "--no-warn-return-any",
+                 "--allow-subclassing-any", "--allow-untyped-decorators",
+                 "--allow-untyped-calls", "--no-warn-unused-ignores"]
+        return list(mypycify([*relax, *paths],
                              opt_level="3", debug_level="0", group_name="shieldwall"))
     except BaseException as exc:  # mypyc exits through SystemExit on a type error
         warn(f"mypyc could not compile it: {exc!r}")
