@@ -82,6 +82,16 @@ class Features:
     query_entropy: float
     """Entropy of page query strings this second over log2(requests with a query)."""
     ua_entropy: float
+    notfound_share: float
+    """Share of page requests answered 404 this second (random nonexistent paths)."""
+    new_key_share: float
+    """Share of page requests with a query string none of whose parameter names was
+    seen in normal traffic (random queries; cache busting randomises the values of the
+    shop's own parameters, perhaps with a buster parameter added)."""
+    top5_share: float
+    """Share of the 10 s view's requests made by its five busiest sources."""
+    slow_sources: int
+    """Distinct sources of slow requests and 408s over the 10 s view."""
     asset_share: float
     """Share of page clients in the 10 s view that also fetched page assets."""
     heavy_page_share: float
@@ -119,6 +129,8 @@ class Features:
     base_distinct_urls: float
     base_query_distinct: float
     base_error_share: float
+    base_notfound_share: float
+    base_slow_share: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -336,6 +348,10 @@ class Featurizer:
         self.base_urls = _Ewma(a, 0.0, wu)
         self.base_qd = _Ewma(a, 0.0, wu)
         self.base_err = _Ewma(a, 0.0, wu)
+        self.base_nf = _Ewma(a, 0.0, wu)
+        self.base_slow = _Ewma(a, 0.0, wu)
+        self.seen_keys = _Seen(10_000)
+        """Query parameter names seen in normal traffic."""
         self.learned = 0
         # 10 s view: running counters over the windows in `_v10`
         self._v10: deque[Window] = deque()
@@ -500,6 +516,20 @@ class Featurizer:
                 legit += cnt
                 legit_failed += failed.get(c, 0)
         inv = 1.0 / n if n else 0.0
+        # query parameter names never seen in normal traffic
+        new_key = 0
+        with_q = 0
+        if w.queries:
+            seen_k = self.seen_keys.d
+            for q, cnt in w.queries.items():
+                with_q += cnt
+                for part in q.split("&"):
+                    if part.partition("=")[0] in seen_k:
+                        break
+                else:
+                    new_key += cnt
+        top5 = sum(nlargest(5, counts.values())) / self._n10 if self._n10 else 0.0
+        slow_srcs = len({c for win in self._v10 if win.slow_src for c in win.slow_src})
         return Features(
             sec=w.sec,
             rps=float(n),
@@ -531,6 +561,10 @@ class Featurizer:
             query_share=sum(w.queries.values()) / w.pages if w.pages else 0.0,
             query_entropy=_entropy(w.queries, sum(w.queries.values())),
             ua_entropy=_entropy(w.uas, n),
+            notfound_share=w.nf / w.pages if w.pages else 0.0,
+            new_key_share=new_key / with_q if with_q else 0.0,
+            top5_share=top5,
+            slow_sources=slow_srcs,
             asset_share=asset_share,
             heavy_page_share=heavy_n / self._n10 if self._n10 else 0.0,
             heavy_clients=heavy_c,
@@ -560,6 +594,8 @@ class Featurizer:
             base_distinct_urls=self.base_urls.value,
             base_query_distinct=self.base_qd.value,
             base_error_share=self.base_err.value,
+            base_notfound_share=self.base_nf.value,
+            base_slow_share=self.base_slow.value,
         )
 
     def learn(self, w: Window, f: Features, weight: float = 1.0) -> None:
@@ -589,8 +625,13 @@ class Featurizer:
         self.base_urls.update(f.distinct_urls, weight)
         self.base_qd.update(f.query_distinct, weight)
         self.base_err.update(f.error_share, weight)
+        if w.pages:
+            self.base_nf.update(f.notfound_share, weight)
+        self.base_slow.update(f.slow_share, weight)
         if weight < 1.0:
             return
+        if w.queries:
+            self.seen_keys.add_all(part.partition("=")[0] for q in w.queries for part in q.split("&"))
         self.seen_sources.add_all(w.src)
         prefix = self.prefix
         pcache = prefix.cache

@@ -96,7 +96,9 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
                    f"(baseline {_pct(base_asset)})")
 
     # slow: 408s and long requests that carry almost nothing
-    if f.slow >= s.slow_min_count and f.slow_share >= s.slow_share:
+    # (relative to the shop's own share: browsers' idle preconnects end as 408s too)
+    slow_floor = max(s.slow_share, s.distinct_factor * (f.base_slow_share if f.warm else 0.0))
+    if f.slow >= s.slow_min_count and f.slow_share >= slow_floor:
         ev = [f"{_num(f.slow)} slow requests/s ({_num(f.s408)} 408s) = {_pct(f.slow_share)} of requests"]
         if f.latency > 0:
             ev.append(f"mean request time {f.latency:.1f} s")
@@ -108,7 +110,10 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
 
     # cache busting: many distinct query strings on one path, no browser behind them
     qd_floor = max(s.cache_bust_min_distinct, s.distinct_factor * (f.base_query_distinct if f.warm else 0.0))
-    if f.query_distinct >= qd_floor and f.query_distinct >= 0.5 * f.distinct_urls and assets_low:
+    # parameter names the shop never used are random queries (randomized), not busting
+    random_keys = f.warm and f.new_key_share >= 0.5
+    if (f.query_distinct >= qd_floor and f.query_distinct >= 0.5 * f.distinct_urls and assets_low
+            and not random_keys):
         ev = [f"{_num(f.query_distinct)} distinct query strings per second on {f.query_path} "
               f"(baseline {f.base_query_distinct:.0f}; query-string entropy {f.query_entropy:.2f})",
               asset_words, rate_words]
@@ -121,16 +126,22 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     # most page requests carry a query string and nearly every one is different
     random_queries = f.query_share >= 0.5 and f.query_entropy >= 0.9
     url_floor = max(s.random_min_distinct, s.distinct_factor * (f.base_distinct_urls if f.warm else 0.0))
+    # nonexistent paths: the share of pages answered 404 far above the shop's own
+    not_found = f.warm and f.notfound_share >= max(0.3, s.distinct_factor * f.base_notfound_share)
     # Random URLs from browser-like clients that also fetch assets still come from
     # networks the shop never served, or carry random query strings (no cache helps).
     randomized = (elevated and f.distinct_urls >= url_floor
                   and f.url_unique_share >= s.random_unique_share
-                  and (assets_low or new_prefixes or random_queries))
+                  and (assets_low or new_prefixes or random_queries or random_keys or not_found))
     if randomized:
         ev = [f"{_num(f.distinct_urls)} distinct URLs per second ({_pct(f.url_unique_share)} of "
               f"page requests, baseline {f.base_distinct_urls:.0f})",
               f"user-agent entropy {f.ua_entropy:.2f}, query-string entropy {f.query_entropy:.2f}",
               asset_words, rate_words]
+        if random_keys:
+            ev.append(f"{_pct(f.new_key_share)} of query strings carry parameter names never seen")
+        if not_found:
+            ev.append(f"{_pct(f.notfound_share)} of pages answered 404 (baseline {_pct(f.base_notfound_share)})")
         hits = 1 + assets_low + new_prefixes + (f.ua_entropy > 0.5)
         if new_prefixes:
             ev.append(f"{_pct(f.new_prefix_share)} of sources from networks never seen")

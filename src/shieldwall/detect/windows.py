@@ -33,7 +33,7 @@ class Window:
     """Raw counts of one second. Mergeable, bounded by the requests it holds."""
 
     __slots__ = (
-        "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "pages", "paths",
+        "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "noreq", "nf", "pages", "paths",
         "qpaths", "queries", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
         "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
     )
@@ -44,6 +44,11 @@ class Window:
         """Part of a silence longer than ``idle_gap`` in a log: no data, not an outage."""
         self.n = 0
         self.pages = 0
+        self.nf = 0
+        """Page requests answered 404 (random nonexistent paths)."""
+        self.noreq = 0
+        """Connections closed before a request line (nginx's ``"-" 408 0``; the shield's
+        header deadline): counted as requests, never as pages."""
         self.errors = 0
         """Responses with status >= 500."""
         self.bfail = 0
@@ -157,11 +162,16 @@ class WindowBuilder:
             src = w.src
             src[client] = src.get(client, 0) + 1
             cf = w.cflags
-            if path.rpartition(".")[2] in asset_ext or path.startswith(asset_prefixes):
+            if not path:
+                w.noreq += 1
+                cf[client] = cf.get(client, 0)
+            elif path.rpartition(".")[2] in asset_ext or path.startswith(asset_prefixes):
                 cf[client] = cf.get(client, 0) | _ASSET
             else:
                 cf[client] = cf.get(client, 0) | _PAGE
                 w.pages += 1
+                if status == 404:
+                    w.nf += 1
                 paths = w.paths
                 paths[path] = paths.get(path, 0) + 1
                 if query:
