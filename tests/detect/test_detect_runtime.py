@@ -172,3 +172,30 @@ async def test_a_disabled_detector_takes_no_events_and_does_not_tick() -> None:
     body = json.loads((await rt.admin_routes[0].handler(AdminRequest("GET", "/api/verdict"))).body)
     assert body["enabled"] is False and body["verdict"] == "normal"
     await rt.stop()
+
+
+def _slowloris(sc_t0: float, start: float, sources: int, per_s: int, secs: int) -> list[RequestEvent]:
+    """Connections cut by the header deadline: no request line, 408, nothing sent."""
+    out = []
+    for k in range(secs):
+        for j in range(per_s):
+            c = f"203.0.{(j % sources) // 250}.{(j % sources) % 250 + 1}"
+            out.append(RequestEvent(start + k + j / per_s - 10.0, c, "", "", "", 408, 0, 10.0))
+    return out
+
+
+def test_a_slowloris_from_one_address_is_reported_but_raises_no_mode_a_distributed_one_does() -> None:
+    # the per-address connection cap and the header deadline already hold one address
+    for sources, expect in ((1, []), (400, [Mode.ELEVATED, Mode.UNDER_ATTACK])):
+        sc = make_scenario(25, [], family="train", warmup=90, phase_len=(20, 20), gap=(30, 30))
+        base = generate(sc)
+        start = sc.t0 + 60
+        events = sorted(base + _slowloris(sc.t0, start, sources, 40, 20), key=lambda e: e.time + e.request_time)
+        clock = FakeClock(sc.t0)
+        modes: list[Mode] = []
+        kinds: set[str | None] = set()
+        rt = DetectRuntime.from_settings(DetectSettings(), clock=clock, on_mode=lambda m, s, ms=modes: ms.append(m))
+        rt.on_step = lambda r, ks=kinds: ks.add(r.kind)
+        _replay(rt, clock, events, start + 22)
+        assert "slow" in kinds, sources
+        assert modes[:2] == expect, sources

@@ -56,8 +56,8 @@ STALE_AFTER = 3.0
 """No successful Redis round for this long: fall back to the local view."""
 WINDOW_TTL = 60
 
-_SUMS = ("n", "pages", "errors", "bfail", "timeouts", "s408", "slow", "sessions", "verified",
-         "rt_sum", "ut_sum", "ut_n", "bytes")
+_SUMS = ("n", "pages", "nf", "noreq", "errors", "bfail", "timeouts", "s408", "slow", "sessions",
+         "verified", "rt_sum", "ut_sum", "ut_n", "bytes")
 _TABLES = ("src", "paths", "queries", "uas", "failed_src", "slow_src")
 
 
@@ -92,7 +92,7 @@ def decode(raw: bytes | str) -> Window:
     d = json.loads(raw)
     w = Window(int(d["sec"]), bool(d["gap"]))
     for name in _SUMS:
-        setattr(w, name, d[name])
+        setattr(w, name, d.get(name, 0))  # a feed of an older version lacks the newer sums
     for name in _TABLES:
         setattr(w, name, {str(k): int(v) for k, v in d[name].items()})
     w.cflags = {str(k): int(v) for k, v in d["cflags"].items()}

@@ -114,6 +114,8 @@ class Incident:
     votes: dict[str, float] = field(default_factory=dict, repr=False)
     """Weighted windows per verdict since the incident began (a surge's verdict)."""
     relabels: int = 0
+    threat: bool = False
+    """Some window of it threatened the shop as a whole (not contained per address)."""
     stall_only: bool = True
     """A backend failure seen only as traffic stalling (no failed requests)."""
     _best: dict[str | None, tuple[float, float, tuple[str, ...]]] = field(default_factory=dict, repr=False)
@@ -376,15 +378,34 @@ class Detector:
             inc.prefixes = Counter(dict(inc.prefixes.most_common(10_000)))
 
     # -- outputs for the guard -------------------------------------------------------
+    def contained(self, f: Features, v: WindowVerdict) -> bool:
+        """An attack the per-address caps already hold: it comes from a handful of
+        addresses (slow connections from at most ``contained_sources``; or a flood whose
+        excess over the baseline those few busiest sources carry) and the shop's own
+        traffic is not failing. Such an attack is the guard's per-client business; the
+        shop-wide mode is for what threatens the shop as a whole."""
+        if f.legit_requests and f.legit_failed > 0.05 * f.legit_requests:
+            return False
+        n = self.s.contained_sources
+        if v.kind == "slow":
+            return f.slow_sources <= n
+        if f.rps_10 <= 0:
+            return False
+        excess = max(0.0, 1.0 - f.ref_rps / f.rps_10)
+        return n > 0 and excess > 0 and f.top5_share >= 0.8 * excess
+
     def _mode(self, f: Features, v: WindowVerdict) -> Mode:
         """ddos confirmed -> under_attack; a ddos window not yet confirmed, or an attack
         that just stopped, -> elevated (held a few windows); else normal. A flash crowd
-        never raises the mode: elevated challenges unknown clients on expensive routes."""
-        if v.verdict == DDOS:
+        never raises the mode: elevated challenges unknown clients on expensive routes.
+        An attack the per-address caps contain (:meth:`contained`) raises nothing."""
+        cur = self.active
+        if v.verdict == DDOS and not self.contained(f, v):
             self._elevated_until = f.sec + self.s.elevated_hold
+            if cur is not None and cur.verdict == DDOS:
+                cur.threat = True
         held = f.sec < self._elevated_until
-        if (self.current is not None and self.current.verdict == DDOS
-                and self._normal_run < self.s.exit_windows):
+        if cur is not None and cur.verdict == DDOS and cur.threat:
             self.mode = Mode.UNDER_ATTACK if held else Mode.ELEVATED
         else:
             self.mode = Mode.ELEVATED if held else Mode.NORMAL

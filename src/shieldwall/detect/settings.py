@@ -121,6 +121,10 @@ class DetectSettings(BaseModel):
     attack is a new incident). An attack incident is never relabelled a crowd."""
     elevated_hold: int = Field(default=5, ge=1)
     """Windows the live mode stays ``elevated`` after the last suspicious window."""
+    contained_sources: int = Field(default=5, ge=0)
+    """An attack from at most this many addresses (slow connections; or a flood whose
+    excess those busiest addresses carry) while the shop's own traffic does not fail
+    is contained by the per-address caps: reported, but the mode does not rise."""
     suspect_threshold: float = Field(default=0.7, gt=0.0, le=1.0)
     """Clients scoring at least this during a ddos incident are reported as suspects."""
     suspect_pages: int = Field(default=10, ge=1)

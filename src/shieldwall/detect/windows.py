@@ -33,7 +33,7 @@ class Window:
     """Raw counts of one second. Mergeable, bounded by the requests it holds."""
 
     __slots__ = (
-        "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "noreq", "nf", "pages", "paths",
+        "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "nf", "noreq", "pages", "paths",
         "qpaths", "queries", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
         "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
     )
