@@ -211,6 +211,10 @@ class GuardRuntime:
                 continue
             if until > now and 0.0 <= score <= 1.0:
                 self.state.mark_suspect(address, score, until)
+                try:
+                    self._auto_ban(address, score)  # each worker closes it at accept
+                except ValueError:
+                    pass
                 n += 1
         return n
 
@@ -322,6 +326,21 @@ class GuardRuntime:
         out = self._suspects_out
         if out is not None and len(out) < MAX_PEER_SUSPECTS:
             out.append((ident.address, score, until))
+        self._auto_ban(ident.address, score)
+
+    def _auto_ban(self, address: str, score: float) -> None:
+        """A client the detector is sure of goes to the ban list (and so to
+        the kernel's drop set) at once; never an allow-listed one."""
+        s = self.settings
+        if s.auto_ban == "off" or (s.auto_ban == "nftables" and self._nft is None) \
+                or score < s.auto_ban_score:
+            return
+        now = self.clock()
+        lists = self.gate._lists_for(self.gate._ids.get(address), now)
+        if lists.allowed or (lists.ban is not None and lists.ban.until > now):
+            return
+        self.ban(address, ttl=min(s.auto_ban_ttl, s.ban_max_ttl),
+                 reason=f"detector score {score:.2f}", source="auto")
 
     def ban(self, value: str, ttl: float, reason: str = "", source: str = "operator") -> str:
         if not 0 < ttl <= self.settings.ban_max_ttl:

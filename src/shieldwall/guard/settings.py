@@ -184,6 +184,14 @@ class GuardSettings(BaseModel):
     works; ``on``: fail at start otherwise. Off by default: it changes the host's
     ruleset (its own table ``inet shieldwall`` only)."""
     nftables_netns: str = ""
+    auto_ban: Literal["off", "nftables", "on"] = "nftables"
+    """Ban a proven attacker without waiting for an operator: a client the
+    detector names with a score >= ``auto_ban_score`` (only during a ddos
+    incident), for ``auto_ban_ttl`` seconds. ``nftables``: only while the
+    nftables set is in use (the host allows it; the kernel then drops it);
+    ``on``: also without it (its connections are closed at accept); ``off``."""
+    auto_ban_score: float = Field(default=0.9, ge=0, le=1)
+    auto_ban_ttl: float = Field(default=600.0, gt=0)
     """Run ``nft`` inside this network namespace (tests, labs)."""
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     challenge: ChallengeSettings = Field(default_factory=lambda: ChallengeSettings())
