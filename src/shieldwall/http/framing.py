@@ -87,6 +87,10 @@ _AUTHORITY = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?")
 _ABSOLUTE = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)(.*)", re.DOTALL)
 _VERSIONS = frozenset({"1.0", "1.1"})
+_GOOD_HOSTS: set[bytes] = set()
+"""Host values already found valid (a shop sees a handful): a set lookup
+instead of a regex per request. Bounded, so random Hosts cannot grow it."""
+_GOOD_HOSTS_MAX = 1024
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
@@ -192,7 +196,14 @@ class RequestFramer:
             return []
         events = self._events = []
         try:
-            self._feed(data)
+            # The common case first: between requests, no empty line, one
+            # whole head (no body, or a body still to come) in this read.
+            if self._idle and data.find(b"\r\n\r\n") == len(data) - 4 and 13 != data[0] != 10:
+                self._parser.feed_data(data)
+                if not self._idle and not self._cl_left:
+                    self._tail = data[-3:]
+            else:
+                self._feed(data)
         except ClientError as err:
             self._fail(err)
         except httptools.HttpParserUpgrade:
@@ -296,9 +307,12 @@ class RequestFramer:
             head.headers.append((name, value))
         elif kind == _HOST:
             self._n_host += 1
-            value = value.rstrip(b" \t")
-            if _AUTHORITY.fullmatch(value) is None:
-                raise self._reject(400, "invalid Host header")
+            if value not in _GOOD_HOSTS:
+                value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace
+                if _AUTHORITY.fullmatch(value) is None:
+                    raise self._reject(400, "invalid Host header")
+                if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+                    _GOOD_HOSTS.add(value)
             head.host = value.decode("latin-1")
             head.headers.append((name, value))
         elif kind == _COOKIE:
