@@ -1,11 +1,14 @@
-"""Labelled-traffic scoring of the detector: per-phase results and the window
-confusion table, for the training family and the held-out family.
+"""The detector on labelled traffic it was not written from: per family, train and test side by side.
 
-Usage: .venv/bin/python bench/detect_confusion.py [--seeds N] [--format access|combined|json]
-Prints JSON (per family: phases found, kind right, max delay, baseline
-incidents, flash crowds called ddos) followed by the confusion tables, the
-last one over the real lab logs in tests/data/drill (the drill's own labels;
-the first 5 s of each phase and 10 s after it are left out).
+Usage: .venv/bin/python bench/detect_confusion.py [--split train|test|both] [--seeds N]
+           [--family NAME ...] [--minutes M] [--json PATH] [--no-synth]
+
+Families (src/shieldwall/detect/families): ``small_shop``, ``mid_shop``,
+``cdn_origin``, written from how shops, people, bots and failures behave, and
+the old generator ``synth`` (detect/synth.py, which the detector was tuned on).
+Each log is written to disk and read by the same ``analyze`` the CLI runs; the
+scoring rules are in families/score.py. Train seeds are 0..N-1, test seeds
+1000..1000+N-1; the test split is never used to tune. Prints JSON, then a table.
 """
 
 from __future__ import annotations
@@ -13,96 +16,94 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections import Counter
+import time
 from pathlib import Path
+from typing import Any
 
-from shieldwall.detect.analyze import analyze
-from shieldwall.detect.detector import StepResult
-from shieldwall.detect.evaluate import confusion_table, evaluate
+from shieldwall.detect.evaluate import evaluate
+from shieldwall.detect.families import FAMILIES, TEST_SEEDS, TRAIN_SEEDS
+from shieldwall.detect.families.score import Summary, run
 from shieldwall.detect.synth import make_scenario
-from shieldwall.detect.windows import Window
 
-KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure", "flood_heavy",
-         "backend_hang"]
+SYNTH_KINDS = ["flash_crowd", "flood", "randomized", "cache_bust", "slow", "backend_failure", "flood_heavy",
+               "backend_hang"]
+
+ROWS = [("logs", "logs"), ("hours", "hours"), ("events", "labelled incidents"), ("found_share", "found (verdict)"),
+        ("kind_share", "ddos kind right"), ("split_events", "events split"), ("invented", "invented"),
+        ("invented_per_2h", "invented / 2 h"), ("quiet_day_incidents", "on quiet days"),
+        ("flash_called_ddos", "crowd called ddos"), ("ddos_called_flash", "ddos called crowd"),
+        ("delay_median_s", "median delay s"), ("done", "Done when holds")]
 
 
-DRILL = Path(__file__).resolve().parents[1] / "tests" / "data" / "drill"
-DRILL_KIND = {"flood": "flood", "randomized": "randomized", "cache-bust": "cache_bust", "slowloris": "slow",
-              "slow-post": "slow", "smart-bot": "flood"}
-"""The drill's attack names -> our ddos kinds (a smart bot is judged a flood)."""
+def synth_family(seeds: list[int]) -> dict[str, Any]:
+    """The old generator's scenarios, scored per phase as evaluate.py does."""
+    phases = found = kind_ok = base = flash_ddos = 0
+    misses = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, seed in enumerate(seeds):
+            kinds = SYNTH_KINDS[i % len(SYNTH_KINDS):] + SYNTH_KINDS[:i % len(SYNTH_KINDS)]
+            ev = evaluate(make_scenario(seed, kinds, family="train" if seed < 1000 else "heldout"), Path(tmp))
+            base += len(ev.baseline_incidents)
+            for r in ev.phases:
+                phases += 1
+                found += r.incident is not None
+                kind_ok += r.found
+                if r.phase.kind == "flash_crowd":
+                    flash_ddos += any(i.verdict == "ddos" for i in r.wrong)
+                if not r.found:
+                    misses.append(f"synth {seed} {r.phase.kind}")
+    return {"logs": len(seeds), "events": phases, "found_share": round(found / phases, 3) if phases else None,
+            "kind_share": round(kind_ok / max(found, 1), 3), "invented": base, "flash_called_ddos": flash_ddos,
+            "misses": misses}
 
 
-def drill_confusion() -> tuple[Counter[tuple[str, str]], dict[str, list[str]]]:
-    """Window confusion over the recorded drill logs, and each log's incidents."""
-    conf: Counter[tuple[str, str]] = Counter()
-    found: dict[str, list[str]] = {}
-    for d in sorted(p for p in DRILL.iterdir() if p.is_dir()):
-        labels = json.loads((d / "phases.json").read_text())
-        phases = [(p["start_unix"], p["end_unix"], p["expect"],
-                   DRILL_KIND.get(p["attacks"][0]["kind"], "?") if p["attacks"] else None)
-                  for p in labels["phases"]]
-
-        def truth(sec: float, phases: list[tuple[float, float, str, str | None]] = phases) -> str | None:
-            for i, (a, b, expect, kind) in enumerate(phases):
-                if a <= sec < b:
-                    after_anomaly = i > 0 and phases[i - 1][2] != "normal" and expect == "normal"
-                    if sec < a + (10 if after_anomaly else 5):
-                        return None
-                    return f"ddos:{kind}" if expect == "ddos" else expect
-            return None
-
-        def on_step(w: Window, r: StepResult, truth=truth) -> None:  # type: ignore[no-untyped-def]
-            t = truth(w.sec)
-            if t is not None:
-                conf[(t, f"ddos:{r.kind}" if r.state == "ddos" else r.state)] += 1
-
-        rep = analyze([d / "access.log.gz"], "combined", on_step=on_step)
-        found[d.name] = [f"{i.verdict}{':' + i.kind if i.kind else ''}" for i in rep.incidents]
-    return conf, found
+def table(out: dict[str, dict[str, Any]]) -> str:
+    cols = list(out)
+    w0 = max(len(r[1]) for r in ROWS) + 2
+    w = max(14, *(len(c) + 2 for c in cols))
+    lines = ["".ljust(w0) + "".join(c.rjust(w) for c in cols)]
+    for key, name in ROWS:
+        cells = []
+        for c in cols:
+            v = out[c].get(key, "")
+            if isinstance(v, dict):
+                v = " ".join(f"{k[:5]}:{x}" for k, x in v.items())
+            cells.append(str(v if v is not None else "-").rjust(w))
+        lines.append(name.ljust(w0) + "".join(cells))
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--format", default="access", choices=["access", "combined", "json"])
+    ap.add_argument("--split", default="both", choices=["train", "test", "both"])
+    ap.add_argument("--seeds", type=int, default=8, help="seeds per split and family (max 8)")
+    ap.add_argument("--family", action="append", choices=sorted(FAMILIES), help="only these (repeatable)")
+    ap.add_argument("--minutes", type=float, default=None, help="shorter logs (fewer events)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--no-synth", action="store_true", help="leave out the old synth family")
+    ap.add_argument("--per-log", action="store_true", help="print every log's incidents")
     args = ap.parse_args()
-    out: dict[str, object] = {}
-    tables = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for family, base in (("train", 1), ("heldout", 1000)):
-            conf: Counter[tuple[str, str]] = Counter()
-            phases = found = kind_ok = 0
-            misses: list[str] = []
-            delays: dict[str, float] = {}
-            base_inc = flash_as_ddos = 0
-            for i in range(args.seeds):
-                seed = base + i
-                kinds = KINDS[i % len(KINDS):] + KINDS[:i % len(KINDS)]
-                ev = evaluate(make_scenario(seed, kinds, family=family), Path(tmp), fmt=args.format)
-                conf.update(ev.confusion)
-                base_inc += len(ev.baseline_incidents)
-                for r in ev.phases:
-                    phases += 1
-                    found += r.incident is not None
-                    kind_ok += r.found
-                    if not r.found:
-                        misses.append(f"seed {seed} {r.phase.kind}: "
-                                      + (f"{r.incident.verdict}/{r.incident.kind}" if r.incident else
-                                         "not found; " + ",".join(i.verdict for i in r.wrong)))
-                    if r.delay is not None:
-                        delays[r.phase.kind] = max(delays.get(r.phase.kind, -1e9), round(r.delay, 1))
-                    if r.phase.kind == "flash_crowd":
-                        flash_as_ddos += sum(i.verdict == "ddos" for i in r.wrong)
-            out[family] = {"phases": phases, "found": found, "kind_right": kind_ok,
-                           "max_delay_s": delays, "baseline_incidents": base_inc,
-                           "flash_crowd_called_ddos": flash_as_ddos, "misses": misses}
-            tables.append(f"== {family} ({args.seeds} scenarios, {args.format} logs) ==\n"
-                          + confusion_table(conf))
-    conf_d, found_d = drill_confusion()
-    out["drill_logs_incidents"] = found_d
-    tables.append("== drill logs (nginx combined, tests/data/drill) ==\n" + confusion_table(conf_d))
-    print(json.dumps(out, indent=2))
-    print("\n\n".join(tables))
+    splits = ["train", "test"] if args.split == "both" else [args.split]
+    seeds = {"train": list(TRAIN_SEEDS[: args.seeds]), "test": list(TEST_SEEDS[: args.seeds])}
+    out: dict[str, dict[str, Any]] = {}
+    per_log: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for fam in args.family or list(FAMILIES):
+        for sp in splits:
+            scores = run(fam, seeds[sp], minutes=args.minutes)
+            out[f"{fam}/{sp}"] = Summary.of(scores).as_json()
+            per_log += [s.as_json() for s in scores]
+    if not args.no_synth and not args.family:
+        for sp in splits:
+            out[f"synth/{sp}"] = synth_family([(1 if sp == "train" else 1000) + i for i in range(min(args.seeds, 3))])
+    doc = {"families": out, "seconds": round(time.perf_counter() - t0, 1)}
+    if args.per_log:
+        doc["logs"] = per_log
+    print(json.dumps(doc, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print()
+    print(table(out))
 
 
 if __name__ == "__main__":
