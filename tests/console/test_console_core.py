@@ -160,6 +160,13 @@ def test_the_timeline_keeps_a_day_and_exports_csv() -> None:
     assert rows[1][2:] == ["ban", "ban 198.51.100.9/32 (operator)", "operator", "flood"]
 
 
+def test_a_bans_origin_is_named_from_the_source_the_guard_recorded() -> None:
+    from shieldwall.console import origin_of
+
+    assert [origin_of(s) for s in ("admin", "auto", "detector", "list", "nftables")] == \
+        ["operator", "detector", "detector", "list", "kernel"]
+
+
 def test_the_totals_are_read_from_the_metrics_the_shield_exports() -> None:
     text = (
         '# TYPE shieldwall_rejected counter\nshieldwall_rejected_total{reason="conn"} 3.0\n'

@@ -422,7 +422,7 @@ def origin_of(source: str) -> str:
     s = source.lower()
     if s in ("admin", "operator", "console", "cli"):
         return "operator"
-    if s.startswith("detect"):
+    if s.startswith("detect") or s == "auto":  # the guard's auto-ban of detector suspects
         return "detector"
     if s in ("list", "config", "file"):
         return "list"
