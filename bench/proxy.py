@@ -19,7 +19,7 @@ raised above the connection count, so requests are forwarded rather than
 queued or shed (bench/guard.py measures those). wrk sends the session cookie
 the shield issued to a first request, as a returning browser does.
 
-Usage: .venv/bin/python bench/proxy.py [--duration 10] [--idle 10000] [--only idle]
+Usage: .venv/bin/python bench/proxy.py [--duration 10] [--idle 10000] [--only idle] [--workers N]
 (``--only idle``: the idle-connection memory alone, both shields, no nginx, no wrk.)
 Installs nothing (``make bench`` installs nginx and wrk). Loopback only.
 """
@@ -42,6 +42,8 @@ from pathlib import Path
 
 BODY = "x" * 512
 NOFILE = 20000  # the hard limit here; raised as far as allowed
+WORKERS = 1
+"""Workers of the nginx proxy and of each shield (--workers)."""
 
 
 def free_port() -> int:
@@ -75,7 +77,7 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 def nginx_conf(work: Path, name: str, body: str) -> Path:
     conf = work / f"{name}.conf"
     conf.write_text(f"""
-worker_processes 1;
+worker_processes {WORKERS if name == "proxy" else 1};
 pid {work}/{name}.pid;
 error_log {work}/{name}.error.log warn;
 daemon off;
@@ -234,6 +236,7 @@ def shield_config(port: int, admin_port: int, backend_port: int, access_log: Pat
     return f"""
 listen = "127.0.0.1:{port}"
 access_log = "{access_log}"
+workers = {WORKERS}
 [admin]
 listen = "127.0.0.1:{admin_port}"
 [[backends]]
@@ -254,9 +257,13 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--connections", default="100,1000")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="nginx worker_processes and the shields' workers (same N)")
     ap.add_argument("--only", choices=["all", "idle"], default="all",
                     help="idle: only the idle-connection memory (no nginx, no wrk)")
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     for tool in ("nginx", "wrk") if args.only == "all" else ("nginx",):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is not installed: run `make bench` (it installs it)")
@@ -321,7 +328,8 @@ limit = 4096
                                                     args.idle, procs)
         result["machine"] = {"cpus": os.cpu_count(), "nginx": subprocess.run(
             [nginx, "-v"], capture_output=True, text=True).stderr.strip(),
-            "python": sys.version.split()[0], "duration_s": args.duration}
+            "python": sys.version.split()[0], "duration_s": args.duration,
+            "workers": WORKERS}
         print(json.dumps(result, indent=2))
     finally:
         for p in reversed(procs):
@@ -361,8 +369,9 @@ def run_throughput(args: argparse.Namespace, result: dict[str, object],
     for conns in conn_levels:
         row: dict[str, object] = {}
         # the nginx proxy's worker, and the shield (one process)
-        who = {"nginx": children(procs[1].pid), "shieldwall": [shield.pid],
-               "shieldwall_default": [wired.pid]}
+        who = {"nginx": children(procs[1].pid),
+               "shieldwall": [shield.pid, *children(shield.pid)],
+               "shieldwall_default": [wired.pid, *children(wired.pid)]}
         for name, port, hdrs in (("nginx", nginx_port, []), ("shieldwall", shield_port, []),
                                  ("shieldwall_default", wired_port, wired_headers)):
             run_wrk(port, conns, 2, headers=hdrs)  # warm up (pools, caches)
