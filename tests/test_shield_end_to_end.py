@@ -79,12 +79,20 @@ def test_the_detector_sees_the_traffic_the_proxy_serves(procs: object, shop: str
     assert verdict["verdict"] == "normal"
 
 
+def refused(url: str) -> bool:
+    """A banned address is answered 403, or (a new connection) closed at accept."""
+    try:
+        return httpx.get(url).status_code == 403
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError):
+        return True
+
+
 def test_a_ban_from_the_cli_blocks_the_address_at_the_shield(procs: object, shop: str) -> None:
     url, admin = serve(procs, "--backend", shop)
     assert httpx.get(url + "/").status_code == 200
     done = cli(admin, "ban", "127.0.0.1", "--ttl", "1h", "--reason", "e2e")
     assert done.returncode == 0, done.stderr
-    assert httpx.get(url + "/").status_code == 403
+    assert refused(url + "/")
     assert cli(admin, "unban", "127.0.0.1").returncode == 0
     assert httpx.get(url + "/").status_code == 200
     assert Shop.hits == ["/", "/"]
