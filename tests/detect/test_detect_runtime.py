@@ -86,10 +86,12 @@ def test_flood_raises_mode_to_under_attack_within_5_s_and_back_to_normal_after()
         on_suspect=lambda c, score, ttl: suspects.__setitem__(c, (score, ttl)))
     _replay(rt, clock, events, sc.t0 + sc.duration)
     flood = sc.phases[0]
-    assert [m for _, m, _ in modes] == [Mode.ELEVATED, Mode.UNDER_ATTACK, Mode.ELEVATED, Mode.NORMAL]
+    # a flood this far above the shop's spread opens the incident in its first second
+    # (no elevated step first); a doubtful rise would wait for persistence
+    assert [m for _, m, _ in modes] == [Mode.UNDER_ATTACK, Mode.ELEVATED, Mode.NORMAL]
     assert all(src == "detector" for _, _, src in modes)
     under = next(t for t, m, _ in modes if m is Mode.UNDER_ATTACK)
-    assert under - flood.start <= 5.0, f"under_attack {under - flood.start:.1f} s after the flood began"
+    assert under - flood.start <= 3.0, f"under_attack {under - flood.start:.1f} s after the flood began"
     back = modes[-1][0]
     assert flood.end < back <= flood.end + 20
     # suspects: attackers (no page assets, networks never seen) and never a shopper

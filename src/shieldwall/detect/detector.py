@@ -227,7 +227,7 @@ class Detector:
                 self.featurizer.learn(w, f)
             else:
                 self._candidate(w, f, v)
-                if self._cand_n >= self._enter(v.verdict):
+                if self._cand_n >= self._enter(v.verdict) or self._overwhelming(f, v):
                     opened = self._open(self._cand_verdict(), f.sec)
         else:
             if v.verdict == NORMAL:
@@ -325,6 +325,13 @@ class Detector:
         inc._best.clear()
         inc.evidence = ()
         return True
+
+    def _overwhelming(self, f: Features, v: WindowVerdict) -> bool:
+        """Persistence is for doubtful seconds: a surge so far above the shop's spread
+        that it fills the CUSUM in one second (``fast_surge`` x the threshold), with
+        attack evidence and not contained per address, opens the incident at once."""
+        return (v.verdict == DDOS and f.surge >= self.s.fast_surge * self.s.surge_threshold
+                and not self.contained(f, v))
 
     def _enter(self, verdict: str) -> int:
         return self.s.backend_enter_windows if verdict == BACKEND_FAILURE else self.s.enter_windows

@@ -37,6 +37,10 @@ class DetectSettings(BaseModel):
     surge_threshold: float = Field(default=4.0, gt=0.0)
     """A surge: the excess over ``rate_factor`` x the baseline, in the shop's own
     standard deviations per second, accumulated (CUSUM) to at least this much."""
+    fast_surge: float = Field(default=3.0, gt=0.0)
+    """A ddos second whose surge statistic reaches this many times ``surge_threshold``
+    (the cap) opens the incident without waiting for a second window: the big flood
+    is named in its first second, the doubtful rise waits for persistence."""
     stall_nats: float = Field(default=9.2, gt=0.0)
     """A stall: a run of nearly empty seconds this improbable in the shop's normal
     traffic (-ln p; 9.2 = one chance in 10,000)."""
