@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from shieldwall.guard._admission import AdmissionCore, PriorityAdmission
+from shieldwall.guard._standing import Standing
 from shieldwall.guard.decision import ClientClass
 from shieldwall.guard.settings import AdmissionSettings
 
@@ -13,7 +14,9 @@ C, V, U, S = ClientClass.CUSTOMER, ClientClass.VERIFIED, ClientClass.UNKNOWN, Cl
 
 
 def _settings(**kw: object) -> AdmissionSettings:
-    return AdmissionSettings.model_validate({"limit": 1, "queue_size": 10, **kw})
+    """A plain priority queue (no reserve, no overload policy) unless asked."""
+    return AdmissionSettings.model_validate({"limit": 1, "queue_size": 10, "reserve": 0.0,
+                                             "overload_after": 60.0, **kw})
 
 
 def test_core_admits_the_highest_class_first_fifo_within_a_class() -> None:
@@ -22,7 +25,7 @@ def test_core_admits_the_highest_class_first_fifo_within_a_class() -> None:
     tickets = [core.offer(cls, 0, 0.0)[1] for cls in (U, V, U, C, V)]
     order = []
     for _ in tickets:
-        (t,) = core.release(0.01, True, 1.0)
+        (t,) = core.release(0.01, True, 0.05)  # a burst, not overload: FIFO
         order.append(t)
     assert [t.cls for t in order] == [C, V, V, U, U]
     assert order[1] is tickets[1] and order[3] is tickets[0]
@@ -39,7 +42,7 @@ def test_full_queue_sheds_the_lowest_class_first() -> None:
     assert verdict == "queue" and evicted == [u1]
     verdict, _, evicted = core.offer(V, 0, 0.0)
     assert verdict == "shed" and evicted == []  # nobody below a verified client left
-    verdict, _, evicted = core.offer(C, 1, 0.0)  # a customer in checkout outranks them all
+    verdict, _, evicted = core.offer(C, Standing.CHECKOUT, 0.0)  # checkout outranks them all
     assert verdict == "queue" and evicted[0].cls is C and evicted[0] is not c1
 
 
@@ -74,7 +77,7 @@ def _run(core: AdmissionCore, now: float, seconds: float, rate: float,
     for i in range(int(seconds * rate)):
         want = int(core.limit) + 1 if load is None else load
         while core.inflight + core.waiting < want:
-            core.offer(U, 0, now)
+            core.offer(U, Standing.BROWSER, now)
         inflight = core.inflight
         now += step
         core.release(latency(i, inflight), True, now)  # type: ignore[operator]

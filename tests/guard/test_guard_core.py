@@ -7,6 +7,7 @@ from guard_helpers import Clock, cookie_pair, facts, parse, runtime
 from pydantic import ValidationError
 
 from shieldwall.guard._net import CidrMap, IdentityCache
+from shieldwall.guard._standing import Standing
 from shieldwall.guard.decision import Action, ClientClass, Mode
 from shieldwall.guard.settings import GuardSettings
 
@@ -279,7 +280,7 @@ def test_shop_marks_a_customer_through_its_header_and_checkout_ranks_higher() ->
     browse = rt.gate.decide(facts(cookie=session))
     pay = rt.gate.decide(facts(path="/checkout/pay", cookie=session))
     assert browse.cls is pay.cls is ClientClass.CUSTOMER
-    assert (browse.priority, pay.priority) == (0, 1)
+    assert (browse.priority, pay.priority) == (Standing.CUSTOMER, Standing.CHECKOUT)
     clock.advance(rt.settings.customer_ttl + 1)
     assert rt.gate.decide(facts(cookie=session)).cls is ClientClass.UNKNOWN
 

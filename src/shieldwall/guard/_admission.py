@@ -1,12 +1,32 @@
-"""Admission control in front of each backend: a concurrency limit, a
-priority queue by class with a deadline, and shedding of the lowest class.
+"""Admission control in front of each backend: a concurrency limit, a queue
+ordered by standing, deadlines that keep it from holding stale requests, and
+shedding of the lowest standing first.
 
 :class:`AdmissionCore` is the pure policy for one backend (no awaits, an
 injected clock): ``offer`` says admit, queue or shed; ``release`` frees a slot
-and names the waiters to admit next, highest class first, FIFO within a
-class. When the queue is full a newcomer evicts the newest waiter of a lower
-rank, or is shed itself. A customer in checkout (priority 1) outranks every
-other customer, so it is the last to be shed.
+and names the waiters to admit next. The rank of a request is its standing
+(:mod:`._standing`: what the client did, not only the pass it holds), given
+by the gate as ``priority``; without one (0) the class alone ranks it.
+
+Queue discipline, from what large services do under overload (CoDel's
+sojourn target; Facebook's adaptive LIFO, "Fail at Scale", 2015):
+
+- **Overload** is a queue that has not been empty for ``overload_after``
+  seconds. A queue that empties now and then is a burst: served in order
+  (FIFO within a rank). A standing queue is overload: the newest request of
+  a rank goes first (LIFO), because the oldest has likely been given up on
+  and serving it would make every request late.
+- **Deadlines**: every waiter has one (``queue_timeout``; customers
+  ``customer_queue_timeout``) and is answered 503 + Retry-After when it
+  passes. Under overload a request that has not shown it is a shopper
+  (standing below ``PROVEN``) waits at most ``overload_timeout``: the queue
+  never holds a backlog of a flood's requests to send to the shop after the
+  verdict.
+- **Reserve**: requests below ``PROVEN`` may fill only ``1 - reserve`` of
+  the limit, so a shopper's request finds a free slot even while a flood
+  that arrived first keeps the rest busy.
+- **Full queue**: a newcomer evicts the newest waiter of a lower rank, or is
+  shed itself. Suspects are not queued (``queue_suspects = false``).
 
 The limit is fixed, or adaptive. The adaptive signal is per sample window
 (``adapt_window`` seconds and at least ``_MIN_SAMPLES`` responses), never per
@@ -33,10 +53,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shieldwall.guard._standing import PROVEN, Standing, of_class
 from shieldwall.guard.decision import ClientClass
 from shieldwall.guard.settings import AdmissionSettings
 
-_RANKS = [(c, p) for c in sorted(ClientClass, reverse=True) for p in (1, 0)]
+_RANKS = sorted((s for s in Standing if s is not Standing.UNSET), reverse=True)
 """Ranks from the highest (customer in checkout) to the lowest (suspect)."""
 
 _MIN_SAMPLES = 10
@@ -47,11 +68,22 @@ _BASELINE_QUANTILE = 0.1
 @dataclass(eq=False, slots=True)
 class Ticket:
     cls: ClientClass
-    priority: int
+    rank: Standing
+    queued: float
     deadline: float
     state: str = "waiting"
     """"waiting", "admitted", "shed" (evicted or expired) or "cancelled"."""
     waiter: Any = field(default=None)
+
+
+def rank_of(cls: ClientClass, priority: int) -> Standing:
+    """The queue rank of a request: the gate's standing, else the class's."""
+    if priority > 0:
+        try:
+            return Standing(priority)
+        except ValueError:
+            return Standing.CHECKOUT
+    return of_class(cls)
 
 
 class AdmissionCore:
@@ -61,7 +93,13 @@ class AdmissionCore:
         self.limit = float(settings.limit)
         self.inflight = 0
         self.waiting = 0
-        self._queues: dict[tuple[ClientClass, int], deque[Ticket]] = {r: deque() for r in _RANKS}
+        self._queues: dict[Standing, deque[Ticket]] = {r: deque() for r in _RANKS}
+        self._live: dict[Standing, int] = {r: 0 for r in _RANKS}
+        """Live waiters per rank (the deques also hold tickets no longer waiting)."""
+        self.busy_since: float | None = None
+        """When the queue last stopped being empty (None: it is empty)."""
+        self.pressure_until = -1.0
+        """Set by PriorityAdmission.pressure: overloaded until then (hold)."""
         self.baseline = 0.0
         self._history: deque[tuple[float, float]] = deque()
         """(window end, window mean latency) over the last baseline_window."""
@@ -78,11 +116,33 @@ class AdmissionCore:
     def _full(self) -> bool:
         return self.inflight >= int(self.limit)
 
+    def _cap(self, rank: Standing) -> int:
+        """Slots requests of this rank may fill (the rest is kept for shoppers)."""
+        limit = int(self.limit)
+        if rank >= PROVEN or self.s.reserve <= 0.0 or limit < 2:
+            return limit
+        return max(1, limit - max(1, int(limit * self.s.reserve)))
+
+    def overloaded(self, now: float) -> bool:
+        """The queue has not been empty for ``overload_after`` seconds."""
+        return self.busy_since is not None and now - self.busy_since >= self.s.overload_after
+
+    def _unwait(self, t: Ticket) -> None:
+        self.waiting -= 1
+        self._live[t.rank] -= 1
+        if self.waiting == 0:
+            self.busy_since = None
+
+    def _waiting_at_or_above(self, rank: Standing) -> bool:
+        live = self._live
+        return any(live[r] for r in _RANKS if r >= rank)
+
     def offer(self, cls: ClientClass, priority: int, now: float) -> tuple[str, Ticket | None,
                                                                           list[Ticket]]:
         """("admit" | "queue" | "shed", the ticket when queued, waiters evicted)."""
-        priority = 1 if priority > 0 else 0
-        if not self._full() and self.waiting == 0:
+        rank = rank_of(cls, priority)
+        if self.inflight < self._cap(rank) and (
+                self.waiting == 0 or not self._waiting_at_or_above(rank)):
             self.inflight += 1
             self._count("admit")
             return "admit", None, []
@@ -90,28 +150,33 @@ class AdmissionCore:
             self.inflight += 1
             self._count("shadow:shed")
             return "admit", None, []
-        if cls is ClientClass.SUSPECT and not self.s.queue_suspects:
-            self._count("shed:" + cls.label)
+        if rank is Standing.SUSPECT and not self.s.queue_suspects:
+            self._count("shed:" + rank.name.lower())
             return "shed", None, []
         evicted: list[Ticket] = []
         if self.waiting >= self.s.queue_size:
-            victim = self._lowest_below((cls, priority))
+            victim = self._lowest_below(rank)
             if victim is None:
-                self._count("shed:" + cls.label)
+                self._count("shed:" + rank.name.lower())
                 return "shed", None, []
             victim.state = "shed"
-            self.waiting -= 1
-            self._count("evict:" + victim.cls.label)
+            self._unwait(victim)
+            self._count("evict:" + victim.rank.name.lower())
             evicted.append(victim)
-        timeout = (self.s.customer_queue_timeout if cls is ClientClass.CUSTOMER
+        timeout = (self.s.customer_queue_timeout if rank >= Standing.CUSTOMER
                    else self.s.queue_timeout)
-        ticket = Ticket(cls, priority, now + timeout)
-        self._queues[(cls, priority)].append(ticket)
+        if rank < PROVEN and self.overloaded(now):
+            timeout = min(timeout, self.s.overload_timeout)
+        ticket = Ticket(cls, rank, now, now + timeout)
+        self._queues[rank].append(ticket)
+        if self.waiting == 0:
+            self.busy_since = now
         self.waiting += 1
+        self._live[rank] += 1
         self._count("queue")
         return "queue", ticket, evicted
 
-    def _lowest_below(self, rank: tuple[ClientClass, int]) -> Ticket | None:
+    def _lowest_below(self, rank: Standing) -> Ticket | None:
         """The newest live waiter of a rank strictly lower than ``rank``."""
         for r in reversed(_RANKS):
             if r >= rank:
@@ -127,49 +192,61 @@ class AdmissionCore:
         """The waiter gave up (deadline, or its client went away)."""
         if ticket.state == "waiting":
             ticket.state = "cancelled"
-            self.waiting -= 1
+            self._unwait(ticket)
 
     def expire(self, now: float) -> list[Ticket]:
+        """Shed every waiter past its deadline; under overload also every
+        unproven waiter queued longer than ``overload_timeout`` ago."""
         gone = []
-        for q in self._queues.values():
-            while q and (q[0].state != "waiting" or q[0].deadline <= now):
+        over = self.overloaded(now)
+        short = now - self.s.overload_timeout
+        for r, q in self._queues.items():
+            strict = over and r < PROVEN
+            while q and (q[0].state != "waiting" or q[0].deadline <= now
+                         or (strict and q[0].queued <= short)):
                 t = q.popleft()
                 if t.state == "waiting":
                     t.state = "shed"
-                    self.waiting -= 1
-                    self._count("expire:" + t.cls.label)
+                    self._unwait(t)
+                    self._count("expire:" + r.name.lower())
                     gone.append(t)
         return gone
 
-    def _admit_next(self) -> list[Ticket]:
+    def _admit_next(self, now: float) -> list[Ticket]:
         admitted = []
+        lifo = self.overloaded(now)
         for r in _RANKS:
+            if not self._live[r]:
+                continue
             q = self._queues[r]
-            while q and not self._full():
-                t = q.popleft()
+            cap = self._cap(r)
+            while q and self.inflight < cap:
+                t = q.pop() if lifo else q.popleft()
                 if t.state != "waiting":
                     continue
                 t.state = "admitted"
-                self.waiting -= 1
+                self._unwait(t)
                 self.inflight += 1
-                self._count("admit:queued")
+                self._count("admit:lifo" if lifo else "admit:queued")
                 admitted.append(t)
             if self._full():
                 break
         return admitted
 
-    def try_admit(self) -> bool:
+    def try_admit(self, cls: ClientClass = ClientClass.UNKNOWN, priority: int = 0) -> bool:
         """Admit at once if a slot is free and nobody waits (the common case),
         else False and nothing changed: the caller goes through ``offer``."""
-        if self.waiting == 0 and self.inflight < int(self.limit):
-            self.inflight += 1
+        n = self.inflight
+        if self.waiting == 0 and n < int(self.limit) and (
+                priority >= PROVEN or n < self._cap(rank_of(cls, priority))):
+            self.inflight = n + 1
             self._count("admit")
             return True
         return False
 
     def release(self, latency: float, ok: bool, now: float) -> list[Ticket]:
         """A request finished: adapt the limit, admit waiters into free slots."""
-        saturated = self._full()
+        saturated = self._full() or self.waiting > 0
         self.inflight = max(0, self.inflight - 1)
         if self.s.adaptive:
             self._adapt(latency, ok, saturated, now)
@@ -178,7 +255,7 @@ class AdmissionCore:
             # uncontended hot path). Tickets no longer waiting that remain in
             # the queues are dropped by the next expire() or _admit_next().
             return []
-        return self._admit_next()
+        return self._admit_next(now)
 
     def _adapt(self, latency: float, ok: bool, saturated: bool, now: float) -> None:
         if latency <= 0:
@@ -222,6 +299,7 @@ class AdmissionCore:
     def status(self) -> dict[str, Any]:
         return {"limit": round(self.limit, 2), "inflight": self.inflight,
                 "waiting": self.waiting, "baseline_s": round(self.baseline, 6),
+                "overloaded": self.busy_since is not None,
                 "counters": dict(sorted(self.counts.items()))}
 
 
@@ -247,7 +325,7 @@ class PriorityAdmission:
         core = self.cores.get(backend)
         if core is None:
             core = self.core(backend)
-        return core.try_admit()
+        return core.try_admit(cls, priority)
 
     async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         core = self.core(backend)
@@ -274,21 +352,36 @@ class PriorityAdmission:
             return fut.result()
         core.cancel(ticket)
         fut.cancel()
-        core._count("expire:" + cls.label)
+        core._count("expire:" + ticket.rank.name.lower())
         return self.settings.retry_after
 
     def _give_back(self, backend: str) -> None:
         core = self.core(backend)
         core.inflight = max(0, core.inflight - 1)
-        for t in core._admit_next():
+        for t in core._admit_next(self.clock()):
             _wake(t, None)
 
     def release(self, backend: str, latency: float, ok: bool) -> None:
         core = self.cores.get(backend)
         if core is None:
             core = self.core(backend)
-        for t in core.release(latency, ok, self.clock()):
+        now = self.clock()
+        if core.waiting:
+            for t in core.expire(now):
+                _wake(t, self.settings.retry_after)
+        for t in core.release(latency, ok, now):
             _wake(t, None)
+
+    def pressure(self) -> bool:
+        """A backend is overloaded now, or was within ``overload_hold`` seconds."""
+        now = self.clock()
+        hot = False
+        for core in self.cores.values():
+            if core.overloaded(now):
+                core.pressure_until = now + self.settings.overload_hold
+            if now < core.pressure_until:
+                hot = True
+        return hot
 
     def status(self) -> dict[str, Any]:
         return {b: c.status() for b, c in sorted(self.cores.items())}

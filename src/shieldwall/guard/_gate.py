@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, quote
 
 from shieldwall.guard import _responses as responses
 from shieldwall.guard._net import Identity, IdentityCache
+from shieldwall.guard._standing import Conduct, Standing
 from shieldwall.guard._state import ListEntry, LocalState
 from shieldwall.guard._tokens import Signer, cookie_value, pow_ok
 from shieldwall.guard.decision import Action, ClientClass, Decision, Mode, RequestFacts
@@ -55,6 +56,7 @@ class _Route:
     burst: float
     expensive: bool
     checkout: bool
+    asset: bool = False
 
 
 _VERIFY_ROUTE = _Route("verify", rate=1.0, burst=10.0, expensive=False, checkout=False)
@@ -140,8 +142,15 @@ class GuardGate:
                                 list[tuple[str, float, float]]] = {}
         self._allow_decisions = {
             (c, p, sess): Decision(Action.ALLOW, c, reason="allow", priority=p, session=sess)
-            for c in ClientClass for p in (0, 1) for sess in (False, True)
+            for c in ClientClass for p in Standing for sess in (False, True)
         }
+        adm = settings.admission
+        self.conduct = Conduct(adm.history, adm.heavy_pages)
+        """What each client did: its standing in the admission queue (_standing.py)."""
+        self.pressure: Callable[[], bool] = _never
+        """True while a backend is overloaded (the runtime wires the admission's):
+        then a client that has shown no browser conduct is challenged, whatever
+        the mode, instead of queueing with the flood that overloads it."""
         self._customer_cookie = settings.customer_cookie.encode()
         self._customer_header = settings.customer_header.encode()
         self.set_secret(secret if secret is not None else _secret(settings))
@@ -156,7 +165,8 @@ class GuardGate:
 
     @staticmethod
     def _route(r: RouteClass) -> _Route:
-        return _Route(r.name, r.rate, r.burst, r.expensive, r.checkout)
+        asset = r.name == "static" if r.asset is None else r.asset
+        return _Route(r.name, r.rate, r.burst, r.expensive, r.checkout, asset)
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -222,9 +232,9 @@ class GuardGate:
 
         if not lists.allowed and cls <= ClientClass.UNKNOWN:
             mode = self.state.mode
-            if mode is not Mode.NORMAL and (
+            if (mode is not Mode.NORMAL and (
                 mode is Mode.UNDER_ATTACK or cls is ClientClass.SUSPECT or route.expensive
-            ):
+            )) or (not self.conduct.proven(ident.address) and self.pressure()):
                 need = self.required_bits(cls, mode)
                 if pass_bits < need:
                     d = self._challenge_decision(facts, ident, cls, need, now)
@@ -237,8 +247,21 @@ class GuardGate:
         if shadowed is not None:
             return shadowed
         self._count("allow")
-        return self._allow_decisions[(cls, 1 if route.checkout and cls is ClientClass.CUSTOMER
-                                      else 0, session)]
+        return self._allow_decisions[(cls, self._standing(facts, ident, cls, route, lists, now),
+                                      session)]
+
+    def _standing(self, facts: RequestFacts, ident: Identity, cls: ClientClass, route: _Route,
+                  lists: _Lists, now: float) -> Standing:
+        """Rank for admission from the class and what this client did (_standing.py)."""
+        conduct = self.conduct
+        rec = conduct.see(ident.address, route.asset, now)
+        age = -1.0
+        if facts.cookie:
+            sess = self._tokens_of(facts.cookie)[1]
+            if sess is not None:
+                age = now - float(sess[2])
+        return conduct.standing(cls, rec, now, checkout=route.checkout, allowed=lists.allowed,
+                                session_age=age)
 
     def _limit_decision(self, cls: ClientClass, route: _Route, wait: float) -> Decision:
         """Prebuilt per (class, route, whole seconds): a 429 costs no allocation."""
@@ -547,6 +570,10 @@ class GuardGate:
         cookie = (f"{s.session_cookie}={token}; Path=/; Max-Age={int(s.session_ttl)}; "
                   "HttpOnly; SameSite=Lax" + ("; Secure" if facts.tls else ""))
         return ((b"Set-Cookie", cookie.encode()),)
+
+
+def _never() -> bool:
+    return False
 
 
 def _marks_customer(headers: list[tuple[bytes, bytes]], cookie: bytes, header: bytes) -> bool:

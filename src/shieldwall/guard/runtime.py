@@ -94,6 +94,8 @@ class GuardRuntime:
         gate = GuardGate(settings, state, clock)
         admission = PriorityAdmission(settings.admission, clock=time.monotonic,
                                       shadow="shed" in settings.shadow)
+        if settings.admission.challenge_on_overload:
+            gate.pressure = admission.pressure
         rt = cls(settings, state, gate, admission, clock)
         rt.allow_source = source
         if settings.redis.url:
@@ -154,7 +156,10 @@ class GuardRuntime:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             n += 1
-            self.state.sweep(self.clock(), buckets=n % BUCKET_SWEEP_EVERY == 0)
+            now = self.clock()
+            self.state.sweep(now, buckets=n % BUCKET_SWEEP_EVERY == 0)
+            if n % BUCKET_SWEEP_EVERY == 0:
+                self.gate.conduct.sweep(now)
             if self._peer_verdicts:
                 self._apply_peer_verdicts()
 

@@ -37,6 +37,10 @@ class RouteClass(_Strict):
     """In ``elevated`` mode, unknown clients are challenged on expensive routes."""
     checkout: bool = False
     """Requests of a customer on this route are the very last to be shed."""
+    asset: bool | None = None
+    """Paths a browser fetches with a page (CSS, scripts, pictures): fetching
+    them right after a page is what ranks a client as a browser for
+    admission. Default: true for the route named ``static``."""
 
 
 def _default_routes() -> list[RouteClass]:
@@ -106,7 +110,7 @@ class ChallengeSettings(_Strict):
 class AdmissionSettings(_Strict):
     limit: int = Field(default=64, ge=1)
     """Concurrent requests per backend (the start value when adaptive)."""
-    adaptive: bool = False
+    adaptive: bool = True
     """Adjust the limit from observed latency (AIMD; see docs/GUARD.md)."""
     min_limit: int = Field(default=4, ge=1)
     max_limit: int = Field(default=512, ge=1)
@@ -123,6 +127,30 @@ class AdmissionSettings(_Strict):
     customer_queue_timeout: float = Field(default=5.0, gt=0)
     queue_suspects: bool = False
     """Suspects get no place in the queue: shed at once when no slot is free."""
+    overload_after: float = Field(default=0.1, ge=0, le=60)
+    """Seconds the queue must stay non-empty to count as overload (then the
+    newest request of a rank is served first, and unproven requests get
+    ``overload_timeout``)."""
+    overload_timeout: float = Field(default=0.5, gt=0)
+    """Under overload: seconds a request that has not shown it is a shopper
+    (standing below browser) may wait; shoppers keep ``queue_timeout``."""
+    challenge_on_overload: bool = True
+    """While a backend is overloaded (and ``overload_hold`` after), clients
+    without a pass that have shown no browser conduct are challenged in any
+    mode: the flood's requests stop at the shield before the detector's
+    verdict, and a new shopper solves the check instead of being shed."""
+    overload_hold: float = Field(default=5.0, ge=0, le=600)
+    """Seconds the pressure (challenges on overload) stays on after the queue
+    last stood (no flapping between queueing and challenging)."""
+    reserve: float = Field(default=0.25, ge=0, lt=1)
+    """Share of the limit only proven shoppers (browser standing and up) may
+    fill: a shopper finds a free slot while a flood keeps the rest busy."""
+    history: float = Field(default=30.0, gt=0)
+    """Seconds of history (a shield session issued, or assets fetched, that
+    long ago) that lift a browser to the shopper standing."""
+    heavy_pages: float = Field(default=12.0, ge=2)
+    """Pages in about ten seconds, with fewer than half as many assets, that
+    make a client a heavy hitter: it sinks below every new client, pass or not."""
     retry_after: float = Field(default=5.0, ge=0)
 
 
