@@ -174,7 +174,7 @@ class ClusterFront(ShieldwallFront):
                 name = self.node_name(i)
                 refused[name] = None
                 while time.monotonic() - t0 < 5.0 and self.lab.procs[name].alive():
-                    if self._status_as(i, BAN_PROBE) == 403:
+                    if self._status_as(i, BAN_PROBE) in (403, -1):
                         refused[name] = round(time.monotonic() - t0, 3)
                         break
                     time.sleep(0.02)
@@ -191,7 +191,11 @@ class ClusterFront(ShieldwallFront):
                 s.sendall(v2_header((client, 40000), ("127.0.0.1", port))
                           + b"GET / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
                 data = s.recv(64)
+            if not data:
+                return -1  # closed without an answer: refused at accept
             return int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0
+        except ConnectionResetError:
+            return -1
         except (OSError, ValueError):
             return 0
 
