@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from console_helpers import BANNER, quiet_config
 
 from lab_procs import Procs
 from tiny_shop import running_shop
@@ -40,13 +40,6 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parents[1] / "docs"
-BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+)")
-def _quiet_config(directory: Path) -> Path:
-    """No access log: it goes to stdout by default, and a pipe nobody reads
-    fills up and stalls the shield."""
-    path = directory / "shield.toml"
-    path.write_text('access_log = "off"\n[[backends]]\nurl = "http://127.0.0.1:9"\n')
-    return path
 
 
 TOKEN = "console-browser-token"
@@ -161,7 +154,7 @@ def test_the_operator_sees_the_flood_bans_its_top_offender_and_pins_the_mode(
             env = {**os.environ, "SHIELDWALL_ADMIN_TOKEN": TOKEN}
             shield = procs.python("-m", "shieldwall.cli", "serve", "--listen", "127.0.0.1:0",
                                   "--admin", "127.0.0.1:0", "--backend", shop, "--workers", "2",
-                                "--config", str(_quiet_config(tmp_path)),
+                                "--config", str(quiet_config(tmp_path)),
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
             assert shield.stdout is not None
             m = BANNER.search(shield.stdout.readline().decode())

@@ -17,18 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+from console_helpers import BANNER, quiet_config
 
 from lab_procs import Procs
 from tiny_shop import running_shop
 
 ROOT = Path(__file__).resolve().parents[2]
-BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+)")
-def _quiet_config(directory: Path) -> Path:
-    """No access log: it goes to stdout by default, and a pipe nobody reads
-    fills up and stalls the shield."""
-    path = directory / "shield.toml"
-    path.write_text('access_log = "off"\n[[backends]]\nurl = "http://127.0.0.1:9"\n')
-    return path
 
 
 TOKEN = "console-test-token"
@@ -49,7 +43,7 @@ def shield(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shield]:
             env = {**os.environ, "SHIELDWALL_ADMIN_TOKEN": TOKEN}
             proc = procs.python("-m", "shieldwall.cli", "serve", "--listen", "127.0.0.1:0",
                                 "--admin", "127.0.0.1:0", "--backend", shop, "--workers", "2",
-                                "--config", str(_quiet_config(tmp)),
+                                "--config", str(quiet_config(tmp)),
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
             assert proc.stdout is not None
             m = BANNER.search(proc.stdout.readline().decode())
