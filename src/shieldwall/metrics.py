@@ -39,6 +39,8 @@ class Metrics:
         """(backend key, healthy, outstanding) for each backend."""
         self.panic: Callable[[], bool] = lambda: False
         """Too few backends pass the health check: requests go to all of them."""
+        self.log_dropped: Callable[[], int] = lambda: 0
+        """Access-log lines dropped because stdout was not being read."""
 
     def observe(self, status: int, decision: str, outcome: str, seconds: float) -> None:
         key = (status, decision, outcome)
@@ -61,6 +63,7 @@ class Metrics:
             "retries": self.retries,
             "backends": self.backends(),
             "panic": self.panic(),
+            "log_dropped": self.log_dropped(),
         }
 
 
@@ -168,6 +171,11 @@ class _Collector:
             "1 when too few backends pass the health check and requests go to all of them")
         panic.add_metric([], 1.0 if any(s.get("panic", False) for s in snaps) else 0.0)
         yield panic
+        dropped = CounterMetricFamily(
+            "shieldwall_access_log_dropped_lines",
+            "Access-log lines dropped because stdout was not being read")
+        dropped.add_metric([], sum(s.get("log_dropped", 0) for s in snaps))
+        yield dropped
 
 
 def exposition(live: Metrics, directory: Path | None = None, worker: int = 0) -> bytes:

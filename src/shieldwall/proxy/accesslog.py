@@ -3,6 +3,13 @@
 Lines are formatted on the request path (one f-string) and written in
 batches: when 64 KiB are waiting or on the worker's periodic tick, so a
 request costs no syscall. ``$time_local`` is formatted once per second.
+
+Written to stdout (``-``), the log goes to a pipe or a terminal that someone
+else reads (journald, a container runtime, ``| tee``). When that reader
+stops, a blocking write would stop the whole worker, and the shop with it:
+so a pipe is written only while it has room (``poll``), lines wait in a
+bounded backlog, and past :data:`MAX_BACKLOG` bytes they are dropped and
+counted, with one line on stderr. Losing log lines beats losing shoppers.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ import os
 import select
 import sys
 import time
+
+MAX_BACKLOG = 4 * 1024 * 1024
+"""Bytes of access-log lines kept while stdout is not being read."""
 
 
 def _secs(t: float) -> str:
@@ -35,22 +45,30 @@ def _esc(s: str) -> str:
 
 
 class AccessLog:
-    def __init__(self, target: str) -> None:
-        """``target``: a file path (appended to), ``-`` for stdout, ``off``/``""`` for none."""
+    def __init__(self, target: str, stdout_fd: int = -1, max_backlog: int = MAX_BACKLOG) -> None:
+        """``target``: a file path (appended to), ``-`` for stdout (or ``stdout_fd``),
+        ``off``/``""`` for none."""
         self.enabled = target not in ("", "off")
         self._fd = -1
         self._own = False
         self._pipe_safe = False
         if target == "-":
-            self._fd = sys.stdout.fileno()
-            # Several workers may share a stdout pipe: only writes of at most
-            # PIPE_BUF bytes are atomic there, so batches are cut at lines.
+            self._fd = stdout_fd if stdout_fd >= 0 else sys.stdout.fileno()
             self._pipe_safe = True
         elif self.enabled:
             self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self._own = True
         self._buf: list[str] = []
         self._size = 0
+        self._backlog: list[bytes] = []
+        self._backlog_size = 0
+        self.max_backlog = max_backlog
+        self.dropped = 0
+        """Lines dropped because stdout was not read (a metric and a warning)."""
+        self._poll: select.poll | None = None
+        if self._pipe_safe:
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLOUT)
         self._sec = -1
         self._stamp = ""
 
@@ -88,33 +106,71 @@ class AccessLog:
             self.flush()
 
     def flush(self) -> None:
-        if not self._buf:
+        if not self._buf and not self._backlog:
             return
         lines = self._buf
         self._buf = []
         self._size = 0
-        batches: list[bytes] = []
-        if self._pipe_safe:
-            cur: list[bytes] = []
-            size = 0
-            for line in lines:
-                b = line.encode("utf-8", "backslashreplace")
-                if cur and size + len(b) > select.PIPE_BUF:
-                    batches.append(b"".join(cur))
-                    cur, size = [], 0
-                cur.append(b)
-                size += len(b)
-            if cur:
-                batches.append(b"".join(cur))
-        else:
-            batches.append("".join(lines).encode("utf-8", "backslashreplace"))
+        if self._poll is not None:
+            self._flush_pipe(lines)
+            return
         try:
-            for data in batches:
-                while data:
-                    n = os.write(self._fd, data)
-                    data = data[n:]
+            data = "".join(lines).encode("utf-8", "backslashreplace")
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
         except OSError as exc:
             print(f"shieldwall: access log write failed: {exc}", file=sys.stderr)
+
+    def _flush_pipe(self, lines: list[str]) -> None:
+        # Several workers may share a stdout pipe: only writes of at most
+        # PIPE_BUF bytes are atomic there, so batches are cut at lines; and a
+        # pipe with room for PIPE_BUF bytes takes such a write without blocking.
+        backlog = self._backlog
+        cur: list[bytes] = []
+        size = 0
+        dropped = 0
+        for line in lines:
+            b = line.encode("utf-8", "backslashreplace")
+            if cur and size + len(b) > select.PIPE_BUF:
+                if self._backlog_size + size <= self.max_backlog:
+                    backlog.append(b"".join(cur))
+                    self._backlog_size += size
+                else:
+                    dropped += len(cur)
+                cur, size = [], 0
+            cur.append(b)
+            size += len(b)
+        if cur:
+            if self._backlog_size + size <= self.max_backlog:
+                backlog.append(b"".join(cur))
+                self._backlog_size += size
+            else:
+                dropped += len(cur)
+        if dropped:
+            if not self.dropped:
+                print("shieldwall: stdout is not being read: access log lines are dropped "
+                      "(the proxy is unaffected; log to a file with access_log = \"/path\")",
+                      file=sys.stderr)
+            self.dropped += dropped
+        assert self._poll is not None
+        sent = 0
+        try:
+            while sent < len(backlog) and self._poll.poll(0):
+                data = backlog[sent]
+                n = os.write(self._fd, data)
+                if n < len(data):  # a terminal may take part of it
+                    backlog[sent] = data[n:]
+                    self._backlog_size -= n
+                    continue
+                self._backlog_size -= n
+                sent += 1
+        except OSError as exc:
+            print(f"shieldwall: access log write failed: {exc}", file=sys.stderr)
+            sent = len(backlog)
+            self._backlog_size = 0
+        if sent:
+            del backlog[:sent]
 
     def close(self) -> None:
         self.flush()

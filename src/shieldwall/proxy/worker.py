@@ -99,6 +99,7 @@ class Worker:
         self.metrics.backends = lambda: [(b.key, b.healthy, b.outstanding)
                                          for b in self.balancer.backends]
         self.metrics.panic = lambda: self.balancer.panic
+        self.metrics.log_dropped = lambda: self.access_log.dropped
 
     # -- config ------------------------------------------------------------
     def apply(self, config: Config) -> None:
