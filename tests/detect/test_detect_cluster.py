@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from redis.exceptions import RedisError
 
-from shieldwall.detect.cluster import MAX_KEYS, STALE_AFTER, ClusterJudge, decode, encode, merge
+from shieldwall.detect.cluster import (
+    MAX_KEYS,
+    STALE_AFTER,
+    ClusterJudge,
+    decode,
+    encode,
+    merge,
+    severest,
+)
 from shieldwall.detect.detector import Detector
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.synth import generate, make_scenario
@@ -136,3 +144,27 @@ async def test_three_judges_on_redis_agree_then_fall_back_to_their_own_view(tmp_
         finally:
             for j in judges:
                 await j.stop()
+
+
+def test_the_guard_gets_the_severer_of_the_clusters_mode_and_the_nodes_own() -> None:
+    """The cluster's verdict for a second waits for every feed's window: a node
+    whose own traffic already says flood raises its guard at once; the
+    cluster's view still raises a node that sees too little; the mode falls
+    only when both have calmed; without Redis the node's own is in force."""
+    assert severest(Mode.NORMAL, Mode.UNDER_ATTACK, Mode.ELEVATED) is Mode.UNDER_ATTACK
+    sent: list[Mode] = []
+    j = ClusterJudge(SETTINGS, "redis://127.0.0.1:1/0", "sw:", lambda m, s: sent.append(m), None,
+                     Clock(0.0), feed="n0")
+    j.healthy = True
+    j.local(Mode.UNDER_ATTACK, "detector")  # the cluster has not judged this second yet
+    assert sent[-1] is Mode.UNDER_ATTACK and j.status()["guard_mode"] == "under_attack"
+    j.cluster_mode = Mode.ELEVATED
+    j.local(Mode.NORMAL, "detector")  # own view calm, the cluster's not: stay raised
+    assert sent[-1] is Mode.ELEVATED
+    j.cluster_mode = Mode.NORMAL
+    j.local(Mode.NORMAL, "detector")
+    assert sent[-1] is Mode.NORMAL
+    j.cluster_mode = Mode.UNDER_ATTACK
+    j.healthy = False  # Redis unreachable: the node's own view only
+    j.local(Mode.ELEVATED, "detector")
+    assert sent[-1] is Mode.ELEVATED

@@ -20,6 +20,14 @@ when Redis is unreachable (no successful round for ``STALE_AFTER`` s) each
 feed falls back to its own detector's mode, loudly, and takes the cluster's
 again when Redis is back. ``GET /api/verdict`` says which one is in force
 (``cluster``).
+
+While the cluster's view is in force, the guard gets the more severe of the
+cluster's mode and the node's own (:func:`severest`): the cluster's verdict
+for a second needs every feed's window of it, so it comes a round trip and
+the slowest feed's tick after the node's own; a node whose own traffic
+already says "flood" must not wait for the others to agree before it
+protects its shoppers, and the cluster's view still raises a node that sees
+too little to judge alone. The mode goes down only when both have calmed.
 """
 
 from __future__ import annotations
@@ -128,6 +136,14 @@ def merge(sec: int, windows: Iterable[Window]) -> Window:
     return out
 
 
+_SEVERITY = {Mode.NORMAL: 0, Mode.ELEVATED: 1, Mode.UNDER_ATTACK: 2}
+
+
+def severest(*modes: Mode) -> Mode:
+    """The most severe of ``modes`` (NORMAL < ELEVATED < UNDER_ATTACK)."""
+    return max(modes, key=_SEVERITY.__getitem__)
+
+
 def feed_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -189,8 +205,14 @@ class ClusterJudge:
     def local(self, mode: Mode, source: str) -> None:
         """The local detector's mode (installed as the runtime's on_mode)."""
         self.local_mode = mode
+        self._forward(self.in_force())
+
+    def in_force(self) -> Mode:
+        """The mode the guard gets: the node's own without Redis; with it,
+        the more severe of the cluster's and the node's own (module doc)."""
         if not self.healthy:
-            self._forward(mode)
+            return self.local_mode
+        return severest(self.cluster_mode, self.local_mode)
 
     def _forward(self, mode: Mode) -> None:
         if mode is self.forwarded:
@@ -208,6 +230,7 @@ class ClusterJudge:
             "healthy": self.healthy,
             "in_force": "cluster" if self.healthy else "local (Redis unreachable)",
             "mode": self.cluster_mode.value, "local_mode": self.local_mode.value,
+            "guard_mode": self.forwarded.value if self.forwarded is not None else None,
             "verdict": last.raw.verdict if last is not None else None,
             "state": last.state if last is not None else None,
             "feeds": self.feeds_last, "judged": self.judged, "cut_windows": self.cut,
@@ -255,7 +278,7 @@ class ClusterJudge:
             if healthy:
                 log.warning("cluster: judging the cluster's windows again (mode %s)",
                             self.cluster_mode.value)
-                self._forward(self.cluster_mode)
+                self._forward(self.in_force())
             else:
                 log.error("cluster: Redis unreachable (%s); this node judges its own traffic "
                           "(mode %s) until it returns", self.last_error, self.local_mode.value)
@@ -311,8 +334,10 @@ class ClusterJudge:
         if r.mode is not self.cluster_mode:
             log.warning("cluster: mode %s (%s, %d feeds)", r.mode.value, r.state, len(windows))
             self.cluster_mode = r.mode
-        if self.healthy or self.clock() - self.last_ok < STALE_AFTER:
-            self._forward(r.mode)
+        if self.healthy:
+            self._forward(self.in_force())
+        elif self.clock() - self.last_ok < STALE_AFTER:
+            self._forward(severest(r.mode, self.local_mode))
         if r.suspects and self.on_suspect is not None:
             for client, score in r.suspects:
                 try:
