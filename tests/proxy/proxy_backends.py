@@ -260,7 +260,7 @@ BAD_ONLY_HEAD_ERRORS = {
         "control character in an absolute-form host", "HTTP/0.9 with headers",
         "HTTP/0.9 without headers", "HTTP/0.9 simple request", "HTTP/2.0 on an HTTP/1 connection",
         "bare CRs before the request line", "bare CR after an empty line",
-        "bare LF before the request line",
+        "bare LF before the request line", "an RTSP request line", "an ICE request line",
     )
 }
 

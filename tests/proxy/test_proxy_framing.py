@@ -79,6 +79,8 @@ BAD = [
     ("HTTP/0.9 without headers", b"GET /p HTTP/0.9\r\n\r\n", 505),
     ("HTTP/0.9 simple request", b"GET /p\r\n\r\n", 505),
     ("HTTP/2.0 on an HTTP/1 connection", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    ("an RTSP request line", b"GET / RTSP/1.0\r\nHost: a\r\n\r\n", 400),
+    ("an ICE request line", b"SOURCE / ICE/1.0\r\nHost: a\r\n\r\n", 400),
     ("bare CRs before the request line", b"\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("bare CR after an empty line", b"\r\n\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ("bare LF before the request line", b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
@@ -154,6 +156,14 @@ def test_chunked_body_is_dechunked_and_hop_by_hop_headers_removed() -> None:
         assert head.chunked and head.content_length == -1
         assert [n for n, _ in head.headers] == [b"Host", b"X-Ok"]
         assert b"".join(p for k, p in events if k == BODY) == b"abcde"  # type: ignore[misc]
+
+
+def test_an_rtsp_request_pipelined_after_a_good_one_is_refused_alone() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / RTSP/1.0\r\nHost: a\r\n\r\n"
+    for bytewise in (False, True):
+        events = feed_all(data, bytewise)
+        assert [k for k, _ in events] == [HEAD, END, ERROR]
+        assert events[-1][1].status == 400  # type: ignore[attr-defined]
 
 
 def test_pipelined_requests_come_out_in_order() -> None:

@@ -8,7 +8,7 @@ llhttp (via httptools) is strict by default, but it calls
 ``on_headers_complete`` *before* it rejects some framings (a
 Transfer-Encoding that is not ``chunked``), accepts ``gzip, chunked`` (which
 we cannot re-frame honestly), lets a request without ``Host`` through, takes ``HTTP/0.9`` and ``HTTP/2.0``
-as versions, accepts any ``Host`` value, skips bare CRs and LFs before a
+as versions, takes ``RTSP/1.0`` and ``ICE/1.0`` request lines as HTTP/1.0, accepts any ``Host`` value, skips bare CRs and LFs before a
 request line and buffers an endless header line without bound. This module
 adds those checks on top, so that a HEAD event is only ever produced for a
 request whose body framing is unambiguous. Each attacker-controlled size has
@@ -95,6 +95,15 @@ _GOOD_HOSTS_MAX = 1024
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
+def _check_request_line(line: bytes) -> None:
+    """A request line naming another protocol (``GET / RTSP/1.0``) is refused;
+    lines of other shapes (HTTP/0.9's two words) are llhttp's to judge."""
+    parts = line.split(b" ")
+    if len(parts) == 3 and not parts[2].startswith(b"HTTP/"):
+        proto = parts[2][:16].decode("ascii", "backslashreplace")
+        raise ClientError(400, f"not an HTTP request line (protocol {proto!r})")
+
+
 class RequestHead:
     """Everything known of a request before its body."""
 
@@ -149,7 +158,7 @@ class RequestFramer:
     __slots__ = (
         "_body_bytes", "_cl_left", "_conn_tokens", "_events", "_failed", "_gap_cr", "_head",
         "_hsize", "_idle", "_in_head", "_n_cl", "_n_host", "_nheaders", "_parser", "_pending",
-        "_raised", "_tail", "_te", "_url", "limits",
+        "_raised", "_rl", "_tail", "_te", "_url", "limits",
     )
 
     def __init__(self, limits: FramingLimits) -> None:
@@ -168,6 +177,9 @@ class RequestFramer:
         """Content-Length body bytes still to come (where this request ends)."""
         self._tail = b""
         """Last bytes of the previous feed inside a request, for an empty line cut in two."""
+        self._rl: bytes | None = None
+        """The current request line so far, while its end has not been read
+        (None once it is checked): llhttp does not say which protocol it named."""
         self._reset_head()
 
     def _reject(self, status: int, reason: str) -> ClientError:
@@ -199,6 +211,9 @@ class RequestFramer:
             # The common case first: between requests, no empty line, one
             # whole head (no body, or a body still to come) in this read.
             if self._idle and data.find(b"\r\n\r\n") == len(data) - 4 and 13 != data[0] != 10:
+                eol = data.find(b"\r\n")
+                if not data.startswith(b"HTTP/", data.rfind(b" ", 0, eol) + 1):
+                    _check_request_line(data[:eol])
                 self._parser.feed_data(data)
                 if not self._idle and not self._cl_left:
                     self._tail = data[-3:]
@@ -234,6 +249,7 @@ class RequestFramer:
                 pos = self._skip_empty_lines(data, pos)
                 if pos >= n:
                     return
+                self._rl = b""
             cl_left = self._cl_left
             if cl_left:
                 end = pos + cl_left
@@ -250,6 +266,15 @@ class RequestFramer:
                 if end < 0:
                     end = data.find(b"\r\n\r\n", pos)
                     end = n if end < 0 else end + 4
+            if self._rl is not None:
+                eol = data.find(b"\n", pos, end)
+                if eol < 0:
+                    if len(self._rl) <= self.limits.max_request_line + 64:
+                        self._rl += data[pos:end]
+                else:
+                    line = self._rl + data[pos:eol]
+                    self._rl = None
+                    _check_request_line(line[:-1] if line.endswith(b"\r") else line)
             parser.feed_data(data if pos == 0 and end == n else data[pos:end])
             if end == n:
                 break
