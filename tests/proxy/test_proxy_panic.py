@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from proxy_backends import Backend, Client, Reply, send_raw, shield_config
+from proxy_backends import Backend, Client, Reply, send_raw, shield_config, status_of
 
 from shieldwall.config import build_config
 from shieldwall.proxy.balancer import Balancer
@@ -108,6 +108,9 @@ async def test_a_shop_whose_only_backend_fails_its_health_path_stays_open_and_sa
                 f"/cart/{i}" for i in range(5)]
             metrics = await send_raw(shield.admin_port, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
             assert b"\nshieldwall_upstream_panic 1.0\n" in metrics
+            health = await send_raw(shield.admin_port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert status_of(health) == 200  # the shield still serves: a balancer keeps it
+            assert b'"backends_up": 0' in health and b'"panic": true' in health
             err = capfd.readouterr().err
             assert (f"backend 127.0.0.1:{backend.port} answers 404 to the health check GET /healthz"
                     in err)
@@ -121,6 +124,8 @@ async def test_a_shop_whose_only_backend_fails_its_health_path_stays_open_and_sa
             assert "panic over: 1 of 1 backend(s) pass the health check" in capfd.readouterr().err
             metrics = await send_raw(shield.admin_port, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
             assert b"\nshieldwall_upstream_panic 0.0\n" in metrics
+            health = await send_raw(shield.admin_port, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert b'"backends_up": 1' in health and b'"panic": false' in health
     finally:
         await backend.stop()
 

@@ -215,13 +215,16 @@ class _AdminProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-def health_ok(draining: Callable[[], bool], backends: Callable[[], list[tuple[str, bool, int]]]
-              ) -> Callable[[], AdminResponse]:
+def health_ok(draining: Callable[[], bool], backends: Callable[[], list[tuple[str, bool, int]]],
+              panic: Callable[[], bool] = lambda: False) -> Callable[[], AdminResponse]:
+    """``/healthz``: 503 only while draining (a balancer should stop sending);
+    a shield whose backends are failing still answers (stale pages, a clear
+    503 of its own), so it stays 200 and says ``panic`` for the operator."""
     def health() -> AdminResponse:
         bs = backends()
         up = sum(1 for _, ok, _ in bs if ok)
         body = {"status": "draining" if draining() else "ok", "backends_up": up,
-                "backends": len(bs)}
+                "backends": len(bs), "panic": panic()}
         return AdminResponse(200 if not draining() else 503,
                              json.dumps(body, sort_keys=True).encode() + b"\n")
     return health

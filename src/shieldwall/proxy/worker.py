@@ -220,7 +220,8 @@ class Worker:
         self.acceptor.start()
         if admin_sock is not None:
             app = AdminApp(self.wiring.routes, admin_token(self.config), self.render_metrics,
-                           health_ok(lambda: self.draining, self.metrics.backends))
+                           health_ok(lambda: self.draining, self.metrics.backends,
+                                     self.metrics.panic))
             if self.peers is not None:
                 app.fanout = FanOut(self.peers)
             console = attach_console(app)
@@ -255,7 +256,8 @@ class Worker:
                     hook.restore(snap)
         routes = self.wiring.routes + [r for h in self.wiring.peers for r in h.routes]
         app = AdminApp(routes, admin_token(self.config), self.render_metrics,
-                       health_ok(lambda: self.draining, self.metrics.backends))
+                       health_ok(lambda: self.draining, self.metrics.backends,
+                                     self.metrics.panic))
         self.servers.append(await self.loop.create_server(
             protocol_factory(app, self.spawn), sock=psock))
         reports = [h.report for h in self.wiring.peers]
