@@ -10,7 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # binary:package pairs the tests and benches need from Debian
 DEBS   := redis-server:redis-server nginx:nginx-light wrk:wrk chromium:chromium \
           chromedriver:chromium-driver slowhttptest:slowhttptest haproxy:haproxy \
-          redis-sentinel:redis-sentinel
+          redis-sentinel:redis-sentinel nft:nftables
 PYTEST_ARGS ?=
 # The hot path compiled with mypyc (src/shieldwall/_build.py lists it): the
 # editable install is rebuilt whenever one of these sources changes, so
