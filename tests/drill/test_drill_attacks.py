@@ -105,3 +105,30 @@ async def test_a_slow_post_sends_its_body_a_byte_at_a_time() -> None:
     assert cap.most_open >= 150
     assert cap.requests and all(t == "/checkout" for _, t, _ in cap.requests)
     assert {h["content-length"] for _, _, h in cap.requests} == {"100000"}
+
+
+async def test_low_and_slow_volunteers_each_send_a_page_now_and_then_like_a_browser() -> None:
+    # 400 volunteers, one request every 0.5-1.0 s each (scaled down from 5-20 s), for 3 s
+    cap, stats = await _run(Kind.LOW_AND_SLOW, 3.0, rate=0.0, sources=400, interval_s=(0.5, 1.0))
+    per_source: dict[str, int] = {}
+    for s, _, _ in cap.requests:
+        per_source[s] = per_source.get(s, 0) + 1
+    assert len(per_source) >= 350  # nearly every volunteer took part
+    # no one is a heavy hitter: at most one request per interval (3 s / 0.5 s + the first)
+    assert max(per_source.values()) <= 7
+    assert {netsafety.who(s) for s in per_source} == {"attacker"}
+    targets = [t for _, t, _ in cap.requests]
+    assert all(not t.startswith(("/static/", "/img/")) for t in targets)  # pages, never assets
+    agents = {h.get("user-agent", "") for _, _, h in cap.requests}
+    assert len(agents) >= 5 and all(a.startswith("Mozilla/5.0 (") and "LOIC" not in a for a in agents)
+    assert all(h.get("referer") for _, _, h in cap.requests)
+    assert not any("cookie" in h for _, _, h in cap.requests)
+    assert stats.total().requests >= len(cap.requests)
+
+
+def test_low_and_slow_stays_under_the_rate_cap_by_stretching_its_interval() -> None:
+    from shieldwall.drill.attackers import MAX_RATE
+
+    spec = AttackSpec(Kind.LOW_AND_SLOW, 0, sources=20000, interval_s=(0.1, 0.2)).bounded()
+    assert spec.mean_rate <= MAX_RATE + 1e-6
+    assert AttackSpec(Kind.LOW_AND_SLOW, 0, sources=3000).bounded().mean_rate == 3000 / 12.5

@@ -14,6 +14,13 @@ has its own source address on 127.64.0.0/10, so the shield sees a botnet of
 - ``slow-post``   a complete header, then a body one byte at a time.
 - ``smart-bot``   each bot passes one challenge like a browser, then floods
                   with the pass cookie.
+- ``low-and-slow`` LOIC/HOIC run by thousands of volunteers: each bot (one
+                  volunteer's PC) sends one page request every 5-20 s, far
+                  under any per-address limit, with a browser's user agent
+                  and a plausible referer, never an asset, never a cookie
+                  kept, a new connection each time (the tool does not keep
+                  one alive for that long). Its weight is in the number of
+                  bots, not in any one of them.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class Kind(StrEnum):
     SLOWLORIS = "slowloris"
     SLOW_POST = "slow-post"
     SMART_BOT = "smart-bot"
+    LOW_AND_SLOW = "low-and-slow"
 
 
 AGENTS = (
@@ -65,6 +73,25 @@ AGENTS = (
 REFERERS = ("https://www.google.com/search?q=shop", "https://www.bing.com/", "https://t.co/x",
             "https://www.facebook.com/", "-", "https://news.ycombinator.com/")
 PATHS = ("/", "/product/{n}", "/cart", "/search?q=p{n}", "/img/p{n}.png", "/static/shop.css")
+BROWSER_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0",
+)
+"""What volunteers' browsers (and the tools that copy their strings) send: no curl, no LOIC tag."""
+SHOP_REFERERS = ("https://www.google.com/", "https://www.google.com/search?q=shop+online",
+                 "https://www.bing.com/search?q=gift+ideas", "https://duckduckgo.com/",
+                 "https://www.facebook.com/", "https://t.co/", "https://www.reddit.com/",
+                 "{self}/", "{self}/product/{n}")
+"""Where a page visit plausibly comes from: search engines, social sites, the shop itself."""
+PAGES = ("/", "/", "/product/{n}", "/product/{n}", "/product/{n}", "/search?q=Product+{n}", "/cart")
+"""The pages a volunteer's tool is pointed at (the target list of the hive): pages, never assets."""
+LOW_SLOW_INTERVAL_S = (5.0, 20.0)
+"""Seconds between one bot's requests (uniform): under every per-address limit."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +106,31 @@ class AttackSpec:
     """Slow attacks: seconds between trickled bytes."""
     max_inflight: int = 600
 
+    interval_s: tuple[float, float] = LOW_SLOW_INTERVAL_S
+    """low-and-slow: seconds between one bot's requests (uniform); ``rate`` is ignored."""
+
     def bounded(self) -> AttackSpec:
-        """The same spec with every knob clipped to the hard caps."""
-        return AttackSpec(self.kind, max(0.0, min(self.rate, MAX_RATE)),
-                          max(1, min(self.sources, MAX_SOURCES)),
+        """The same spec with every knob clipped to the hard caps (for
+        low-and-slow the interval is stretched until sources / mean interval
+        stays under MAX_RATE)."""
+        sources = max(1, min(self.sources, MAX_SOURCES))
+        lo, hi = max(0.1, self.interval_s[0]), max(0.1, self.interval_s[1])
+        lo, hi = min(lo, hi), max(lo, hi)
+        floor = sources / MAX_RATE
+        if (lo + hi) / 2 < floor:
+            k = floor / ((lo + hi) / 2)
+            lo, hi = lo * k, hi * k
+        return AttackSpec(self.kind, max(0.0, min(self.rate, MAX_RATE)), sources,
                           max(1, min(self.connections, MAX_SLOW_CONNECTIONS)),
-                          max(0.2, self.trickle_s), max(1, min(self.max_inflight, MAX_INFLIGHT)))
+                          max(0.2, self.trickle_s), max(1, min(self.max_inflight, MAX_INFLIGHT)),
+                          (lo, hi))
+
+    @property
+    def mean_rate(self) -> float:
+        """Requests per second the attack sends on average."""
+        if self.kind is Kind.LOW_AND_SLOW:
+            return self.sources / (sum(self.interval_s) / 2)
+        return self.rate
 
 
 def _rand(rng: random.Random, n: int) -> str:
@@ -120,6 +166,14 @@ class Attack:
             return "/", [("User-Agent", "Mozilla/5.0 (LOIC)"), ("Accept", "*/*")]
         if kind is Kind.CACHE_BUST:
             return f"/search?q={_rand(rng, 8)}", [("User-Agent", rng.choice(AGENTS))]
+        if kind is Kind.LOW_AND_SLOW:
+            n = rng.randint(1, 40)
+            ref = rng.choice(SHOP_REFERERS).format(self=f"http://{self.host}:{self.port}", n=rng.randint(1, 40))
+            return rng.choice(PAGES).format(n=n), [
+                ("User-Agent", rng.choice(BROWSER_AGENTS)),
+                ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                ("Accept-Language", rng.choice(("en-US,en;q=0.9", "en-GB,en;q=0.8", "de-DE,de;q=0.9,en;q=0.5"))),
+                ("Referer", ref)]
         path = rng.choice(PATHS).format(n=rng.randint(1, 40))
         sep = "&" if "?" in path else "?"
         path += f"{sep}{_rand(rng, rng.randint(2, 6))}={_rand(rng, rng.randint(4, 12))}"
@@ -137,6 +191,8 @@ class Attack:
         try:
             if self.spec.kind in (Kind.SLOWLORIS, Kind.SLOW_POST):
                 await self._slow(stop_at)
+            elif self.spec.kind is Kind.LOW_AND_SLOW:
+                await self._volunteers(stop_at)
             else:
                 if self.spec.kind is Kind.SMART_BOT:
                     await self._pass_challenges(stop_at)
@@ -176,7 +232,29 @@ class Attack:
                 self._spawn(self._one(self.sources[i]))
             await asyncio.sleep(0.01)
 
-    async def _one(self, source: str) -> None:
+    async def _volunteers(self, stop_at: float) -> None:
+        """Every bot on its own timer: a request, then 5-20 s of nothing.
+
+        The hive fires at once, but no two volunteers' timers are in step: each
+        bot's first request comes at a random point of its first interval, so
+        the attack is at its full rate from the first seconds and stays there."""
+        lo, hi = self.spec.interval_s
+        for source in self.sources:
+            self._spawn(self._volunteer(source, stop_at, self.rng.uniform(0.0, self.rng.uniform(lo, hi)),
+                                        random.Random(self.rng.random())))
+        await asyncio.sleep(max(0.0, stop_at - self.now()))
+
+    async def _volunteer(self, source: str, stop_at: float, first: float, rng: random.Random) -> None:
+        lo, hi = self.spec.interval_s
+        await asyncio.sleep(first)
+        while self.now() < stop_at:
+            if self.inflight >= self.spec.max_inflight:
+                self.stats.phase(self.phase()).skipped += 1
+            else:
+                self._spawn(self._one(source, keep=False))
+            await asyncio.sleep(rng.uniform(lo, hi))
+
+    async def _one(self, source: str, keep: bool = True) -> None:
         self.inflight += 1
         phase = self.phase()
         ph = self.stats.phase(phase)
@@ -200,7 +278,9 @@ class Attack:
             ph.refused += 1
         if b"shieldwall-challenge" in resp.body[:8192]:
             ph.challenged += 1
-        if conn.open and not self.stopped:
+        if not keep:
+            conn.close()
+        elif conn.open and not self.stopped:
             old = self.idle.pop(source, None)
             if old is not None:
                 old.abort()

@@ -66,6 +66,7 @@ def haproxy_binary() -> str:
 
 
 class ClusterFront(ShieldwallFront):
+    edge = None  # HAProxy is the balancer here: the nodes trust it, not the lab's edge hop
     name = "shieldwall"
 
     def __init__(self, lab: Lab, cluster: ShopCluster, workdir: Path, nodes: int,

@@ -113,6 +113,9 @@ class Front:
     """A front: where clients connect, and what its admin API says (if any)."""
 
     name = "none"
+    edge: str | None = None
+    """The address of a layer-4 balancer hop this front trusts to write PROXY
+    protocol headers (IPv6 shoppers arrive through it); None: there is none."""
 
     def __init__(self, lab: Lab, cluster: ShopCluster, workdir: Path) -> None:
         self.lab = lab
@@ -228,6 +231,7 @@ class NginxFront(Front):
 
 class ShieldwallFront(Front):
     name = "shieldwall"
+    edge: str | None = str(netsafety.EDGE_NET.network_address + 1)
 
     def __init__(self, lab: Lab, cluster: ShopCluster, workdir: Path, extra_toml: str = "") -> None:
         super().__init__(lab, cluster, workdir)
@@ -238,7 +242,11 @@ class ShieldwallFront(Front):
         """The shield's config for this shop: its backends, an access log in the
         drill's directory, the shop's cheap health endpoint; guard and detector
         at their defaults (the drill tests the product as shipped)."""
-        lines = [f'listen = "127.0.0.1:{self.port}"', f'access_log = "{self.log_path}"', ""]
+        lines = [f'listen = "127.0.0.1:{self.port}"', f'access_log = "{self.log_path}"']
+        if self.edge is not None:
+            # the lab's balancer hop: IPv6 shoppers arrive through it (drill/shoppers.py)
+            lines.append(f'proxy_protocol_from = ["{netsafety.EDGE_NET}"]')
+        lines.append("")
         for url in self.cluster.urls():
             lines += ["[[backends]]", f'url = "{url}"', ""]
         lines += ["[admin]", f'listen = "127.0.0.1:{self.admin_port}"', f'token = "{self.token}"', "",

@@ -77,6 +77,9 @@ class Connection:
     host: str
     port: int
     source: str | None = None
+    preamble: bytes = b""
+    """Bytes written first on every new connection: the PROXY protocol header a
+    load balancer in front of the shield would write for the client it relays."""
     reader: asyncio.StreamReader | None = field(default=None, repr=False)
     writer: asyncio.StreamWriter | None = field(default=None, repr=False)
 
@@ -97,6 +100,8 @@ class Connection:
         sock = self.writer.get_extra_info("socket") if self.writer is not None else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.preamble and self.writer is not None:
+            self.writer.write(self.preamble)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -22,6 +22,18 @@ SHOPPER_NET = ipaddress.IPv4Network("127.10.0.0/16")
 """Source addresses of legitimate shoppers (one per session)."""
 ATTACKER_NET = ipaddress.IPv4Network("127.64.0.0/10")
 """Source addresses of attackers (127.64.0.0 - 127.127.255.255)."""
+SHOPPER_NET6 = ipaddress.IPv6Network("2001:db8::/32")
+"""IPv6 shoppers (the documentation prefix, RFC 3849: never routed anywhere).
+No packet is ever sent to or from these: they exist only as the client address
+in a PROXY protocol header that the lab's edge writes (see EDGE_NET)."""
+CARRIER_NAT_NET = ipaddress.IPv4Network("127.10.250.0/24")
+"""A mobile carrier's public addresses: many shoppers' sessions share each one
+(carrier-grade NAT). Inside SHOPPER_NET, outside what ``sources`` hands out
+to one-address-per-session shoppers (their 60,000 addresses end before .235)."""
+EDGE_NET = ipaddress.IPv4Network("127.9.0.0/24")
+"""The lab's layer-4 balancer hop: connections from here start with a PROXY
+protocol header naming the client they carry (the shield is configured to
+trust this network, as it would trust a real balancer's addresses)."""
 LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 LOOPBACK_V6 = ipaddress.IPv6Address("::1")
 
@@ -121,6 +133,8 @@ def who(addr: str) -> str:
     except ValueError:
         return "other"
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in SHOPPER_NET6:
+            return "shopper"
         if ip.ipv4_mapped is None:
             return "other"
         ip = ip.ipv4_mapped

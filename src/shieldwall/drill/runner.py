@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,7 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
 
         current: dict[str, sc.Phase] = {"phase": plan[0][0]}
         shoppers = Shoppers(targets, legit, clock, lambda: opts.base_rate * current["phase"].shoppers_x,
-                            opts.profile, solver, opts.seed)
+                            opts.profile, solver, opts.seed, plan[0][0].access, front.edge)
         legit_rps = opts.base_rate * sc.REQUESTS_PER_SESSION
 
         async def fault(f: sc.Fault, delay: float) -> None:
@@ -198,6 +198,7 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
             for n, (ph, start, end) in enumerate(plan):
                 await asyncio.sleep(max(0.0, start - clock.now()))
                 current["phase"] = ph
+                shoppers.access = ph.access
                 clock.phase = live.phase = ph.name
                 note(f"phase {ph.name}")
                 for f in ph.faults:
@@ -210,11 +211,18 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                         rate = (SLOW_RAMP if slow else a.x * legit_rps) / share
                         spec = AttackSpec(a.kind, rate, max(1, sources // share),
                                           max(1, a.connections // share))
+                        if a.interval_s is not None:
+                            spec = replace(spec, interval_s=a.interval_s)
                         atk = Attack(spec, host, port, attack, clock.now, _constant(ph.name), solver,
                                      None if opts.seed is None else opts.seed + n * 100 + j * 10 + k,
                                      source_offset=k * (sources // share) + j * 50000)
                         tasks.append(asyncio.create_task(atk.run(end)))
-                    note(f"attack {a.kind.value} x{a.x:g} from {sources} sources")
+                    if a.kind is Kind.LOW_AND_SLOW:
+                        lo, hi = a.interval_s or AttackSpec(a.kind, 0).interval_s
+                        note(f"attack {a.kind.value} from {sources} sources, one request every "
+                             f"{lo:g}-{hi:g} s each (~{sources / ((lo + hi) / 2):.0f} req/s)")
+                    else:
+                        note(f"attack {a.kind.value} x{a.x:g} from {sources} sources")
             await asyncio.sleep(max(0.0, plan[-1][2] - clock.now()))
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -364,7 +372,8 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
                      "generator_loop_lag": gen_lag,
                      "shop": vars(opts.shape), "ok_within_s": 2.0, "sessions_dropped": dropped,
                      "front": front_info},
-        "legit": {**total, "http_exchanges": legit.exchanges, "sessions_in_flight_at_end": leftover},
+        "legit": {**total, "http_exchanges": legit.exchanges, "sessions_in_flight_at_end": leftover,
+                  "access": dict(legit.access)},
         "attack": {"requests": atot.requests, "reached_backend": final["attacker"],
                    "sources": len(attack.sources), "answered": atot.answered, "refused": atot.refused,
                    "challenged": atot.challenged, "failed": atot.failed, "skipped": atot.skipped},

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from shieldwall.drill.attackers import Kind
+from shieldwall.drill.shoppers import AccessMix
 
 REQUESTS_PER_SESSION = 8.9
 """Mean logical requests per session of the default ShopperProfile:
@@ -50,6 +51,8 @@ class Assault:
     """Rate as a multiple of the shoppers' request rate (slow attacks: ignored)."""
     sources: int = 1000
     connections: int = 1000
+    interval_s: tuple[float, float] | None = None
+    """low-and-slow: seconds between one bot's requests (the rate follows from sources)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ class Phase:
     faults: tuple[Fault, ...] = field(default=())
     expect: str = "normal"
     """What the detector should say during this phase (labels for phases.json)."""
+    access: AccessMix = field(default_factory=AccessMix)
+    """How this phase's new sessions reach the shop (own address, carrier NAT, IPv6)."""
+
+
+MOBILE_HEAVY = AccessMix(carrier_nat=0.25, ipv6=0.25, nat_pool=2, ipv6_isps=3)
+"""Half the sessions from carrier-grade NAT and IPv6 (drill/shoppers.py)."""
 
 
 def _attack_drill(name: str, assault: Assault, expect: str) -> tuple[Phase, ...]:
@@ -72,12 +81,27 @@ SCENARIOS: dict[str, tuple[Phase, ...]] = {
     "baseline": (Phase("shopping", 1.0),),
     "flash-crowd": (Phase("calm", 0.3), Phase("flash-crowd", 0.5, shoppers_x=10, expect="flash_crowd"),
                     Phase("after", 0.2)),
+    # A 10x crowd as a mobile-heavy audience brings it: a quarter of the sessions
+    # behind a carrier's NAT (two public addresses for all of them), a quarter over
+    # IPv6 (each its own /64, through the balancer hop), the rest from their own
+    # addresses; the calm before and after has the same audience.
+    "flash-crowd-nat-ipv6": (Phase("calm", 0.3, access=MOBILE_HEAVY),
+                             Phase("flash-crowd", 0.5, shoppers_x=10, expect="flash_crowd", access=MOBILE_HEAVY),
+                             Phase("after", 0.2, access=MOBILE_HEAVY)),
     "flood": _attack_drill("flood", Assault(Kind.FLOOD, 20), "ddos"),
     "randomized": _attack_drill("randomized", Assault(Kind.RANDOMIZED, 20), "ddos"),
     "cache-bust": _attack_drill("cache-bust", Assault(Kind.CACHE_BUST, 10), "ddos"),
     "slowloris": _attack_drill("slowloris", Assault(Kind.SLOWLORIS, 0, connections=1000), "ddos"),
     "slow-post": _attack_drill("slow-post", Assault(Kind.SLOW_POST, 0, connections=1000), "ddos"),
     "smart-bot": _attack_drill("smart-bot", Assault(Kind.SMART_BOT, 20, sources=100), "ddos"),
+    # LOIC/HOIC run by thousands of volunteers: 3,000 bots, one page every 5-20 s
+    # each (about 240 req/s in all), against a shop three times the default size
+    # (about 53 req/s of shoppers): 4-5x the shop's own traffic, and no bot anywhere
+    # near a per-address limit.
+    "low-and-slow": (Phase("calm", 0.3, shoppers_x=3),
+                     Phase("low-and-slow", 0.5, shoppers_x=3, expect="ddos",
+                           attacks=(Assault(Kind.LOW_AND_SLOW, 0, sources=3000, interval_s=(5.0, 20.0)),)),
+                     Phase("after", 0.2, shoppers_x=3)),
     "flood-node-killed": (Phase("calm", 0.3),
                           Phase("flood", 0.5, attacks=(Assault(Kind.FLOOD, 20),),
                                 faults=(Fault(FaultAction.KILL_NODE, at=0.4),), expect="ddos"),

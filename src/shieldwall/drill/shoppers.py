@@ -8,11 +8,33 @@ and its assets, looks at products, sometimes searches, sometimes adds to
 cart and checks out with an idempotency key (retries reuse the key), and
 thinks between pages. A challenge page is solved as a browser would
 (parse the meta tag, compute, follow the redirect, keep the cookie).
+
+How a person reaches the shop (:class:`AccessMix`) is part of who they are:
+
+- **own address**: a home line; one public IPv4 address per household, so
+  one per session here (127.10.0.0/16).
+- **carrier NAT**: a phone on a mobile network. The carrier puts its
+  subscribers behind a small pool of public IPv4 addresses (carrier-grade
+  NAT, RFC 6598 on the inside), so the shop sees many unrelated people on one
+  address at once; each still has its own browser, cookies and connection.
+  Here: the pool ``CARRIER_NAT_NET`` (127.10.250.0/24), ``nat_pool``
+  addresses of it, each session on one of them.
+- **IPv6**: a home or phone on an IPv6 network: its own /64 out of the
+  customer's /56 out of its ISP's /32. Loopback has no IPv6 address but ::1,
+  so these arrive the way most shops receive traffic anyway: through a
+  layer-4 balancer that writes a PROXY protocol v2 header naming the client
+  (shieldwall.http.proxy_protocol). The lab's balancer hop is written by the
+  client itself, from an address of ``EDGE_NET`` that the shield trusts
+  (``proxy_protocol_from``); the shield, its detector and the shop see the
+  IPv6 address (2001:db8::/32, never routed), the kernel sees loopback.
+  Without an edge (fronts ``none``, ``nginx``) they fall back to an own
+  IPv4 address, and the report says so (``access`` counts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 import time
 import uuid
@@ -25,6 +47,7 @@ from shieldwall.drill import challenge as chal
 from shieldwall.drill import netsafety
 from shieldwall.drill.httpclient import Connection, CookieJar, HTTPError, Response
 from shieldwall.drill.stats import LegitStats
+from shieldwall.http.proxy_protocol import v2_header
 
 MAX_SESSIONS = 5000
 """Hard cap on concurrent sessions, so the generator itself never melts."""
@@ -43,6 +66,43 @@ class ShopperProfile:
     timeout_s: float = 10.0
     """A person's patience for one page."""
     checkout_tries: int = 3
+
+
+@dataclass(frozen=True)
+class AccessMix:
+    """Shares of sessions by how they reach the shop (the rest: own IPv4 address)."""
+
+    carrier_nat: float = 0.0
+    ipv6: float = 0.0
+    nat_pool: int = 2
+    """Public addresses of the carrier's NAT that the shop sees (sessions share them)."""
+    ipv6_isps: int = 3
+    """ISPs (one /32 each, inside 2001:db8::/32) the IPv6 shoppers come from."""
+
+    def __post_init__(self) -> None:
+        if not (self.carrier_nat >= 0.0 and self.ipv6 >= 0.0 and self.carrier_nat + self.ipv6 <= 1.0):
+            raise ValueError(f"access shares must be >= 0 and add up to at most 1, not "
+                             f"{self.carrier_nat} + {self.ipv6}")
+        if not 1 <= self.nat_pool <= 254 or not 1 <= self.ipv6_isps <= 4096:
+            raise ValueError(f"nat_pool must be 1..254 and ipv6_isps 1..4096 (got {self.nat_pool}, "
+                             f"{self.ipv6_isps})")
+
+
+OWN, CARRIER_NAT, IPV6 = "own", "carrier_nat", "ipv6"
+ACCESS_KINDS = (OWN, CARRIER_NAT, IPV6)
+
+
+def ipv6_shopper(rng: random.Random, isps: int) -> str:
+    """A plausible IPv6 client: ISP /32 (a /36 of 2001:db8::/32 each), customer
+    /56, LAN /64, random interface id (privacy addresses, RFC 8981)."""
+    isp = rng.randrange(isps)
+    customer = rng.getrandbits(20)  # /36 + 20 bits = /56
+    lan = rng.getrandbits(8)        # /56 -> /64
+    iid = rng.getrandbits(64) or 1
+    value = (0x20010DB8 << 96) | (isp << 92) | (customer << 72) | (lan << 64) | iid
+    addr = ipaddress.IPv6Address(value)
+    assert addr in netsafety.SHOPPER_NET6
+    return str(addr)
 
 
 class Clock:
@@ -70,8 +130,8 @@ class Browser:
     """One person's browser: one kept-alive connection from one source address."""
 
     def __init__(self, host: str, port: int, source: str, solver: Executor | None,
-                 on_challenge: Callable[[], None] | None = None) -> None:
-        self.conn = Connection(host, port, source)
+                 on_challenge: Callable[[], None] | None = None, preamble: bytes = b"") -> None:
+        self.conn = Connection(host, port, source, preamble)
         self.jar = CookieJar()
         self.solver = solver
         self.on_challenge = on_challenge
@@ -124,7 +184,8 @@ class Shoppers:
 
     def __init__(self, targets: list[tuple[str, int]], stats: LegitStats, clock: Clock,
                  rate: Callable[[], float], profile: ShopperProfile | None = None,
-                 solver: Executor | None = None, seed: int | None = None) -> None:
+                 solver: Executor | None = None, seed: int | None = None,
+                 access: AccessMix | None = None, edge: str | None = None) -> None:
         for host, port in targets:
             netsafety.check_target(host, port)
         self.targets = targets
@@ -136,6 +197,14 @@ class Shoppers:
         self.rng = random.Random(seed)
         self.sources = netsafety.sources(netsafety.SHOPPER_NET, 60000)
         self.next_source = 0
+        self.access = access or AccessMix()
+        self.edge = edge
+        """Source address of the balancer hop the shield trusts (None: no IPv6 path)."""
+        if edge is not None and ipaddress.ip_address(edge) not in netsafety.EDGE_NET:
+            raise ValueError(f"edge {edge} is not in the lab's edge network {netsafety.EDGE_NET}")
+        self.nat_pool = [str(netsafety.CARRIER_NAT_NET.network_address + 1 + i)
+                         for i in range(self.access.nat_pool)]
+        self.access_rng = random.Random(None if seed is None else seed + 7)
         self.tasks: set[asyncio.Task[None]] = set()
         self.sessions = 0
         self.dropped = 0
@@ -180,17 +249,17 @@ class Shoppers:
     async def session(self) -> None:
         self.sessions += 1
         sid = uuid.uuid4().hex[:16]
-        source = self.sources[self.next_source % len(self.sources)]
-        self.next_source += 1
         host, port = self.rng.choice(self.targets)
+        kind, source, preamble = self.reach(host, port)
         p = self.profile
         stats = self.stats
         stats.phase(self.clock.phase).sessions += 1
+        stats.access[kind] += 1
 
         def counted() -> None:
             stats.phase(self.clock.phase).challenges += 1
 
-        b = Browser(host, port, source, self.solver, counted)
+        b = Browser(host, port, source, self.solver, counted, preamble)
         try:
             await self.get(b, "GET", "/")
             for asset in ASSETS:
@@ -211,6 +280,23 @@ class Shoppers:
         finally:
             stats.exchanges += b.exchanges
             b.close()
+
+    def reach(self, host: str, port: int) -> tuple[str, str, bytes]:
+        """How this session reaches the shop: (kind, source address to bind,
+        bytes to write first on each connection)."""
+        a = self.access
+        r = self.access_rng.random()
+        if r < a.carrier_nat:
+            return CARRIER_NAT, self.access_rng.choice(self.nat_pool), b""
+        if r < a.carrier_nat + a.ipv6 and self.edge is not None:
+            client = ipv6_shopper(self.access_rng, a.ipv6_isps)
+            # what the balancer writes: the client's address and port, and the
+            # address it was connecting to (the shop's public IPv6 address)
+            header = v2_header((client, self.access_rng.randint(1024, 65535)), ("2001:db8:ffff::80", port))
+            return IPV6, self.edge, header
+        source = self.sources[self.next_source % len(self.sources)]
+        self.next_source += 1
+        return OWN if r >= a.carrier_nat + a.ipv6 else "ipv6_fallback_v4", source, b""
 
     async def checkout(self, b: Browser, sid: str, picked: list[int]) -> None:
         ph = self.stats.phase(self.clock.phase)

@@ -79,6 +79,8 @@ class LegitStats:
         self.started: set[str] = set()
         self.errors: Counter[str] = Counter()
         self.exchanges = 0
+        self.access: Counter[str] = Counter()
+        """Sessions by how they reached the shop (own address, carrier NAT, IPv6)."""
         self.latencies: list[tuple[float, float]] = []
         """(start time, latency) of every answered request, for p99 over any interval."""
         """HTTP exchanges answered (a logical request may take several: redirects, challenges)."""
