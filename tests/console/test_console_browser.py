@@ -27,16 +27,14 @@ import httpx
 import pytest
 from console_helpers import BANNER, quiet_config
 
+import chromium
 from lab_procs import Procs
 from tiny_shop import running_shop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("chromium/chromedriver not installed (make installs them)",
-                allow_module_level=True)
+if not chromium.available():
+    pytest.skip(chromium.MISSING, allow_module_level=True)
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parents[1] / "docs"
@@ -48,38 +46,13 @@ CALM_S = 22.0
 VERDICT_WITHIN_S = 15.0
 
 
-def _driver(profile: Path) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1440,2200",
-                 f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    service = Service(executable_path=CHROMEDRIVER)
-    try:
-        return webdriver.Chrome(service=service, options=opts)
-    except Exception:
-        if service.process is not None:
-            service.process.kill()
-        raise
-
-
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    drv = _driver(tmp_path / "profile")
-    proc = drv.service.process
+    drv = chromium.driver(tmp_path / "profile", window="1440,2200")
     try:
         yield drv
     finally:
-        try:
-            drv.quit()
-        finally:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
+        chromium.quit_driver(drv)
 
 
 class _Evil(BaseHTTPRequestHandler):

@@ -6,7 +6,6 @@ meta-refresh."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,55 +16,21 @@ import pytest
 from guard_harness import ProxyHarness
 from guard_helpers import runtime
 
+import chromium
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("chromium/chromedriver not installed (make installs them)",
-                allow_module_level=True)
-
-
-def _driver(profile: Path, javascript: bool = True) -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    if not javascript:
-        opts.add_experimental_option(
-            "prefs", {"profile.managed_default_content_settings.javascript": 2})
-    service = Service(executable_path=CHROMEDRIVER)
-    try:
-        return webdriver.Chrome(service=service, options=opts)
-    except Exception:
-        if service.process is not None:
-            service.process.kill()
-        raise
+if not chromium.available():
+    pytest.skip(chromium.MISSING, allow_module_level=True)
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    drv = _driver(tmp_path / "profile")
+    drv = chromium.driver(tmp_path / "profile")
     try:
         yield drv
     finally:
-        _quit(drv)
-
-
-def _quit(drv: Any) -> None:
-    proc = drv.service.process
-    try:
-        drv.quit()
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
+        chromium.quit_driver(drv)
 
 
 def _wait_for_shop(drv: Any, t0: float, timeout: float = 30.0) -> float:
@@ -118,7 +83,7 @@ def test_browser_without_crypto_subtle_uses_the_inline_sha256(browser: Any,
 
 def test_browser_without_javascript_gets_in_after_the_delay(tmp_path: Path,
                                                            shield: ProxyHarness) -> None:
-    drv = _driver(tmp_path / "nojs", javascript=False)
+    drv = chromium.driver(tmp_path / "nojs", javascript=False)
     try:
         t0 = time.monotonic()
         drv.get(f"http://127.0.0.1:{shield.port}/slow-path")
@@ -126,5 +91,5 @@ def test_browser_without_javascript_gets_in_after_the_delay(tmp_path: Path,
         assert took >= 1.0  # the meta-refresh waits for the server-side delay
         assert shield.rt.status()["counters"]["verify:ok:nojs"] == 1
     finally:
-        _quit(drv)
+        chromium.quit_driver(drv)
         shutil.rmtree(tmp_path / "nojs", ignore_errors=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import pytest
 from monitor_helpers import Shop, Webhook, settings_for, wait_until
 
+import chromium
 from shieldwall.monitor._incident import Incident
 from shieldwall.monitor._store import Store
 
@@ -99,19 +99,9 @@ async def test_the_probe_api_refuses_bad_tokens_and_bad_reports(
 
 
 def chromium_page(url: str, profile: Path) -> dict[str, Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--window-size=1000,1400",
-    ):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver = chromium.driver(profile, window="1000,1400")
     try:
         driver.set_page_load_timeout(20)
         driver.get(url)
@@ -135,15 +125,15 @@ def chromium_page(url: str, profile: Path) -> dict[str, Any]:
             ),
         }
     finally:
-        driver.quit()
+        chromium.quit_driver(driver)
 
 
 @pytest.mark.browser
 async def test_the_status_page_shows_the_current_state_and_90_days_of_bars_in_chromium(
     shop: Shop, webhook: Webhook, tmp_path: Path, monitors: Any
 ) -> None:
-    if not (shutil.which("chromium") and Path("/usr/bin/chromedriver").exists()):
-        pytest.skip("chromium and chromedriver are not installed (make debs installs them)")
+    if not chromium.available():
+        pytest.skip(chromium.MISSING)
     now = time.time()
     day = 86400.0
     store = Store.in_dir(tmp_path)
