@@ -127,6 +127,19 @@ def render_html(report: dict[str, Any]) -> str:
         if verdict:
             parts.append(f'<text x="{xs + 3:.1f}" y="{g_top + 25}" font-size="10" fill="#555">'
                          f'detector: {html.escape(str(verdict))}</text>')
+    for e in report.get("events", []):  # the attack begins; the shield switches mode (with why)
+        what = str(e.get("event", ""))
+        first = what.split(" ", 1)[0]
+        if first == "attack" or e.get("mark") == "switch":
+            xe = x(float(e["t"]))
+            colour = "#c0392b" if first == "attack" else "#6c3483"
+            label = (what.split(" from ", 1)[0] + " begins" if first == "attack"
+                     else what.split(":", 1)[0])
+            y0 = g_top + (38 if first == "attack" else 52)
+            parts.append(f'<line x1="{xe:.1f}" y1="{g_top}" x2="{xe:.1f}" y2="{r_top + r_h}" '
+                         f'stroke="{colour}" stroke-width="1.5"><title>{html.escape(what)}</title></line>')
+            parts.append(f'<text x="{xe + 3:.1f}" y="{y0}" font-size="10" fill="{colour}">'
+                         f'{html.escape(label)}</text>')
     for e in report.get("events", []):  # faults: kill, freeze, thaw, restart, slow
         what = str(e.get("event", ""))
         if what.split(" ", 1)[0] in ("kill", "freeze", "thaw", "restart", "slow", "unslow"):
@@ -183,6 +196,12 @@ def render_html(report: dict[str, Any]) -> str:
               "<span style='color:#c0392b'>&#9632; attack requests sent</span> &nbsp; background: mode "
               + " ".join(f"<span style='background:{c}'>&nbsp;{m}&nbsp;</span>" for m, c in _MODE_COLOURS.items())
               + "</p>")
+    told = "".join(f"<li>{float(e['t']):.1f} s: {html.escape(str(e['event']))}</li>"
+                   for e in report.get("events", [])
+                   if str(e.get("event", "")).split(" ", 1)[0] in ("phase", "attack", "kill", "restart",
+                                                                    "freeze", "thaw", "slow", "unslow")
+                   or e.get("mark") == "switch")
+    timeline_words = f"<h2>What happened when</h2><ul>{told}</ul>" if told else ""
     title = f"shieldwall drill: {report['scenario']} against {report['against']}"
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
@@ -197,7 +216,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"expected {orders['expected']}, recorded {orders['recorded']}, duplicated {orders['duplicated']}.</p>"
         f"{svg}{legend}<table><tr><th>phase</th><th>time</th><th>goodput</th><th>p99 ms</th>"
         "<th>checkouts</th><th>attack req</th><th>attack at shop</th><th>mode</th><th>verdict</th></tr>"
-        f"{rows}</table></body></html>\n"
+        f"{rows}</table>{timeline_words}</body></html>\n"
     )
 
 
@@ -226,6 +245,10 @@ def print_summary(report: dict[str, Any], console: Console, paths: dict[str, Pat
     o = report["orders"]
     console.print(f"orders: expected {o['expected']}, recorded {o['recorded']}, duplicated {o['duplicated']}, "
                   f"lost {o.get('lost', 0)}; attack sources {report['attack']['sources']}")
+    for p in report["phases"]:
+        sw = p.get("mode_switch")
+        if isinstance(sw, dict):
+            console.print(f"{p['name']}: {sw['words']}", markup=False)
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")
 
@@ -254,6 +277,9 @@ def headline(report: dict[str, Any]) -> list[str]:
             else:
                 bits.append(f"the shield changed mode after {p['reaction_s']:g} s"
                             + (f" (from then on: {stats})" if stats else ""))
+        sw = p.get("mode_switch")
+        if isinstance(sw, dict) and sw.get("words"):
+            bits.append(str(sw["words"]))
         if p.get("verdict"):
             bits.append(f"detector said {p['verdict']}" + (f"/{p['verdict_kind']}" if p.get("verdict_kind") else ""))
         lines.append("; ".join(bits))

@@ -69,6 +69,10 @@ class Sample:
     reached_attack: int
     reached_shopper: int
     alive: list[bool]
+    mode_since: float | None = None
+    """Unix time the shield's mode in force last changed (GET /api/status), when it says."""
+    evidence: tuple[str, ...] = ()
+    """The detector's evidence in words for its verdict at this sample."""
 
 
 @dataclass
@@ -106,6 +110,17 @@ def _mode_of(status: Any) -> str | None:
         if isinstance(m, dict) and isinstance(m.get("mode"), str):
             return str(m["mode"])
     return None
+
+
+def _mode_since(status: Any) -> float | None:
+    if isinstance(status, dict) and isinstance(status.get("mode_since"), int | float):
+        return float(status["mode_since"])
+    return None
+
+
+def _evidence(verdict: Any) -> tuple[str, ...]:
+    ev = verdict.get("evidence") if isinstance(verdict, dict) else None
+    return tuple(str(e) for e in ev) if isinstance(ev, list) else ()
 
 
 def _fields(verdict: Any) -> tuple[str | None, str | None, str | None]:
@@ -244,7 +259,8 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                 c = ctr.read_all(cluster.counters_dir)
                 live.samples.append(Sample(second, _mode_of(status) or vm, v, k, c["attacker"], c["shopper"],
                                            [lab.procs[cluster.name(i)].alive() and not lab.procs[cluster.name(i)].frozen
-                                            for i in range(opts.backends)]))
+                                            for i in range(opts.backends)],
+                                           _mode_since(status), _evidence(verdict)))
                 live.t = clock.now()
                 if on_tick is not None:
                     on_tick(live)
@@ -324,6 +340,7 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
         elevated = first(("elevated", "under_attack"))
         under = first(("under_attack",))
         react = under if under is not None else elevated
+        switch = _switch(by_second, react, wall0 + start, start) if ph.attacks else None
         after_req = sum(legit.requests.at(t) for t in range(react, int(end))) if react is not None else 0
         after_ok = sum(legit.good.at(t) for t in range(react, int(end))) if react is not None else 0
         phases.append({
@@ -346,7 +363,11 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
             "reaction_s": round(max(0.0, react - start), 1) if react is not None else None,
             "legit_goodput_after_reaction": round(after_ok / after_req, 4) if after_req else None,
             "legit_p99_ms_after_reaction": legit.p99_between(react, end) if react is not None else None,
+            **({"mode_switch": switch} if switch is not None else {}),
         })
+        if switch is not None:
+            events.append({"t": round(start + switch["after_s"], 2), "event": switch["words"],
+                           "mark": "switch"})
     n = max(int(ended_at + 0.999), len(samples))
     timeline = []
     prev_a = prev_s = 0
@@ -384,11 +405,34 @@ def build_report(opts: DrillOptions, plan: list[tuple[sc.Phase, float, float]], 
                    "checkout_attempts_at_shop": orders.attempts, "idempotency_keys": orders.keys},
         "phases": phases,
         "timeline": timeline,
-        "events": events,
+        "events": sorted(events, key=lambda e: float(e["t"])),
         "backends": shop_info,
         "errors": dict(legit.errors.most_common(10)),
         "access_log": str(log_copy) if log_copy else None,
     }
+
+
+def _switch(by_second: dict[int, Sample], react: int | None, start_unix: float,
+            start: float) -> dict[str, Any] | None:
+    """When the shield raised its mode in an attack phase, to the tenth of a
+    second (the shield's own ``mode_since``; else the one-second sample that
+    first saw it), by whom, and the detector's evidence in words."""
+    if react is None:
+        return None
+    s = by_second[react]
+    since = s.mode_since
+    exact = since is not None and since <= start_unix + (react - start) + 1.0
+    after = max(0.0, since - start_unix) if exact and since is not None else max(0.0, react - start)
+    # the evidence: the first sample from the switch on whose verdict is not normal
+    ev_sample = next((x for t in range(react, react + 4) if (x := by_second.get(t)) is not None
+                      and x.verdict not in (None, "normal") and x.evidence), s)
+    verdict = "/".join(v for v in (ev_sample.verdict, ev_sample.kind) if v)
+    evidence = [e for e in ev_sample.evidence if not e.startswith("pending:")]
+    words = (f"mode {s.mode} {after:.1f} s after the attack began"
+             + (f": detector says {verdict}" if verdict else "")
+             + (" (" + "; ".join(evidence) + ")" if evidence else ""))
+    return {"after_s": round(after, 2), "mode": s.mode, "exact": exact,
+            "verdict": verdict or None, "evidence": evidence, "words": words}
 
 
 def _reached(by_second: dict[int, Sample], start: float, end: float) -> int | None:

@@ -67,6 +67,8 @@ class GuardRuntime:
         /metrics counts the whole shield and never goes down when one dies."""
         self._counts_sent: dict[str, int] | None = None
         self._suspects_out: list[tuple[str, float, float]] | None = None
+        self._mode_seen: tuple[Mode, float, str] | None = (state.mode, clock(), "start")
+        """(mode in force, since when, by whom): see _note_mode."""
         """Suspects this worker's detector named since the last peer report
         (None until the first report: no peers, nothing kept)."""
         from shieldwall.guard._admin import admin_routes, peer_routes
@@ -176,6 +178,7 @@ class GuardRuntime:
         any other source pins it, and ``mode=None`` unpins (``auto``)."""
         before = self.state.mode
         self.state.set_mode(mode, source)
+        self._note_mode(source)
         if self.state.mode is not before:
             log.warning("guard: mode %s -> %s (by %s)", before.value, self.state.mode.value,
                         source)
@@ -370,11 +373,24 @@ class GuardRuntime:
     def unallow(self, value: str) -> bool:
         return self.state.unallow(value)
 
+    def _note_mode(self, source: str) -> None:
+        """Remember when the mode in force last changed and by whom (status()'s
+        ``mode_since``: the drill's timeline puts the switch at this instant,
+        not at the next one-second sample). A change that arrived from a peer
+        or through Redis is noted at the next call, at most a second late."""
+        mode = self.state.mode
+        if self._mode_seen is None or self._mode_seen[0] is not mode:
+            self._mode_seen = (mode, self.clock(), source)
+
     def status(self) -> dict[str, Any]:
         now = self.clock()
         st = self.state
+        self._note_mode("peer")
+        seen = self._mode_seen
         return {
             "mode": st.mode.value,
+            "mode_since": None if seen is None else round(seen[1], 3),
+            "mode_by": None if seen is None else seen[2],
             "pinned": st.pinned is not None,
             "detector_mode": st.detector_mode.value,
             "counters": dict(sorted(self.gate.counts.items())),
