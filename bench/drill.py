@@ -1,10 +1,13 @@
-"""Drills side by side: flood, randomized and flash-crowd against none, nginx
-and shieldwall in one run; prints one JSON table.
+"""Drills side by side: flood, randomized, flash-crowd and smart-bot against
+none, nginx and shieldwall in one run; prints one JSON table.
 
-Goal (issue 4): under a flood of 20x the shoppers' rate, shoppers keep >= 99%
-goodput and >= 99% of checkouts behind shieldwall with p99 under twice the
-no-attack p99 (the calm phase of the same drill), where the unprotected shop
-and nginx fall far below; in a 10x flash crowd no shopper is refused.
+Goals (issues 4 and 10): under a flood of 20x the shoppers' rate, shoppers
+keep >= 99.5% goodput over the whole attack phase behind shieldwall with p99
+at most twice the no-attack p99 (the calm phase of the same drill), at most
+3% of the attack requests reach the shop, and the shield switches mode
+within 2 s of the flood's start; where the unprotected shop and nginx fall
+far below. Smart bots that all hold a pass (smart-bot@under_attack) leave
+shoppers >= 99%; in a 10x flash crowd no shopper is refused.
 
 Also measures the load generator's own ceiling (a flood against a trivial
 sink server), so nobody mistakes a saturated generator for a strong shield.
@@ -82,6 +85,14 @@ def phase_row(report: dict[str, Any], name: str) -> dict[str, Any]:
         "challenges_solved": lg.get("challenges_solved", 0),
         "attack_requests": (hit.get("attack") or {}).get("requests", 0),
         "attack_reached_backend": hit.get("attack_reached_backend"),
+        "attack_share_at_shop": (round(hit["attack_reached_backend"] / (hit.get("attack") or {})["requests"], 4)
+                                 if hit.get("attack_reached_backend") is not None
+                                 and (hit.get("attack") or {}).get("requests") else None),
+        "mode_switch_s": (hit.get("mode_switch") or {}).get("after_s"),
+        "mode_switch": (hit.get("mode_switch") or {}).get("words"),
+        "challenged_requests": lg.get("challenged_requests"),
+        "p99_ms_unchallenged": lg.get("p99_ms_unchallenged"),
+        "generator_loop_lag": report["settings"].get("generator_loop_lag"),
         "reaction_s": hit.get("reaction_s"),
         "under_attack_after_s": hit.get("under_attack_after_s"),
         "goodput_after_reaction": hit.get("legit_goodput_after_reaction"),
@@ -93,17 +104,21 @@ def phase_row(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def goals(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Issue 10's Done when, per drill behind shieldwall (the CPU points live in bench/guard.py)."""
     out: dict[str, Any] = {}
     for scenario in ("flood", "randomized"):
         r = rows.get(f"{scenario}/shieldwall")
         if r is None:
             continue
-        out[f"{scenario}: goodput >= 0.99"] = r["goodput"] >= 0.99
+        out[f"{scenario}: goodput >= 0.995"] = r["goodput"] >= 0.995
         out[f"{scenario}: checkouts >= 0.99"] = r["checkout_ratio"] is not None and r["checkout_ratio"] >= 0.99
-        out[f"{scenario}: p99 < 2x calm"] = r["p99_ratio"] is not None and r["p99_ratio"] < 2.0
-        after = r.get("p99_ms_after_reaction")
-        out[f"{scenario}: p99 after the shield reacted < 2x calm"] = (
-            after is not None and r["calm_p99_ms"] is not None and after < 2 * r["calm_p99_ms"])
+        out[f"{scenario}: p99 <= 2x calm"] = r["p99_ratio"] is not None and r["p99_ratio"] <= 2.0
+        out[f"{scenario}: <= 3% of attack requests at the shop"] = (
+            r["attack_share_at_shop"] is not None and r["attack_share_at_shop"] <= 0.03)
+        out[f"{scenario}: mode switch <= 2 s"] = r["mode_switch_s"] is not None and r["mode_switch_s"] <= 2.0
+    r = rows.get("smart-bot/shieldwall")
+    if r is not None:
+        out["smart-bot: goodput >= 0.99"] = r["goodput"] >= 0.99
     r = rows.get("flash-crowd/shieldwall")
     if r is not None:
         out["flash-crowd: no shopper refused"] = r["legit_refused"] == 0
@@ -116,7 +131,10 @@ def main() -> None:
                     help="seconds per drill (the calm phase, 30%%, must outlast the detector warm-up)")
     ap.add_argument("--rate", type=float, default=2.0, help="shopper sessions per second (calm)")
     ap.add_argument("--against", default="none,nginx,shieldwall")
-    ap.add_argument("--scenarios", default="flood,randomized,flash-crowd")
+    ap.add_argument("--scenarios", default="flood,randomized,flash-crowd,smart-bot@under_attack",
+                    help="comma-separated; NAME@MODE pins shieldwall's mode for that drill "
+                         "(smart-bot@under_attack: every bot holds a pass)")
+    ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=Path("out/bench-drill"))
     ap.add_argument("--shield-mode", default=None, help="pin shieldwall's mode (e.g. under_attack)")
     ap.add_argument("--shield-toml", type=Path, default=None, help="TOML appended to shieldwall's config")
@@ -125,19 +143,21 @@ def main() -> None:
                               "shield_toml": a.shield_toml.read_text() if a.shield_toml else "",
                               "generator_ceiling": asyncio.run(generator_ceiling())}
     rows: dict[str, dict[str, Any]] = {}
-    for scenario in a.scenarios.split(","):
+    for entry in a.scenarios.split(","):
+        scenario, _, pin = entry.partition("@")
         for against in a.against.split(","):
             out = a.out / f"{scenario}-{against}"
+            mode = (pin or a.shield_mode) if against == "shieldwall" else None
             try:
                 report = asyncio.run(run_drill(DrillOptions(
-                    scenario, against, a.duration, a.rate, out, seed=7,
-                    shield_mode=a.shield_mode if against == "shieldwall" else None,
+                    scenario, against, a.duration, a.rate, out, seed=a.seed,
+                    shield_mode=mode,
                     shield_toml=a.shield_toml.read_text() if a.shield_toml and against == "shieldwall" else "")))
             except Exception as exc:  # report the failure in the table, keep going
                 rows[f"{scenario}/{against}"] = {"error": f"{type(exc).__name__}: {exc}"}
                 continue
             (out / "report.json").write_text(json.dumps(report, indent=2))
-            rows[f"{scenario}/{against}"] = phase_row(report, scenario)
+            rows[f"{scenario}/{against}"] = {**phase_row(report, scenario), "shield_mode": mode}
             print(f"# {scenario}/{against}: {json.dumps(rows[f'{scenario}/{against}'])}", file=sys.stderr)
     for key, row in rows.items():  # side by side: each front's goodput as a multiple of the bare shop's
         bare = rows.get(key.split("/")[0] + "/none")

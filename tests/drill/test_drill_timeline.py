@@ -88,3 +88,18 @@ def test_the_guard_says_since_when_its_mode_is_in_force() -> None:
     assert st["mode"] == "under_attack" and st["mode_since"] == 5003.25 and st["mode_by"] == "detector"
     guard.set_mode(Mode.UNDER_ATTACK, "detector")  # no change: the time stays
     assert guard.status()["mode_since"] == 5003.25
+
+
+def test_the_report_splits_the_latency_of_requests_that_met_a_challenge() -> None:
+    from shieldwall.drill.stats import LegitStats
+
+    stats = LegitStats()
+    for i in range(99):
+        stats.record("flood", 10.0 + i * 0.1, 0.050, 200)
+    for i in range(11):
+        stats.record("flood", 11.0 + i * 0.1, 0.900, 200, challenged=True)
+    s = stats.phase("flood").summary()
+    assert s["challenged_requests"] == 11 and s["requests"] == 110
+    assert s["p99_ms"] >= 899  # the challenged tenth sets the p99 of the whole phase
+    assert 49 <= s["p99_ms_unchallenged"] <= 51
+    assert stats.total().summary()["p99_ms_unchallenged"] == s["p99_ms_unchallenged"]

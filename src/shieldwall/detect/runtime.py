@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+TICK_SLACK = 0.02
+"""The tick wakes this long after a window's closing instant (timer jitter)."""
 MAX_BUFFER = 1_000_000
 """Events held between ticks at most; beyond this the sink drops (and counts) them."""
 
@@ -168,13 +170,20 @@ class DetectRuntime:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="shieldwall-detect")
 
+    def next_tick_in(self) -> float:
+        """Seconds until the next window may close: the tick wakes just after a
+        window's end plus ``live_lateness``, not at a free-running second, so a
+        verdict never waits up to a second more for a window already complete."""
+        lateness = self.settings.live_lateness
+        return min(1.0, max(0.05, 1.0 - (self.clock() - lateness) % 1.0 + TICK_SLACK))
+
     async def _run(self) -> None:
         while True:
             try:
                 self.tick()
             except Exception:
                 log.exception("detector tick failed")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.next_tick_in())
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -143,7 +143,13 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
     live.duration = opts.duration
     legit, attack = LegitStats(), AttackStats()
     live.legit, live.attack = legit, attack
-    solver: Executor | None = ProcessPoolExecutor(1) if opts.against == "shieldwall" else None
+    # Each shopper's browser solves on its own CPU: two solver processes, so one
+    # shopper's unlucky (long) proof of work does not hold up the next shopper's.
+    solver: Executor | None = ProcessPoolExecutor(2) if opts.against == "shieldwall" else None
+    # Bots that solve challenges (smart-bot) do it on their own machines: they get their
+    # own solver process, so a hundred bots solving at once never queue a shopper's check.
+    smart = any(a.kind is Kind.SMART_BOT for p, _, _ in plan for a in p.attacks)
+    bot_solver: Executor | None = ProcessPoolExecutor(1) if solver is not None and smart else None
     lab = Lab(work)
     events: list[dict[str, Any]] = []
     started = time.time()
@@ -228,7 +234,7 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
                                           max(1, a.connections // share))
                         if a.interval_s is not None:
                             spec = replace(spec, interval_s=a.interval_s)
-                        atk = Attack(spec, host, port, attack, clock.now, _constant(ph.name), solver,
+                        atk = Attack(spec, host, port, attack, clock.now, _constant(ph.name), bot_solver,
                                      None if opts.seed is None else opts.seed + n * 100 + j * 10 + k,
                                      source_offset=k * (sources // share) + j * 50000)
                         tasks.append(asyncio.create_task(atk.run(end)))
@@ -285,8 +291,9 @@ async def run_drill(opts: DrillOptions, live: Live | None = None,
         access = front.access_log()
     finally:
         lab.stop_all()
-        if solver is not None:
-            solver.shutdown(cancel_futures=True)
+        for pool in (solver, bot_solver):
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
     front_info["processes"] = {name: [{"event": e, "pid": p} for e, p in m.history]
                                for name, m in lab.procs.items() if not name.startswith("backend")}
     for name in shop_info:

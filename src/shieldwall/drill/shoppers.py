@@ -137,6 +137,8 @@ class Browser:
         self.on_challenge = on_challenge
         self.exchanges = 0
         """HTTP exchanges that got a response (challenge and redirect hops included)."""
+        self.challenges = 0
+        """Challenges met (each solved, or given up on at the deadline)."""
         self.base_headers = [("User-Agent", USER_AGENT), ("Accept", "text/html,*/*"),
                              ("Accept-Language", "en-GB,en;q=0.9")]
 
@@ -160,6 +162,7 @@ class Browser:
             self.jar.update(resp)
             c = chal.find(resp.body) if resp.status >= 200 and b"<meta" in resp.body[:8192] else None
             if c is not None:
+                self.challenges += 1
                 if self.on_challenge is not None:
                     self.on_challenge()
                 nonce = await asyncio.wait_for(solve_async(self.solver, c), max(0.01, left))
@@ -238,12 +241,15 @@ class Shoppers:
                   headers: list[tuple[str, str]] | None = None) -> Response | None:
         phase, t = self.clock.phase, self.clock.now()
         start = time.monotonic()
+        met = b.challenges
         try:
             resp = await b.fetch(method, path, body, headers, timeout=self.profile.timeout_s)
         except (HTTPError, TimeoutError, ValueError) as exc:
-            self.stats.record(phase, t, time.monotonic() - start, None, type(exc).__name__)
+            self.stats.record(phase, t, time.monotonic() - start, None, type(exc).__name__,
+                              challenged=b.challenges > met)
             return None
-        self.stats.record(phase, t, time.monotonic() - start, resp.status)
+        self.stats.record(phase, t, time.monotonic() - start, resp.status,
+                          challenged=b.challenges > met)
         return resp
 
     async def session(self) -> None:

@@ -38,6 +38,10 @@ class LegitPhase:
     checkouts_completed: int = 0
     sessions: int = 0
     hist: HdrHistogram = field(default_factory=new_histogram)
+    plain: HdrHistogram = field(default_factory=new_histogram)
+    """Latency of the answered requests that met no challenge on the way."""
+    challenged_requests: int = 0
+    """Requests that met a challenge (its solving and the verify hops are in their latency)."""
 
     def summary(self) -> dict[str, float | int]:
         n = self.hist.get_total_count()
@@ -50,6 +54,9 @@ class LegitPhase:
             "p99_ms": round(self.hist.get_value_at_percentile(99) / 1000, 2) if n else 0.0,
             "checkouts_started": self.checkouts_started,
             "checkouts_completed": self.checkouts_completed,
+            "challenged_requests": self.challenged_requests,
+            "p99_ms_unchallenged": (round(self.plain.get_value_at_percentile(99) / 1000, 2)
+                                    if self.plain.get_total_count() else 0.0),
         }
 
 
@@ -92,10 +99,13 @@ class LegitStats:
         return ph
 
     def record(self, phase: str, t: float, latency: float, status: int | None,
-               error: str | None = None) -> bool:
-        """One logical request (challenge and redirects folded in); returns goodness."""
+               error: str | None = None, challenged: bool = False) -> bool:
+        """One logical request (challenge and redirects folded in); returns goodness.
+        ``challenged``: it met a challenge on the way (the split in the report)."""
         ph = self.phase(phase)
         ph.requests += 1
+        if challenged:
+            ph.challenged_requests += 1
         self.requests.add(t)
         good = False
         if status is None:
@@ -115,6 +125,8 @@ class LegitStats:
             ph.other += 1
         if status is not None:
             ph.hist.record_value(max(1, int(latency * 1_000_000)))
+            if not challenged:
+                ph.plain.record_value(max(1, int(latency * 1_000_000)))
             self.latencies.append((t, latency))
         return good
 
@@ -132,9 +144,10 @@ class LegitStats:
         out = LegitPhase()
         for ph in self.phases.values():
             for name in ("requests", "ok", "slow", "refused", "failed", "other", "challenges",
-                         "checkouts_started", "checkouts_completed", "sessions"):
+                         "checkouts_started", "checkouts_completed", "sessions", "challenged_requests"):
                 setattr(out, name, getattr(out, name) + getattr(ph, name))
             out.hist.add(ph.hist)
+            out.plain.add(ph.plain)
         return out
 
 
