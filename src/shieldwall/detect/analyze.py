@@ -14,10 +14,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from shieldwall.detect.columns import add_columns
 from shieldwall.detect.detector import Detector, Incident, StepResult
-from shieldwall.detect.readers import ReadStats, read_batches, read_logs
+from shieldwall.detect.readers import ReadStats, read_batches, read_column_batches, read_logs
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window, WindowBuilder
+
+ENGINES = ("columns", "rows")
 
 TAIL_SECONDS = 6
 """The last seconds of the input: traffic fading there is the log ending, not a stall."""
@@ -82,9 +85,17 @@ class Report:
 
 def analyze(
     paths: Iterable[Path], fmt: str = "auto", settings: DetectSettings | None = None,
-    on_step: Callable[[Window, StepResult], None] | None = None,
+    on_step: Callable[[Window, StepResult], None] | None = None, *, engine: str = "columns",
 ) -> Report:
-    """Run the detector over log files (in the order given)."""
+    """Run the detector over log files (in the order given).
+
+    ``engine``: ``columns`` (the default) counts what the compiled reader parsed
+    column-wise (:func:`~shieldwall.detect.columns.add_columns`); ``rows`` sends every
+    line through :meth:`WindowBuilder.add_rows`, the live feed's loop. Both give the
+    same windows, so the same verdicts (tests/detect/test_detect_columns.py); ``rows``
+    is kept as the reference the bench and the tests compare against."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     s = settings or DetectSettings()
     det = Detector(s, score_clients=False)
     builder = WindowBuilder(lateness=s.offline_lateness, **det.make_builder_args())
@@ -102,7 +113,14 @@ def analyze(
     add_rows = builder.add_rows
     drain = builder.drain
     paths = list(paths)
-    if len(paths) == 1:
+    if len(paths) == 1 and engine == "columns":
+        for part in read_column_batches(paths[0], fmt, report.stats):
+            if isinstance(part, list):
+                add_rows(part)
+            else:
+                add_columns(builder, part)
+            process(drain())
+    elif len(paths) == 1:
         for batch in read_batches(paths[0], fmt, report.stats):
             add_rows(batch)
             process(drain())

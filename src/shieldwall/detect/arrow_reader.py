@@ -29,6 +29,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
+from shieldwall.detect.columns import Columns
 from shieldwall.detect.readers import Parsed, _TimeCache
 
 CHUNK_BYTES = 1 << 20
@@ -77,11 +78,19 @@ class ArrowCombined:
     def parse(self, chunk: bytes) -> list[Parsed] | None:
         """Rows for every line of ``chunk`` (whole lines), or None: use the Python parser."""
         try:
-            return self._rows(chunk)
+            return self._rows(self._fields(chunk))
         except (_Reject, pa.ArrowException, ValueError, KeyError, IndexError):
             return None
 
-    def _rows(self, chunk: bytes) -> list[Parsed]:
+    def columns(self, chunk: bytes) -> Columns | None:
+        """The same lines as :meth:`parse`, as columns (strings dictionary-encoded: each
+        distinct value made into a Python string once), or None: use the Python parser."""
+        try:
+            return self._columns(self._fields(chunk))
+        except (_Reject, pa.ArrowException, ValueError, KeyError, IndexError):
+            return None
+
+    def _fields(self, chunk: bytes) -> _Fields:
         if chunk[:1] == b"{" or b"\n{" in chunk:
             raise _Reject("json lines")
         if chunk[:3] == b"\xef\xbb\xbf":
@@ -131,25 +140,83 @@ class ArrowCombined:
         if pc.any(pc.equal(pc.list_value_length(pq), 2)).as_py():
             query = pc.coalesce(pc.struct_field(pc.extract_regex(target, _QUERY), [0]), "")
         else:
-            query = pa.nulls(n, pa.string()).fill_null("")
+            query = None
         status = pc.cast(col[6], pa.int64()).to_numpy()
         nbytes = pc.cast(pc.if_else(pc.equal(col[7], "-"), "0", col[7]), pa.int64()).to_numpy()
         if status.min() < 0 or nbytes.min() < 0:
             raise _Reject("numbers")
-        ua = col[9]
+        f = _Fields(n, t, col[0], path, query, status, nbytes, col[9])
         if nc == 19:
-            rt = pc.cast(pc.utf8_slice_codeunits(col[10], 3), pa.float64()).to_numpy()
+            f.rt = pc.cast(pc.utf8_slice_codeunits(col[10], 3), pa.float64()).to_numpy()
             ut_s = pc.utf8_slice_codeunits(col[12], 3)
-            ut = pc.cast(pc.if_else(pc.equal(ut_s, "-"), "-1", ut_s), pa.float64()).to_numpy()
+            f.ut = pc.cast(pc.if_else(pc.equal(ut_s, "-"), "-1", ut_s), pa.float64()).to_numpy()
+            if not (np.isfinite(f.rt).all() and np.isfinite(f.ut).all()):
+                raise _Reject("numbers")  # the window builder cannot place such a line
+            f.session = pc.equal(col[17], "s=1")
+            f.verified = pc.equal(col[18], "v=1")
+            f.outcome = pc.utf8_slice_codeunits(col[14], 2)
+        return f
+
+    @staticmethod
+    def _rows(f: _Fields) -> list[Parsed]:
+        n = f.n
+        query = f.query if f.query is not None else pa.nulls(n, pa.string()).fill_null("")
+        if f.rt is not None:
             return list(zip(
-                (t + rt).tolist(), _py(col[0]), _py(path), _py(query),
-                status.tolist(), nbytes.tolist(), rt.tolist(), _py(ua),
-                _bools(pc.equal(col[17], "s=1")), _bools(pc.equal(col[18], "v=1")),
-                _py(pc.utf8_slice_codeunits(col[14], 2)), ut.tolist(), strict=True))
+                (f.t + f.rt).tolist(), _py(f.client), _py(f.path), _py(query),
+                f.status.tolist(), f.nbytes.tolist(), f.rt.tolist(), _py(f.ua),
+                _bools(f.session), _bools(f.verified), _py(f.outcome), f.ut.tolist(), strict=True))
         return list(zip(
-            t.tolist(), _py(col[0]), _py(path), _py(query),
-            status.tolist(), nbytes.tolist(), repeat(0.0, n), _py(ua),
+            f.t.tolist(), _py(f.client), _py(f.path), _py(query),
+            f.status.tolist(), f.nbytes.tolist(), repeat(0.0, n), _py(f.ua),
             repeat(False, n), repeat(False, n), repeat("-", n), repeat(-1.0, n), strict=False))
+
+    @staticmethod
+    def _columns(f: _Fields) -> Columns:
+        n = f.n
+        client, clients = _codes(f.client)
+        path, paths = _codes(f.path)
+        if f.query is not None:
+            query, queries = _codes(f.query)
+        else:
+            query, queries = np.zeros(n, dtype=np.int64), [""]
+        ua, uas = _codes(f.ua)
+        if f.rt is not None:
+            outcome, outcomes = _codes(f.outcome)
+            return Columns(
+                f.t + f.rt, client, clients, path, paths, query, queries, f.status, f.nbytes,
+                f.rt, ua, uas, _np_bools(f.session), _np_bools(f.verified), outcome, outcomes,
+                f.ut)
+        no = np.zeros(n, dtype=bool)
+        return Columns(
+            f.t, client, clients, path, paths, query, queries, f.status, f.nbytes,
+            np.zeros(n, dtype=np.float64), ua, uas, no, no, np.zeros(n, dtype=np.int64), ["-"],
+            np.full(n, -1.0))
+
+
+class _Fields:
+    """One chunk's fields as Arrow and numpy arrays (what both outputs are made from)."""
+
+    __slots__ = ("client", "n", "nbytes", "outcome", "path", "query", "rt", "session",
+                 "status", "t", "ua", "ut", "verified")
+
+    def __init__(self, n: int, t: Any, client: Any, path: Any, query: Any, status: Any,
+                 nbytes: Any, ua: Any) -> None:
+        self.n = n
+        self.t = t
+        self.client = client
+        self.path = path
+        self.query = query
+        """None: no line of the chunk has a query string."""
+        self.status = status
+        self.nbytes = nbytes
+        self.ua = ua
+        self.rt: Any = None
+        """None for a plain combined chunk (no access-log tail): rt 0, ut -1, outcome "-"."""
+        self.ut: Any = None
+        self.session: Any = None
+        self.verified: Any = None
+        self.outcome: Any = None
 
 
 def split_odd_lines(chunk: bytes, max_pieces: int = 64) -> list[tuple[bool, bytes]] | None:
@@ -185,6 +252,17 @@ def _py(arr: Any) -> list[str]:
     values = np.asarray(d.dictionary.to_pylist(), dtype=object)
     out: list[str] = values[d.indices.to_numpy()].tolist()
     return out
+
+
+def _codes(arr: Any) -> tuple[Any, list[str]]:
+    """A string column as (int64 code per line, distinct values in first-seen order)."""
+    d = pc.dictionary_encode(arr)
+    values: list[str] = d.dictionary.to_pylist()
+    return d.indices.to_numpy().astype(np.int64), values
+
+
+def _np_bools(arr: Any) -> Any:
+    return pc.cast(arr, pa.uint8()).to_numpy().astype(bool)
 
 
 def _bools(arr: Any) -> list[bool]:

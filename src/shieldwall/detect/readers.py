@@ -19,11 +19,14 @@ import gzip
 import heapq
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, cast
+
+if TYPE_CHECKING:
+    from shieldwall.detect.columns import Columns
 
 Parsed = tuple[float, str, str, str, int, int, float, str, bool, bool, str, float]
 """(t_end, client, path, query, status, bytes, rt, ua, session, verified, outcome, ut)."""
@@ -250,14 +253,28 @@ def read_batches(p: Path, fmt: str, stats: ReadStats, batch_bytes: int = 1 << 20
     if fmt == "json":
         yield from _read_text_batches(p, fmt, stats, batch_bytes)
         return
-    from shieldwall.detect.arrow_reader import (
-        CHUNK_BYTES,
-        ArrowCombined,
-        decode_lines,
-        split_odd_lines,
-    )
+    from shieldwall.detect.arrow_reader import ArrowCombined
 
-    fast = ArrowCombined()
+    yield from _read_chunks(p, fmt, stats, ArrowCombined().parse)  # type: ignore[misc]
+
+
+def read_column_batches(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | Columns]:
+    """The lines of :func:`read_batches`, in the same order, with what the compiled
+    parser read as :class:`~shieldwall.detect.columns.Columns` (for
+    :func:`~shieldwall.detect.columns.add_columns`) and the rest as rows."""
+    if fmt == "json":
+        yield from _read_text_batches(p, fmt, stats, 1 << 20)
+        return
+    from shieldwall.detect.arrow_reader import ArrowCombined
+
+    yield from _read_chunks(p, fmt, stats, ArrowCombined().columns)
+
+
+def _read_chunks(p: Path, fmt: str, stats: ReadStats,
+                 fast_parse: Callable[[bytes], list[Parsed] | Columns | None],
+                 ) -> Iterator[list[Parsed] | Columns]:
+    from shieldwall.detect.arrow_reader import CHUNK_BYTES, decode_lines, split_odd_lines
+
     parser = LineParser(fmt)
     lineno = 0
     with open_binary(p) as fh:
@@ -275,7 +292,7 @@ def read_batches(p: Path, fmt: str, stats: ReadStats, batch_bytes: int = 1 << 20
                 chunk, rest = data[:cut], data[cut:]
             if not chunk:
                 return
-            rows = fast.parse(chunk)
+            rows = fast_parse(chunk)
             if rows is not None:
                 stats.lines += len(rows)
                 stats.fast_lines += len(rows)
@@ -284,7 +301,7 @@ def read_batches(p: Path, fmt: str, stats: ReadStats, batch_bytes: int = 1 << 20
                 continue
             pieces = split_odd_lines(chunk) or [(False, chunk)]
             for worth_trying, piece in pieces:
-                rows = fast.parse(piece) if worth_trying else None
+                rows = fast_parse(piece) if worth_trying else None
                 if rows is not None:
                     stats.lines += len(rows)
                     stats.fast_lines += len(rows)
