@@ -115,3 +115,42 @@ async def test_a_smart_bot_solves_one_challenge_per_bot_then_floods_with_the_pas
     floods = [t for _, t, _ in shield.seen if t == "/"]
     assert len(floods) > 100
     assert stats.total().challenged == 0  # once passed, no bot is challenged again
+
+
+async def test_a_browser_keeps_its_connection_alive_unless_told_to_close() -> None:
+    """A person's browser reuses its connection: behind a balancer that
+    spreads connections, a new connection per request would put every
+    request of one shopper on another node."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            close = b"/bye" in head.split(b"\r\n", 1)[0]
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                         + (b"Connection: close\r\n" if close else b"") + b"\r\nok")
+            await writer.drain()
+            if close:
+                break
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    b = Browser("127.0.0.1", port, "127.0.0.1", None)
+    try:
+        for path in ("/", "/static/shop.css", "/static/shop.js", "/img/logo.png"):
+            assert (await b.fetch("GET", path)).status == 200
+        assert connections == 1 and b.conn.open
+        await b.fetch("GET", "/bye")
+        assert not b.conn.open
+        await b.fetch("GET", "/")
+        assert connections == 2
+    finally:
+        b.close()
+        server.close()
+        await server.wait_closed()

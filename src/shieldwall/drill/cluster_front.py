@@ -4,7 +4,9 @@ HAProxy in TCP mode, ``send-proxy-v2`` and health checks, in front of N
 by a Sentinel; the demo shop behind them all.
 
 Clients (shoppers and attackers, from their own loopback addresses) connect
-to HAProxy only, which spreads connections round robin; each node learns the
+to HAProxy only, which sends each client address to one node (``balance
+source``, consistent hashing: a browser's several connections, its page and
+its assets, meet the same node's view of its conduct); each node learns the
 client from the PROXY header. The front samples every node each second
 (its mode, its detector's own verdict, the cluster's verdict, which one is
 in force), and at the end reads each node's access log. Faults it owns:
@@ -49,7 +51,11 @@ frontend shop
     bind 127.0.0.1:{port}
     default_backend shields
 backend shields
-    balance roundrobin
+    # one client, one node: a shopper's page, its assets and its challenge
+    # land where its conduct (admission standing) is known; consistent, so a
+    # node that leaves moves only its own clients
+    balance source
+    hash-type consistent
 {servers}
 """
 
@@ -215,6 +221,8 @@ class ClusterFront(ShieldwallFront):
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         nodes = []
+        seen_on: dict[str, set[int]] = {}
+        """Shopper address -> the nodes that logged it (netsafety.SHOPPER_NET)."""
         for i in range(self.nodes):
             log = self.workdir / f"access-{i}.log"
             clients: dict[str, int] = {}
@@ -227,6 +235,9 @@ class ClusterFront(ShieldwallFront):
                         if '"GET /healthz ' in line and c == "127.0.0.1":
                             c = "lab-healthz"  # the lab's own readiness probe, through HAProxy
                         clients[c] = clients.get(c, 0) + 1
+                for c in clients:
+                    if netsafety.who(c) == "shopper":
+                        seen_on.setdefault(c, set()).add(i)
             nodes.append({
                 "name": self.node_name(i), "access_log": str(log), "requests_logged": lines,
                 "distinct_clients": len(clients),
@@ -238,7 +249,9 @@ class ClusterFront(ShieldwallFront):
                 "seconds_on_local_view": sum(1 for r in self.samples if (n := r["nodes"][i])
                                              and str(n.get("in_force", "")).startswith("local")),
             })
-        out["cluster"] = {"nodes": nodes, "balancer": "haproxy tcp send-proxy-v2",
+        out["cluster"] = {"nodes": nodes, "balancer": "haproxy tcp send-proxy-v2 balance source",
+                          "shoppers": len(seen_on),
+                          "shoppers_on_several_nodes": sum(1 for s in seen_on.values() if len(s) > 1),
                           "redis": self.redis.url, "ban_probe": self.ban_probe,
                           "samples": self.samples}
         return out

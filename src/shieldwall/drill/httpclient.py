@@ -47,13 +47,20 @@ class Response:
 
 
 class _Parse:
-    __slots__ = ("body", "done", "headers", "parser")
+    __slots__ = ("body", "done", "headers", "keep", "parser")
 
     def __init__(self) -> None:
         self.headers: list[tuple[str, str]] = []
         self.body: list[bytes] = []
         self.done = False
+        self.keep = False
         self.parser = httptools.HttpResponseParser(self)
+
+    def on_headers_complete(self) -> None:
+        # asked here: once the message is complete llhttp has reset its flags
+        # and says False for every response, so a browser of the drill opened
+        # a new connection per request (behind a balancer, a new node each time)
+        self.keep = bool(self.parser.should_keep_alive())
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
@@ -152,7 +159,7 @@ class Connection:
                 raise HTTPError(f"{method} {target}: connection closed before a complete response")
             p.parser.feed_data(data)
         status = p.parser.get_status_code()
-        keep = p.parser.should_keep_alive()
+        keep = p.keep
         if not keep:
             self.close()
         return Response(status, p.headers, b"".join(p.body), keep)

@@ -1,0 +1,163 @@
+"""Shoppers' goodput over the whole flood phase, three shield nodes (issue 12),
+repeated, with ranges, and where the lost requests went.
+
+Runs ``shieldwall drill SCENARIO --against shieldwall --nodes N`` for each
+scenario (default: ``flood``, ``flood-node-killed``, ``flood-redis-killed``)
+``--runs`` times, and with ``--single`` the same ``flood`` drill against one
+shield in the same session (the peer: the same machine, the same minutes).
+Per run it prints the flood phase's goodput, the goodput before the mode
+switched and from the fault onward, and every second of the flood phase in
+which a shopper's request was not good: how many were asked, how many were
+good, how many were answered late (> 2 s), and what the shields' access
+logs say of the shoppers' requests that second (challenged, refused,
+queued > 0.5 s). The drill's own event-loop lag is printed beside each run:
+a run whose load generator lagged by seconds measured the generator, not
+the shield (``valid``: max lag under ``--max-lag-ms``).
+
+    .venv/bin/python bench/cluster_drill.py [--runs 3] [--duration 40] [--nodes 3] [--single]
+        [--scenarios flood,flood-node-killed,flood-redis-killed] [--out out/cluster-drill]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from shieldwall.drill.runner import DrillOptions, Live, run_drill
+from shieldwall.drill.stats import OK_WITHIN_S
+
+SHOPPERS = "127.10."
+_LINE = re.compile(r'^(\S+) - - \[([^\]]+)\] "[^"]*" (\d+) .* rt=(\S+) .* d=(\S+) ')
+
+
+def _shield_side(out: Path, t0: float) -> dict[int, dict[str, int]]:
+    """Shoppers' requests per drill second as the shields logged them."""
+    per: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for log in sorted(out.glob("access*.log")):
+        with open(log, errors="replace") as fh:
+            for line in fh:
+                m = _LINE.match(line)
+                if m is None or not m.group(1).startswith(SHOPPERS):
+                    continue
+                ts = dt.datetime.strptime(m.group(2), "%d/%b/%Y:%H:%M:%S %z").timestamp()
+                k = per[int(ts - t0)]
+                k["logged"] += 1
+                status, rt, action = int(m.group(3)), float(m.group(4)), m.group(5)
+                if action == "challenge":
+                    k["challenged"] += 1
+                elif status in (403, 429, 503):
+                    k[f"refused_{status}"] += 1
+                if rt > 0.5:
+                    k["shield_rt_gt_0.5s"] += 1
+    return per
+
+
+def _one(scenario: str, nodes: int, duration: float, out: Path) -> dict[str, Any]:
+    live = Live()
+    opts = DrillOptions(scenario, "shieldwall", duration, out_dir=out, nodes=nodes)
+    started = time.time()
+    report = asyncio.run(run_drill(opts, live))
+    legit = live.legit
+    assert legit is not None
+    flood = next(p for p in report["phases"] if p["attacks"])
+    start, end = int(flood["start_s"]), int(flood["end_s"])
+    switch = None if flood["reaction_s"] is None else start + int(flood["reaction_s"])
+    fault = next((e["t"] for e in report["events"]
+                  if e["event"].startswith(("kill-node", "kill-redis"))), None)
+    late: dict[int, int] = defaultdict(int)
+    for t, lat in legit.latencies:
+        if lat > OK_WITHIN_S:
+            late[int(t)] += 1
+    shield = _shield_side(out, report["clock_zero_unix"])
+
+    def goodput(a: int, b: int) -> float | None:
+        req = sum(legit.requests.at(t) for t in range(a, b))
+        return round(sum(legit.good.at(t) for t in range(a, b)) / req, 4) if req else None
+
+    lost = []
+    for t in range(start, end):
+        asked, good = legit.requests.at(t), legit.good.at(t)
+        if asked > good:
+            lost.append({"t": t, "asked": asked, "good": good, "late": late.get(t, 0),
+                         "mode": report["timeline"][t]["mode"] if t < len(report["timeline"]) else None,
+                         "shield": dict(shield.get(t, {}))})
+    summ = flood["legit"]
+    cl = report["settings"]["front"].get("cluster") or {}
+    return {
+        "scenario": scenario, "nodes": nodes, "started_utc": dt.datetime.fromtimestamp(started, dt.UTC)
+        .strftime("%H:%M"), "out": str(out),
+        "flood_goodput": flood["legit_goodput"], "requests": summ["requests"], "ok": summ["ok"],
+        "late": summ["slow"], "refused": summ["refused"], "failed": summ["failed"],
+        "errors": report["errors"],
+        "switch_s": flood["reaction_s"],
+        "goodput_before_switch": goodput(start, switch) if switch is not None else None,
+        "goodput_from_switch": goodput(switch, end) if switch is not None else None,
+        "fault_s": None if fault is None else round(fault - start, 1),
+        "goodput_from_fault": goodput(int(fault), end) if fault is not None else None,
+        "p99_ms": summ["p99_ms"], "orders": report["orders"],
+        "attack_at_shop": flood["attack_reached_backend"],
+        "generator_lag_ms": report["settings"]["generator_loop_lag"],
+        "ddos_named_s": {n["name"]: {"own": None if n["first_local_ddos_s"] is None
+                                     else n["first_local_ddos_s"] - start,
+                                     "cluster": None if n["first_cluster_ddos_s"] is None
+                                     else n["first_cluster_ddos_s"] - start}
+                         for n in cl.get("nodes", [])},
+        "ban_refused_after_s": (cl.get("ban_probe") or {}).get("refused_after_s"),
+        "lost_seconds": lost,
+    }
+
+
+def _range(values: list[float | None]) -> list[float] | None:
+    vals = [v for v in values if v is not None]
+    return [min(vals), max(vals)] if vals else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=40.0)
+    ap.add_argument("--nodes", type=int, default=3)
+    ap.add_argument("--scenarios", default="flood,flood-node-killed,flood-redis-killed")
+    ap.add_argument("--single", action="store_true", help="also the flood drill against one shield")
+    ap.add_argument("--max-lag-ms", type=float, default=500.0)
+    ap.add_argument("--out", type=Path, default=Path("out/cluster-drill"))
+    args = ap.parse_args()
+    plan = [(s, args.nodes) for s in args.scenarios.split(",")]
+    if args.single:
+        plan.append(("flood", 1))
+    runs: list[dict[str, Any]] = []
+    for i in range(args.runs):
+        for scenario, nodes in plan:  # interleaved: each scenario sees the machine's load alike
+            r = _one(scenario, nodes, args.duration, args.out / f"{scenario}-n{nodes}-{i}")
+            r["valid"] = r["generator_lag_ms"]["max_ms"] < args.max_lag_ms
+            runs.append(r)
+            print(json.dumps({k: r[k] for k in ("scenario", "nodes", "flood_goodput", "switch_s",
+                                                "goodput_before_switch", "goodput_from_fault",
+                                                "generator_lag_ms", "valid")}), flush=True)
+    summary = {}
+    for scenario, nodes in plan:
+        mine = [r for r in runs if r["scenario"] == scenario and r["nodes"] == nodes]
+        valid = [r for r in mine if r["valid"]]
+        summary[f"{scenario} x{nodes}"] = {
+            "runs": len(mine), "valid_runs": len(valid),
+            "flood_goodput": _range([r["flood_goodput"] for r in mine]),
+            "flood_goodput_valid_runs": _range([r["flood_goodput"] for r in valid]),
+            "switch_s": _range([r["switch_s"] for r in mine]),
+            "goodput_before_switch": _range([r["goodput_before_switch"] for r in mine]),
+            "goodput_from_fault": _range([r["goodput_from_fault"] for r in mine]),
+            "p99_ms": _range([r["p99_ms"] for r in mine]),
+            "orders_lost": sum(r["orders"]["lost"] for r in mine),
+            "generator_lag_max_ms": _range([r["generator_lag_ms"]["max_ms"] for r in mine]),
+        }
+    print(json.dumps({"summary": summary, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
