@@ -1,8 +1,10 @@
 """Each worker's own view for the console: requests per second by outcome,
 by client class, latency, and who is sending them.
 
-The proxy calls :meth:`Recorder.sink` once per finished request; it only
-appends to a list (the detector's sink does the same). Once a second
+The proxy appends one row per finished request to the worker's
+:class:`shieldwall.rowfeed.RowFeed` (the same row the detector reads: no
+event object and no call per request); :meth:`Recorder.sink` takes a
+``RequestEvent`` for other feeds (tests, replays). Once a second
 :meth:`Recorder.tick` folds the list into per-second buckets (kept for
 ``SECONDS_KEPT``) and into rolling 60-second counters of the top talkers by
 address, network, user agent and path. Worker 0's console gathers every
@@ -30,6 +32,7 @@ from typing import Any
 
 from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
 from shieldwall.detect.events import Outcome, RequestEvent
+from shieldwall.rowfeed import LiveRow, RowFeed
 
 SECONDS_KEPT = 900
 """Per-second buckets kept (15 minutes): the console charts the last 5."""
@@ -59,15 +62,24 @@ so a percentile read from them is within 50 % (log scale on the chart)."""
 
 log = logging.getLogger(__name__)
 
-_ERRORS = frozenset((Outcome.REFUSED, Outcome.TIMEOUT, Outcome.NO_UPSTREAM))
+_ERRORS = frozenset((Outcome.REFUSED.value, Outcome.TIMEOUT.value, Outcome.NO_UPSTREAM.value))
+_STALE = Outcome.STALE.value
+_SHIELD = Outcome.SHIELD.value
 
 
 def outcome_of(ev: RequestEvent) -> str:
     """The console's outcome for one request (see OUTCOMES)."""
-    return _outcome(ev.decision, ev.outcome, ev.status, ev.path)
+    return _outcome(ev.decision, ev.outcome.value, ev.status, ev.path)
 
 
-def _outcome(d: str, o: Outcome, status: int, path: str) -> str:
+def row_of(ev: RequestEvent) -> LiveRow:
+    """The feed's row for one event (what the proxy builds itself)."""
+    return (ev.time + ev.request_time, ev.client, ev.path, ev.query, ev.status, ev.bytes_sent,
+            ev.request_time, ev.user_agent, ev.session, ev.verified, ev.outcome.value,
+            ev.upstream_time, ev.decision, ev.cls, ev.upstream)
+
+
+def _outcome(d: str, o: str, status: int, path: str) -> str:
     if d == "block":
         return "blocked"
     if d == "limit":
@@ -77,11 +89,11 @@ def _outcome(d: str, o: Outcome, status: int, path: str) -> str:
     if d == "respond":
         # the guard answered itself: a right challenge answer is a redirect with a pass
         return "solved" if status in (302, 303) and "/verify" in path else "shield"
-    if o is Outcome.STALE:
+    if o == _STALE:
         return "stale"
     if o in _ERRORS:
         return "error"
-    if o is Outcome.SHIELD:
+    if o == _SHIELD:
         return "shed" if status == 503 else "shield"
     return "allowed"
 
@@ -167,9 +179,11 @@ class _Rolling:
 class Recorder:
     """The per-worker sink, buckets and top talkers. See the module docstring."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, feed: RowFeed | None = None) -> None:
         self.clock = clock
-        self._buf: list[RequestEvent] = []
+        self._buf: list[LiveRow] = []
+        self._take = feed.reader() if feed is not None else None
+        self._feed = feed
         self.dropped = 0
         self.seconds: deque[tuple[int, Second]] = deque(maxlen=SECONDS_KEPT)
         self.top = {d: _Rolling() for d in DIMENSIONS}
@@ -181,15 +195,18 @@ class Recorder:
         self.admin_routes = [AdminRoute("GET", "/api/console/local", self._local_route)]
 
     def sink(self, event: RequestEvent) -> None:
-        """The EventSink: append and return. Cheap, never blocks, never raises."""
+        """An EventSink for feeds other than the proxy's rows: append and return."""
         if len(self._buf) < MAX_BUFFER:
-            self._buf.append(event)
+            self._buf.append(row_of(event))
         else:
             self.dropped += 1
 
     def tick(self) -> None:
-        """Fold the buffered events into their seconds and the top counters."""
+        """Fold the rows since the last tick into their seconds and the top counters."""
         buf, self._buf = self._buf, []
+        if self._take is not None:
+            rows = self._take()
+            buf = rows if not buf else buf + rows
         self.ticked = self.clock()
         self._fold(buf)
         horizon = int(self.clock()) - TOP_WINDOW
@@ -213,16 +230,17 @@ class Recorder:
             secs.extend(items[-SECONDS_KEPT:])
         return s
 
-    def _fold(self, events: Iterable[RequestEvent]) -> None:
+    def _fold(self, rows: Iterable[LiveRow]) -> None:
         # First collapse identical requests (a flood is the same few requests
-        # many times over): one tuple and one dict update per event, the rest
+        # many times over): one tuple and one dict update per row, the rest
         # of the work once per distinct request.
         groups: dict[tuple[Any, ...], int] = {}
         get = groups.get
         bounds = LATENCY_BOUNDS
-        for ev in events:
-            k = (int(ev.time + ev.request_time), ev.client, ev.user_agent, ev.path, ev.decision,
-                 ev.outcome, ev.status, ev.cls, bisect_left(bounds, ev.request_time), ev.upstream)
+        for (t_end, client, path, _q, status, _b, rt, agent, _s, _v, outcome, _ut,
+             decision, cls, upstream) in rows:
+            k = (int(t_end), client, agent, path, decision, outcome, status, cls,
+                 bisect_left(bounds, rt), upstream)
             groups[k] = get(k, 0) + 1
         per_dim: dict[str, dict[str, list[int]]] = {d: {} for d in DIMENSIONS}
         per_backend: dict[str, list[int]] = {}
@@ -275,7 +293,7 @@ class Recorder:
             "seconds": [s.as_json(at) for at, s in self.seconds if at > since],
             "top": {d: r.top(top) for d, r in self.top.items()},
             "backends": {k: v for k, v in self.backends.total.items()},
-            "events_dropped": self.dropped,
+            "events_dropped": self.dropped + (self._feed.dropped if self._feed is not None else 0),
         }
 
     async def _local_route(self, req: AdminRequest) -> AdminResponse:

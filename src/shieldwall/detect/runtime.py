@@ -1,9 +1,11 @@
 """The live detector inside the shield: the proxy's event sink in, mode changes,
 suspects and admin routes out.
 
-The proxy calls :meth:`DetectRuntime.sink` once per finished request; it only
-appends to a bounded buffer (never blocks, never raises). Once a second the
-tick moves the buffer into the same :class:`WindowBuilder` and
+The proxy appends one row per finished request to the worker's
+:class:`shieldwall.rowfeed.RowFeed` (:meth:`DetectRuntime.attach`); other feeds
+call :meth:`DetectRuntime.sink` or :meth:`record`, which only append to a
+bounded buffer (never block, never raise). Once a second the
+tick moves the rows into the same :class:`WindowBuilder` and
 :class:`Detector` that ``shieldwall analyze`` uses, closes the windows the
 injected clock has passed (minus ``live_lateness``), and calls
 
@@ -22,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from operator import itemgetter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,7 @@ from shieldwall.detect.rules import NORMAL
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Row, WindowBuilder
 from shieldwall.guard.decision import Mode
+from shieldwall.rowfeed import ROW_FIELDS, LiveRow, RowFeed
 
 if TYPE_CHECKING:
     from shieldwall.detect.cluster import ClusterJudge
@@ -42,6 +46,9 @@ TICK_SLACK = 0.02
 """The tick wakes this long after a window's closing instant (timer jitter)."""
 MAX_BUFFER = 1_000_000
 """Events held between ticks at most; beyond this the sink drops (and counts) them."""
+
+_DETECTOR_ROW = itemgetter(slice(0, ROW_FIELDS))
+"""A feed's LiveRow -> the detector's Row (its leading fields)."""
 
 
 class DetectRuntime:
@@ -64,6 +71,7 @@ class DetectRuntime:
         self.clock = clock
         self._buf: list[RequestEvent] = []
         self._rows: list[Row] = []
+        self._take: Callable[[], list[LiveRow]] | None = None
         self.dropped = 0
         self.mode = Mode.NORMAL
         self.incidents: deque[Incident] = deque(maxlen=settings.incidents_kept)
@@ -109,12 +117,19 @@ class DetectRuntime:
         else:
             self.dropped += 1
 
+    def attach(self, feed: RowFeed) -> None:
+        """Read the worker's row feed at every tick (the proxy's cheapest entry)."""
+        self._take = feed.reader()
+
     # -- the tick ------------------------------------------------------------------------
     def tick(self) -> list[StepResult]:
         """Move buffered events into windows, judge every closed window, call back."""
         self.ticks += 1
         buf, self._buf = self._buf, []
         rows, self._rows = self._rows, []
+        live = self._take() if self._take is not None else None
+        if live and self.enabled:
+            self.builder.add_rows(map(_DETECTOR_ROW, live))
         if rows:
             self.builder.add_rows(rows)
         if buf:
@@ -126,7 +141,7 @@ class DetectRuntime:
                 ev.verified, str(ev.outcome), ev.upstream_time,
             ) for ev in buf)
         now = self.clock()
-        if self._normal_since is None and (buf or rows):
+        if self._normal_since is None and (buf or rows or live):
             self._normal_since = now
         results = []
         closed = self.builder.close_until(now)

@@ -860,6 +860,17 @@ class ClientConnection(asyncio.Protocol):
         w.access_log.write(client, self.wall, method, target, version, self.status,
                            self.bytes_sent, referer, agent, rt, up, self.up_time,
                            self.up_status, outcome, d, c, session, verified)
+        rows = w.feed_rows
+        if rows is not None:
+            # One row for the detector and the console (shieldwall.rowfeed):
+            # appended, no call and no object per request; they read it at their ticks.
+            if len(rows) < w.feed_cap:
+                rows.append((self.wall + rt, client, path, query, self.status, self.bytes_sent,
+                             rt, agent, session, verified, outcome, self.up_time, d, c, up))
+            else:
+                feed = w.feed
+                if feed is not None:
+                    feed.dropped += 1
         if w.row_sinks:
             # The detector's row (shieldwall.detect.windows.Row): what it counts,
             # without an event object per request.

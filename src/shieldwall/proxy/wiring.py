@@ -1,7 +1,8 @@
 """Where the parts plug into the data path: the one place to wire them.
 
 Given the loaded config, :func:`wire` returns what the proxy runs with: the
-gate (guard), the admission control, the event sinks (detect), extra admin
+gate (guard), the admission control, the row feed the detector and the
+console read (shieldwall.rowfeed), any other event sinks, extra admin
 routes, extra metrics and background services. The guard's and the
 detector's runtimes are added here, in a few lines each, and nowhere else.
 
@@ -20,6 +21,7 @@ from shieldwall.admin_api import AdminRoute
 from shieldwall.config import Config
 from shieldwall.detect.events import EventSink
 from shieldwall.guard.decision import Admission, Gate, Mode, OpenAdmission, OpenGate
+from shieldwall.rowfeed import RowFeed
 
 if TYPE_CHECKING:
     from shieldwall.detect.windows import Row
@@ -56,6 +58,10 @@ class Wiring:
     row_sinks: list[Callable[[Row], None]] = field(default_factory=list)
     """Fed the detector's row per finished request instead of an event object
     (DetectRuntime.record): the same figures, none of the per-request object."""
+    feed: RowFeed | None = None
+    """The worker's one buffer of finished requests (shieldwall.rowfeed): the
+    proxy appends a row per request, the detector and the console read it at
+    their ticks."""
     routes: list[AdminRoute] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     metrics: list[Callable[[], str]] = field(default_factory=list)
@@ -73,6 +79,8 @@ def wire(config: Config, secret: bytes | None = None) -> Wiring:
     from shieldwall.guard.runtime import GuardRuntime
 
     wiring = Wiring()
+    if config.guard.enabled or config.detect.enabled:
+        wiring.feed = RowFeed()
     guard: GuardRuntime | None = None
     if config.guard.enabled:
         guard = GuardRuntime.from_settings(config.guard)
@@ -90,7 +98,8 @@ def wire(config: Config, secret: bytes | None = None) -> Wiring:
         if guard is not None:
             detect.on_mode = _mode_setter(guard)
             detect.on_suspect = guard.mark_suspect
-        wiring.row_sinks.append(detect.record)
+        assert wiring.feed is not None
+        detect.attach(wiring.feed)
         wiring.routes += detect.admin_routes
         wiring.services.append(Service("detect", detect.start, detect.stop))
         if config.guard.redis.url:
@@ -103,10 +112,9 @@ def wire(config: Config, secret: bytes | None = None) -> Wiring:
             detect.cluster = judge
             wiring.services.append(Service("cluster", judge.start, judge.stop))
     if config.guard.enabled or config.detect.enabled:
-        # the console's per-worker view (shieldwall.console): one more sink on
-        # the events these parts make anyway
-        rec = Recorder()
-        wiring.sinks.append(rec.sink)
+        # the console's per-worker view (shieldwall.console): one more reader of
+        # the rows the proxy writes anyway
+        rec = Recorder(feed=wiring.feed)
         wiring.routes += rec.admin_routes
         wiring.services.append(Service("console", rec.start, rec.stop))
     return wiring

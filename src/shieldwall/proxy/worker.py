@@ -77,6 +77,10 @@ class Worker:
         self.admission = None if isinstance(self.wiring.admission, OpenAdmission) else self.wiring.admission
         self.sinks = list(self.wiring.sinks)
         self.row_sinks = list(self.wiring.row_sinks)
+        self.feed = self.wiring.feed
+        self.feed_rows = self.feed.rows if self.feed is not None else None
+        """The feed's list, appended to by the proxy directly (shieldwall.rowfeed)."""
+        self.feed_cap = self.feed.cap if self.feed is not None else 0
         self.metrics = Metrics()
         self.conns: set[ClientConnection] = set()
         self.per_client: dict[str, int] = {}
