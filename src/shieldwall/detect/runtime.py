@@ -24,8 +24,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from operator import itemgetter
 from collections.abc import Callable
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
