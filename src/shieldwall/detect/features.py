@@ -152,6 +152,35 @@ def heavy_limit_of(s: DetectSettings, base_p99: float) -> float:
     return max(float(s.heavy_min), s.heavy_factor * base_p99)
 
 
+def shared_browsers(counts: dict[str, int], pages: dict[str, int], assets: dict[str, int],
+                    heavy: float) -> set[str]:
+    """Busy sources that are many people's browsers on one address, not one heavy bot.
+
+    A carrier-grade NAT (a mobile network puts thousands of subscribers behind a
+    few public IPv4 addresses) or an office proxy sends, together, what many
+    shoppers send: counted per address it looks like one heavy hitter, and a
+    flash crowd on a mobile-heavy shop would be called a flood. What gives such
+    an address away is what flooding bots do not do: its pages come with their
+    assets, second after second, because every browser behind it fetches them.
+    A source qualifies when it sent at least ``heavy`` requests in the 10 s view
+    and fetched assets in at least half the seconds in which it fetched pages.
+    Such sources are left out of the per-source request rates (they still count
+    for every other feature); a bot that fetches assets as often as a browser
+    does is treated as the asset share already treats it, as a browser, and the
+    guard's per-address limits still apply to it."""
+    out: set[str] = set()
+    for c, cnt in counts.items():
+        if cnt >= heavy:
+            pg = pages.get(c, 0)
+            if pg and 2 * assets.get(c, 0) >= pg:
+                out.add(c)
+    return out
+
+
+def _top(values: Any, k: int) -> list[int]:
+    return nlargest(k, values) or [0]
+
+
 class _Seen:
     """A bounded insertion-ordered set: the oldest entries go first when full."""
 
@@ -463,15 +492,26 @@ class Featurizer:
         # per-source rate over 10 s
         counts = self.src10
         nsrc10 = len(counts)
+        heavy_limit = heavy_limit_of(self.s, self.base_p99.value)
         if nsrc10:
             k = max(1, nsrc10 // 100 + 1)
             top = nlargest(k, counts.values())
+            shared = shared_browsers(counts, self.page10, self.asset10, heavy_limit) \
+                if top[0] >= heavy_limit else set()
+            if shared:
+                top = _top((v for c, v in counts.items() if c not in shared), k)
             p99 = float(top[-1])
             mx = float(top[0])
             mean = self._n10 / nsrc10
         else:
             p99 = mx = mean = 0.0
-        p99_1 = float(nlargest(nsrc // 100 + 1, w.src.values())[-1]) if nsrc else 0.0
+            shared = set()
+        if not nsrc:
+            p99_1 = 0.0
+        elif shared:
+            p99_1 = float(_top((v for c, v in w.src.items() if c not in shared), nsrc // 100 + 1)[-1])
+        else:
+            p99_1 = float(nlargest(nsrc // 100 + 1, w.src.values())[-1])
         # paths over 10 s
         pages10 = self._pages10
         paths10 = self.paths10
@@ -495,7 +535,6 @@ class Featurizer:
         else:
             asset_share = self.base_asset.value if self.learned else 1.0
         # heavy page-only clients (only looked for when the busiest source is one)
-        heavy_limit = heavy_limit_of(self.s, self.base_p99.value)
         heavy_n = heavy_c = heavy_t = 0
         if mx >= heavy_limit:
             assets10 = self.asset10

@@ -127,6 +127,10 @@ class GuardGate:
         self._class_factor = {c: lim.class_factor.get(c.label, 1.0) for c in ClientClass}
         self._prefix_factor = {int(k): v for k, v in lim.prefix_factor.items()}
         self._strike_rate = lim.strikes_to_suspect / lim.strike_window
+        self._shared_factor = lim.shared_address_factor
+        self._by_session = False
+        """Set by ``_take``: the limit that refused the request was one session's
+        own bucket (not its address's), so the address takes no strike."""
         self._routes = [self._route(r) for r in lim.routes]
         self._default_route = self._route(lim.default_route)
         alts = []
@@ -138,7 +142,7 @@ class GuardGate:
         self._block_decision = Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
                                         response=self._canned.block, close=True)
         self._limit_decisions: dict[tuple[ClientClass, str, int], Decision] = {}
-        self._bucket_keys: dict[tuple[str, ClientClass, str],
+        self._bucket_keys: dict[tuple[str, ClientClass, str, str],
                                 list[tuple[str, float, float]]] = {}
         self._allow_decisions = {
             (c, p, sess): Decision(Action.ALLOW, c, reason="allow", priority=p, session=sess)
@@ -220,9 +224,10 @@ class GuardGate:
         cls, pass_bits, session = self._classify(facts, ident, lists, now)
         route = self._route_of(path)
 
-        wait = self._take(route, ident, cls, now)
+        wait = self._take(route, ident, cls, now, self._sid(facts, session))
         if wait > 0.0:
-            self._strike(ident, now)
+            if not self._by_session:
+                self._strike(ident, now)
             d = self._limit_decision(cls, route, wait)
             if "limit" not in self._shadow:
                 self._count("limit")
@@ -377,16 +382,41 @@ class GuardGate:
 
     # -- token buckets -----------------------------------------------------
 
-    def _take(self, route: _Route, ident: Identity, cls: ClientClass, now: float) -> float:
+    def _sid(self, facts: RequestFacts, session: bool) -> str:
+        """The session id the limits count this request under ("" = its address)."""
+        if session and self._shared_factor > 1.0:
+            sf = self._tokens_of(facts.cookie)[1]
+            if sf is not None:
+                return sf[1]
+        return ""
+
+    def _take(self, route: _Route, ident: Identity, cls: ClientClass, now: float,
+              sid: str = "") -> float:
         """Take one token from every bucket of this request, or none; returns 0.0
-        when allowed, else the seconds until a token will be there."""
+        when allowed, else the seconds until a token will be there.
+
+        With a signed session (``sid``) the client is that browser, not its
+        address: one address may carry many people (carrier-grade NAT, an
+        office proxy), and each of them gets the address's limit in a bucket
+        of its own, while the address as a whole gets ``shared_address_factor``
+        times it. A client without a session (every flooding tool that drops
+        cookies) is limited per address as before; one that mints a session
+        per request gains at most that factor, and each new session costs a
+        request from the session-less bucket."""
         buckets = self.state.buckets
-        ck = (route.name, cls, ident.address)
+        ck = (route.name, cls, ident.address, sid)
         keys = self._bucket_keys.get(ck)
         if keys is None:
             factor = self._class_factor[cls]
-            keys = [(f"{route.name}|{ident.address}", route.rate * factor,
-                     route.burst * factor)]
+            if sid:
+                shared = factor * self._shared_factor
+                keys = [(f"{route.name}|{ident.address}|{sid}", route.rate * factor,
+                         route.burst * factor),
+                        (f"{route.name}|{ident.address}", route.rate * shared,
+                         route.burst * shared)]
+            else:
+                keys = [(f"{route.name}|{ident.address}", route.rate * factor,
+                         route.burst * factor)]
             if cls <= ClientClass.UNKNOWN:
                 for plen, net in ident.prefixes:
                     pf = self._prefix_factor.get(plen, 16.0)
@@ -395,7 +425,9 @@ class GuardGate:
                 self._bucket_keys.clear()
             self._bucket_keys[ck] = keys
         wait = 0.0
+        self._by_session = False
         levels: list[list[float]] = []
+        first = True
         for _key, rate, burst in keys:
             b = buckets.get(_key)
             if b is None:
@@ -414,7 +446,9 @@ class GuardGate:
                 w = (1.0 - tokens) / rate
                 if w > wait:
                     wait = w
+                    self._by_session = first and bool(sid)
             levels.append(b)
+            first = False
         if wait > 0.0:
             return wait
         for b in levels:
@@ -479,8 +513,9 @@ class GuardGate:
             self._count("block")
             return Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
                             response=self._canned.block, close=True)
-        cls, _, _ = self._classify(facts, ident, lists, now)
-        wait = self._take(_VERIFY_ROUTE, ident, min(cls, ClientClass.UNKNOWN), now)
+        cls, _, session = self._classify(facts, ident, lists, now)
+        wait = self._take(_VERIFY_ROUTE, ident, min(cls, ClientClass.UNKNOWN), now,
+                          self._sid(facts, session))
         if wait > 0.0 and "limit" not in self._shadow:
             self._count("limit")
             return self._limit_decision(cls, _VERIFY_ROUTE, wait)

@@ -72,6 +72,11 @@ class LimitSettings(_Strict):
         default_factory=lambda: {"customer": 4.0, "verified": 2.0, "unknown": 1.0,
                                  "suspect": 0.5})
     """Multiplies rate and burst of the address bucket by client class."""
+    shared_address_factor: float = Field(default=4.0, ge=1.0, le=1024.0)
+    """A client with a signed session is limited as that session (one address's
+    rate and burst each) and its address as a whole at this many addresses' worth:
+    many shoppers behind one carrier-grade NAT are not limited as one bot. 1 turns
+    it off (every session on an address shares the address's bucket)."""
     strikes_to_suspect: int = Field(default=20, ge=1)
     """Limit hits (429s) within ``strike_window`` seconds that make a client a suspect."""
     strike_window: float = Field(default=60.0, gt=0)
