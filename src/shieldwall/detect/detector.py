@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,13 +45,25 @@ class Hll:
         self.reg = bytearray(self.M)
 
     def add(self, key: str) -> None:
-        # crc32 spread over 64 bits by an odd multiplier: deterministic across runs and fast
-        h = (zlib.crc32(key.encode()) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        idx = h >> (64 - self.P)
-        rest = (h << self.P) & ((1 << 64) - 1)
-        rank = 64 - self.P + 1 if rest == 0 else (64 - rest.bit_length()) + 1
-        if rank > self.reg[idx]:
-            self.reg[idx] = rank
+        self.add_all((key,))
+
+    def add_all(self, keys: Iterable[str]) -> None:
+        """Add many keys; each key's register and rank are computed once per process
+        (the same sources come back second after second: an incident absorbs every
+        second's sources)."""
+        reg = self.reg
+        cache = _HLL_SLOTS
+        get = cache.get
+        for key in keys:
+            slot = get(key)
+            if slot is None:
+                slot = _hll_slot(key)
+                if len(cache) >= _HLL_CACHE_MAX:
+                    cache.clear()
+                cache[key] = slot
+            idx, rank = slot
+            if rank > reg[idx]:
+                reg[idx] = rank
 
     def count(self) -> int:
         m = self.M
@@ -61,12 +74,37 @@ class Hll:
         return round(est)
 
 
+_HLL_CACHE_MAX = 1 << 20
+_HLL_SLOTS: dict[str, tuple[int, int]] = {}
+"""key -> (register, rank): a pure function of the key, memoised (bounded)."""
+
+
+def _hll_slot(key: str) -> tuple[int, int]:
+    # crc32 spread over 64 bits by an odd multiplier: deterministic across runs and fast
+    p = Hll.P
+    h = (zlib.crc32(key.encode()) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    idx = h >> (64 - p)
+    rest = (h << p) & ((1 << 64) - 1)
+    rank = 64 - p + 1 if rest == 0 else (64 - rest.bit_length()) + 1
+    return idx, rank
+
+
 def _coarse(prefix: str) -> str:
-    """``a.b.c.0/24`` -> ``a.b.0.0/16``; other prefixes unchanged."""
+    """``a.b.c.0/24`` -> ``a.b.0.0/16``; other prefixes unchanged (memoised, bounded)."""
+    v = _COARSE.get(prefix)
+    if v is not None:
+        return v
+    v = prefix
     if prefix.endswith("/24") and prefix.count(".") == 3:
         a, b, _ = prefix.split(".", 2)
-        return f"{a}.{b}.0.0/16"
-    return prefix
+        v = f"{a}.{b}.0.0/16"
+    if len(_COARSE) >= _HLL_CACHE_MAX:
+        _COARSE.clear()
+    _COARSE[prefix] = v
+    return v
+
+
+_COARSE: dict[str, str] = {}
 
 
 SURGE = (DDOS, FLASH_CROWD)
@@ -375,12 +413,17 @@ class Detector:
         # (a botnet spread one host per network would otherwise rank below the
         # shoppers' home networks).
         seen = self.featurizer.seen_sources.d if inc.verdict == DDOS else {}
-        for c, cnt in w.src.items():
-            inc.sources.add(c)
+        src = w.src
+        inc.sources.add_all(src)
+        pcache = prefix.cache
+        prefixes, networks = inc.prefixes, inc.networks
+        pget, nget = prefixes.get, networks.get
+        for c, cnt in src.items():
             if c not in seen:
-                p = prefix(c)
-                inc.prefixes[p] += cnt
-                inc.networks[_coarse(p)] += cnt
+                p = pcache.get(c) or prefix(c)
+                prefixes[p] = pget(p, 0) + cnt
+                q = _COARSE.get(p) or _coarse(p)
+                networks[q] = nget(q, 0) + cnt
         if len(inc.prefixes) > 50_000:
             inc.prefixes = Counter(dict(inc.prefixes.most_common(10_000)))
 

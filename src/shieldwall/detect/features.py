@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections import deque
+from collections import _count_elements, deque  # type: ignore[attr-defined]
 from dataclasses import asdict, dataclass
 from heapq import nlargest
+from itertools import repeat
 from typing import Any
 
 from shieldwall.detect.settings import DetectSettings
@@ -404,9 +405,13 @@ class Featurizer:
     # -- sliding views ---------------------------------------------------------
     @staticmethod
     def _add(counter: dict[str, int], items: Any, sign: int) -> None:
+        get = counter.get
         if sign > 0:
+            if not counter:
+                counter.update(items)
+                return
             for k, v in items:
-                counter[k] = counter.get(k, 0) + v
+                counter[k] = get(k, 0) + v
         else:
             for k, v in items:
                 left = counter[k] - v
@@ -416,8 +421,27 @@ class Featurizer:
                     del counter[k]
 
     def _flags(self, w: Window, sign: int) -> None:
-        for dest, bit in ((self.page10, _PAGE), (self.asset10, _ASSET), (self.trusted10, _TRUSTED)):
-            self._add(dest, ((c, 1) for c, f in w.cflags.items() if f & bit), sign)
+        # one pass over the window's clients, then each view's keys counted by one
+        page: list[str] = []
+        asset: list[str] = []
+        trusted: list[str] = []
+        for c, f in w.cflags.items():
+            if f & _PAGE:
+                page.append(c)
+            if f & _ASSET:
+                asset.append(c)
+            if f & _TRUSTED:
+                trusted.append(c)
+        for dest, keys in ((self.page10, page), (self.asset10, asset), (self.trusted10, trusted)):
+            if sign > 0:
+                _count_elements(dest, keys)
+            else:
+                for k in keys:
+                    left = dest[k] - 1
+                    if left:
+                        dest[k] = left
+                    else:
+                        del dest[k]
 
     def _slide(self, w: Window) -> None:
         self._v10.append(w)
@@ -478,17 +502,16 @@ class Featurizer:
         pcache = prefix.cache
         seen_s = self.seen_sources.d
         seen_p = self.seen_prefixes.d
-        new_src = 0
-        new_pfx = 0
-        pfxs: set[str] = set()
-        for c in w.src:
-            p = pcache.get(c) or prefix(c)
-            pfxs.add(p)
-            if c not in seen_s:
-                new_src += 1
-            if p not in seen_p:
-                new_pfx += 1
-        nsrc = len(w.src)
+        # set operations and maps in C over the window's sources (a flood has thousands)
+        src = w.src
+        pl = list(map(pcache.get, src))
+        if None in pl:
+            pl = [p or prefix(c) for c, p in zip(src, pl, strict=True)]
+        pfxs = set(pl)
+        unseen = set(src).difference(seen_s)
+        new_src = len(unseen)
+        nsrc = len(src)
+        new_pfx = nsrc - sum(map(seen_p.__contains__, pl))
         # per-source rate over 10 s
         counts = self.src10
         nsrc10 = len(counts)
@@ -546,14 +569,13 @@ class Featurizer:
                     if c in trusted10:
                         heavy_t += 1
         # legitimate traffic: seen before, trusted, or behaving like a browser
-        legit = legit_failed = 0
-        trusted = self.trusted10
-        assets10 = self.asset10
+        # (what is not legitimate, subtracted: integer sums, the same in any order)
         failed = w.failed_src
-        for c, cnt in w.src.items():
-            if c in seen_s or c in trusted or c in assets10:
-                legit += cnt
-                legit_failed += failed.get(c, 0)
+        other = unseen.difference(self.trusted10).difference(self.asset10)
+        legit = sum(src.values()) - sum(map(src.__getitem__, other))
+        legit_failed = sum(failed.values())
+        if legit_failed and other:
+            legit_failed -= sum(map(failed.get, other, repeat(0, len(other))))
         inv = 1.0 / n if n else 0.0
         # query parameter names never seen in normal traffic
         new_key = 0

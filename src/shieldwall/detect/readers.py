@@ -18,15 +18,19 @@ import calendar
 import gzip
 import heapq
 import json
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 if TYPE_CHECKING:
     from shieldwall.detect.columns import Columns
+
+T = TypeVar("T")
 
 Parsed = tuple[float, str, str, str, int, int, float, str, bool, bool, str, float]
 """(t_end, client, path, query, status, bytes, rt, ua, session, verified, outcome, ut)."""
@@ -267,7 +271,57 @@ def read_column_batches(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Pa
         return
     from shieldwall.detect.arrow_reader import ArrowCombined
 
-    yield from _read_chunks(p, fmt, stats, ArrowCombined().columns)
+    yield from prefetch(_read_chunks(p, fmt, stats, ArrowCombined().columns))
+
+
+def prefetch(parts: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """``parts`` produced on a second thread, ``depth`` ahead of the consumer.
+
+    Reading and parsing a chunk is mostly Arrow's C++ (the CSV tokenizer and the
+    compute kernels release the GIL), so on a second core it overlaps with the
+    window counting and the detector on the first. One producer, in order: the
+    items, and the stats it updates, are exactly what the plain generator gives
+    (the stats are complete once the last item has been taken). An error in the
+    producer is raised here, at the item where it happened."""
+    q: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in parts:
+                while not stop.is_set():
+                    try:
+                        q.put((0, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((1, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((2, exc))
+
+    th = threading.Thread(target=produce, name="shieldwall-read", daemon=True)
+    th.start()
+    try:
+        while True:
+            tag, item = q.get()
+            if tag == 0:
+                yield item
+            elif tag == 1:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        while th.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                th.join(0.05)
+        close = getattr(parts, "close", None)
+        if close is not None:
+            close()
 
 
 def _read_chunks(p: Path, fmt: str, stats: ReadStats,
