@@ -64,6 +64,7 @@ def _one(scenario: str, nodes: int, duration: float, out: Path) -> dict[str, Any
     opts = DrillOptions(scenario, "shieldwall", duration, out_dir=out, nodes=nodes)
     started = time.time()
     report = asyncio.run(run_drill(opts, live))
+    (out / "report.json").write_text(json.dumps(report, indent=1))
     legit = live.legit
     assert legit is not None
     flood = next(p for p in report["phases"] if p["attacks"])

@@ -168,3 +168,17 @@ def test_the_guard_gets_the_severer_of_the_clusters_mode_and_the_nodes_own() -> 
     j.healthy = False  # Redis unreachable: the node's own view only
     j.local(Mode.ELEVATED, "detector")
     assert sent[-1] is Mode.ELEVATED
+
+
+def test_suspects_come_from_the_view_in_force() -> None:
+    """With Redis the cluster's detector names suspects; the node's own
+    detector's are passed on only while Redis is unreachable."""
+    named: list[str] = []
+    j = ClusterJudge(SETTINGS, "redis://127.0.0.1:1/0", "sw:", None,
+                     lambda c, score, ttl: named.append(c), Clock(0.0), feed="n0")
+    j.healthy = True
+    j.local_suspect("198.51.100.1", 0.9, 30.0)
+    assert named == []
+    j.healthy = False
+    j.local_suspect("198.51.100.2", 0.9, 30.0)
+    assert named == ["198.51.100.2"]

@@ -207,6 +207,16 @@ class ClusterJudge:
         self.local_mode = mode
         self._forward(self.in_force())
 
+    def local_suspect(self, client: str, score: float, ttl: float) -> None:
+        """The local detector's suspects (installed as the runtime's
+        on_suspect): passed on only while the cluster's view is not in force.
+        With Redis the cluster's detector names suspects from the same
+        clients' counts (a client's connections meet one node behind a
+        balancer hashing the source) and more; both lists at once would mark
+        every borderline client twice as often as one shield does."""
+        if not self.healthy and self.on_suspect is not None:
+            self.on_suspect(client, score, ttl)
+
     def in_force(self) -> Mode:
         """The mode the guard gets: the node's own without Redis; with it,
         the more severe of the cluster's and the node's own (module doc)."""

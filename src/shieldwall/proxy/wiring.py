@@ -109,6 +109,7 @@ def wire(config: Config, secret: bytes | None = None) -> Wiring:
             judge = ClusterJudge(config.detect, config.guard.redis.url, config.guard.redis.prefix,
                                  detect.on_mode, detect.on_suspect)
             detect.on_mode = judge.local
+            detect.on_suspect = judge.local_suspect
             detect.cluster = judge
             wiring.services.append(Service("cluster", judge.start, judge.stop))
     if config.guard.enabled or config.detect.enabled:
