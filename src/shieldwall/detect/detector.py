@@ -207,6 +207,18 @@ class StepResult:
     suspects: tuple[tuple[str, float], ...] = ()
 
 
+def pages_without_assets(c: str, pages: dict[str, int], assets: dict[str, int]) -> bool:
+    """Pages and not one asset, in at least two seconds of the 10 s view.
+
+    A browser's assets follow its page within a second or two, later still when
+    the page was a challenge it had to solve first: in the second of its first
+    page, a new shopper looks exactly like a bot that never fetches assets (and
+    during a low-and-slow flood it comes from a network never seen, like every
+    volunteer). One second of pages proves nothing; a second one without assets
+    does."""
+    return pages.get(c, 0) >= 2 and c not in assets
+
+
 class Detector:
     """One per shield (live) or per analyzed log set (offline)."""
 
@@ -497,7 +509,7 @@ class Detector:
                 score = 0.95
             else:
                 score = 0.3 * min(1.0, cnt / limit)
-                if c in pages and c not in assets:
+                if pages_without_assets(c, pages, assets):
                     score += 0.35
                 if prefix(c) not in seen_p:
                     score += 0.35
