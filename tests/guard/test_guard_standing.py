@@ -14,7 +14,7 @@ from guard_helpers import Clock, challenge_of, cookie_pair, facts, parse, runtim
 from shieldwall.guard._admission import AdmissionCore
 from shieldwall.guard._standing import PROVEN, Standing
 from shieldwall.guard._tokens import solve
-from shieldwall.guard.decision import Action, ClientClass, Decision
+from shieldwall.guard.decision import Action, ClientClass, Decision, Mode
 from shieldwall.guard.runtime import GuardRuntime
 from shieldwall.guard.settings import AdmissionSettings
 
@@ -80,6 +80,7 @@ def test_a_pass_holding_page_only_heavy_hitter_sinks_below_an_unverified_browser
     cookie = _pass(rt, bot)
     first = rt.gate.decide(facts(client=bot, cookie=cookie))
     assert first.cls is ClientClass.VERIFIED and first.priority == Standing.PASS
+    rt.set_mode(Mode.NORMAL, "operator")  # (outside normal mode a heavy hitter is challenged: below)
     for _ in range(15):  # pages only, 3 a second: nobody clicks like that
         d = rt.gate.decide(facts(client=bot, path="/", cookie=cookie))
         clock.advance(0.33)
@@ -223,3 +224,33 @@ def test_while_a_backend_is_overloaded_new_clients_are_challenged_and_shoppers_a
     assert rt.gate.decide(facts(client="203.0.113.9")).action is Action.CHALLENGE  # held
     adm_now[0] += 1.5
     assert rt.gate.decide(facts(client="203.0.113.10")).action is Action.ALLOW
+
+
+def test_a_pass_holding_heavy_hitter_pays_a_suspects_challenge_before_any_verdict() -> None:
+    clock = Clock()
+    rt = runtime(clock, mode="under_attack", challenge={"difficulty": 4})
+    bot = "198.51.100.8"
+    cookie = _pass(rt, bot)
+    seen = []
+    for _ in range(15):  # pages only, 3 a second, with the pass it solved
+        d = rt.gate.decide(facts(client=bot, path="/", cookie=cookie))
+        seen.append(d.action)
+        clock.advance(0.33)
+    assert seen[0] is Action.ALLOW  # the pass holds while its pages look human
+    assert d.action is Action.CHALLENGE  # then it is heavy: challenged again, harder
+    assert challenge_of(d.response)["difficulty"] == 4 + rt.settings.challenge.suspect_extra
+    assert b"nojs" not in d.response  # no wait-only path for it
+    assert rt.status()["counters"]["challenge:heavy"] >= 1
+    assert "198.51.100.8" not in rt.state.suspects  # the detector named nobody
+
+    # in normal mode with no backend overloaded, heavy is only a rank
+    rt.set_mode(Mode.NORMAL, "operator")
+    calm = rt.gate.decide(facts(client=bot, path="/", cookie=cookie))
+    assert calm.action is Action.ALLOW and calm.priority == Standing.HEAVY
+
+    # a person browsing with a pass, assets after every page, is never challenged again
+    rt.set_mode(Mode.UNDER_ATTACK, "operator")
+    person = "192.0.2.30"
+    pcookie = _pass(rt, person)
+    for _ in range(15):
+        assert _browse(rt, clock, person, pcookie).action is Action.ALLOW

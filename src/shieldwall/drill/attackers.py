@@ -195,7 +195,9 @@ class Attack:
                 await self._volunteers(stop_at)
             else:
                 if self.spec.kind is Kind.SMART_BOT:
-                    await self._pass_challenges(stop_at)
+                    # each bot floods from the moment it holds its pass, at its share of
+                    # the rate (solving all of them first left a 20 s phase 3 s of flood)
+                    self._spawn(self._pass_challenges(stop_at))
                 await self._flood(stop_at)
         finally:
             self.stopped = True
@@ -220,12 +222,15 @@ class Attack:
             return
         start = self.now()
         sent = 0
+        smart = self.spec.kind is Kind.SMART_BOT
         i = self.rng.randrange(len(self.sources))
         while (t := self.now()) < stop_at:
             due = int((t - start) * rate) - sent
             for _ in range(max(0, due)):
                 sent += 1
                 i = (i + 1) % len(self.sources)
+                if smart and self.sources[i] not in self.jars:
+                    continue  # this bot is still solving its challenge: it sends nothing yet
                 if self.inflight >= self.spec.max_inflight:
                     self.stats.phase(self.phase()).skipped += 1
                     continue

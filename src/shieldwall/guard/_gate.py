@@ -249,11 +249,25 @@ class GuardGate:
                     sd = self._shadowed(d, "challenge", facts, now)
                     shadowed = shadowed or sd
 
+        standing = self._standing(facts, ident, cls, route, lists, now)
+        if standing is Standing.HEAVY and not lists.allowed and (
+                self.state.mode is not Mode.NORMAL or self.pressure()):
+            # Pages at a rate nobody clicks, without their assets: a pass does not
+            # make that a shopper. Outside normal mode, or while a backend is
+            # overloaded, it pays a suspect's challenge before the detector names it.
+            need = self.required_bits(ClientClass.SUSPECT, self.state.mode)
+            if pass_bits < need:
+                d = self._challenge_decision(facts, ident, ClientClass.SUSPECT, need, now)
+                if "challenge" not in self._shadow:
+                    self._count("challenge")
+                    self._count("challenge:heavy")
+                    return d
+                sd = self._shadowed(d, "challenge", facts, now)
+                shadowed = shadowed or sd
         if shadowed is not None:
             return shadowed
         self._count("allow")
-        return self._allow_decisions[(cls, self._standing(facts, ident, cls, route, lists, now),
-                                      session)]
+        return self._allow_decisions[(cls, standing, session)]
 
     def _standing(self, facts: RequestFacts, ident: Identity, cls: ClientClass, route: _Route,
                   lists: _Lists, now: float) -> Standing:
