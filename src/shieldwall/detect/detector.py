@@ -271,6 +271,10 @@ class Detector:
         if cur is not None and cur.verdict == BACKEND_FAILURE and v.verdict == FLASH_CROWD:
             # the burst right after a stall is the backlog of hung requests completing
             v = WindowVerdict(NORMAL, evidence=("backlog draining after the backend failure",))
+        if cur is not None and cur.verdict == DDOS and v.verdict == BACKEND_FAILURE and v.kind == STALL:
+            # lines that stop coming while an attack is on are the attack's doing (held
+            # connections, a saturated front), or its pause: not a second event
+            v = WindowVerdict(NORMAL, evidence=("traffic thinned during the attack", *v.evidence))
         if cur is None:
             if v.verdict == NORMAL:
                 self._cand, self._cand_n, self._cand_windows = None, 0, []
@@ -283,14 +287,17 @@ class Detector:
             if v.verdict == NORMAL:
                 self._normal_run += 1
                 self._cand, self._cand_n = None, 0
-                if self._normal_run >= max(self.s.merge_windows, self.s.exit_windows):
+                if self._normal_run >= max(self._merge(cur), self.s.exit_windows):
                     cur.open = False
                     closed.append(cur)
                     self.current = None
                     self._normal_run = 0
             else:
                 paused = self._normal_run >= self.s.exit_windows
-                if paused and v.verdict != cur.verdict:
+                # a slow attack pausing between its timeouts is not continued by a flood
+                other = v.verdict != cur.verdict or (cur.kind == "slow" and v.kind != "slow"
+                                                     and self._normal_run >= self.s.merge_windows)
+                if paused and other:
                     # after a pause, a different event is a new incident, not more of this one
                     self._candidate(w, f, v)
                     if self._cand_n >= self._enter(v.verdict):
@@ -382,6 +389,13 @@ class Detector:
         attack evidence and not contained per address, opens the incident at once."""
         return (v.verdict == DDOS and f.surge >= self.s.fast_surge * self.s.surge_threshold
                 and not self.contained(f, v))
+
+    def _merge(self, inc: Incident) -> int:
+        """Normal windows that close an incident. A slow attack shows only when the
+        server cuts its connections, one timeout apart: its record stays open that long."""
+        if inc.verdict == DDOS and inc.kind == "slow":
+            return max(self.s.merge_windows, self.s.slow_merge_windows)
+        return self.s.merge_windows
 
     def _enter(self, verdict: str) -> int:
         return self.s.backend_enter_windows if verdict == BACKEND_FAILURE else self.s.enter_windows

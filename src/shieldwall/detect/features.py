@@ -27,6 +27,10 @@ from typing import Any
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import _ASSET, _PAGE, _TRUSTED, Window
 
+SLOW_SOURCE_MIN = 10
+"""Slow requests in 60 s from one address that make it a slow attacker (a browser's
+idle preconnect ends as one 408; a carrier NAT's many browsers as a few)."""
+
 MIN_BASE_WINDOWS = 5
 """Windows of normal traffic before a rate can be called elevated at all (the rest of
 the baseline -- seen networks, assets -- waits for the full ``warmup_windows``)."""
@@ -78,6 +82,7 @@ class Features:
     query_path: str
     """The path with the most distinct query strings this second."""
     query_distinct: int
+    """Distinct (path, query string) pairs this second, over every path."""
     query_share: float
     """Share of page requests that carry a query string."""
     query_entropy: float
@@ -93,8 +98,18 @@ class Features:
     """Share of the 10 s view's requests made by its five busiest sources."""
     slow_sources: int
     """Distinct sources of slow requests and 408s over the 10 s view."""
+    slow_source_share: float
+    """Share of this second's requests from addresses with at least ``SLOW_SOURCE_MIN``
+    slow requests or 408s in the last 60 s."""
     asset_share: float
     """Share of page clients in the 10 s view that also fetched page assets."""
+    page_clients: int
+    pageonly_clients: int
+    """Page clients in the 10 s view, and how many of them fetched no asset."""
+    pageonly_excess: float
+    """Of the page clients above the shop's usual number, the share that fetched no
+    asset (0 without such an excess). A crowd's extra clients browse like the
+    regulars; a flood's are page-only -- however many regulars dilute the share."""
     heavy_page_share: float
     """Share of the 10 s view's requests made by heavy page-only clients: at least
     ``heavy_limit`` requests in 10 s, all pages, no asset (sessions and passes
@@ -132,6 +147,8 @@ class Features:
     base_error_share: float
     base_notfound_share: float
     base_slow_share: float
+    base_page_clients: float
+    base_pageonly_clients: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -380,6 +397,8 @@ class Featurizer:
         self.base_err = _Ewma(a, 0.0, wu)
         self.base_nf = _Ewma(a, 0.0, wu)
         self.base_slow = _Ewma(a, 0.0, wu)
+        self.base_pc = _Ewma(a, 0.0, wu)
+        self.base_po = _Ewma(a, 0.0, wu)
         self.seen_keys = _Seen(10_000)
         """Query parameter names seen in normal traffic."""
         self.learned = 0
@@ -395,6 +414,10 @@ class Featurizer:
         self._bf3: deque[int] = deque(maxlen=3)
         # 60 s view: scalars only
         self._v60: deque[tuple[int, int]] = deque()
+        self._slow60: deque[dict[str, int]] = deque()
+        self.slow60: dict[str, int] = {}
+        """Slow requests per source over the last 60 s (a slowloris shows only when
+        the server cuts its connections, every header timeout)."""
         self._n60 = 0
         self._err60 = 0
 
@@ -461,6 +484,13 @@ class Featurizer:
         self._v60.append((w.n, w.errors))
         self._n60 += w.n
         self._err60 += w.errors
+        self._slow60.append(w.slow_src)
+        if w.slow_src:
+            self._add(self.slow60, w.slow_src.items(), 1)
+        if len(self._slow60) > 60:
+            gone = self._slow60.popleft()
+            if gone:
+                self._add(self.slow60, gone.items(), -1)
         if len(self._v60) > 60:
             n, e = self._v60.popleft()
             self._n60 -= n
@@ -545,10 +575,14 @@ class Featurizer:
             top_path, top_share = "", 0.0
         path_h = _entropy(w.paths, w.pages)
         # queries this second
-        qpath, qd = "", 0
+        # distinct query strings over every path (busting spreads over search and
+        # category pages); the path with the most of them names it
+        qpath, qmax, qd = "", 0, 0
         for path, qs in w.qpaths.items():
-            if len(qs) > qd:
-                qpath, qd = path, len(qs)
+            nq = len(qs)
+            qd += nq
+            if nq > qmax:
+                qpath, qmax = path, nq
         # assets over 10 s
         page_clients = self.page10
         if page_clients:
@@ -556,7 +590,14 @@ class Featurizer:
             with_assets = sum(1 for c in page_clients if c in assets)
             asset_share = with_assets / len(page_clients)
         else:
+            with_assets = 0
             asset_share = self.base_asset.value if self.learned else 1.0
+        n_pc = len(page_clients)
+        n_po = n_pc - with_assets
+        extra_pc = n_pc - self.base_pc.value
+        # an excess of at least half the usual number (and of a few clients) says who came
+        po_excess = (min(1.0, max(0.0, (n_po - self.base_po.value) / extra_pc))
+                     if self.warm and extra_pc >= max(5.0, 0.5 * self.base_pc.value) else 0.0)
         # heavy page-only clients (only looked for when the busiest source is one)
         heavy_n = heavy_c = heavy_t = 0
         if mx >= heavy_limit:
@@ -591,6 +632,15 @@ class Featurizer:
                     new_key += cnt
         top5 = sum(nlargest(5, counts.values())) / self._n10 if self._n10 else 0.0
         slow_srcs = len({c for win in self._v10 if win.slow_src for c in win.slow_src})
+        # this second's requests from addresses that held many slow connections lately:
+        # the tool's excess connections, refused at once by a per-address cap
+        from_slow = 0
+        if self.slow60:
+            s60 = self.slow60
+            lim = SLOW_SOURCE_MIN
+            for c, cnt in w.src.items():
+                if s60.get(c, 0) >= lim:
+                    from_slow += cnt
         return Features(
             sec=w.sec,
             rps=float(n),
@@ -626,7 +676,11 @@ class Featurizer:
             new_key_share=new_key / with_q if with_q else 0.0,
             top5_share=top5,
             slow_sources=slow_srcs,
+            slow_source_share=from_slow * (1.0 / n if n else 0.0),
             asset_share=asset_share,
+            page_clients=n_pc,
+            pageonly_clients=n_po,
+            pageonly_excess=po_excess,
             heavy_page_share=heavy_n / self._n10 if self._n10 else 0.0,
             heavy_clients=heavy_c,
             heavy_trusted=heavy_t,
@@ -657,6 +711,8 @@ class Featurizer:
             base_error_share=self.base_err.value,
             base_notfound_share=self.base_nf.value,
             base_slow_share=self.base_slow.value,
+            base_page_clients=self.base_pc.value,
+            base_pageonly_clients=self.base_po.value,
         )
 
     def learn(self, w: Window, f: Features, weight: float = 1.0) -> None:
@@ -683,6 +739,8 @@ class Featurizer:
         self.base_p99_1.update(f.req_per_source_p99_1s, weight)
         if self.page10:
             self.base_asset.update(f.asset_share, weight)
+        self.base_pc.update(f.page_clients, weight)
+        self.base_po.update(f.pageonly_clients, weight)
         self.base_urls.update(f.distinct_urls, weight)
         self.base_qd.update(f.query_distinct, weight)
         self.base_err.update(f.error_share, weight)

@@ -21,6 +21,9 @@ FLASH_CROWD = "flash_crowd"
 DDOS = "ddos"
 BACKEND_FAILURE = "backend_failure"
 VERDICTS = (NORMAL, FLASH_CROWD, DDOS, BACKEND_FAILURE)
+NO_ASSETS = 0.15
+"""Below this baseline share of page clients fetching assets, the log shows no assets:
+their absence is missing data, not evidence."""
 KINDS = ("flood", "randomized", "slow", "cache_bust")
 
 
@@ -86,6 +89,13 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
                   if base_rps > 0 else f"{_num(f.rps)} req/s (no baseline yet)")
     base_asset = f.base_asset_share if f.warm else 1.0
     assets_low = f.asset_share < s.asset_share_drop * base_asset
+    # The clients above the usual number fetch no asset while the regulars do: however
+    # many regulars dilute the share, the surge itself is not browsing.
+    if f.warm and base_asset >= NO_ASSETS and f.pageonly_excess >= s.pageonly_excess:
+        assets_low = True
+    # A log without asset lines (an origin behind a CDN, an API) has no asset signal at
+    # all: rules that need one fall back on the others.
+    no_assets = f.warm and base_asset < NO_ASSETS
     new_prefixes = f.warm and f.new_prefix_share >= s.new_prefix_share
     backends = _backend_words(f, s)
     per_source_limit = max(s.per_source_min, s.per_source_factor * (f.base_p99 if f.warm else 0.0))
@@ -108,13 +118,23 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         ev.append(backends)
         return WindowVerdict(DDOS, "slow", _confidence(hits, 3), tuple(ev))
 
+    # the rest of a slow attack: its excess connections refused at once (a per-address
+    # cap answering 503) or answered, from the addresses holding slow ones
+    if f.slow_source_share >= 0.5 and (elevated or backend_failing(f, s)):
+        ev = [f"{_pct(f.slow_source_share)} of requests from addresses that held slow connections "
+              f"in the last minute ({_num(f.slow_sources)} in 10 s)", rate_words, backends]
+        return WindowVerdict(DDOS, "slow", _confidence(1 + elevated + backend_failing(f, s), 3), tuple(ev))
+
     # cache busting: many distinct query strings on one path, no browser behind them
     qd_floor = max(s.cache_bust_min_distinct, s.distinct_factor * (f.base_query_distinct if f.warm else 0.0))
     # parameter names the shop never used are random queries (randomized), not busting
     random_keys = f.warm and f.new_key_share >= 0.5
-    if (f.query_distinct >= qd_floor and f.query_distinct >= 0.5 * f.distinct_urls and assets_low
+    # no browser behind them: assets low, or (a log without assets) networks never seen,
+    # or far more distinct queries than the shop ever had in a second
+    not_browsing = assets_low or (no_assets and (new_prefixes or f.query_distinct >= 2 * qd_floor))
+    if (f.query_distinct >= qd_floor and f.query_distinct >= 0.5 * f.distinct_urls and not_browsing
             and not random_keys):
-        ev = [f"{_num(f.query_distinct)} distinct query strings per second on {f.query_path} "
+        ev = [f"{_num(f.query_distinct)} distinct query strings per second, most on {f.query_path} "
               f"(baseline {f.base_query_distinct:.0f}; query-string entropy {f.query_entropy:.2f})",
               asset_words, rate_words]
         hits = 1 + assets_low + new_prefixes + elevated

@@ -77,6 +77,9 @@ class DetectSettings(BaseModel):
     view's requests (with the rate elevated)."""
     asset_share_drop: float = Field(default=0.5, gt=0.0, le=1.0)
     """Page clients that fetch assets fell below this fraction of the baseline share."""
+    pageonly_excess: float = Field(default=0.7, gt=0.0, le=1.0)
+    """Assets are low also when at least this share of the page clients above the shop's
+    usual number fetched no asset (a surge that is not browsing, diluted by regulars)."""
     new_prefix_share: float = Field(default=0.5, gt=0.0, le=1.0)
     """Share of sources from prefixes never seen in the baseline that marks a botnet."""
     top_path_share: float = Field(default=0.6, gt=0.0, le=1.0)
@@ -85,8 +88,9 @@ class DetectSettings(BaseModel):
     """Randomized: at least this many distinct URLs per second..."""
     random_unique_share: float = Field(default=0.5, gt=0.0, le=1.0)
     """...which are at least this share of page requests."""
-    cache_bust_min_distinct: int = Field(default=50, ge=1)
-    """Cache-busting: distinct query strings per second on one path."""
+    cache_bust_min_distinct: int = Field(default=10, ge=1)
+    """Cache-busting: at least this many distinct query strings per second (over every
+    path), and ``distinct_factor`` x the shop's own."""
     distinct_factor: float = Field(default=5.0, gt=1.0)
     """Distinct-URL and distinct-query counts must also exceed the baseline by this factor."""
     slow_request_seconds: float = Field(default=5.0, gt=0.0)
@@ -121,6 +125,9 @@ class DetectSettings(BaseModel):
     merge_windows: int = Field(default=30, ge=1)
     """Consecutive normal windows to close an incident: an event that pauses for less
     (a hanging backend whose lines thin out, then 504s) stays one incident."""
+    slow_merge_windows: int = Field(default=300, ge=1)
+    """The same for a slow attack (ddos/slow): it shows only each time the server cuts
+    its connections, one header or body timeout apart (up to a few minutes)."""
     relabel_ratio: float = Field(default=1.0, gt=0.0)
     """Attack evidence persisting in an open crowd incident relabels the whole incident
     ddos when it outweighs the crowd evidence since the start by this factor (else the
