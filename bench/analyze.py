@@ -20,10 +20,17 @@ latter is the fair one on a shared machine; the load average is printed).
 timed from outside as a whole process (start-up and imports included) on a
 ``--whole-lines`` (650,000) line log of each format, ``--repeat`` (3) times
 each, interleaved: wall and CPU seconds (the child's own rusage), lines per
-wall second, and the incidents it found.
+wall second, and the incidents it found. ``cli`` is the command as installed
+(both cores: the reader parses ahead on a second thread), ``cli_one_core`` the
+same pinned to one core (``taskset -c 0``), ``rows`` the per-line window loop
+(``analyze(engine="rows")``); with ``--before REF`` also ``before``: the same
+command run from the sources of git revision REF (``git archive``, on
+PYTHONPATH), so old and new are timed side by side in one run, with
+``*_vs_before`` ratios and a check that both found the same incidents.
 
 Usage: .venv/bin/python bench/analyze.py [--lines 10000000] [--format access|combined]
                                          [--whole-lines 650000] [--repeat 3] [--whole-only]
+                                         [--before REF]
 """
 
 from __future__ import annotations
@@ -135,18 +142,21 @@ def _peak_rss_mb() -> float:
     return -1.0
 
 
-def _timed(cmd: list[str]) -> dict[str, float]:
+def _timed(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     """One whole process: wall seconds and its own CPU seconds (user + sys, from wait4)."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _, status, ru = os.wait4(proc.pid, 0)
-    finally:
-        if proc.returncode is None and proc.poll() is None:
+    with tempfile.TemporaryFile() as errf:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf, env=env)
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        except BaseException:
             proc.kill()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t
-    err = proc.stderr.read().decode() if proc.stderr else ""
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {err[-2000:]}")
     return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
@@ -159,21 +169,43 @@ def _spread(xs: list[float], digits: int = 2) -> list[float]:
     return [round(ys[0], digits), round(ys[len(ys) // 2], digits), round(ys[-1], digits)]
 
 
-def whole_process(tmp: Path, lines: int, repeat: int) -> dict[str, object]:
+_ROWS = ("import sys; from pathlib import Path; from shieldwall.detect.analyze import analyze; "
+         "import json; r = analyze([Path(sys.argv[1])], engine='rows'); "
+         "Path(sys.argv[2]).write_text(json.dumps(r.as_json()))")
+
+
+def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dict[str, object]:
     """``shieldwall analyze`` as a user runs it, per log format, ``repeat`` times."""
     exe = Path(sys.executable).with_name("shieldwall")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "cli": ([str(exe), "analyze", "{log}", "--json", "{out}"], env),
+        "cli_one_core": (["taskset", "-c", "0", str(exe), "analyze", "{log}", "--json", "{out}"], env),
+        "rows": ([sys.executable, "-c", _ROWS, "{log}", "{out}"], env),
+    }
+    if before:
+        src = tmp / "before"
+        src.mkdir()
+        repo = Path(__file__).resolve().parent.parent
+        archive = subprocess.run(["git", "-C", str(repo), "archive", before, "src"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        commands["before"] = ([str(exe), "analyze", "{log}", "--json", "{out}"],
+                              {**env, "PYTHONPATH": str(src / "src")})
     out: dict[str, object] = {}
     for fmt in ("combined", "access"):
         log = tmp / f"whole-{fmt}.log"
         info = make_log(log, lines, fmt)
-        runs: dict[str, list[dict[str, float]]] = {"cli": []}
-        found: dict[str, int] = {}
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+        found: dict[str, list[object]] = {}
         for _ in range(repeat):
-            js = tmp / "out.json"
-            runs["cli"].append(_timed([str(exe), "analyze", str(log), "--json", str(js)]))
-            rep = json.loads(js.read_text())
-            found["cli"] = len(rep["incidents"])
-            assert rep["lines"] == info["lines"], rep["lines"]
+            for name, (cmd, cenv) in commands.items():
+                js = tmp / f"out-{name}.json"
+                argv = [a.format(log=log, out=js) for a in cmd]
+                runs[name].append(_timed(argv, cenv))
+                rep = json.loads(js.read_text())
+                found[name] = rep["incidents"]
+                assert rep["lines"] == info["lines"], (name, rep["lines"])
         res: dict[str, object] = {"log_lines": info["lines"], "log_bytes": info["bytes"]}
         for name, rs in runs.items():
             walls = [r["wall_s"] for r in rs]
@@ -182,7 +214,15 @@ def whole_process(tmp: Path, lines: int, repeat: int) -> dict[str, object]:
                 "wall_s": _spread(walls), "cpu_s": _spread(cpus),
                 "lines_per_s": _spread([info["lines"] / w for w in walls], -3),
                 "lines_per_cpu_s": _spread([info["lines"] / c for c in cpus], -3),
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "incidents": found[name]}
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "incidents": len(found[name])}
+        res["same_incidents"] = all(f == found["cli"] for f in found.values())
+        for name in ("cli", "cli_one_core", "rows"):
+            if "before" in runs:
+                # per run pair (interleaved), then min/median/max of the ratios
+                res[f"{name}_vs_before_wall"] = _spread(
+                    [b["wall_s"] / a["wall_s"] for a, b in zip(runs[name], runs["before"], strict=True)])
+                res[f"{name}_vs_before_cpu"] = _spread(
+                    [b["cpu_s"] / a["cpu_s"] for a, b in zip(runs[name], runs["before"], strict=True)])
         out[fmt] = res
         log.unlink()
     return out
@@ -194,6 +234,8 @@ def main() -> None:
     ap.add_argument("--format", default="access", choices=["access", "combined"])
     ap.add_argument("--whole-lines", type=int, default=650_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--before", metavar="REF",
+                    help="also time the analyzer of this git revision (e.g. a commit before a change)")
     ap.add_argument("--whole-only", action="store_true",
                     help="only the whole-process figures (skip the ten-million-line stages)")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
@@ -206,7 +248,7 @@ def main() -> None:
     target = 500_000
     out["goal_lines_per_s"] = target
     with tempfile.TemporaryDirectory(prefix="shieldwall-bench-") as tmp:
-        out["whole_process"] = whole_process(Path(tmp), args.whole_lines, args.repeat)
+        out["whole_process"] = whole_process(Path(tmp), args.whole_lines, args.repeat, args.before)
         if args.whole_only:
             out["load_average"] = os.getloadavg()
             print(json.dumps(out, indent=2))
