@@ -36,6 +36,7 @@ HOT: tuple[str, ...] = (
     "shieldwall.proxy.balancer",
     "shieldwall.proxy.accesslog",
     "shieldwall.metrics",
+    "shieldwall.guard.decision",
     "shieldwall.guard._gate",
     "shieldwall.guard._state",
     "shieldwall.guard._net",

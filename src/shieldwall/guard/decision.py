@@ -44,10 +44,17 @@ class Mode(StrEnum):
     UNDER_ATTACK = "under_attack"
 
 
-@fast_init  # built for every request: a cheaper __init__, same frozen record
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RequestFacts:
-    """What is known of a request before its body: enough to decide on."""
+    """What is known of a request before its body: enough to decide on.
+
+    Built for every request. The ``__init__`` is written out (not generated)
+    so that mypyc compiles it: compiled, it stores straight into the native
+    object's fields (~0.3 µs; a generated frozen ``__init__`` is Python code
+    calling ``object.__setattr__`` per field, ~6 µs under mypyc); the class is
+    still frozen for everyone else. Pure Python, the frozen class's own
+    assignments would raise, so :func:`shieldwall.fastinit.fast_init` replaces
+    it at import (below)."""
 
     client: str
     """Client address after trusted-proxy resolution of X-Forwarded-For."""
@@ -61,10 +68,25 @@ class RequestFacts:
     """The raw Cookie header (all Cookie headers joined with '; ')."""
     tls: bool = False
 
+    def __init__(self, client: str, method: str, path: str, query: str, host: str = "",
+                 user_agent: str = "", referer: str = "", cookie: str = "",
+                 tls: bool = False) -> None:
+        self.client = client  # type: ignore[misc]
+        self.method = method  # type: ignore[misc]
+        self.path = path  # type: ignore[misc]
+        self.query = query  # type: ignore[misc]
+        self.host = host  # type: ignore[misc]
+        self.user_agent = user_agent  # type: ignore[misc]
+        self.referer = referer  # type: ignore[misc]
+        self.cookie = cookie  # type: ignore[misc]
+        self.tls = tls  # type: ignore[misc]
 
-@fast_init  # built per challenge page (and per shadowed rule): the cheaper __init__
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
+    """The guard's answer. Built per challenge page (and per shadowed rule);
+    its ``__init__`` is written out for mypyc, as :class:`RequestFacts`'."""
+
     action: Action
     cls: ClientClass = ClientClass.UNKNOWN
     retry_after: float = 0.0
@@ -82,6 +104,22 @@ class Decision:
     The proxy passes it on: ``admission.acquire(backend, cls, priority=decision.priority)``."""
     session: bool = False
     """The request carried a valid shield session cookie (for RequestEvent.session)."""
+
+    def __init__(self, action: Action, cls: ClientClass = ClientClass.UNKNOWN,
+                 retry_after: float = 0.0, reason: str = "", shadow: bool = False,
+                 response: bytes | None = None, close: bool = False,
+                 add_response_headers: tuple[tuple[bytes, bytes], ...] = (),
+                 priority: int = 0, session: bool = False) -> None:
+        self.action = action  # type: ignore[misc]
+        self.cls = cls  # type: ignore[misc]
+        self.retry_after = retry_after  # type: ignore[misc]
+        self.reason = reason  # type: ignore[misc]
+        self.shadow = shadow  # type: ignore[misc]
+        self.response = response  # type: ignore[misc]
+        self.close = close  # type: ignore[misc]
+        self.add_response_headers = add_response_headers  # type: ignore[misc]
+        self.priority = priority  # type: ignore[misc]
+        self.session = session  # type: ignore[misc]
 
     @property
     def enforced(self) -> bool:
@@ -102,6 +140,13 @@ class Gate(Protocol):
         """Called with the upstream's status and headers before they are sent on;
         returns extra headers to append (session cookie, customer marking)."""
         ...
+
+
+if __file__.endswith(".py"):
+    # Pure Python: the written-out __init__ would trip the frozen __setattr__;
+    # fastinit's stores through the slots instead (compiled, mypyc's own is used).
+    fast_init(RequestFacts)
+    fast_init(Decision)
 
 
 ALLOW_ALL = Decision(Action.ALLOW, ClientClass.UNKNOWN, reason="no guard")
