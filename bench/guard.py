@@ -18,7 +18,7 @@ Prints one JSON document:
 Goal (issue 3): a decision under 10 µs; a rejection costs at most a fifth of a
 proxied request.
 
-    .venv/bin/python bench/guard.py [--n 200000] [--seconds 5] [--conns 32]
+    .venv/bin/python bench/guard.py [--n 200000] [--seconds 5] [--conns 32] [--callgrind]
 """
 
 from __future__ import annotations
@@ -262,11 +262,36 @@ def proxy(seconds: int, conns: int) -> dict[str, Any]:
     return asyncio.run(_proxy(seconds, conns))
 
 
+def instructions() -> dict[str, Any]:
+    """The same comparison without the machine's noise: instructions per
+    request on the request path (bench/proxy_callgrind.py, default wiring,
+    proxied vs answered with the guard's 429; user space only, so the
+    refusal's saved syscalls are not in it)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("valgrind") is None:
+        return {"skipped": "needs valgrind"}
+    script = Path(__file__).with_name("proxy_callgrind.py")
+    run = subprocess.run([sys.executable, str(script), "default", "refused"],
+                         capture_output=True, text=True, timeout=1800)
+    if run.returncode != 0:
+        return {"skipped": f"proxy_callgrind.py failed: {run.stderr.strip()[-300:]}"}
+    cg = json.loads(run.stdout)
+    key = "request_path_instructions_per_request"
+    p, r = cg["default"][key], cg["refused"][key]
+    return {"proxied": p, "refused": r, "ratio_refused_over_proxied": round(r / p, 3),
+            "goal_ratio": 0.2, "command": "bench/proxy_callgrind.py default refused"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200_000, help="decisions per measurement")
     ap.add_argument("--seconds", type=int, default=5, help="wrk duration per path")
     ap.add_argument("--conns", type=int, default=32, help="wrk connections")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also instructions per request, proxied vs refused (valgrind, ~1 min)")
     args = ap.parse_args()
     import logging
     logging.getLogger("shieldwall").setLevel(logging.ERROR)
@@ -277,6 +302,8 @@ def main() -> None:
         "core": core(args.n),
         "proxy": proxy(args.seconds, args.conns),
     }
+    if args.callgrind:
+        out["instructions"] = instructions()
     print(json.dumps(out, indent=2))
 
 

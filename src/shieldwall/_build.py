@@ -38,6 +38,8 @@ HOT: tuple[str, ...] = (
     "shieldwall.metrics",
     "shieldwall.guard.decision",
     "shieldwall.guard._gate",
+    "shieldwall.guard._standing",
+    "shieldwall.guard._admission",
     "shieldwall.guard._state",
     "shieldwall.guard._net",
     "shieldwall.guard._tokens",
