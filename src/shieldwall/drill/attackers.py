@@ -320,7 +320,9 @@ class Attack:
             self.jars[source] = jar
 
         try:
-            await asyncio.wait_for(asyncio.gather(*(one(s) for s in self.sources)),
+            # return_exceptions: bots still solving when the phase ends are cancelled
+            # quietly (no "exception was never retrieved" at the end of a drill)
+            await asyncio.wait_for(asyncio.gather(*(one(s) for s in self.sources), return_exceptions=True),
                                    max(0.1, stop_at - self.now()))
         except TimeoutError:
             pass  # the bots that got through flood with their pass; the rest flood without
