@@ -215,7 +215,10 @@ def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dic
                 "lines_per_s": _spread([info["lines"] / w for w in walls], -3),
                 "lines_per_cpu_s": _spread([info["lines"] / c for c in cpus], -3),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "incidents": len(found[name])}
-        res["same_incidents"] = all(f == found["cli"] for f in found.values())
+        # the tree's own ways must agree; the revision before may differ where its rules did
+        res["same_incidents"] = all(f == found["cli"] for k, f in found.items() if k != "before")
+        if "before" in found:
+            res["before_same_incidents"] = found["before"] == found["cli"]
         for name in ("cli", "cli_one_core", "rows"):
             if "before" in runs:
                 # per run pair (interleaved), then min/median/max of the ratios
