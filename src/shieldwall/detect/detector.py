@@ -271,7 +271,8 @@ class Detector:
         if cur is not None and cur.verdict == BACKEND_FAILURE and v.verdict == FLASH_CROWD:
             # the burst right after a stall is the backlog of hung requests completing
             v = WindowVerdict(NORMAL, evidence=("backlog draining after the backend failure",))
-        if cur is not None and cur.verdict == DDOS and v.verdict == BACKEND_FAILURE and v.kind == STALL:
+        if (cur is not None and cur.verdict == DDOS and v.verdict == BACKEND_FAILURE and v.kind == STALL
+                and self._normal_run < self.s.exit_windows):
             # lines that stop coming while an attack is on are the attack's doing (held
             # connections, a saturated front), or its pause: not a second event
             v = WindowVerdict(NORMAL, evidence=("traffic thinned during the attack", *v.evidence))

@@ -125,7 +125,7 @@ class DetectSettings(BaseModel):
     merge_windows: int = Field(default=30, ge=1)
     """Consecutive normal windows to close an incident: an event that pauses for less
     (a hanging backend whose lines thin out, then 504s) stays one incident."""
-    slow_merge_windows: int = Field(default=300, ge=1)
+    slow_merge_windows: int = Field(default=30, ge=1)
     """The same for a slow attack (ddos/slow): it shows only each time the server cuts
     its connections, one header or body timeout apart (up to a few minutes)."""
     relabel_ratio: float = Field(default=1.0, gt=0.0)
