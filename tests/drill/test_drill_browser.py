@@ -5,12 +5,16 @@ keep the pass cookie; a challenged POST is sent again after the check."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import html
 import json
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from shieldwall.drill import challenge
+from shieldwall.drill.httpclient import HTTPError
 from shieldwall.drill.shoppers import Browser
 
 DIFFICULTY = 10
@@ -149,6 +153,43 @@ async def test_a_browser_keeps_its_connection_alive_unless_told_to_close() -> No
         await b.fetch("GET", "/bye")
         assert not b.conn.open
         await b.fetch("GET", "/")
+        assert connections == 2
+    finally:
+        b.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_broken_kept_alive_connection_is_retried_once_for_a_get_not_a_post() -> None:
+    """The server answers one request per connection and then drops it
+    without saying so (a node killed behind a balancer): a browser's next GET
+    on that connection fails, and is sent again on a new one; a POST is not."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        # wait for the next request, then drop the connection unanswered
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+        writer.transport.abort()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    b = Browser("127.0.0.1", port, "127.0.0.1", None)
+    try:
+        assert (await b.fetch("GET", "/")).status == 200
+        assert (await b.fetch("GET", "/static/shop.css")).status == 200  # retried on a new connection
+        assert connections == 2
+        with pytest.raises(HTTPError):
+            await b.fetch("POST", "/checkout", b"x=1")  # never sent twice
         assert connections == 2
     finally:
         b.close()

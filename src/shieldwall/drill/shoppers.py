@@ -45,7 +45,7 @@ from urllib.parse import urlsplit
 
 from shieldwall.drill import challenge as chal
 from shieldwall.drill import netsafety
-from shieldwall.drill.httpclient import Connection, CookieJar, HTTPError, Response
+from shieldwall.drill.httpclient import Connection, CookieJar, HTTPError, Response, Timeout
 from shieldwall.drill.stats import LegitStats
 from shieldwall.http.proxy_protocol import v2_header
 
@@ -157,7 +157,19 @@ class Browser:
             hdrs = self.base_headers + (headers or []) + self.jar.header()
             if body:
                 hdrs.append(("Content-Type", "application/x-www-form-urlencoded"))
-            resp = await self.conn.request(method, path, hdrs, body, timeout=left)
+            reused = self.conn.open
+            try:
+                resp = await self.conn.request(method, path, hdrs, body, timeout=left)
+            except Timeout:
+                raise
+            except HTTPError:
+                # A kept-alive connection that breaks (its server went away, a
+                # balancer cut it) is retried once on a new one for a safe
+                # method, as browsers do (RFC 9110 9.2.2); a new one is not.
+                if not reused or method not in ("GET", "HEAD"):
+                    raise
+                resp = await self.conn.request(method, path, hdrs, body,
+                                               timeout=max(0.01, deadline - time.monotonic()))
             self.exchanges += 1
             self.jar.update(resp)
             c = chal.find(resp.body) if resp.status >= 200 and b"<meta" in resp.body[:8192] else None
