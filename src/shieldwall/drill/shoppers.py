@@ -131,7 +131,7 @@ class Browser:
 
     def __init__(self, host: str, port: int, source: str, solver: Executor | None,
                  on_challenge: Callable[[], None] | None = None, preamble: bytes = b"") -> None:
-        self.conn = Connection(host, port, source, preamble)
+        self.conn = Connection(host, port, source, preamble, reuse=True)
         self.jar = CookieJar()
         self.solver = solver
         self.on_challenge = on_challenge
