@@ -127,26 +127,25 @@ class AccessLog:
         # PIPE_BUF bytes are atomic there, so batches are cut at lines; and a
         # pipe with room for PIPE_BUF bytes takes such a write without blocking.
         backlog = self._backlog
-        cur: list[bytes] = []
+        batches: list[list[bytes]] = [[]]
         size = 0
-        dropped = 0
         for line in lines:
             b = line.encode("utf-8", "backslashreplace")
-            if cur and size + len(b) > select.PIPE_BUF:
-                if self._backlog_size + size <= self.max_backlog:
-                    backlog.append(b"".join(cur))
-                    self._backlog_size += size
-                else:
-                    dropped += len(cur)
-                cur, size = [], 0
-            cur.append(b)
+            if batches[-1] and size + len(b) > select.PIPE_BUF:
+                batches.append([])
+                size = 0
+            batches[-1].append(b)
             size += len(b)
-        if cur:
-            if self._backlog_size + size <= self.max_backlog:
-                backlog.append(b"".join(cur))
-                self._backlog_size += size
+        dropped = 0
+        for batch in batches:
+            if not batch:  # only the backlog to flush
+                continue
+            data = b"".join(batch)
+            if self._backlog_size + len(data) <= self.max_backlog:
+                backlog.append(data)
+                self._backlog_size += len(data)
             else:
-                dropped += len(cur)
+                dropped += len(batch)
         if dropped:
             if not self.dropped:
                 print("shieldwall: stdout is not being read: access log lines are dropped "
