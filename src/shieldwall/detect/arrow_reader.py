@@ -55,6 +55,13 @@ _CONVERT = pcsv.ConvertOptions(
 )
 
 
+_S = {v: pa.scalar(v, pa.string()) for v in (" ", "", "-", "0", "-1", "s=1", "v=1")}
+"""Arrow scalars for the literals the kernels take: a Python literal is converted on
+every call, and the conversion looks for ``dateutil`` (an import that fails, searched
+for along the whole path every time: a fifth of the reader's time went there)."""
+_ZERO, _ONE, _TWO, _THREE = (pa.scalar(i, pa.int32()) for i in (0, 1, 2, 3))
+
+
 class _Reject(Exception):
     """This chunk is not for the fast path."""
 
@@ -118,7 +125,7 @@ class ArrowCombined:
                 if not ascii_only and not pc.all(pc.string_is_ascii(col[i])).as_py():
                     raise _Reject("access tail")  # str.split() cuts at Unicode spaces too
         # time: "[dd/Mon/yyyy:HH:MM:SS" and "+zzzz]", parsed once per distinct value
-        stamp = pc.dictionary_encode(pc.binary_join_element_wise(col[3], col[4], " "))
+        stamp = pc.dictionary_encode(pc.binary_join_element_wise(col[3], col[4], _S[" "]))
         tcache = self._time
         secs = []
         for s in stamp.dictionary.to_pylist():
@@ -129,38 +136,38 @@ class ArrowCombined:
         # request line -> target -> path, query (as LineParser.parse_combined cuts it)
         req = col[5]
         words = pc.split_pattern(req, " ")
-        if pc.all(pc.equal(pc.list_value_length(words), 3)).as_py():
-            target = pc.list_element(words, 1)  # "METHOD target PROTOCOL": nearly every line
+        if pc.all(pc.equal(pc.list_value_length(words), _THREE)).as_py():
+            target = pc.list_element(words, _ONE)  # "METHOD target PROTOCOL": nearly every line
         else:
             two = pc.struct_field(pc.extract_regex(req, _TARGET2), [0])
             one = pc.struct_field(pc.extract_regex(req, _TARGET1), [0])
-            target = pc.coalesce(two, one, "")
+            target = pc.coalesce(two, one, _S[""])
         pq = pc.split_pattern(target, "?", max_splits=1)
-        path = pc.list_element(pq, 0)
-        if pc.any(pc.equal(pc.list_value_length(pq), 2)).as_py():
-            query = pc.coalesce(pc.struct_field(pc.extract_regex(target, _QUERY), [0]), "")
+        path = pc.list_element(pq, _ZERO)
+        if pc.any(pc.equal(pc.list_value_length(pq), _TWO)).as_py():
+            query = pc.coalesce(pc.struct_field(pc.extract_regex(target, _QUERY), [0]), _S[""])
         else:
             query = None
         status = pc.cast(col[6], pa.int64()).to_numpy()
-        nbytes = pc.cast(pc.if_else(pc.equal(col[7], "-"), "0", col[7]), pa.int64()).to_numpy()
+        nbytes = pc.cast(pc.if_else(pc.equal(col[7], _S["-"]), _S["0"], col[7]), pa.int64()).to_numpy()
         if status.min() < 0 or nbytes.min() < 0:
             raise _Reject("numbers")
         f = _Fields(n, t, col[0], path, query, status, nbytes, col[9])
         if nc == 19:
             f.rt = pc.cast(pc.utf8_slice_codeunits(col[10], 3), pa.float64()).to_numpy()
             ut_s = pc.utf8_slice_codeunits(col[12], 3)
-            f.ut = pc.cast(pc.if_else(pc.equal(ut_s, "-"), "-1", ut_s), pa.float64()).to_numpy()
+            f.ut = pc.cast(pc.if_else(pc.equal(ut_s, _S["-"]), _S["-1"], ut_s), pa.float64()).to_numpy()
             if not (np.isfinite(f.rt).all() and np.isfinite(f.ut).all()):
                 raise _Reject("numbers")  # the window builder cannot place such a line
-            f.session = pc.equal(col[17], "s=1")
-            f.verified = pc.equal(col[18], "v=1")
+            f.session = pc.equal(col[17], _S["s=1"])
+            f.verified = pc.equal(col[18], _S["v=1"])
             f.outcome = pc.utf8_slice_codeunits(col[14], 2)
         return f
 
     @staticmethod
     def _rows(f: _Fields) -> list[Parsed]:
         n = f.n
-        query = f.query if f.query is not None else pa.nulls(n, pa.string()).fill_null("")
+        query = f.query if f.query is not None else pa.nulls(n, pa.string()).fill_null(_S[""])
         if f.rt is not None:
             return list(zip(
                 (f.t + f.rt).tolist(), _py(f.client), _py(f.path), _py(query),
