@@ -45,15 +45,7 @@ def _first_408(scenario: str) -> float:
     raise AssertionError("no 408 in the slowloris log")
 
 
-# Known regression since c38cde3 (cache busting relative to the shop): the
-# cache-bust incident ends 1.5 s past its limit (a crowd-like second after the
-# attack is absorbed). Strict: the day it passes, this marker must go.
-_KNOWN = {"cache-bust": "incident ends 342 vs limit 340.5 since c38cde3 (issue 9, open)"}
-
-
-@pytest.mark.parametrize("scenario", [
-    pytest.param(s, marks=pytest.mark.xfail(reason=_KNOWN[s], strict=True)) if s in _KNOWN else s
-    for s in sorted(KIND)])
+@pytest.mark.parametrize("scenario", sorted(KIND))
 def test_drill_attack_is_ddos_of_its_kind_within_5_s_and_nothing_else(scenario: str) -> None:
     labels, incidents = _run(scenario)
     attack = _phase(labels, "ddos")

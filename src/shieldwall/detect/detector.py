@@ -276,6 +276,14 @@ class Detector:
             # lines that stop coming while an attack is on are the attack's doing (held
             # connections, a saturated front), or its pause: not a second event
             v = WindowVerdict(NORMAL, evidence=("traffic thinned during the attack", *v.evidence))
+        if (cur is not None and cur.verdict == DDOS and v.verdict == FLASH_CROWD
+                and 0 < self._normal_run < self.s.exit_windows):
+            # A crowd-like second continues an attack only while the attack is on (it
+            # merely lacks the attack's evidence that second). Once the attack has
+            # paused, busy seconds that look like shoppers are not more of it -- they
+            # are the shoppers it held up coming back -- so they neither extend it
+            # nor end its pause; after a long pause they are an event of their own.
+            v = WindowVerdict(NORMAL, evidence=("crowd-like traffic after the attack paused", *v.evidence))
         if cur is None:
             if v.verdict == NORMAL:
                 self._cand, self._cand_n, self._cand_windows = None, 0, []
