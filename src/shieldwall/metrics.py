@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +42,19 @@ class Metrics:
         """Access-log lines dropped because stdout was not being read."""
 
     def observe(self, status: int, decision: str, outcome: str, seconds: float) -> None:
+        # Per request: one dict probe and a walk over the bucket bounds (most
+        # requests stop at the first ones). bisect_left boxed the float for
+        # each comparison and was most of the cost compiled.
         key = (status, decision, outcome)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        requests = self.requests
+        n = requests.get(key)
+        requests[key] = 1 if n is None else n + 1
+        i = 0
+        for bound in LATENCY_BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        self.latency_counts[i] += 1
         self.latency_sum += seconds
 
     def reject(self, reason: str) -> None:

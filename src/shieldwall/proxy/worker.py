@@ -36,7 +36,7 @@ from shieldwall.proxy.balancer import BackendState, Balancer
 from shieldwall.proxy.cache import StaleCache
 from shieldwall.proxy.fanout import FanOut, Peers, bind_private, report_loop, socket_path
 from shieldwall.proxy.proxy_header import AddressSet, HeaderEOF, client_of, read_header, try_read
-from shieldwall.proxy.server import ClientConnection
+from shieldwall.proxy.server import ClientConnection, Shared
 from shieldwall.proxy.upstream import Pool, Pools
 from shieldwall.proxy.wiring import Service, Wiring, wire
 
@@ -69,33 +69,36 @@ class Worker:
         """The other workers' private admin sockets (shieldwall.proxy.fanout)."""
         self.restarted = restarted
         self.wiring = wiring if wiring is not None else wire(config)
-        self.gate = self.wiring.gate
-        self.observe = not isinstance(self.gate, OpenGate)
+        self.metrics = Metrics()
+        self.balancer = Balancer(self.loop.time)
+        self.hot = Shared(self, self.loop, self.metrics, self.balancer, Pool(0, 1.0, 1.0),
+                          AccessLog("off"))
+        """What the connections read per request, as a compiled object
+        (shieldwall.proxy.server.Shared); the attributes below of the same
+        names are the same objects, or properties over its fields."""
+        hot = self.hot
+        self.gate = hot.gate = self.wiring.gate
+        self.observe = hot.observe = not isinstance(self.gate, OpenGate)
         self.refuse_at_accept: Callable[[str], bool] | None = getattr(
             self.gate, "refused_at_accept", None)
         """The gate's optional verdict on a new connection's address (the guard: banned)."""
-        self.admission = None if isinstance(self.wiring.admission, OpenAdmission) else self.wiring.admission
-        self.sinks = list(self.wiring.sinks)
-        self.row_sinks = list(self.wiring.row_sinks)
-        self.feed = self.wiring.feed
-        self.feed_rows = self.feed.rows if self.feed is not None else None
+        self.admission = hot.admission = (
+            None if isinstance(self.wiring.admission, OpenAdmission) else self.wiring.admission)
+        self.sinks = hot.sinks = list(self.wiring.sinks)
+        self.row_sinks = hot.row_sinks = list(self.wiring.row_sinks)
+        self.feed = hot.feed = self.wiring.feed
+        self.feed_rows = hot.feed_rows = self.feed.rows if self.feed is not None else None
         """The feed's list, appended to by the proxy directly (shieldwall.rowfeed)."""
-        self.feed_cap = self.feed.cap if self.feed is not None else 0
-        self.metrics = Metrics()
-        self.conns: set[ClientConnection] = set()
-        self.per_client: dict[str, int] = {}
-        self.draining = False
+        self.feed_cap = hot.feed_cap = self.feed.cap if self.feed is not None else 0
+        self.conns: set[ClientConnection] = hot.conns
+        self.per_client: dict[str, int] = hot.per_client
         self.tasks: set[asyncio.Task[Any]] = set()
         self.servers: list[asyncio.AbstractServer] = []
         self.acceptor = Acceptor(self, None, None, lambda peer: asyncio.Protocol())
         self._log_times: dict[str, float] = {}
         self._log_counts: dict[str, int] = {}
-        self.balancer = Balancer(self.loop.time)
         self._path_checked: set[tuple[str, str]] = set()
         """(backend, health path) pairs whose first answer was checked for a 4xx."""
-        self.pool: Pools = Pool(0, 1.0, 1.0)
-        self.cache: StaleCache | None = None
-        self.access_log: AccessLog = AccessLog("off")
         self._access_target = "off"
         self.config = config
         self.apply(config)
@@ -105,6 +108,51 @@ class Worker:
         self.metrics.panic = lambda: self.balancer.panic
         self.metrics.log_dropped = lambda: self.access_log.dropped
 
+    # -- the fields the connections read (Shared) -------------------------
+    @property
+    def draining(self) -> bool:
+        return self.hot.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.hot.draining = value
+
+    @property
+    def pool(self) -> Pools:
+        return self.hot.pool
+
+    @pool.setter
+    def pool(self, value: Pools) -> None:
+        self.hot.pool = value
+
+    @property
+    def cache(self) -> StaleCache | None:
+        return self.hot.cache
+
+    @cache.setter
+    def cache(self, value: StaleCache | None) -> None:
+        self.hot.cache = value
+
+    @property
+    def access_log(self) -> AccessLog:
+        return self.hot.access_log
+
+    @access_log.setter
+    def access_log(self, value: AccessLog) -> None:
+        self.hot.access_log = value
+
+    @property
+    def retry(self) -> bool:
+        return self.hot.retry
+
+    @retry.setter
+    def retry(self, value: bool) -> None:
+        self.hot.retry = value
+
+    @property
+    def framing_limits(self) -> FramingLimits:
+        return self.hot.framing_limits
+
     # -- config ------------------------------------------------------------
     def apply(self, config: Config) -> None:
         """Take a (re)loaded config: backends, limits, timeouts, cache. The
@@ -112,9 +160,16 @@ class Worker:
         self.config = config
         self.limits = config.limits
         self.timeouts = config.timeouts
-        self.framing_limits = FramingLimits(
+        hot = self.hot
+        hot.framing_limits = FramingLimits(
             config.limits.max_request_line, config.limits.max_header_bytes,
             config.limits.max_headers, config.limits.max_body_bytes)
+        t, ct = hot.timeouts, config.timeouts
+        t.header, t.idle, t.send = ct.header, ct.idle, ct.send
+        t.min_body_rate, t.body_grace = ct.min_body_rate, ct.body_grace
+        t.upstream_response = ct.upstream_response
+        hot.limits.max_connections = config.limits.max_connections
+        hot.limits.max_connections_per_client = config.limits.max_connections_per_client
         up = config.upstream
         b = self.balancer
         b.max_fails = up.max_fails
