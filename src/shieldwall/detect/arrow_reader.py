@@ -153,6 +153,7 @@ class ArrowCombined:
         if status.min() < 0 or nbytes.min() < 0:
             raise _Reject("numbers")
         f = _Fields(n, t, col[0], path, query, status, nbytes, col[9])
+        f.target = target
         if nc == 19:
             f.rt = pc.cast(pc.utf8_slice_codeunits(col[10], 3), pa.float64()).to_numpy()
             ut_s = pc.utf8_slice_codeunits(col[12], 3)
@@ -185,27 +186,30 @@ class ArrowCombined:
         path, paths = _codes(f.path)
         if f.query is not None:
             query, queries = _codes(f.query)
+            # a page's URL: its target, or the path alone when the query is empty ("/p?")
+            url, urls = _codes(pc.if_else(pc.equal(f.query, _S[""]), f.path, f.target))
         else:
             query, queries = np.zeros(n, dtype=np.int64), [""]
+            url, urls = path, paths
         ua, uas = _codes(f.ua)
         if f.rt is not None:
             outcome, outcomes = _codes(f.outcome)
             return Columns(
                 f.t + f.rt, client, clients, path, paths, query, queries, f.status, f.nbytes,
                 f.rt, ua, uas, _np_bools(f.session), _np_bools(f.verified), outcome, outcomes,
-                f.ut)
+                f.ut, url, urls)
         no = np.zeros(n, dtype=bool)
         return Columns(
             f.t, client, clients, path, paths, query, queries, f.status, f.nbytes,
             np.zeros(n, dtype=np.float64), ua, uas, no, no, np.zeros(n, dtype=np.int64), ["-"],
-            np.full(n, -1.0))
+            np.full(n, -1.0), url, urls)
 
 
 class _Fields:
     """One chunk's fields as Arrow and numpy arrays (what both outputs are made from)."""
 
     __slots__ = ("client", "n", "nbytes", "outcome", "path", "query", "rt", "session",
-                 "status", "t", "ua", "ut", "verified")
+                 "status", "t", "target", "ua", "ut", "verified")
 
     def __init__(self, n: int, t: Any, client: Any, path: Any, query: Any, status: Any,
                  nbytes: Any, ua: Any) -> None:
@@ -218,6 +222,8 @@ class _Fields:
         self.status = status
         self.nbytes = nbytes
         self.ua = ua
+        self.target: Any = None
+        """The request target (path and query as the line has them)."""
         self.rt: Any = None
         """None for a plain combined chunk (no access-log tail): rt 0, ut -1, outcome "-"."""
         self.ut: Any = None

@@ -22,6 +22,7 @@ second once, not each line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,10 @@ class Columns:
     outcomes: list[str]
     ut: Array
     """float64; -1 when unknown."""
+    url: Array
+    urls: list[str]
+    """A page's URL as the window counts it: ``path?query``, or ``path`` when the query
+    is empty (the codes of ``path`` when no line has a query)."""
 
     def __len__(self) -> int:
         return len(self.t_end)
@@ -105,10 +110,17 @@ class _Groups:
         u = u[order]
         self.order = order
         self.inverse = inv
-        self.counts = counts[order].tolist()
-        self.codes = (u % ncodes).tolist()
+        self.counts = counts[order]
+        self.codes = u % ncodes
+        """The pairs' key codes (numpy), in first-seen order."""
         self.bounds = np.searchsorted(u // ncodes, np.arange(nseg + 1)).tolist()
         """Second ``i``'s pairs are ``[bounds[i], bounds[i + 1])``."""
+
+    def keys(self, values: Array) -> list[str]:
+        """The pairs' keys as strings (``values``: the distinct strings as an object array),
+        made in one take, not one Python step per pair."""
+        out: list[str] = values[self.codes].tolist()
+        return out
 
 
 def _count_into(d: dict[str, int], keys: list[str], counts: list[int]) -> None:
@@ -160,11 +172,11 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
         client, path, query, ua, outcome = (c.client[order], c.path[order], c.query[order],
                                             c.ua[order], c.outcome[order])
         status, nbytes, rt, ut = c.status[order], c.nbytes[order], c.rt[order], c.ut[order]
-        session, verified = c.session[order], c.verified[order]
+        session, verified, url = c.session[order], c.verified[order], c.url[order]
     else:
         client, path, query, ua, outcome = c.client, c.path, c.query, c.ua, c.outcome
         status, nbytes, rt, ut = c.status, c.nbytes, c.rt, c.ut
-        session, verified = c.session, c.verified
+        session, verified, url = c.session, c.verified, c.url
     starts = np.flatnonzero(np.diff(sec)) + 1
     starts = np.concatenate(([0], starts))
     secs = sec[starts].tolist()
@@ -173,12 +185,20 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
     seg = np.repeat(np.arange(nseg, dtype=np.int64), lens)
     bounds = np.append(starts, n).tolist()
 
-    # per distinct path: no request line, asset, or page
-    asset_ext = b._asset_ext
-    asset_prefixes = b._asset_prefixes
-    kind_of = np.asarray(
-        [0 if not p else _ASSET if (p.rpartition(".")[2] in asset_ext or p.startswith(asset_prefixes))
-         else _PAGE for p in c.paths], dtype=np.int64)
+    # per distinct path: no request line, asset, or page (memoised across chunks)
+    kinds = _path_kinds(b)
+    kind_of = np.fromiter(map(kinds.get, c.paths, repeat(-1)), dtype=np.int64, count=len(c.paths))
+    unknown = kind_of < 0
+    if unknown.any():
+        asset_ext = b._asset_ext
+        asset_prefixes = b._asset_prefixes
+        for i in np.flatnonzero(unknown).tolist():
+            p = c.paths[i]
+            pk = 0 if not p else _ASSET if (p.rpartition(".")[2] in asset_ext
+                                            or p.startswith(asset_prefixes)) else _PAGE
+            kind_of[i] = pk
+            if len(kinds) < _KINDS_MAX:
+                kinds[p] = pk
     kind = kind_of[path]
     page = kind == _PAGE
     noreq = kind == 0
@@ -197,7 +217,7 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
     s408 = status == 408
     slow = s408 | ((rt >= b._slow_seconds) & (nbytes <= b._slow_max_bytes))
     nf = page & (status == 404)
-    has_q = np.asarray([bool(q) for q in c.queries], dtype=bool)[query]
+    has_q = np.fromiter(map(len, c.queries), dtype=np.int64, count=len(c.queries))[query] > 0
 
     def sums(x: Array) -> list[int]:
         out: list[int] = np.add.reduceat(x.astype(np.int64), starts).tolist()
@@ -212,22 +232,48 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
     any_ut = bool(ut_ok.any())
     s_ut_n = sums(ut_ok) if any_ut else None
 
-    # dicts: (second, key) groups in first-seen order
+    # dicts: (second, key) groups in first-seen order, their keys made in one take each
+    clients = np.asarray(c.clients, dtype=object)
     nclients = max(1, len(c.clients))
     g_src = _Groups(seg, client, nclients, nseg, inverse=True)
     fl = np.zeros(len(g_src.order), dtype=np.int64)
     np.bitwise_or.at(fl, g_src.inverse, flags)
-    g_flags = fl[g_src.order].tolist()
+    src_keys = g_src.keys(clients)
+    src_counts = g_src.counts.tolist()
+    src_flags = fl[g_src.order].tolist()
     g_ua = _Groups(seg, ua, max(1, len(c.uas)), nseg)
-    g_paths = _Groups(seg[page], path[page], max(1, len(c.paths)), nseg)
+    ua_keys = g_ua.keys(np.asarray(c.uas, dtype=object))
+    ua_counts = g_ua.counts.tolist()
+    paths_obj = np.asarray(c.paths, dtype=object)
+    seg_p = seg[page]
+    g_paths = _Groups(seg_p, path[page], max(1, len(c.paths)), nseg)
+    path_keys = g_paths.keys(paths_obj)
+    path_counts = g_paths.counts.tolist()
+    g_urls = _Groups(seg_p, url[page], max(1, len(c.urls)), nseg)
+    url_keys = g_urls.keys(np.asarray(c.urls, dtype=object))
     pq = page & has_q
-    g_queries = _Groups(seg[pq], query[pq], max(1, len(c.queries)), nseg)
-    nq = max(1, len(c.queries))
-    g_urls = _Groups(seg[page], path[page] * nq + query[page], max(1, len(c.paths)) * nq, nseg)
+    any_q = bool(pq.any())
+    if any_q:
+        queries = np.asarray(c.queries, dtype=object)
+        seg_q, query_q = seg[pq], query[pq]
+        g_queries = _Groups(seg_q, query_q, max(1, len(c.queries)), nseg)
+        q_keys = g_queries.keys(queries)
+        q_counts = g_queries.counts.tolist()
+        # per (second, path) in first-seen order, the query strings of its lines
+        g_qp = _Groups(seg_q, path[pq], max(1, len(c.paths)), nseg, inverse=True)
+        rank = np.empty(len(g_qp.order), dtype=np.int64)
+        rank[g_qp.order] = np.arange(len(g_qp.order))
+        by_group = np.argsort(rank[g_qp.inverse], kind="stable")
+        qp_strs: list[str] = queries[query_q[by_group]].tolist()
+        qp_keys = g_qp.keys(paths_obj)
+        qp_off = np.concatenate(([0], np.cumsum(g_qp.counts))).tolist()
     g_failed = _Groups(seg[failed], client[failed], nclients, nseg) if failed.any() else None
     g_slow = _Groups(seg[slow], client[slow], nclients, nseg) if slow.any() else None
+    failed_keys = g_failed.keys(clients) if g_failed is not None else []
+    failed_counts = g_failed.counts.tolist() if g_failed is not None else []
+    slow_keys = g_slow.keys(clients) if g_slow is not None else []
+    slow_counts = g_slow.counts.tolist() if g_slow is not None else []
 
-    clients, paths, queries, uas = c.clients, c.paths, c.queries, c.uas
     opened = b._open
     for i, s in enumerate(secs):
         w = opened.get(s)
@@ -254,46 +300,52 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
             w.ut_n += s_ut_n[i]
         # sources and their flags (same keys, same order)
         ga, gz = g_src.bounds[i], g_src.bounds[i + 1]
-        keys = [clients[k] for k in g_src.codes[ga:gz]]
-        _count_into(w.src, keys, g_src.counts[ga:gz])
+        keys = src_keys[ga:gz]
+        _count_into(w.src, keys, src_counts[ga:gz])
         cf = w.cflags
         if not cf:
-            cf.update(zip(keys, g_flags[ga:gz], strict=True))
+            cf.update(zip(keys, src_flags[ga:gz], strict=True))
         else:
             get = cf.get
-            for k, f in zip(keys, g_flags[ga:gz], strict=True):
+            for k, f in zip(keys, src_flags[ga:gz], strict=True):
                 cf[k] = get(k, 0) | f
         ga, gz = g_ua.bounds[i], g_ua.bounds[i + 1]
-        _count_into(w.uas, [uas[k] for k in g_ua.codes[ga:gz]], g_ua.counts[ga:gz])
+        _count_into(w.uas, ua_keys[ga:gz], ua_counts[ga:gz])
         ga, gz = g_paths.bounds[i], g_paths.bounds[i + 1]
         if ga != gz:
-            _count_into(w.paths, [paths[k] for k in g_paths.codes[ga:gz]],
-                        g_paths.counts[ga:gz])
+            _count_into(w.paths, path_keys[ga:gz], path_counts[ga:gz])
             ga, gz = g_urls.bounds[i], g_urls.bounds[i + 1]
-            urls = w.urls
-            qp = w.qpaths
-            for k in g_urls.codes[ga:gz]:
-                p = paths[k // nq]
-                q = queries[k % nq]
-                if q:
-                    urls.add(p + "?" + q)
-                    qs = qp.get(p)
-                    if qs is None:
-                        qs = qp[p] = set()
-                    qs.add(q)
-                else:
-                    urls.add(p)
+            w.urls.update(url_keys[ga:gz])
+        if any_q:
             ga, gz = g_queries.bounds[i], g_queries.bounds[i + 1]
             if ga != gz:
-                _count_into(w.queries, [queries[k] for k in g_queries.codes[ga:gz]],
-                            g_queries.counts[ga:gz])
+                _count_into(w.queries, q_keys[ga:gz], q_counts[ga:gz])
+                qp = w.qpaths
+                for j in range(g_qp.bounds[i], g_qp.bounds[i + 1]):
+                    p = qp_keys[j]
+                    qs = qp.get(p)
+                    if qs is None:
+                        qp[p] = set(qp_strs[qp_off[j]:qp_off[j + 1]])
+                    else:
+                        qs.update(qp_strs[qp_off[j]:qp_off[j + 1]])
         if g_failed is not None:
             ga, gz = g_failed.bounds[i], g_failed.bounds[i + 1]
             if ga != gz:
-                _count_into(w.failed_src, [clients[k] for k in g_failed.codes[ga:gz]],
-                            g_failed.counts[ga:gz])
+                _count_into(w.failed_src, failed_keys[ga:gz], failed_counts[ga:gz])
         if g_slow is not None:
             ga, gz = g_slow.bounds[i], g_slow.bounds[i + 1]
             if ga != gz:
-                _count_into(w.slow_src, [clients[k] for k in g_slow.codes[ga:gz]],
-                            g_slow.counts[ga:gz])
+                _count_into(w.slow_src, slow_keys[ga:gz], slow_counts[ga:gz])
+
+
+_KINDS: dict[tuple[frozenset[str], tuple[str, ...]], dict[str, int]] = {}
+"""(asset extensions, asset prefixes) -> path -> kind (a pure function of the path)."""
+_KINDS_MAX = 1 << 18
+
+
+def _path_kinds(b: WindowBuilder) -> dict[str, int]:
+    key = (b._asset_ext, b._asset_prefixes)
+    kinds = _KINDS.get(key)
+    if kinds is None:
+        kinds = _KINDS[key] = {}
+    return kinds
