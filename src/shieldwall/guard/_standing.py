@@ -62,6 +62,26 @@ browser rendering that page (a person's browser asks at once; a flood that
 rotates paths at its own pace does not)."""
 HEAT_TAU_S = 10.0
 """Time constant of the page rate (requests decay by e every 10 s)."""
+BROWSER_ASSETS = 2
+"""Assets after a page that make a client count as a browser for the
+newcomer budget and for a page on trial (a page has a stylesheet, a script,
+pictures; a flood that rotates paths rarely asks for two of them within
+ASSET_FOLLOW_S of a page)."""
+BUDGET_BURST_S = 2.0
+"""The newcomer budget holds this many seconds of its rate (under 0.5 new
+browsers a second in all it holds less than one token: nobody enters free)."""
+SURGE_MIN = 50.0
+SURGE_X = 10.0
+"""New clients beyond the newcomer budget, per second (averaged over
+``SURGE_TAU_S``), above max(SURGE_MIN, SURGE_X x the rate of new browsers),
+are a surge: the first second of a flood from fresh addresses. A flash crowd
+brings new shoppers at a multiple of the shop's usual rate who fetch their
+assets, so the rate of new browsers rises with it; a flood from a thousand
+fresh addresses arrives at a hundred times that, none of them a browser."""
+SURGE_TAU_S = 1.0
+SURGE_HOLD_S = 10.0
+"""A client checked in a surge stays checked while it keeps coming (each
+checked request renews this), until it holds a pass."""
 MAX_CLIENTS = 65536
 """Records kept at most; the oldest half goes when full (a flood from many
 addresses must not grow the memory without bound)."""
@@ -79,7 +99,8 @@ def of_class(cls: ClientClass, checkout: bool = False) -> Standing:
 
 
 class Record:
-    __slots__ = ("asset_heat", "first", "followed", "heat", "last_page", "pages", "stamp")
+    __slots__ = ("asset_heat", "first", "followed", "heat", "held_until", "last_page", "pages",
+                 "stamp", "trial")
 
     def __init__(self, now: float) -> None:
         self.first = now
@@ -91,26 +112,119 @@ class Record:
         self.followed = 0
         """Assets fetched within ASSET_FOLLOW_S after a page."""
         self.last_page = -math.inf
+        self.trial = False
+        """Let in without a check on the newcomer budget (see Conduct.admits)."""
+        self.held_until = -math.inf
+        """Checked until then: it came in a surge (see Conduct.surge_checks)."""
+
+
+class NewcomerBudget:
+    """How many never-seen clients may enter without a check: a token bucket
+    refilled at ``factor`` times the recent rate of new browsers.
+
+    The rate is an exponentially weighted count of the clients whose first
+    page was followed by its assets (``BROWSER_ASSETS``), with time constant
+    ``window_s``, counted in every mode and whether they entered free or
+    solved a check first: it follows the shop's own audience, and a flood
+    that fetches no assets adds nothing to it. The bucket holds
+    ``BUDGET_BURST_S`` seconds of its rate. A shield that has seen no
+    browser yet has no budget."""
+
+    __slots__ = ("factor", "granted", "over", "over_stamp", "rate", "refused", "stamp",
+                 "tokens", "window_s")
+
+    def __init__(self, factor: float = 2.0, window_s: float = 20.0) -> None:
+        self.factor = factor
+        self.window_s = window_s
+        self.rate = 0.0
+        """New browsers per second (EWMA)."""
+        self.tokens = 0.0
+        self.stamp = -math.inf
+        self.granted = 0
+        self.refused = 0
+        self.over = 0.0
+        """Never-seen clients beyond the budget per second (EWMA over SURGE_TAU_S)."""
+        self.over_stamp = -math.inf
+
+    def _advance(self, now: float) -> None:
+        dt = now - self.stamp
+        if dt <= 0.0:
+            return
+        if self.stamp == -math.inf:
+            self.stamp = now
+            return
+        refill = self.factor * self.rate
+        decay = math.exp(-dt / self.window_s)
+        # tokens over dt at the (decaying) refill rate: the integral of refill * e^(-t/w)
+        self.tokens += refill * self.window_s * (1.0 - decay)
+        self.rate *= decay
+        cap = self.factor * self.rate * BUDGET_BURST_S
+        if self.tokens > cap:
+            self.tokens = cap
+        self.stamp = now
+
+    def browser(self, now: float) -> None:
+        """A new browser arrived (its first page's assets followed it)."""
+        self._advance(now)
+        self.rate += 1.0 / self.window_s
+
+    def take(self, now: float) -> bool:
+        """One never-seen client enters free, if the budget holds a token."""
+        if self.factor <= 0.0:
+            return False
+        self._advance(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.granted += 1
+            return True
+        self.refused += 1
+        self._decay_over(now)
+        self.over += 1.0 / SURGE_TAU_S
+        return False
+
+    def _decay_over(self, now: float) -> None:
+        dt = now - self.over_stamp
+        if dt > 0.0:
+            self.over *= math.exp(-dt / SURGE_TAU_S)
+            self.over_stamp = now
+
+    def surging(self, now: float) -> bool:
+        """New clients beyond the budget arrive in a surge (see SURGE_MIN)."""
+        self._decay_over(now)
+        self._advance(now)
+        return self.over > max(SURGE_MIN, SURGE_X * self.rate)
+
+    def status(self) -> dict[str, float]:
+        return {"browsers_per_s": round(self.rate, 3),
+                "free_per_s": round(self.factor * self.rate, 3),
+                "tokens": round(self.tokens, 2), "granted": self.granted,
+                "beyond": self.refused, "beyond_per_s": round(self.over, 1)}
 
 
 class Conduct:
     """What each client address has done lately."""
 
     def __init__(self, history_s: float = 30.0, heavy_pages: float = 12.0,
-                 max_clients: int = MAX_CLIENTS) -> None:
+                 max_clients: int = MAX_CLIENTS, newcomers: float = 0.0,
+                 newcomers_window: float = 20.0) -> None:
         self.history_s = history_s
         self.heavy_pages = heavy_pages
         self.max_clients = max_clients
         self.records: dict[str, Record] = {}
+        self.budget = NewcomerBudget(newcomers, newcomers_window)
+
+    def _new(self, client: str, now: float) -> Record:
+        if len(self.records) >= self.max_clients:
+            for key in list(self.records)[: self.max_clients // 2]:
+                del self.records[key]
+        rec = self.records[client] = Record(now)
+        return rec
 
     def see(self, client: str, asset: bool, now: float) -> Record:
         """Count one request of ``client`` that goes to the shop."""
         rec = self.records.get(client)
         if rec is None:
-            if len(self.records) >= self.max_clients:
-                for key in list(self.records)[: self.max_clients // 2]:
-                    del self.records[key]
-            rec = self.records[client] = Record(now)
+            rec = self._new(client, now)
         dt = now - rec.stamp
         if dt > 0.0:
             decay = math.exp(-dt / HEAT_TAU_S)
@@ -121,6 +235,8 @@ class Conduct:
             rec.asset_heat += 1.0
             if now - rec.last_page <= ASSET_FOLLOW_S:
                 rec.followed += 1
+                if rec.followed == BROWSER_ASSETS:
+                    self.budget.browser(now)
         else:
             rec.pages += 1
             rec.heat += 1.0
@@ -150,6 +266,56 @@ class Conduct:
         if cls is ClientClass.VERIFIED:
             return Standing.PASS
         return Standing.NEW
+
+    def admits(self, client: str, asset: bool, now: float) -> bool:
+        """Instead of a check: may this unknown client's request go on unchallenged?
+
+        A client never seen before enters on trial if the newcomer budget
+        holds a token (its first page, then its assets). On trial, assets go
+        on, and so does a page once the client fetched ``BROWSER_ASSETS``
+        assets right after a page and keeps fetching at least half as many
+        assets as pages (the last ten seconds): what a browser does. Any
+        other page of it is challenged (the trial itself stays: a slow asset
+        under load does not cost a shopper its standing). A client seen
+        before without a trial (it was challenged) never enters free: the
+        first seconds of a flood spend the budget once, not per request."""
+        rec = self.records.get(client)
+        if rec is None:
+            rec = self._new(client, now)
+            if self.budget.take(now):
+                rec.trial = True
+                return True
+            return False
+        if not rec.trial:
+            return False
+        if asset or rec.pages == 0:
+            return True
+        return rec.followed >= BROWSER_ASSETS and rec.asset_heat * 2.0 >= rec.heat
+
+    def surge_checks(self, client: str, now: float) -> bool:
+        """Where no mode or pressure asks for a check: should this unknown
+        client be checked because it is one of a surge of new clients?
+
+        A never-seen client takes a token from the newcomer budget (it then
+        enters on trial, as in ``admits``); beyond the budget it is checked
+        only while new clients beyond it arrive in a surge (``surging``),
+        and stays checked while it keeps coming (``SURGE_HOLD_S``) unless it
+        holds a pass. The first second of a flood from fresh addresses stops
+        at the shield before any verdict; a flash crowd is not a surge."""
+        rec = self.records.get(client)
+        if rec is None:
+            rec = self._new(client, now)
+            if self.budget.take(now):
+                rec.trial = True
+                return False
+            if self.budget.factor <= 0.0 or not self.budget.surging(now):
+                return False
+            rec.held_until = now + SURGE_HOLD_S
+            return True
+        if rec.held_until > now:
+            rec.held_until = now + SURGE_HOLD_S
+            return True
+        return False
 
     def proven(self, client: str) -> bool:
         """Has this client fetched assets right after a page (ever, while kept)?"""

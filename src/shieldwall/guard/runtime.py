@@ -401,6 +401,7 @@ class GuardRuntime:
             "suspects": sum(1 for _, until in st.suspects.values() if until > now),
             "buckets": len(st.buckets),
             "admission": self.admission.status(),
+            "newcomers": self.gate.conduct.budget.status(),
             "store": self._sync.status() if self._sync is not None else
             {"kind": "memory", "healthy": True},
             "nftables": self._nft.status() if self._nft is not None else

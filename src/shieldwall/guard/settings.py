@@ -110,6 +110,18 @@ class ChallengeSettings(_Strict):
     nojs_pass_ttl: float = Field(default=600.0, gt=0)
     """A no-JS pass is cheap to get, so it is short and covers one address, not
     its prefix; suspects are not offered the no-JS path."""
+    newcomers: float = Field(default=2.0, ge=0, le=100)
+    """What a new shopper pays during an attack: nothing, while new clients
+    arrive no faster than this many times the rate at which new browsers
+    (clients that fetched the assets of their first page) arrived lately.
+    Where a client would be challenged (a mode, pressure), one never seen
+    before takes a token from that budget instead and is let in on trial:
+    its pages stay free while it fetches their assets at a browser's pace;
+    a page without them is challenged. Beyond the budget (the first seconds
+    of a flood from fresh addresses, a shield that has seen no browsers yet)
+    the check is asked as before. 0: every new client is checked."""
+    newcomers_window: float = Field(default=20.0, gt=0, le=3600)
+    """Seconds (time constant) over which the rate of new browsers is averaged."""
 
 
 class AdmissionSettings(_Strict):
