@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 # one line on stderr saying so.)
 HOT_SRC := $(shell sed -n 's/^    "shieldwall\.\(.*\)",$$/\1/p' src/shieldwall/_build.py | tr . / | sed 's|.*|src/shieldwall/&.py|')
 # A quick subset run against the pure-Python modules too (SHIELDWALL_PURE=1)
-PURE_TESTS := tests/proxy/test_proxy_framing.py tests/proxy/test_proxy_path.py \
+PURE_TESTS := tests/proxy/test_proxy_framing.py tests/proxy/test_proxy_path.py tests/proxy/test_proxy_early.py \
               tests/guard/test_guard_core.py tests/test_build.py
 
 .PHONY: demo test lint bench venv build debs clean

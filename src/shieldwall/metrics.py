@@ -22,10 +22,37 @@ from typing import Any
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def _bucket(seconds: float) -> int:
+    """``bisect_left(LATENCY_BUCKETS, seconds)``, written out so that,
+    compiled, each comparison is one of two native floats (bisect boxed the
+    float for every comparison). tests/test_metrics.py holds the two equal."""
+    if seconds <= 0.01:
+        if seconds <= 0.001:
+            return 0
+        if seconds <= 0.0025:
+            return 1
+        return 2 if seconds <= 0.005 else 3
+    if seconds <= 0.25:
+        if seconds <= 0.025:
+            return 4
+        if seconds <= 0.05:
+            return 5
+        return 6 if seconds <= 0.1 else 7
+    if seconds <= 0.5:
+        return 8
+    if seconds <= 1.0:
+        return 9
+    if seconds <= 2.5:
+        return 10
+    if seconds <= 5.0:
+        return 11
+    return 12 if seconds <= 10.0 else 13
+
+
 class Metrics:
     def __init__(self) -> None:
-        self.requests: dict[tuple[int, str, str], int] = {}
-        """(status, decision, outcome) -> count."""
+        self.requests: dict[str, dict[str, dict[int, int]]] = {}
+        """decision -> outcome -> status -> count."""
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.connections_total = 0
@@ -33,6 +60,8 @@ class Metrics:
         """Connections or requests refused by a limit, by reason."""
         self.stale_hits = 0
         self.retries = 0
+        self.refused_early = 0
+        """Requests refused from their first bytes, before the head was parsed."""
         self.connections_open: Callable[[], int] = lambda: 0
         self.backends: Callable[[], list[tuple[str, bool, int]]] = list
         """(backend key, healthy, outstanding) for each backend."""
@@ -42,19 +71,18 @@ class Metrics:
         """Access-log lines dropped because stdout was not being read."""
 
     def observe(self, status: int, decision: str, outcome: str, seconds: float) -> None:
-        # Per request: one dict probe and a walk over the bucket bounds (most
-        # requests stop at the first ones). bisect_left boxed the float for
-        # each comparison and was most of the cost compiled.
-        key = (status, decision, outcome)
-        requests = self.requests
-        n = requests.get(key)
-        requests[key] = 1 if n is None else n + 1
-        i = 0
-        for bound in LATENCY_BUCKETS:
-            if seconds <= bound:
-                break
-            i += 1
-        self.latency_counts[i] += 1
+        # Per request: three probes of small dicts keyed by interned strings
+        # and a small int (a tuple key was built, hashed twice and freed each
+        # time), and the bucket found by comparisons of native floats.
+        by_d = self.requests.get(decision)
+        if by_d is None:
+            by_d = self.requests[decision] = {}
+        by_o = by_d.get(outcome)
+        if by_o is None:
+            by_o = by_d[outcome] = {}
+        n = by_o.get(status)
+        by_o[status] = 1 if n is None else n + 1
+        self.latency_counts[_bucket(seconds)] += 1
         self.latency_sum += seconds
 
     def reject(self, reason: str) -> None:
@@ -62,7 +90,8 @@ class Metrics:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "requests": [[s, d, o, n] for (s, d, o), n in self.requests.items()],
+            "requests": [[s, d, o, n] for d, by_d in self.requests.items()
+                         for o, by_o in by_d.items() for s, n in by_o.items()],
             "latency_counts": self.latency_counts,
             "latency_sum": self.latency_sum,
             "connections_total": self.connections_total,
@@ -70,6 +99,7 @@ class Metrics:
             "rejected": self.rejected,
             "stale_hits": self.stale_hits,
             "retries": self.retries,
+            "refused_early": self.refused_early,
             "backends": self.backends(),
             "panic": self.panic(),
             "log_dropped": self.log_dropped(),
@@ -159,6 +189,12 @@ class _Collector:
         retries = CounterMetricFamily("shieldwall_upstream_retries", "Requests retried on another backend")
         retries.add_metric([], sum(s["retries"] for s in snaps))
         yield retries
+
+        early = CounterMetricFamily(
+            "shieldwall_refused_early",
+            "Requests the guard refused from their first bytes, before the head was parsed")
+        early.add_metric([], sum(s.get("refused_early", 0) for s in snaps))
+        yield early
 
         up = GaugeMetricFamily("shieldwall_upstream_healthy", "1 when the backend takes traffic",
                                labels=["backend"])

@@ -46,6 +46,8 @@ VERIFY_PATH = "/.shieldwall/verify"
 OWN_PREFIX = "/.shieldwall/"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CHALLENGE_REUSE = 0.5
+_EARLY_SECONDS = 10.0
+"""How long after a refusal an address's requests are decided from their first bytes."""
 """Seconds a prefix's challenge is handed out again (see GuardGate._recent_challenges)."""
 
 
@@ -121,6 +123,8 @@ class GuardGate:
         the signed token, whose MAC no one can compute without the secret."""
         self._challenge_reasons = {b: f"challenge:{b}" for b in range(33)}
         self._shadow = frozenset(settings.shadow)
+        self._refusing: dict[str, float] = {}
+        """Addresses refused lately, until when (see early_wanted); bounded."""
         self._shadow_log = _ShadowLog()
         self._lists: dict[str, _Lists] = {}
         lim = settings.limits
@@ -177,6 +181,26 @@ class GuardGate:
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
 
+    def _refused(self, key: str, address: str, now: float) -> None:
+        """Count an enforced refusal and remember its address for a while:
+        its next requests are decided from their first bytes (early_wanted)."""
+        self._count(key)
+        refusing = self._refusing
+        if len(refusing) >= 65536:
+            refusing.clear()
+        refusing[address] = now + _EARLY_SECONDS
+
+    def early_wanted(self, address: str) -> bool:
+        """Whether the proxy should decide on a request from ``address`` from
+        its first bytes (request line, Cookie) before parsing the rest: while
+        the mode is not normal, and for a while after a refusal of that
+        address. Elsewhere a shopper's request costs no extra scan. The
+        decision is the same either way (``decide`` on the same facts)."""
+        if self.state.mode is not Mode.NORMAL:
+            return True
+        until = self._refusing.get(address)
+        return until is not None and until > self.clock()
+
     def refused_at_accept(self, address: str) -> bool:
         """Whether a connection from ``address`` (the client itself, not a
         trusted proxy) is closed at accept: a banned address, unless the block
@@ -219,7 +243,7 @@ class GuardGate:
         if lists.ban is not None and lists.ban.until > now:
             d = self._block_decision
             if "block" not in self._shadow:
-                self._count("block")
+                self._refused("block", ident.address, now)
                 return d
             shadowed = self._shadowed(d, "block", facts, now)
 
@@ -232,7 +256,7 @@ class GuardGate:
                 self._strike(ident, now)
             d = self._limit_decision(cls, route, wait)
             if "limit" not in self._shadow:
-                self._count("limit")
+                self._refused("limit", ident.address, now)
                 return d
             sd = self._shadowed(d, "limit", facts, now)
             shadowed = shadowed or sd
@@ -250,7 +274,7 @@ class GuardGate:
                 elif pass_bits < need:
                     d = self._challenge_decision(facts, ident, cls, need, now)
                     if "challenge" not in self._shadow:
-                        self._count("challenge")
+                        self._refused("challenge", ident.address, now)
                         return d
                     sd = self._shadowed(d, "challenge", facts, now)
                     shadowed = shadowed or sd
@@ -259,7 +283,7 @@ class GuardGate:
                 # one of a surge of new clients, before any verdict or pressure
                 d = self._challenge_decision(facts, ident, cls, self.required_bits(cls, mode), now)
                 if "challenge" not in self._shadow:
-                    self._count("challenge")
+                    self._refused("challenge", ident.address, now)
                     self._count("challenge:surge")
                     return d
                 sd = self._shadowed(d, "challenge", facts, now)
@@ -275,7 +299,7 @@ class GuardGate:
             if pass_bits < need:
                 d = self._challenge_decision(facts, ident, ClientClass.SUSPECT, need, now)
                 if "challenge" not in self._shadow:
-                    self._count("challenge")
+                    self._refused("challenge", ident.address, now)
                     self._count("challenge:heavy")
                     return d
                 sd = self._shadowed(d, "challenge", facts, now)

@@ -152,6 +152,169 @@ class FramingLimits:
         """Declared or streamed body bytes: 413 above."""
 
 
+_QUICK_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
+
+QuickHead = tuple[str, bytes, str, str, str, str, str, str]
+"""What :func:`quick_head` finds: method, target, path, query, version,
+Cookie, User-Agent, Referer."""
+
+
+def _named(line: bytes, name: bytes) -> int:
+    """Where the value of header ``line`` starts if its name is ``name``
+    (lowercase, compared without case), past the colon and leading blanks
+    as the parser skips them; 0 if it is another header. Byte by byte:
+    compiled, a loop over a few bytes costs less than one method call."""
+    n = len(name)
+    if len(line) <= n or line[n] != 58:  # ':'
+        return 0
+    for k in range(n):
+        c = name[k]
+        b = line[k]
+        if b != c and (c < 97 or b != c - 32):
+            return 0
+    k = n + 1
+    while k < len(line) and (line[k] == 32 or line[k] == 9):
+        k += 1
+    return k
+
+
+def quick_head(data: bytes, limits: FramingLimits) -> QuickHead | None:
+    """What the guard needs of a request, read from its bytes without the
+    framer: for the proxy's early path (shieldwall.proxy.server), which asks
+    the guard before the head is parsed and answers a refusal without
+    building the request (after :func:`well_formed` says llhttp takes it).
+
+    Only for the plain shape: ``data`` is exactly one whole head (it ends at
+    its first empty line), the request line is ``METHOD /target
+    HTTP/1.x`` with a common method, at most one Cookie header, one valid
+    Host header for HTTP/1.1, at most one for HTTP/1.0. Anything else is
+    None: the framer decides as ever. The values are the ones the framer
+    gives (leading blanks skipped, trailing ones kept, the last User-Agent
+    and Referer), so a request that is let through is decided on the same
+    facts (the proxy checks; tests/proxy/test_proxy_early.py compares)."""
+    n = len(data)
+    if n > limits.max_header_bytes or data.find(b"\r\n\r\n") != n - 4:
+        return None
+    lines = data.split(b"\r\n")
+    nlines = len(lines) - 2  # the request line and the headers (then b"", b"")
+    if nlines - 1 > limits.max_headers:
+        return None
+    line = lines[0]
+    eol = len(line)
+    sp1 = 0
+    while sp1 < 8 and sp1 < eol and line[sp1] != 32:
+        sp1 += 1
+    if sp1 == 0 or eol - sp1 < 11:
+        return None
+    sp2 = eol - 9
+    if line[sp2] != 32 or line[sp2 + 1:eol - 1] != b"HTTP/1.":
+        return None
+    minor = line[eol - 1]
+    if minor != 49 and minor != 48:  # 1.1, 1.0
+        return None
+    method = line[:sp1]
+    if method != b"GET" and method not in _QUICK_METHODS:
+        return None
+    if line[sp1 + 1] != 47 or sp2 - sp1 - 1 > limits.max_request_line:  # '/'
+        return None
+    q = sp1 + 1
+    while q < sp2 and line[q] != 63:  # '?'
+        q += 1
+    target = line[sp1 + 1:sp2]
+    cookie = agent = referer = ""
+    n_cookie = n_host = 0
+    for i in range(1, nlines):
+        line = lines[i]  # (the request line is done with)
+        if not line:
+            return None
+        c = line[0] | 0x20
+        if c == 99:  # c
+            k = _named(line, b"cookie")
+            if k:
+                n_cookie += 1
+                cookie = line[k:].decode("latin-1")
+        elif c == 104:  # h
+            k = _named(line, b"host")
+            if k:
+                n_host += 1
+                host = line[k:]
+                e = len(host)
+                while e > 0 and (host[e - 1] == 32 or host[e - 1] == 9):
+                    e -= 1
+                host = host[:e]
+                if host not in _GOOD_HOSTS and _AUTHORITY.fullmatch(host) is None:
+                    return None
+        elif c == 117:  # u
+            k = _named(line, b"user-agent")
+            if k:
+                agent = line[k:].decode("latin-1")
+        elif c == 114:  # r
+            k = _named(line, b"referer")
+            if k:
+                referer = line[k:].decode("latin-1")
+    if n_cookie > 1 or n_host > 1 or (minor == 49 and not n_host):
+        return None  # (several Cookie headers: the framer joins them)
+    q -= sp1 + 1  # where the query starts in the target
+    if q == len(target):
+        path, query = target.decode("latin-1"), ""
+    else:
+        path, query = target[:q].decode("latin-1"), target[q + 1:].decode("latin-1")
+    return (method.decode("ascii"), target, path, query, "1.1" if minor == 49 else "1.0",
+            cookie, agent, referer)
+
+
+class _Checker:
+    """llhttp with none of the framer's callbacks: only whether a head is
+    well-formed (the C parser alone, ~4,000 instructions for a browser's
+    head; the framer's per-header callbacks cost several times that)."""
+
+    __slots__ = ("done", "keep", "parser")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.keep = False
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_headers_complete(self) -> None:
+        # (read here: after the message llhttp no longer says)
+        self.keep = self.parser.should_keep_alive()
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+_checker: _Checker | None = None
+
+
+def well_formed(data: bytes) -> int:
+    """Whether llhttp takes ``data`` (a head from :func:`quick_head`) as
+    exactly one complete, valid request: 0 if not (malformed, or a body is
+    announced), 1 if it is and the connection closes after it, 2 if it is
+    and the connection may be kept (keep-alive, and nothing after the head
+    belongs to this request, for llhttp as for the framer). What the early
+    path asks before it answers a refusal without the framer, so that a
+    malformed request still gets the framer's own 4xx and a refusal never
+    leaves a body to be read as a request. One parser per process,
+    replaced after an error or a request that closes."""
+    global _checker
+    c = _checker
+    if c is None:
+        c = _checker = _Checker()
+    c.done = c.keep = False
+    try:
+        c.parser.feed_data(data)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        _checker = None
+        return 0
+    if not c.done:
+        _checker = None  # mid-message: a body is announced
+        return 0
+    if not c.keep:
+        _checker = None  # closed after this request
+        return 1
+    return 2
+
+
 class RequestFramer:
     """Feeds bytes to llhttp and turns its callbacks into validated events."""
 
@@ -200,6 +363,10 @@ class RequestFramer:
     @property
     def failed(self) -> bool:
         return self._failed
+
+    def resting(self) -> bool:
+        """Between requests with nothing pending: the next bytes begin a request."""
+        return self._idle and not self._gap_cr and not self._failed
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse ``data``; return the events it completes. After an ERROR event

@@ -46,6 +46,8 @@ from shieldwall.http.framing import (
     FramingLimits,
     RequestFramer,
     RequestHead,
+    quick_head,
+    well_formed,
 )
 from shieldwall.metrics import Metrics
 from shieldwall.proxy import upstream as up_mod
@@ -157,6 +159,9 @@ class Shared:
         self.feed: RowFeed | None = None
         self.feed_rows: list[LiveRow] | None = None
         self.feed_cap = 0
+        self.early: Callable[[str], bool] | None = None
+        """The gate's ``early_wanted`` (the guard's): whether to decide on a
+        request of this address from its first bytes (ClientConnection._early)."""
 
     def reject_log(self, kind: str, detail: str) -> None:
         self.worker.reject_log(kind, detail)
@@ -413,6 +418,11 @@ class ClientConnection(asyncio.Protocol):
                 self._abort()
                 return
             framer = self.framer = RequestFramer(self.w.framing_limits)
+        early = self.w.early
+        if (early is not None and self.head is None and self.backlog is None
+                and not self.skip_to_end and not self.trusted and framer.resting()
+                and early(self.peer) and self._early(data)):
+            return
         events = framer.feed(data)
         if self.backlog is not None:
             self.backlog.extend(events)
@@ -421,6 +431,61 @@ class ClientConnection(asyncio.Protocol):
             self._process(events, 0)
         if self.state == READING_BODY and self.pause_bits == 0:
             self._body_progress(len(data))
+
+    def _early(self, data: bytes) -> bool:
+        """Decide on a request from its first bytes (issue 10: cheap refusal).
+
+        When ``data`` is one whole head of the plain shape
+        (shieldwall.http.framing.quick_head), the guard decides on the
+        request line, the address and the Cookie header before the head is
+        parsed. A refusal is answered at once from the decision's prebuilt
+        bytes: no parser run, no RequestHead, no header list. Anything else
+        (and every request the guard lets through) is parsed as ever, and
+        an allowed decision is kept for ``_on_head``, so the guard decides
+        once. True when the request was answered here."""
+        w = self.w
+        q = quick_head(data, w.framing_limits)
+        if q is None:
+            return False
+        method, target, path, query, version, cookie, agent, referer = q
+        facts = RequestFacts(self.peer, method, path, query, "", agent, referer, cookie, self.tls)
+        try:
+            decision = w.gate.decide(facts)
+        except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
+            w.reject_log("gate_error", repr(exc))
+            return False
+        self.facts = facts
+        self.decision = decision
+        if decision.action is _ALLOW or decision.shadow:
+            return False  # parsed and forwarded as ever, on this decision
+        form = well_formed(data)
+        if not form:
+            return False  # the framer gives a malformed request its own 4xx
+        self.start = w.loop.time()
+        self.wall = time.time()
+        self.requests += 1
+        resp = decision.response or error_response(403)
+        self.status = _status_of(resp)
+        self.outcome = Outcome.SHIELD
+        self.resp_started = True
+        self.bytes_sent = len(resp)
+        self.req_done = True
+        self.closing = decision.close or form != 2
+        w.metrics.refused_early += 1
+        assert self.transport is not None
+        self.transport.write(resp)
+        self._log_row(method, target, version, path, query, referer, agent)
+        self._after(False)
+        # what this exchange set, cleared (not the whole of _clear's fields)
+        self.facts = None
+        self.decision = None
+        self.status = 0
+        self.bytes_sent = 0
+        self.outcome = Outcome.UNKNOWN
+        self.resp_started = False
+        self.req_done = False
+        self.closing = False
+        return True
 
     def _body_progress(self, n: int) -> None:
         # Minimum body rate: the deadline moves by n / rate for n bytes.
@@ -478,7 +543,16 @@ class ClientConnection(asyncio.Protocol):
             self.state = WAITING
             self.deadline = _INF
         client = self.client_address(head) if self.trusted else self.peer
-        if w.observe:
+        kept = self.decision
+        facts = self.facts
+        if kept is not None and facts is not None and facts.method == head.method and \
+                facts.path == head.path and facts.query == head.query and \
+                facts.cookie == head.cookie:
+            # decided from the first bytes (_early) on these same facts
+            decision = kept
+        elif w.observe:
+            if kept is not None:  # the parser saw another request than the early path
+                w.reject_log("early_mismatch", f"{head.method} {head.path}")
             facts = RequestFacts(client, head.method, head.path, head.query, head.host,
                                  head.user_agent, head.referer, head.cookie, self.tls)
             self.facts = facts
@@ -578,6 +652,10 @@ class ClientConnection(asyncio.Protocol):
             self.deadline = self.w.loop.time() + self.w.timeouts.upstream_response
 
     def _on_error(self, err: ClientError) -> None:
+        if self.head is None:
+            # (an allowed decision the early path kept was for bytes the parser refused)
+            self.decision = None
+            self.facts = None
         if self.head is not None and self.resp_started:
             # The body of a request whose response is already under way broke:
             # nothing sensible can follow on this connection.
@@ -926,8 +1004,18 @@ class ClientConnection(asyncio.Protocol):
 
     # -- end of an exchange --------------------------------------------------
     def _log_and_count(self) -> None:
-        w = self.w
         head = self.head
+        if head is not None:
+            self._log_row(head.method, head.target, head.version, head.path, head.query,
+                          head.referer, head.user_agent)
+        else:
+            self._log_row("", b"", "1.1", "", "", "", "")
+
+    def _log_row(self, method: str, target_b: bytes, version: str, path: str, query: str,
+                 referer: str, agent: str) -> None:
+        """The access log line, the metrics and the feed's row of the exchange
+        that ends now (from the parsed head, or from the early path's fields)."""
+        w = self.w
         now = w.loop.time()
         rt = now - self.start if self.start else 0.0
         decision = self.decision
@@ -944,13 +1032,7 @@ class ClientConnection(asyncio.Protocol):
         outcome = _OUTCOME[self.outcome]
         w.metrics.observe(self.status, d or "-", outcome, rt)
         up = self.up_key
-        if head is not None:
-            method, target, version = head.method, head.target.decode("latin-1"), head.version
-            referer, agent = head.referer, head.user_agent
-            path, query = head.path, head.query
-        else:
-            method = target = referer = agent = path = query = ""
-            version = "1.1"
+        target = target_b.decode("latin-1")
         client = self.facts.client if self.facts is not None else self.peer
         w.access_log.write(client, self.wall, method, target, version, self.status,
                            self.bytes_sent, referer, agent, rt, up, self.up_time,
@@ -992,11 +1074,18 @@ class ClientConnection(asyncio.Protocol):
 
     def _finish(self) -> None:
         self._log_and_count()
+        self._after(True)
+
+    def _after(self, clear: bool) -> None:
+        """The exchange is logged: ready the connection for the next request,
+        or close it. ``clear``: reset the exchange's fields here (the early
+        path has reset the few it set)."""
         closing = self.closing or self.w.draining
         linger = closing and (self.outcome is Outcome.SHIELD or not self.req_done)
         if not self.req_done and not closing:
             self.skip_to_end = True
-        self._clear()
+        if clear:
+            self._clear()
         t = self.transport
         if t is None or self.state >= CLOSED:
             return

@@ -82,6 +82,7 @@ class Worker:
         self.refuse_at_accept: Callable[[str], bool] | None = getattr(
             self.gate, "refused_at_accept", None)
         """The gate's optional verdict on a new connection's address (the guard: banned)."""
+        hot.early = getattr(self.gate, "early_wanted", None)
         self.admission = hot.admission = (
             None if isinstance(self.wiring.admission, OpenAdmission) else self.wiring.admission)
         self.sinks = hot.sinks = list(self.wiring.sinks)

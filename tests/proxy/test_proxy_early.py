@@ -1,0 +1,194 @@
+"""Refusal decided from the first bytes (issue 10's cheap refusal).
+
+While an address is being refused (or the mode is not normal), the proxy asks
+the guard about its next request from the request line, the address and the
+Cookie header (``framing.quick_head``), before the framer parses the head.
+What must hold: the fields are the ones the framer would give, so the
+decision is the same; a request the early path answers is one the framer
+takes as one whole valid request (a malformed one still gets the framer's
+own 4xx); the connection stays open only when nothing after the head could
+be read as a body; the guard decides once per request either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from proxy_backends import Backend, Client, send_raw, shield_config, status_of
+from test_proxy_framing import BAD, GOOD
+
+from shieldwall.config import build_config
+from shieldwall.guard.runtime import GuardRuntime
+from shieldwall.guard.settings import GuardSettings
+from shieldwall.http.framing import (
+    END,
+    HEAD,
+    FramingLimits,
+    RequestFramer,
+    RequestHead,
+    quick_head,
+    well_formed,
+)
+from shieldwall.proxy.wiring import Wiring
+from shieldwall.proxy.worker import Shield, run_shield
+
+LIMITS = FramingLimits()
+
+PLAIN = [
+    b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n",
+    b"GET /a?x=1&y=%20 HTTP/1.1\r\nHost: shop:8080\r\nUser-Agent: Mozilla/5.0 (X11)\r\n"
+    b"Referer: http://shop/b\r\nCookie: sw_session=abc.def; theme=dark\r\n\r\n",
+    b"GET /c HTTP/1.1\r\nHOST: shop\r\nCOOKIE:   a=1 \r\nuser-agent:\tua\t\r\n\r\n",
+    b"HEAD /h HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive\r\n\r\n",
+    b"GET /k HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+    b"GET /k HTTP/1.0\r\n\r\n",
+    b"GET /k HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: a\r\nUser-Agent: b\r\n\r\n",
+    b"DELETE /x? HTTP/1.1\r\nHost: shop\r\nCookie:\r\n\r\n",
+    b"POST /form HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\n",
+    b"POST /form HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"GET /q?a=b?c HTTP/1.1\r\nHost: shop\r\nAccept: */*\r\nX-Cookie: no\r\n\r\n",
+    GOOD,  # two Cookie headers: the framer joins them, so not the early path's
+]
+
+
+@pytest.mark.parametrize("data", PLAIN + [d for _, d, _ in BAD])
+def test_what_the_early_path_reads_is_what_the_framer_gives(data: bytes) -> None:
+    q = quick_head(data, LIMITS)
+    events = RequestFramer(LIMITS).feed(data)
+    kinds = [k for k, _ in events]
+    if q is None:
+        return  # the framer's, as ever
+    form = well_formed(data)
+    if form:
+        # answered early only if the framer takes it as one whole valid request
+        assert kinds == [HEAD, END], (data, events)
+        head = events[0][1]
+        assert isinstance(head, RequestHead)
+        assert head.keep_alive == (form == 2) and not head.has_body
+    method, target, path, query, version, cookie, agent, referer = q
+    if kinds and kinds[0] == HEAD:
+        head = events[0][1]
+        assert isinstance(head, RequestHead)
+        assert (head.method, head.target, head.path, head.query, head.version) == \
+            (method, target, path, query, version)
+        assert (head.cookie, head.user_agent, head.referer) == (cookie, agent, referer)
+
+
+def test_the_plain_shapes_are_taken_and_the_others_left_to_the_framer() -> None:
+    taken = [d for d in PLAIN if quick_head(d, LIMITS) is not None]
+    assert GOOD not in taken
+    assert len(taken) == len(PLAIN) - 1
+    forms = [well_formed(d) for d in PLAIN]
+    assert forms[0] == forms[3] == forms[6] == 2  # kept alive after a refusal
+    assert forms[4] == forms[5] == 1  # Connection: close, HTTP/1.0: closed after it
+    assert forms[8] == forms[9] == 0  # a body announced: the framer's
+    # pipelined requests and anything but one whole head: the framer's
+    assert quick_head(PLAIN[0] + PLAIN[0], LIMITS) is None
+    assert quick_head(PLAIN[0][:-2], LIMITS) is None
+    assert quick_head(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", LIMITS) is None
+    assert quick_head(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", LIMITS) is None
+    assert quick_head(b"GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n", LIMITS) is None
+    assert quick_head(b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", LIMITS) is None
+    assert quick_head(b"GET / RTSP/1.0\r\nHost: a\r\n\r\n", LIMITS) is None
+
+
+SETTINGS = {
+    "allow_crawlers": False,
+    "limits": {
+        "routes": [{"name": "limited", "match": ["/limited*"], "rate": 0.001, "burst": 1}],
+        "default_route": {"name": "page", "rate": 1e6, "burst": 1e6},
+        "prefix_factor": {"24": 1e6, "64": 1e6, "48": 1e6},
+    },
+}
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[tuple[Shield, Backend, GuardRuntime]]:
+    backend = await Backend().start()
+    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
+    config = build_config(shield_config([backend.url]))
+    async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
+        yield shield, backend, rt
+    await backend.stop()
+
+
+def _req(path: str, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: shop\r\nUser-Agent: flood\r\n{extra}\r\n".encode()
+
+
+async def test_a_refused_address_is_answered_from_the_first_bytes_on_a_kept_connection(
+        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+    shield, backend, rt = rig
+    metrics = shield.worker.metrics
+    c = await Client.open(shield.port)
+    try:
+        statuses = []
+        for _ in range(5):
+            await c.send(_req("/limited"))
+            status, headers, _ = await c.response()
+            statuses.append(status)
+            assert headers.get("connection") != "close"
+        assert statuses == [200, 429, 429, 429, 429]
+        # the first 429 went through the framer; the next three were early
+        assert metrics.refused_early == 3
+        assert rt.gate.counts["limit"] == 4  # decided once per request
+        allowed = rt.gate.counts["allow"]
+        # the same address on a route it may use: decided early, allowed once, forwarded
+        await c.send(_req("/ok"))
+        status, _, body = await c.response()
+        assert (status, body) == (200, b"hello")
+        assert rt.gate.counts["allow"] == allowed + 1
+        # HEAD: the refusal without its body
+        await c.send(b"HEAD /limited HTTP/1.1\r\nHost: shop\r\n\r\n")
+        status, headers, _ = await c.response(head_only=True)
+        assert status == 429 and int(headers["content-length"]) > 0
+        await c.send(_req("/limited"))
+        status, _, _ = await c.response()
+        assert status == 429
+    finally:
+        c.writer.close()
+    assert [s.target for s in backend.seen] == ["/limited", "/ok"]
+    assert metrics.refused_early == 5
+
+
+async def test_an_early_refusal_closes_when_the_request_says_so_or_a_body_may_follow(
+        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+    shield, backend, _rt = rig
+    for _ in range(2):  # allowed (burst 1), then refused: the address is being refused
+        await send_raw(shield.port, _req("/limited", "Connection: close\r\n"))
+    out = await send_raw(shield.port, _req("/limited", "Connection: close\r\n"))
+    assert status_of(out) == 429 and out.count(b"HTTP/1.1") == 1
+    assert shield.worker.metrics.refused_early == 1
+    # A body announced after a refusal: the head goes to the framer, which
+    # answers it and closes; what follows is never read as a request.
+    smuggled = b"GET /admin HTTP/1.1\r\nHost: shop\r\n\r\n"
+    post = (b"POST /limited HTTP/1.1\r\nHost: shop\r\nContent-Length: %d\r\n\r\n" % len(smuggled))
+    out = await send_raw(shield.port, [post, smuggled], pause=0.05)
+    assert status_of(out) == 429 and out.count(b"HTTP/1.1") == 1
+    assert [s.target for s in backend.seen] == ["/limited"]
+
+
+@pytest.mark.parametrize(("name", "data", "status"), BAD, ids=[b[0] for b in BAD])
+async def test_a_malformed_request_from_a_refused_address_gets_the_framers_status(
+        rig: tuple[Shield, Backend, GuardRuntime], name: str, data: bytes, status: int) -> None:
+    shield, backend, rt = rig
+    await send_raw(shield.port, _req("/limited", "Connection: close\r\n"))
+    await send_raw(shield.port, _req("/limited", "Connection: close\r\n"))
+    assert rt.gate.early_wanted("127.0.0.1")
+    out = await send_raw(shield.port, data)
+    assert status_of(out) == status, (name, out[:200])
+    assert b"\r\nConnection: close" in out.split(b"\r\n\r\n")[0]
+    assert [s.target for s in backend.seen] == ["/limited"]
+
+
+async def test_under_attack_a_new_clients_first_request_is_challenged_from_its_first_bytes(
+        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+    shield, backend, rt = rig
+    from shieldwall.guard.decision import Mode
+
+    rt.set_mode(Mode.UNDER_ATTACK, "test")
+    out = await send_raw(shield.port, _req("/p", "Connection: close\r\n"))
+    assert status_of(out) == 403 and b"shieldwall-challenge" in out
+    assert shield.worker.metrics.refused_early == 1
+    assert backend.seen == []

@@ -1,0 +1,31 @@
+"""The data path's counters: the latency bucket written out is bisect's, and
+a snapshot counts each (status, decision, outcome) it was told."""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_left
+
+from shieldwall.metrics import LATENCY_BUCKETS, Metrics, _bucket
+
+
+def test_the_written_out_bucket_is_bisect_left_over_the_bounds() -> None:
+    rnd = random.Random(7)
+    values = [0.0, 1e-09, 20.0, 1000000000.0, *list(LATENCY_BUCKETS)]
+    values += [b * f for b in LATENCY_BUCKETS for f in (0.999999, 1.000001)]
+    values += [rnd.uniform(0, 12) for _ in range(2000)] + [rnd.expovariate(100) for _ in range(2000)]
+    for v in values:
+        assert _bucket(v) == bisect_left(LATENCY_BUCKETS, v), v
+
+
+def test_observe_counts_by_status_decision_and_outcome() -> None:
+    m = Metrics()
+    for status, d, o, rt in [(200, "allow", "ok", 0.002), (200, "allow", "ok", 0.3),
+                             (429, "limit", "shield", 0.0), (200, "-", "ok", 11.0)]:
+        m.observe(status, d, o, rt)
+    snap = m.snapshot()
+    assert sorted(map(tuple, snap["requests"])) == [
+        (200, "-", "ok", 1), (200, "allow", "ok", 2), (429, "limit", "shield", 1)]
+    assert snap["latency_counts"][0] == 1 and snap["latency_counts"][1] == 1
+    assert snap["latency_counts"][8] == 1 and snap["latency_counts"][-1] == 1
+    assert abs(snap["latency_sum"] - 11.302) < 1e-9
