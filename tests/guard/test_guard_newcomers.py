@@ -173,3 +173,18 @@ def test_a_flash_crowd_of_ten_times_the_shoppers_is_not_a_surge() -> None:
         clock.advance(0.05)
     assert actions.count(Action.CHALLENGE) == 0
     assert "challenge:surge" not in rt.gate.counts
+
+
+def test_on_trial_only_the_assets_of_a_page_that_went_on_are_free() -> None:
+    clock = Clock()
+    rt = runtime(clock)
+    _calm(rt, clock)
+    rt.set_mode(Mode.UNDER_ATTACK, "operator")
+    bot = "203.0.113.66"  # a randomized flood's bot that entered on the budget
+    assert rt.gate.decide(facts(client=bot, path="/product/3")).action is Action.ALLOW
+    clock.advance(1.0)
+    assert rt.gate.decide(facts(client=bot, path="/img/p3.png")).action is Action.ALLOW
+    clock.advance(1.0)
+    assert rt.gate.decide(facts(client=bot, path="/cart")).action is Action.CHALLENGE
+    clock.advance(5.0)  # no page of it went on since: its files are no page's assets
+    assert rt.gate.decide(facts(client=bot, path="/static/shop.css")).action is Action.CHALLENGE

@@ -67,6 +67,11 @@ BROWSER_ASSETS = 2
 newcomer budget and for a page on trial (a page has a stylesheet, a script,
 pictures; a flood that rotates paths rarely asks for two of them within
 ASSET_FOLLOW_S of a page)."""
+TRIAL_ASSET_S = 5.0
+"""On trial, an asset goes on unchecked within this long after the client's
+last page that went on (a loaded page's pictures may come late); later it is
+no page's asset: a flood that entered on the budget and rotates paths gets
+its one page and that page's moment, not a stream of free files."""
 BUDGET_BURST_S = 2.0
 """The newcomer budget holds this many seconds of its rate (under 0.5 new
 browsers a second in all it holds less than one token: nobody enters free)."""
@@ -272,7 +277,7 @@ class Conduct:
 
         A client never seen before enters on trial if the newcomer budget
         holds a token (its first page, then its assets). On trial, assets go
-        on, and so does a page once the client fetched ``BROWSER_ASSETS``
+        on within ``TRIAL_ASSET_S`` of its last page that went on, and so does a page once the client fetched ``BROWSER_ASSETS``
         assets right after a page and keeps fetching at least half as many
         assets as pages (the last ten seconds): what a browser does. Any
         other page of it is challenged (the trial itself stays: a slow asset
@@ -288,8 +293,10 @@ class Conduct:
             return False
         if not rec.trial:
             return False
-        if asset or rec.pages == 0:
+        if rec.pages == 0:
             return True
+        if asset:
+            return now - rec.last_page <= TRIAL_ASSET_S
         return rec.followed >= BROWSER_ASSETS and rec.asset_heat * 2.0 >= rec.heat
 
     def surge_checks(self, client: str, now: float) -> bool:
