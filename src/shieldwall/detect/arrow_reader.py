@@ -113,7 +113,7 @@ class ArrowCombined:
         if self._bad or n == 0 or nc not in (10, 19):
             raise _Reject("shape")
         # exactly six quotes a line: the three quoted fields and nothing else
-        if chunk.count(b'"') != 6 * n:
+        if count_byte(chunk, 34) != 6 * n:
             raise _Reject("quotes")
         col = [tbl.column(i).combine_chunks() for i in range(nc)]
         if nc == 19:
@@ -230,6 +230,12 @@ class _Fields:
         self.session: Any = None
         self.verified: Any = None
         self.outcome: Any = None
+
+
+def count_byte(chunk: bytes, byte: int) -> int:
+    """How many times ``byte`` occurs in ``chunk``: numpy's compare-and-count is several
+    times quicker than ``bytes.count`` of one byte (and leaves the GIL to the detector)."""
+    return int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == byte))
 
 
 def split_odd_lines(chunk: bytes, max_pieces: int = 64) -> list[tuple[bool, bytes]] | None:

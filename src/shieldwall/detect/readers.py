@@ -368,7 +368,9 @@ def _read_chunks(p: Path, fmt: str, stats: ReadStats,
 
 
 def _count_lines(chunk: bytes) -> int:
-    return chunk.count(b"\n") + (chunk[-1:] != b"\n")
+    from shieldwall.detect.arrow_reader import count_byte
+
+    return count_byte(chunk, 10) + (chunk[-1:] != b"\n")
 
 
 def open_binary(path: Path) -> BinaryIO:
