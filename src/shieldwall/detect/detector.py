@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shieldwall.detect.features import Features, Featurizer
+from shieldwall.detect.features import Features, Featurizer, more_people
 from shieldwall.detect.rules import (
     BACKEND_FAILURE,
     DDOS,
@@ -293,12 +293,19 @@ class Detector:
                 if self._cand_n >= self._enter(v.verdict) or self._overwhelming(f, v):
                     opened = self._open(self._cand_verdict(), f.sec)
         else:
-            if v.verdict == NORMAL:
+            if (v.verdict == NORMAL and cur.verdict == FLASH_CROWD
+                    and more_people(f, self.s, self.s.people_hold_z)):
+                # a crowd lasts while its people are here: a second without a surge of
+                # lines (a small shop's shoppers come in bursts) does not end it
+                self._normal_run = 0
+                self._cand, self._cand_n = None, 0
+                self._absorb(cur, w, f, v)
+            elif v.verdict == NORMAL:
                 self._normal_run += 1
                 self._cand, self._cand_n = None, 0
                 if self._normal_run >= max(self._merge(cur), self.s.exit_windows):
                     cur.open = False
-                    closed.append(cur)
+                    closed += self._report(cur)
                     self.current = None
                     self._normal_run = 0
             else:
@@ -311,7 +318,7 @@ class Detector:
                     self._candidate(w, f, v)
                     if self._cand_n >= self._enter(v.verdict):
                         cur.open = False
-                        closed.append(cur)
+                        closed += self._report(cur)
                         opened = self._open(self._cand_verdict(), f.sec)
                     else:
                         self._normal_run += 1  # still paused while the new one is a candidate
@@ -334,7 +341,7 @@ class Detector:
                         else:
                             cur.open = False
                             cur.end = min(cur.end, float(self._cand_start))
-                            closed.append(cur)
+                            closed += self._report(cur)
                             opened = self._open(self._cand_verdict(), f.sec)
         suspects = self._suspects(f, v) if self.score_clients else ()
         mode = self._mode(f, v)
@@ -552,6 +559,14 @@ class Detector:
             self._suspect_sent = {c: t for c, t in sent.items() if t >= cutoff}
         return tuple(fresh)
 
+    def _report(self, inc: Incident) -> list[Incident]:
+        """A closed incident as reported: a "crowd" shorter than ``crowd_min_seconds`` is
+        a burst of a few shoppers, not a crowd (real demand lasts minutes), and is not
+        reported (it never raised the mode)."""
+        if inc.verdict == FLASH_CROWD and inc.end - inc.start < self.s.crowd_min_seconds:
+            return []
+        return [inc]
+
     def finish(self) -> list[Incident]:
         """End of input: close the open incident, if any."""
         if self.current is None:
@@ -562,7 +577,7 @@ class Detector:
         if inc.verdict == BACKEND_FAILURE and inc.stall_only and self._normal_run < self.s.exit_windows:
             # traffic fading into the end of the input is the log ending, not an outage
             return []
-        return [inc]
+        return self._report(inc)
 
 
 __all__ = ["BACKEND_FAILURE", "DDOS", "Detector", "Incident", "StepResult"]

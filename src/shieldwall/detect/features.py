@@ -148,7 +148,12 @@ class Features:
     base_notfound_share: float
     base_slow_share: float
     base_page_clients: float
+    """The usual number of page clients in the 10 s view (the lower of a fast and a slow mean)."""
     base_pageonly_clients: float
+    base_pages_per_client: float
+    people_z: float
+    """Page clients in the 10 s view above the usual number, in the shop's own standard
+    deviations: a surge of people, not of lines."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +198,21 @@ def shared_browsers(counts: dict[str, int], pages: dict[str, int], assets: dict[
             if pg and 2 * assets.get(c, 0) >= pg:
                 out.add(c)
     return out
+
+
+def more_people(f: Features, s: DetectSettings, z: float | None = None) -> bool:
+    """Page clients in the 10 s view well above this shop's usual number, by its own
+    spread (``people_z``, or ``z``) and by ``people_factor``: a surge of people, not of lines."""
+    return (f.warm and people_counted(f, s) and f.people_z >= (s.people_z if z is None else z)
+            and f.page_clients >= s.people_factor * f.base_page_clients)
+
+
+def people_counted(f: Features, s: DetectSettings) -> bool:
+    """Whether addresses count people here. Behind a CDN or a proxy whose edge addresses
+    are all the shop sees, a handful of addresses carries everyone (many pages each in
+    10 s, where a shopper's browser fetches one or two): their number does not move
+    with demand, and a surge can only be judged on lines."""
+    return f.base_pages_per_client < s.people_max_pages
 
 
 def _top(values: Any, k: int) -> list[int]:
@@ -398,6 +418,12 @@ class Featurizer:
         self.base_nf = _Ewma(a, 0.0, wu)
         self.base_slow = _Ewma(a, 0.0, wu)
         self.base_pc = _Ewma(a, 0.0, wu)
+        self.base_pc_var = _Ewma(a, 0.0, wu)
+        self.base_ppc = _Ewma(a, 1.0, wu)
+        """Pages per page client in the 10 s view (a browser: one or two)."""
+        self.slow_pc = _Ewma(settings.slow_alpha, 0.0, int(1 / settings.slow_alpha), warm_alpha=0.0)
+        """People: page clients in the 10 s view, their spread, and a slow mean (as for
+        the rate: a crowd building over minutes teaches the fast mean, not the slow)."""
         self.base_po = _Ewma(a, 0.0, wu)
         self.seen_keys = _Seen(10_000)
         """Query parameter names seen in normal traffic."""
@@ -549,8 +575,13 @@ class Featurizer:
         if nsrc10:
             k = max(1, nsrc10 // 100 + 1)
             top = nlargest(k, counts.values())
-            shared = shared_browsers(counts, self.page10, self.asset10, heavy_limit) \
-                if top[0] >= heavy_limit else set()
+            # a browser's page comes with its assets: one person's page view is a burst
+            # of lines from one address (in a small shop the busiest second's p99), so
+            # browsing sources are left out from the lowest count any per-source limit
+            # could trip (the 1 s floor), not only from the heavy-hitter limit
+            floor = min(heavy_limit, float(self.s.per_source_min_1s))
+            shared = shared_browsers(counts, self.page10, self.asset10, floor) \
+                if top[0] >= floor else set()
             if shared:
                 top = _top((v for c, v in counts.items() if c not in shared), k)
             p99 = float(top[-1])
@@ -594,10 +625,17 @@ class Featurizer:
             asset_share = self.base_asset.value if self.learned else 1.0
         n_pc = len(page_clients)
         n_po = n_pc - with_assets
-        extra_pc = n_pc - self.base_pc.value
-        # an excess of at least half the usual number (and of a few clients) says who came
+        # people: how far the page clients stand above the shop's usual number, in its
+        # own spread (lines are not people: one shopper's page brings a burst of lines)
+        ref_pc = min(self.base_pc.value, self.slow_pc.value) if self.slow_pc.n else self.base_pc.value
+        sd_pc = math.sqrt(max(self.base_pc_var.value, ref_pc, 1.0))
+        extra_pc = n_pc - ref_pc
+        people_z = extra_pc / sd_pc if self.warm else 0.0
+        # an excess of at least half the usual number (and of a few clients, beyond the
+        # shop's own spread) says who came
         po_excess = (min(1.0, max(0.0, (n_po - self.base_po.value) / extra_pc))
-                     if self.warm and extra_pc >= max(5.0, 0.5 * self.base_pc.value) else 0.0)
+                     if self.warm and extra_pc >= max(5.0, 0.5 * ref_pc)
+                     and people_z >= self.s.people_z else 0.0)
         # heavy page-only clients (only looked for when the busiest source is one)
         heavy_n = heavy_c = heavy_t = 0
         if mx >= heavy_limit:
@@ -711,7 +749,9 @@ class Featurizer:
             base_error_share=self.base_err.value,
             base_notfound_share=self.base_nf.value,
             base_slow_share=self.base_slow.value,
-            base_page_clients=self.base_pc.value,
+            base_page_clients=ref_pc,
+            people_z=people_z,
+            base_pages_per_client=self.base_ppc.value,
             base_pageonly_clients=self.base_po.value,
         )
 
@@ -734,12 +774,22 @@ class Featurizer:
                 self.rate.learn(0.0, s.stall_share, weight)
             return
         self.learned += 1
-        self.rate.learn(f.rps, s.stall_share, weight)
+        # A second judged normal while the shop has many more people than usual is a
+        # crowd still building (its lines are not yet a surge): it teaches the rate and
+        # the usual number of people only as fast as a crowd does, so a crowd that
+        # builds over minutes cannot teach the baseline that it is normal.
+        sw = weight * s.crowd_learning if more_people(f, s) else weight
+        self.rate.learn(f.rps, s.stall_share, sw)
         self.base_p99.update(f.req_per_source_p99, weight)
         self.base_p99_1.update(f.req_per_source_p99_1s, weight)
         if self.page10:
             self.base_asset.update(f.asset_share, weight)
-        self.base_pc.update(f.page_clients, weight)
+        dev = f.page_clients - self.base_pc.value if self.base_pc.n else 0.0
+        self.base_pc_var.update(dev * dev, sw)
+        self.base_pc.update(f.page_clients, sw)
+        if f.page_clients:
+            self.base_ppc.update(self._pages10 / f.page_clients, weight)
+        self.slow_pc.update(f.page_clients, sw)
         self.base_po.update(f.pageonly_clients, weight)
         self.base_urls.update(f.distinct_urls, weight)
         self.base_qd.update(f.query_distinct, weight)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from shieldwall.detect.features import MIN_BASE_WINDOWS, Features
+from shieldwall.detect.features import MIN_BASE_WINDOWS, Features, more_people, people_counted
 from shieldwall.detect.settings import DetectSettings
 
 NORMAL = "normal"
@@ -198,10 +198,13 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         ev.append(backends)
         return WindowVerdict(DDOS, "flood", _confidence(hits, 5), tuple(ev))
 
-    if elevated:
+    # a crowd is more people, not only more lines
+    people = not f.warm or not people_counted(f, s) or more_people(f, s)
+    if elevated and people:
         ev = [rate_words,
               f"{_pct(f.new_source_share)} of sources new, but only {_pct(f.new_prefix_share)} "
               f"from networks never seen" if f.warm else f"{_num(f.sources)} sources",
+              f"{_num(f.page_clients)} page clients in 10 s (usually {f.base_page_clients:.0f})",
               asset_words,
               f"{f.req_per_source_mean:.1f} requests per source in 10 s (p99 {f.req_per_source_p99:.0f})",
               f"{_pct(f.top_path_share)} of page requests on {f.top_path or '-'}",

@@ -80,6 +80,18 @@ class DetectSettings(BaseModel):
     pageonly_excess: float = Field(default=0.7, gt=0.0, le=1.0)
     """Assets are low also when at least this share of the page clients above the shop's
     usual number fetched no asset (a surge that is not browsing, diluted by regulars)."""
+    people_z: float = Field(default=3.0, ge=0.0)
+    """A surge of people: page clients in the 10 s view this many of the shop's own
+    standard deviations above its usual number. A flash crowd is more people, not
+    more lines (a small shop's shopper brings a page and its assets in one burst)..."""
+    people_hold_z: float = Field(default=2.0, ge=0.0)
+    """An open flash crowd lasts while its page clients stay this many standard
+    deviations above the usual number (and ``people_factor`` times it)."""
+    people_max_pages: float = Field(default=5.0, gt=0.0)
+    """Addresses count people only while the usual page client fetches fewer pages than
+    this in 10 s (a browser fetches one or two; a CDN's edge address, everyone's)."""
+    people_factor: float = Field(default=1.5, ge=1.0)
+    """...and at least this many times the usual number."""
     new_prefix_share: float = Field(default=0.5, gt=0.0, le=1.0)
     """Share of sources from prefixes never seen in the baseline that marks a botnet."""
     top_path_share: float = Field(default=0.6, gt=0.0, le=1.0)
@@ -128,6 +140,9 @@ class DetectSettings(BaseModel):
     slow_merge_windows: int = Field(default=30, ge=1)
     """The same for a slow attack (ddos/slow): it shows only each time the server cuts
     its connections, one header or body timeout apart (up to a few minutes)."""
+    crowd_min_seconds: float = Field(default=10.0, ge=0.0)
+    """A flash crowd shorter than this is not reported: a few shoppers' bursts in
+    adjacent seconds are not a crowd (real demand lasts minutes)."""
     relabel_ratio: float = Field(default=1.0, gt=0.0)
     """Attack evidence persisting in an open crowd incident relabels the whole incident
     ddos when it outweighs the crowd evidence since the start by this factor (else the
