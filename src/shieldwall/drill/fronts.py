@@ -210,7 +210,7 @@ class NginxFront(Front):
 
     def start(self) -> None:
         binary = nginx_binary()
-        d = self.workdir / "nginx"
+        d = (self.workdir / "nginx").resolve()  # nginx takes a relative -c/-e under -p: twice
         if d.exists():
             shutil.rmtree(d)
         (d / "tmp").mkdir(parents=True)
