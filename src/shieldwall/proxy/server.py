@@ -464,11 +464,7 @@ class ClientConnection(asyncio.Protocol):
         self.start = w.loop.time()
         self.wall = time.time()
         self.requests += 1
-        resp = decision.response or error_response(403)
-        self.status = _status_of(resp)
-        self.outcome = Outcome.SHIELD
-        self.resp_started = True
-        self.bytes_sent = len(resp)
+        resp = self._shield_answer(decision)
         self.req_done = True
         self.closing = decision.close or form != 2
         w.metrics.refused_early += 1
@@ -569,11 +565,7 @@ class ClientConnection(asyncio.Protocol):
         self.decision = decision
         # Most requests are allowed: one identity test before the property call.
         if decision.action is not _ALLOW and decision.enforced:
-            resp = decision.response or error_response(403)
-            self.status = _status_of(resp)
-            self.outcome = Outcome.SHIELD
-            self.resp_started = True
-            self.bytes_sent = len(resp)
+            resp = self._shield_answer(decision)
             self.discard = True
             if decision.close or not head.keep_alive:
                 self.closing = True
@@ -1010,6 +1002,17 @@ class ClientConnection(asyncio.Protocol):
                           head.referer, head.user_agent)
         else:
             self._log_row("", b"", "1.1", "", "", "", "")
+
+    def _shield_answer(self, decision: Decision) -> bytes:
+        """The guard's own answer to this request (its prebuilt bytes, else a
+        403), recorded as the exchange's response: one place for the early
+        refusal and the parsed one."""
+        resp = decision.response or error_response(403)
+        self.status = _status_of(resp)
+        self.outcome = Outcome.SHIELD
+        self.resp_started = True
+        self.bytes_sent = len(resp)
+        return resp
 
     def _log_row(self, method: str, target_b: bytes, version: str, path: str, query: str,
                  referer: str, agent: str) -> None:
