@@ -30,6 +30,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Final
 from urllib.parse import parse_qs, quote
 
 from shieldwall.guard import _responses as responses
@@ -42,13 +43,24 @@ from shieldwall.guard.settings import GuardSettings, RouteClass
 
 log = logging.getLogger("shieldwall.guard")
 
-VERIFY_PATH = "/.shieldwall/verify"
-OWN_PREFIX = "/.shieldwall/"
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_CHALLENGE_REUSE = 0.5
-_EARLY_SECONDS = 10.0
-"""How long after a refusal an address's requests are decided from their first bytes."""
+VERIFY_PATH: Final = "/.shieldwall/verify"
+OWN_PREFIX: Final = "/.shieldwall/"
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_CHALLENGE_REUSE: Final = 0.5
 """Seconds a prefix's challenge is handed out again (see GuardGate._recent_challenges)."""
+_EARLY_SECONDS: Final = 10.0
+"""How long after a refusal an address's requests are decided from their first bytes."""
+# Enum members as Final constants: compiled, a C static each instead of an
+# attribute lookup on the enum class at every use in a decision.
+_NORMAL: Final = Mode.NORMAL
+_UNDER_ATTACK: Final = Mode.UNDER_ATTACK
+_SUSPECT: Final = ClientClass.SUSPECT
+_UNKNOWN: Final = ClientClass.UNKNOWN
+_VERIFIED: Final = ClientClass.VERIFIED
+_CUSTOMER: Final = ClientClass.CUSTOMER
+_ALLOW: Final = Action.ALLOW
+_CHALLENGE: Final = Action.CHALLENGE
+_HEAVY: Final = Standing.HEAVY
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +73,7 @@ class _Route:
     asset: bool = False
 
 
-_VERIFY_ROUTE = _Route("verify", rate=1.0, burst=10.0, expensive=False, checkout=False)
+_VERIFY_ROUTE: Final = _Route("verify", rate=1.0, burst=10.0, expensive=False, checkout=False)
 """Answers to challenges: ten at once, then one a second per address (and its prefixes)."""
 
 
@@ -143,13 +155,13 @@ class GuardGate:
             alts.append(f"(?P<r{i}>{pats})")
         self._route_re = re.compile("|".join(alts)) if alts else None
         self._route_cache: dict[str, _Route] = {}
-        self._block_decision = Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
+        self._block_decision = Decision(Action.BLOCK, _SUSPECT, reason="block",
                                         response=self._canned.block, close=True)
         self._limit_decisions: dict[tuple[ClientClass, str, int], Decision] = {}
         self._bucket_keys: dict[tuple[str, ClientClass, str, str],
                                 list[tuple[str, float, float]]] = {}
         self._allow_decisions = {
-            (c, p, sess): Decision(Action.ALLOW, c, reason="allow", priority=p, session=sess)
+            (c, p, sess): Decision(_ALLOW, c, reason="allow", priority=p, session=sess)
             for c in ClientClass for p in Standing for sess in (False, True)
         }
         adm = settings.admission
@@ -196,7 +208,7 @@ class GuardGate:
         the mode is not normal, and for a while after a refusal of that
         address. Elsewhere a shopper's request costs no extra scan. The
         decision is the same either way (``decide`` on the same facts)."""
-        if self.state.mode is not Mode.NORMAL:
+        if self.state.mode is not _NORMAL:
             return True
         until = self._refusing.get(address)
         return until is not None and until > self.clock()
@@ -261,13 +273,13 @@ class GuardGate:
             sd = self._shadowed(d, "limit", facts, now)
             shadowed = shadowed or sd
 
-        if not lists.allowed and cls <= ClientClass.UNKNOWN:
+        if not lists.allowed and cls <= _UNKNOWN:
             mode = self.state.mode
-            if (mode is not Mode.NORMAL and (
-                mode is Mode.UNDER_ATTACK or cls is ClientClass.SUSPECT or route.expensive
+            if (mode is not _NORMAL and (
+                mode is _UNDER_ATTACK or cls is _SUSPECT or route.expensive
             )) or (not self.conduct.proven(ident.address) and self.pressure()):
                 need = self.required_bits(cls, mode)
-                if pass_bits < need and cls is ClientClass.UNKNOWN and \
+                if pass_bits < need and cls is _UNKNOWN and \
                         self.conduct.admits(ident.address, route.asset, now):
                     # a newcomer on the budget, or a browser on trial: no check
                     self._count("newcomer")
@@ -278,7 +290,7 @@ class GuardGate:
                         return d
                     sd = self._shadowed(d, "challenge", facts, now)
                     shadowed = shadowed or sd
-            elif cls is ClientClass.UNKNOWN and pass_bits < self.settings.challenge.difficulty \
+            elif cls is _UNKNOWN and pass_bits < self.settings.challenge.difficulty \
                     and self.conduct.surge_checks(ident.address, now):
                 # one of a surge of new clients, before any verdict or pressure
                 d = self._challenge_decision(facts, ident, cls, self.required_bits(cls, mode), now)
@@ -290,14 +302,14 @@ class GuardGate:
                 shadowed = shadowed or sd
 
         standing = self._standing(facts, ident, cls, route, lists, now)
-        if standing is Standing.HEAVY and not lists.allowed and (
-                self.state.mode is not Mode.NORMAL or self.pressure()):
+        if standing is _HEAVY and not lists.allowed and (
+                self.state.mode is not _NORMAL or self.pressure()):
             # Pages at a rate nobody clicks, without their assets: a pass does not
             # make that a shopper. Outside normal mode, or while a backend is
             # overloaded, it pays a suspect's challenge before the detector names it.
-            need = self.required_bits(ClientClass.SUSPECT, self.state.mode)
+            need = self.required_bits(_SUSPECT, self.state.mode)
             if pass_bits < need:
-                d = self._challenge_decision(facts, ident, ClientClass.SUSPECT, need, now)
+                d = self._challenge_decision(facts, ident, _SUSPECT, need, now)
                 if "challenge" not in self._shadow:
                     self._refused("challenge", ident.address, now)
                     self._count("challenge:heavy")
@@ -342,9 +354,9 @@ class GuardGate:
     def required_bits(self, cls: ClientClass, mode: Mode) -> int:
         c = self.settings.challenge
         bits = c.difficulty
-        if cls is ClientClass.SUSPECT:
+        if cls is _SUSPECT:
             bits += c.suspect_extra
-        if mode is Mode.UNDER_ATTACK:
+        if mode is _UNDER_ATTACK:
             bits += c.under_attack_extra
         return min(bits, 28)  # clients refuse more (docs/CHALLENGE.md)
 
@@ -379,16 +391,16 @@ class GuardGate:
                 pass_bits = int(f[3])
         has_session = sess is not None
         if lists.allowed:
-            return ClientClass.VERIFIED, pass_bits, has_session
+            return _VERIFIED, pass_bits, has_session
         sus = self.state.suspects.get(ident.address)  # not cached: marked often in a flood
         if sus is not None and sus[1] > now and sus[0] >= self.settings.suspect_score:
-            return ClientClass.SUSPECT, pass_bits, has_session
+            return _SUSPECT, pass_bits, has_session
         if sess is not None and float(sess[3]) > now:
-            return ClientClass.CUSTOMER, pass_bits, True
-        if pass_bits >= 0 and pass_bits >= self.required_bits(ClientClass.UNKNOWN,
+            return _CUSTOMER, pass_bits, True
+        if pass_bits >= 0 and pass_bits >= self.required_bits(_UNKNOWN,
                                                               self.state.mode):
-            return ClientClass.VERIFIED, pass_bits, has_session
-        return ClientClass.UNKNOWN, pass_bits, has_session
+            return _VERIFIED, pass_bits, has_session
+        return _UNKNOWN, pass_bits, has_session
 
     def _session_fields(self, cookie: str) -> tuple[str, ...] | None:
         return self._tokens_of(cookie)[1]
@@ -471,7 +483,7 @@ class GuardGate:
             else:
                 keys = [(f"{route.name}|{ident.address}", route.rate * factor,
                          route.burst * factor)]
-            if cls <= ClientClass.UNKNOWN:
+            if cls <= _UNKNOWN:
                 for plen, net in ident.prefixes:
                     pf = self._prefix_factor.get(plen, 16.0)
                     keys.append((f"{route.name}|{net}", route.rate * pf, route.burst * pf))
@@ -552,23 +564,23 @@ class GuardGate:
             self._recent_challenges[key] = (now, challenge)
         target = facts.path + "?" + facts.query if facts.query else facts.path
         c = self.settings.challenge
-        nojs = c.nojs and cls is not ClientClass.SUSPECT
+        nojs = c.nojs and cls is not _SUSPECT
         page = self._pages.page(challenge, bits, target, c.nojs_delay if nojs else None, note)
-        return Decision(Action.CHALLENGE, cls, reason=self._challenge_reasons.get(bits)
+        return Decision(_CHALLENGE, cls, reason=self._challenge_reasons.get(bits)
                         or f"challenge:{bits}", response=page)
 
     def _own(self, facts: RequestFacts, now: float) -> Decision:
         if facts.path != VERIFY_PATH:
-            return Decision(Action.RESPOND, ClientClass.UNKNOWN, reason="own:404",
+            return Decision(Action.RESPOND, _UNKNOWN, reason="own:404",
                             response=self._canned.not_found)
         ident = self._ids.get(facts.client)
         lists = self._lists_for(ident, now)
         if lists.ban is not None and lists.ban.until > now and "block" not in self._shadow:
             self._count("block")
-            return Decision(Action.BLOCK, ClientClass.SUSPECT, reason="block",
+            return Decision(Action.BLOCK, _SUSPECT, reason="block",
                             response=self._canned.block, close=True)
         cls, _, session = self._classify(facts, ident, lists, now)
-        wait = self._take(_VERIFY_ROUTE, ident, min(cls, ClientClass.UNKNOWN), now,
+        wait = self._take(_VERIFY_ROUTE, ident, min(cls, _UNKNOWN), now,
                           self._sid(facts, session))
         if wait > 0.0 and "limit" not in self._shadow:
             self._count("limit")
@@ -600,7 +612,7 @@ class GuardGate:
         if bits < self.required_bits(cls, self.state.mode):
             return fail("difficulty", "A harder check is needed now; trying again.")
         if nojs:
-            if not c.nojs or cls is ClientClass.SUSPECT:
+            if not c.nojs or cls is _SUSPECT:
                 return fail("nojs", "This shop needs JavaScript right now.")
             if now - issued < c.nojs_delay:
                 self._count("verify:early")
@@ -626,7 +638,7 @@ class GuardGate:
         # the console's funnel: mean solve time = solve_ms / verify:ok:* (issue to answer)
         self.counts["verify:solve_ms"] = self.counts.get("verify:solve_ms", 0) + \
             int(max(0.0, now - issued) * 1000)
-        return Decision(Action.RESPOND, max(cls, ClientClass.VERIFIED), reason="verify:ok",
+        return Decision(Action.RESPOND, max(cls, _VERIFIED), reason="verify:ok",
                         response=responses.redirect(target, cookie))
 
     # -- after the upstream answered ----------------------------------------
@@ -635,7 +647,7 @@ class GuardGate:
                          headers: list[tuple[bytes, bytes]]) -> tuple[tuple[bytes, bytes], ...]:
         """Issue the session cookie to a new browser, and mark it customer when
         the shop says the session has a cart or is checking out."""
-        if decision.action is not Action.ALLOW and not decision.shadow:
+        if decision.action is not _ALLOW and not decision.shadow:
             return ()
         now = self.clock()
         s = self.settings

@@ -11,9 +11,10 @@ import json
 import math
 import re
 from collections.abc import Callable
+from typing import Final
 from urllib.parse import quote
 
-_REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+_REASONS: Final = {200: "OK", 302: "Found", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
             429: "Too Many Requests", 503: "Service Unavailable"}
 
 
@@ -229,18 +230,18 @@ def _split_page() -> tuple[str, ...]:
     return tuple(parts)
 
 
-_PARTS = _split_page()
+_PARTS: Final = _split_page()
 
 
-_PLAIN_TARGET = re.compile(r"[A-Za-z0-9_.~/?=&-]*")
+_PLAIN_TARGET: Final = re.compile(r"[A-Za-z0-9_.~/?=&-]*")
 """Targets whose JSON, HTML and URL forms follow from three replacements."""
-_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_.-]*")
+_PLAIN_TOKEN: Final = re.compile(r"[A-Za-z0-9_.-]*")
 # Marks that JSON, HTML escaping and the template leave as they are.
-_TOKEN_MARK = "{{sw-token}}"
-_TARGET_MARK = "{{sw-target}}"
-_QTARGET_MARK = "{{sw-qtarget}}"
-_PAGE_HEAD = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "
-_PAGE_TAIL = b"\r\nCache-Control: no-store\r\n\r\n"
+_TOKEN_MARK: Final = "{{sw-token}}"
+_TARGET_MARK: Final = "{{sw-target}}"
+_QTARGET_MARK: Final = "{{sw-qtarget}}"
+_PAGE_HEAD: Final = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: "
+_PAGE_TAIL: Final = b"\r\nCache-Control: no-store\r\n\r\n"
 
 
 class ChallengePages:

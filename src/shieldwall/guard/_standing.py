@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from enum import IntEnum
+from typing import Final
 
 from shieldwall.guard.decision import ClientClass
 
@@ -52,42 +53,42 @@ class Standing(IntEnum):
     """A customer on a checkout route: the very last to be shed."""
 
 
-PROVEN = Standing.BROWSER
+PROVEN: Final = Standing.BROWSER
 """From here up a client has shown it is a shopper: it keeps its full queue
 deadline under overload and may use the slots kept in reserve."""
 
-ASSET_FOLLOW_S = 2.0
+ASSET_FOLLOW_S: Final = 2.0
 """An asset fetched within this long after a page of the same client is a
 browser rendering that page (a person's browser asks at once; a flood that
 rotates paths at its own pace does not)."""
-HEAT_TAU_S = 10.0
+HEAT_TAU_S: Final = 10.0
 """Time constant of the page rate (requests decay by e every 10 s)."""
-BROWSER_ASSETS = 2
+BROWSER_ASSETS: Final = 2
 """Assets after a page that make a client count as a browser for the
 newcomer budget and for a page on trial (a page has a stylesheet, a script,
 pictures; a flood that rotates paths rarely asks for two of them within
 ASSET_FOLLOW_S of a page)."""
-TRIAL_ASSET_S = 5.0
+TRIAL_ASSET_S: Final = 5.0
 """On trial, an asset goes on unchecked within this long after the client's
 last page that went on (a loaded page's pictures may come late); later it is
 no page's asset: a flood that entered on the budget and rotates paths gets
 its one page and that page's moment, not a stream of free files."""
-BUDGET_BURST_S = 2.0
+BUDGET_BURST_S: Final = 2.0
 """The newcomer budget holds this many seconds of its rate (under 0.5 new
 browsers a second in all it holds less than one token: nobody enters free)."""
-SURGE_MIN = 50.0
-SURGE_X = 10.0
+SURGE_MIN: Final = 50.0
+SURGE_X: Final = 10.0
 """New clients beyond the newcomer budget, per second (averaged over
 ``SURGE_TAU_S``), above max(SURGE_MIN, SURGE_X x the rate of new browsers),
 are a surge: the first second of a flood from fresh addresses. A flash crowd
 brings new shoppers at a multiple of the shop's usual rate who fetch their
 assets, so the rate of new browsers rises with it; a flood from a thousand
 fresh addresses arrives at a hundred times that, none of them a browser."""
-SURGE_TAU_S = 1.0
-SURGE_HOLD_S = 10.0
+SURGE_TAU_S: Final = 1.0
+SURGE_HOLD_S: Final = 10.0
 """A client checked in a surge stays checked while it keeps coming (each
 checked request renews this), until it holds a pass."""
-MAX_CLIENTS = 65536
+MAX_CLIENTS: Final = 65536
 """Records kept at most; the oldest half goes when full (a flood from many
 addresses must not grow the memory without bound)."""
 

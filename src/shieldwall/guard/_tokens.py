@@ -12,11 +12,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+from typing import Final
 
-_MAC_BYTES = 16
+_MAC_BYTES: Final = 16
 
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
 def _b64(data: bytes) -> str:

@@ -34,34 +34,34 @@ Events (``kind`` is one of the module constants):
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
 from shieldwall.http.errors import ClientError
 
-HEAD = 0
-BODY = 1
-END = 2
-ERROR = 3
+HEAD: Final = 0
+BODY: Final = 1
+END: Final = 2
+ERROR: Final = 3
 
 Event = tuple[int, Any]
 
 # Headers that describe one hop and are never forwarded as received. The
 # framing ones (content-length, transfer-encoding) are re-emitted by the proxy
 # from the validated framing.
-_HOP = 1
-_CL = 2
-_TE = 3
-_HOST = 4
-_CONN = 5
-_EXPECT = 6
-_XFF = 7
-_COOKIE = 8
-_UA = 9
-_REFERER = 10
-_UPGRADE = 11
-_SPECIAL = {
+_HOP: Final = 1
+_CL: Final = 2
+_TE: Final = 3
+_HOST: Final = 4
+_CONN: Final = 5
+_EXPECT: Final = 6
+_XFF: Final = 7
+_COOKIE: Final = 8
+_UA: Final = 9
+_REFERER: Final = 10
+_UPGRADE: Final = 11
+_SPECIAL: Final = {
     b"content-length": _CL,
     b"transfer-encoding": _TE,
     b"host": _HOST,
@@ -79,20 +79,20 @@ _SPECIAL = {
     b"referer": _REFERER,
 }
 
-_SPECIAL_FIRST = frozenset(k[0] for k in _SPECIAL)
+_SPECIAL_FIRST: Final = frozenset(k[0] for k in _SPECIAL)
 
 # RFC 9110 4.2.1/7.2 and RFC 3986 3.2.2: uri-host [ ":" port ], no userinfo.
 # An empty host is invalid for http(s), so it is refused too (as nginx does).
-_AUTHORITY = re.compile(
+_AUTHORITY: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?")
-_ABSOLUTE = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)(.*)", re.DOTALL)
-_VERSIONS = frozenset({"1.0", "1.1"})
-_GOOD_HOSTS: set[bytes] = set()
+_ABSOLUTE: Final = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)(.*)", re.DOTALL)
+_VERSIONS: Final = frozenset({"1.0", "1.1"})
+_GOOD_HOSTS: Final[set[bytes]] = set()
 """Host values already found valid (a shop sees a handful): a set lookup
 instead of a regex per request. Bounded, so random Hosts cannot grow it."""
-_GOOD_HOSTS_MAX = 1024
+_GOOD_HOSTS_MAX: Final = 1024
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 def _check_request_line(line: bytes) -> None:
@@ -152,7 +152,8 @@ class FramingLimits:
         """Declared or streamed body bytes: 413 above."""
 
 
-_QUICK_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"})
+_QUICK_METHODS: Final = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS",
+                                   b"PATCH"})
 
 QuickHead = tuple[str, bytes, str, str, str, str, str, str]
 """What :func:`quick_head` finds: method, target, path, query, version,
@@ -193,8 +194,9 @@ def quick_head(data: bytes, limits: FramingLimits) -> QuickHead | None:
     and Referer), so a request that is let through is decided on the same
     facts (the proxy checks; tests/proxy/test_proxy_early.py compares)."""
     n = len(data)
-    if n > limits.max_header_bytes or data.find(b"\r\n\r\n") != n - 4:
-        return None
+    if n > limits.max_header_bytes or n < 18 or data[n - 1] != 10 or data[n - 2] != 13 \
+            or data[n - 3] != 10 or data[n - 4] != 13:
+        return None  # (an empty line before the end is an empty line below: None too)
     lines = data.split(b"\r\n")
     nlines = len(lines) - 2  # the request line and the headers (then b"", b"")
     if nlines - 1 > limits.max_headers:
@@ -283,7 +285,17 @@ class _Checker:
         self.done = True
 
 
-_checker: _Checker | None = None
+class _Slot:
+    """The process's one checker (a field of a Final object: compiled, no
+    module-dict probe per request, as a reassigned global would cost)."""
+
+    __slots__ = ("checker",)
+
+    def __init__(self) -> None:
+        self.checker: _Checker | None = None
+
+
+_CHECKER: Final = _Slot()
 
 
 def well_formed(data: bytes) -> int:
@@ -296,21 +308,21 @@ def well_formed(data: bytes) -> int:
     malformed request still gets the framer's own 4xx and a refusal never
     leaves a body to be read as a request. One parser per process,
     replaced after an error or a request that closes."""
-    global _checker
-    c = _checker
+    slot = _CHECKER
+    c = slot.checker
     if c is None:
-        c = _checker = _Checker()
+        c = slot.checker = _Checker()
     c.done = c.keep = False
     try:
         c.parser.feed_data(data)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        _checker = None
+        slot.checker = None
         return 0
     if not c.done:
-        _checker = None  # mid-message: a body is announced
+        slot.checker = None  # mid-message: a body is announced
         return 0
     if not c.keep:
-        _checker = None  # closed after this request
+        slot.checker = None  # closed after this request
         return 1
     return 2
 

@@ -23,9 +23,10 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from shieldwall.detect.events import EventSink, Outcome, RequestEvent
+from shieldwall.guard._gate import GuardGate
 from shieldwall.guard.decision import (
     ALLOW_ALL,
     Action,
@@ -62,38 +63,45 @@ if TYPE_CHECKING:
     from shieldwall.proxy.worker import Worker
 
 # connection states
-IDLE = 0
+IDLE: Final = 0
 """Between requests (or before the first): idle / header deadline."""
-READING_HEAD = 1
-READING_BODY = 2
-WAITING = 3
+READING_HEAD: Final = 1
+READING_BODY: Final = 2
+WAITING: Final = 3
 """Request sent; waiting for (or receiving) the response."""
-CLOSED = 4
-LINGER = 5
+CLOSED: Final = 4
+LINGER: Final = 5
 """Answered and closing: our side is shut for writing, input is read and
 dropped for a moment so the client gets the response instead of a reset."""
-_LINGER_SECONDS = 1.0
+_LINGER_SECONDS: Final = 1.0
 
 # reasons to pause reading from the client (a bit set)
-P_UPSTREAM_FULL = 1
-P_CONNECTING = 2
-P_BACKLOG = 4
+P_UPSTREAM_FULL: Final = 1
+P_CONNECTING: Final = 2
+P_BACKLOG: Final = 4
 
-_INF = float("inf")
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CLOSE = b"Connection: close\r\n"
-_KEEP = b"Connection: keep-alive\r\n"
-_CHUNKED = b"Transfer-Encoding: chunked\r\n"
-_CHUNK_END = b"0\r\n\r\n"
-_NO_BODY_STATUS = frozenset({204, 304})
-_SAFE_FOR_STALE = frozenset({"GET", "HEAD"})
-_ALLOW = Action.ALLOW
+_INF: Final = float("inf")
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE: Final = b"Connection: close\r\n"
+_KEEP: Final = b"Connection: keep-alive\r\n"
+_CHUNKED: Final = b"Transfer-Encoding: chunked\r\n"
+_CHUNK_END: Final = b"0\r\n\r\n"
+_NO_BODY_STATUS: Final = frozenset({204, 304})
+_SAFE_FOR_STALE: Final = frozenset({"GET", "HEAD"})
+_ALLOW: Final = Action.ALLOW
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 """Response status lines as sent, by (status, reason): formatted once, not per response."""
 # Enum properties cost a descriptor call each; the log needs plain strings.
-_ACTION = {a: a.value for a in Action}
-_CLASS = {c: c.label for c in ClientClass}
-_OUTCOME = {o: o.value for o in Outcome}
+_ACTION: Final = {a: a.value for a in Action}
+_CLASS: Final = {c: c.label for c in ClientClass}
+_OUTCOME: Final = {o: o.value for o in Outcome}
+# Final: compiled, a module constant is a C static, not a probe of the
+# module's dict (and an enum member not an attribute lookup) on every use.
+_O_UNKNOWN: Final = Outcome.UNKNOWN
+_O_SHIELD: Final = Outcome.SHIELD
+_O_OK: Final = Outcome.OK
+_VERIFIED: Final = ClientClass.VERIFIED
+_wall_clock: Final = time.time
 
 
 @lru_cache(maxsize=4096)
@@ -151,7 +159,10 @@ class Shared:
         self.draining = False
         self.cache: StaleCache | None = None
         self.retry = True
-        self.gate: Gate = OpenGate()
+        self._gate: Gate = OpenGate()
+        self.guard: GuardGate | None = None
+        """The gate when it is the guard's own (set with ``gate``): compiled,
+        its methods are called natively, not looked up as Python methods."""
         self.observe = False
         self.admission: Admission | None = None
         self.sinks: list[EventSink] = []
@@ -162,6 +173,15 @@ class Shared:
         self.early: Callable[[str], bool] | None = None
         """The gate's ``early_wanted`` (the guard's): whether to decide on a
         request of this address from its first bytes (ClientConnection._early)."""
+
+    @property
+    def gate(self) -> Gate:
+        return self._gate
+
+    @gate.setter
+    def gate(self, gate: Gate) -> None:
+        self._gate = gate
+        self.guard = gate if isinstance(gate, GuardGate) else None
 
     def reject_log(self, kind: str, detail: str) -> None:
         self.worker.reject_log(kind, detail)
@@ -236,7 +256,7 @@ class ClientConnection(asyncio.Protocol):
         self.up_status = 0
         self.up_time = -1.0
         self.attempt_start = 0.0
-        self.outcome = Outcome.UNKNOWN
+        self.outcome = _O_UNKNOWN
         self.cache_parts: list[bytes] | None = None
         self.cache_size = 0
         self.cache_headers: Sequence[tuple[bytes, bytes]] = ()
@@ -301,7 +321,7 @@ class ClientConnection(asyncio.Protocol):
         self._release_backend(ok=True)
         if self.head is not None and self.status == 0:
             self.status = 499
-            self.outcome = Outcome.UNKNOWN if self.outcome is Outcome.UNKNOWN else self.outcome
+            self.outcome = _O_UNKNOWN if self.outcome is _O_UNKNOWN else self.outcome
             self._log_and_count()
         elif self.head is not None and self.resp_started:
             self._log_and_count()
@@ -418,10 +438,15 @@ class ClientConnection(asyncio.Protocol):
                 self._abort()
                 return
             framer = self.framer = RequestFramer(self.w.framing_limits)
-        early = self.w.early
-        if (early is not None and self.head is None and self.backlog is None
-                and not self.skip_to_end and not self.trusted and framer.resting()
-                and early(self.peer) and self._early(data)):
+        w = self.w
+        guard = w.guard
+        early = w.early
+        if ((guard is not None or early is not None) and self.head is None
+                and self.backlog is None and not self.skip_to_end and not self.trusted
+                and framer.resting()
+                and (guard.early_wanted(self.peer) if guard is not None
+                     else early is not None and early(self.peer))
+                and self._early(data)):
             return
         events = framer.feed(data)
         if self.backlog is not None:
@@ -449,8 +474,9 @@ class ClientConnection(asyncio.Protocol):
             return False
         method, target, path, query, version, cookie, agent, referer = q
         facts = RequestFacts(self.peer, method, path, query, "", agent, referer, cookie, self.tls)
+        guard = w.guard
         try:
-            decision = w.gate.decide(facts)
+            decision = guard.decide(facts) if guard is not None else w.gate.decide(facts)
         except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
             w.reject_log("gate_error", repr(exc))
             return False
@@ -462,7 +488,7 @@ class ClientConnection(asyncio.Protocol):
         if not form:
             return False  # the framer gives a malformed request its own 4xx
         self.start = w.loop.time()
-        self.wall = time.time()
+        self.wall = _wall_clock()
         self.requests += 1
         resp = self._shield_answer(decision)
         self.req_done = True
@@ -477,7 +503,7 @@ class ClientConnection(asyncio.Protocol):
         self.decision = None
         self.status = 0
         self.bytes_sent = 0
-        self.outcome = Outcome.UNKNOWN
+        self.outcome = _O_UNKNOWN
         self.resp_started = False
         self.req_done = False
         self.closing = False
@@ -527,7 +553,7 @@ class ClientConnection(asyncio.Protocol):
         w = self.w
         loop_now = w.loop.time()
         self.start = loop_now
-        self.wall = time.time()
+        self.wall = _wall_clock()
         self.head = head
         self.requests += 1
         if head.has_body:
@@ -552,8 +578,9 @@ class ClientConnection(asyncio.Protocol):
             facts = RequestFacts(client, head.method, head.path, head.query, head.host,
                                  head.user_agent, head.referer, head.cookie, self.tls)
             self.facts = facts
+            guard = w.guard
             try:
-                decision = w.gate.decide(facts)
+                decision = guard.decide(facts) if guard is not None else w.gate.decide(facts)
             except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
                 w.reject_log("gate_error", repr(exc))
                 decision = ALLOW_ALL
@@ -665,9 +692,9 @@ class ClientConnection(asyncio.Protocol):
         resp = error_response(err.status)
         if self.head is None:
             self.start = self.w.loop.time()
-            self.wall = time.time()
+            self.wall = _wall_clock()
         self.status = err.status
-        self.outcome = Outcome.SHIELD
+        self.outcome = _O_SHIELD
         self.bytes_sent = len(resp)
         self.resp_started = True
         self.closing = True
@@ -717,7 +744,7 @@ class ClientConnection(asyncio.Protocol):
             self._resume(P_CONNECTING)
             resp = shed_response(shed)
             self.status = 503
-            self.outcome = Outcome.SHIELD
+            self.outcome = _O_SHIELD
             self.bytes_sent = len(resp)
             self.resp_started = True
             if not self.req_done and self.head is not None and self.head.has_body:
@@ -872,7 +899,7 @@ class ClientConnection(asyncio.Protocol):
         self.up_status = status
         self.status = status
         self.up_time = now - self.attempt_start
-        self.outcome = Outcome.OK
+        self.outcome = _O_OK
         if (502 <= status <= 504 and w.cache is not None and head.method in _SAFE_FOR_STALE
                 and w.cache.get(_cache_key(head), time.time()) is not None):
             # The backend answered that it cannot answer (its app server is
@@ -907,7 +934,10 @@ class ClientConnection(asyncio.Protocol):
         if w.observe:
             facts = self.facts
             assert facts is not None
-            for n, v in w.gate.observe_response(facts, decision, status, headers):
+            guard = w.guard
+            extra = (guard.observe_response(facts, decision, status, headers) if guard is not None
+                     else w.gate.observe_response(facts, decision, status, headers))
+            for n, v in extra:
                 parts.append(n + b": " + v + b"\r\n")
         self.out_chunked = False
         if head.method == "HEAD" or status in _NO_BODY_STATUS:
@@ -1009,7 +1039,7 @@ class ClientConnection(asyncio.Protocol):
         refusal and the parsed one."""
         resp = decision.response or error_response(403)
         self.status = _status_of(resp)
-        self.outcome = Outcome.SHIELD
+        self.outcome = _O_SHIELD
         self.resp_started = True
         self.bytes_sent = len(resp)
         return resp
@@ -1031,7 +1061,7 @@ class ClientConnection(asyncio.Protocol):
                 d = "shadow-" + d
             c = _CLASS[decision.cls]
             session = decision.session
-            verified = decision.cls is ClientClass.VERIFIED
+            verified = decision.cls is _VERIFIED
         outcome = _OUTCOME[self.outcome]
         w.metrics.observe(self.status, d or "-", outcome, rt)
         up = self.up_key
@@ -1084,7 +1114,7 @@ class ClientConnection(asyncio.Protocol):
         or close it. ``clear``: reset the exchange's fields here (the early
         path has reset the few it set)."""
         closing = self.closing or self.w.draining
-        linger = closing and (self.outcome is Outcome.SHIELD or not self.req_done)
+        linger = closing and (self.outcome is _O_SHIELD or not self.req_done)
         if not self.req_done and not closing:
             self.skip_to_end = True
         if clear:
