@@ -265,13 +265,119 @@ def read_batches(p: Path, fmt: str, stats: ReadStats, batch_bytes: int = 1 << 20
 def read_column_batches(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | Columns]:
     """The lines of :func:`read_batches`, in the same order, with what the compiled
     parser read as :class:`~shieldwall.detect.columns.Columns` (for
-    :func:`~shieldwall.detect.columns.add_columns`) and the rest as rows."""
+    :func:`~shieldwall.detect.columns.add_columns`) and the rest as rows; parsed in a
+    second process (:func:`parse_apart`)."""
     if fmt == "json":
         yield from _read_text_batches(p, fmt, stats, 1 << 20)
         return
+    yield from parse_apart(p, fmt, stats)
+
+
+def _column_parts(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | Columns]:
     from shieldwall.detect.arrow_reader import ArrowCombined
 
-    yield from prefetch(_read_chunks(p, fmt, stats, ArrowCombined().columns))
+    return _read_chunks(p, fmt, stats, ArrowCombined().columns)
+
+
+PIPE_BYTES = 8 << 20
+"""The pipe from the parsing process holds this much (Linux ``F_SETPIPE_SZ``): a few
+chunks' columns, so the parser is not held up by a slow window or two."""
+
+
+def parse_apart(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | Columns]:
+    """:func:`_column_parts` run in a child process (forked), its parts handed back over
+    a pipe, in order: the stats it counted are copied into ``stats`` once the last part
+    has been taken, and an error in the child is raised here.
+
+    Why a process and not a thread: what parses a chunk (Arrow's tokenizer and kernels,
+    and the Python around them: time stamps, the distinct strings made into ``str``)
+    holds the GIL for a good part of its time, so on a thread it overlapped little with
+    the window counting and the detector; in a process it runs on the other core, and
+    the parent never imports Arrow. A part crosses as a pickle: numpy arrays and the
+    chunk's distinct strings, a small fraction of what parsing them cost.
+
+    Where ``fork`` is not available, or other threads are running (a fork copies only
+    the calling thread: a lock another thread held stays held in the child), or the
+    child cannot be started, the parts are made on a thread (:func:`prefetch`)."""
+    import multiprocessing as mp
+
+    if threading.active_count() > 1:
+        yield from prefetch(_column_parts(p, fmt, stats))
+        return
+    try:
+        ctx = mp.get_context("fork")
+        recv_end, send_end = ctx.Pipe(duplex=False)
+    except (ValueError, OSError):
+        yield from prefetch(_column_parts(p, fmt, stats))
+        return
+    _grow_pipe(send_end.fileno())
+    child = ctx.Process(target=_parse_child, args=(p, fmt, send_end), name="shieldwall-parse",
+                        daemon=True)
+    try:
+        child.start()
+    except OSError:
+        recv_end.close()
+        send_end.close()
+        yield from prefetch(_column_parts(p, fmt, stats))
+        return
+    send_end.close()
+    try:
+        while True:
+            try:
+                tag, item = recv_end.recv()
+            except EOFError:
+                raise RuntimeError(f"the parsing process for {p} ended without a word "
+                                   f"(exit code {child.exitcode})") from None
+            if tag == "part":
+                yield item
+            elif tag == "end":
+                done: ReadStats = item
+                stats.lines += done.lines
+                stats.unparsed += done.unparsed
+                stats.fast_lines += done.fast_lines
+                for sample in done.samples:
+                    if len(stats.samples) < stats.max_samples:
+                        stats.samples.append(sample)
+                return
+            else:
+                raise item
+    finally:
+        recv_end.close()
+        if child.is_alive():
+            child.join(1.0)
+            if child.is_alive():
+                child.terminate()
+                child.join()
+
+
+def _parse_child(p: Path, fmt: str, conn: Any) -> None:
+    """The parsing process: every part of the file, then its stats (or the error)."""
+    import gc
+
+    gc.disable()  # it makes only short-lived, acyclic objects
+    stats = ReadStats()
+    try:
+        for part in _column_parts(p, fmt, stats):
+            conn.send(("part", part))
+        conn.send(("end", stats))
+    except BrokenPipeError:
+        pass  # the consumer stopped early
+    except BaseException as exc:
+        try:
+            conn.send(("error", exc))
+        except Exception:  # an exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+def _grow_pipe(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError):
+        pass  # a smaller pipe only means less slack
 
 
 def prefetch(parts: Iterator[T], depth: int = 4) -> Iterator[T]:

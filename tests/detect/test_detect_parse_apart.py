@@ -1,0 +1,80 @@
+"""The parsing process (``readers.parse_apart``): the parts it hands back over its pipe are
+the parts the reader makes in-process, in order, with the same stats (bad lines counted
+and sampled); an error in the child is raised in the parent; a consumer that stops early
+leaves no child behind."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shieldwall.detect import readers
+from shieldwall.detect.columns import Columns
+from shieldwall.detect.readers import ReadStats, _column_parts, parse_apart
+from shieldwall.detect.synth import generate, make_scenario, write_log
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, Columns) and isinstance(b, Columns):
+        for k in Columns.__slots__:
+            x, y = getattr(a, k), getattr(b, k)
+            if isinstance(x, np.ndarray):
+                if not (x.dtype == y.dtype and np.array_equal(x, y)):
+                    return False
+            elif x != y:
+                return False
+        return True
+    return a == b
+
+
+def _odd_log(tmp_path: Path) -> Path:
+    """Generated traffic with bad lines in it (they go through the Python parser)."""
+    src = tmp_path / "gen.log"
+    write_log(generate(make_scenario(3, ["flood"], family="train")), src)
+    lines = src.read_text().splitlines(keepends=True)
+    for i in range(50, len(lines), 997):
+        lines[i] = "not a log line\n"
+    out = tmp_path / "odd.log"
+    out.write_text("".join(lines))
+    return out
+
+
+@pytest.mark.parametrize("name", ["real", "odd"])
+def test_parts_and_stats_are_the_readers_own(tmp_path: Path, name: str) -> None:
+    log = DATA / "real-apache-2015.log" if name == "real" else _odd_log(tmp_path)
+    here, there = ReadStats(), ReadStats()
+    want = list(_column_parts(log, "auto", here))
+    got = list(parse_apart(log, "auto", there))
+    assert len(got) == len(want) > 0
+    assert all(_same(a, b) for a, b in zip(got, want, strict=True))
+    assert (there.lines, there.unparsed, there.fast_lines, there.samples) == \
+        (here.lines, here.unparsed, here.fast_lines, here.samples)
+    if name == "odd":
+        assert here.unparsed > 0 and here.samples
+
+
+def test_an_error_in_the_child_is_raised_here(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        list(parse_apart(tmp_path / "missing.log", "auto", ReadStats()))
+
+
+def test_stopping_early_leaves_no_child() -> None:
+    parts = parse_apart(DATA / "real-apache-2015.log", "auto", ReadStats())
+    next(parts)
+    parts.close()
+    assert not [p for p in mp.active_children() if p.name == "shieldwall-parse"]
+
+
+def test_without_fork_the_parts_come_from_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork(method: str) -> None:
+        raise ValueError(method)
+
+    monkeypatch.setattr(mp, "get_context", no_fork)
+    stats = ReadStats()
+    got = list(readers.parse_apart(DATA / "real-apache-2015.log", "auto", stats))
+    assert got and stats.lines == 10_000
