@@ -78,3 +78,22 @@ def test_without_fork_the_parts_come_from_a_thread(monkeypatch: pytest.MonkeyPat
     stats = ReadStats()
     got = list(readers.parse_apart(DATA / "real-apache-2015.log", "auto", stats))
     assert got and stats.lines == 10_000
+
+
+def test_counted_in_the_child_or_on_a_thread_the_same_windows(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """The chunks counted per second in the parsing process (``counting``), or on a thread
+    when fork is unavailable: the same windows, so the same report."""
+    from shieldwall.detect.analyze import analyze
+
+    log = _odd_log(tmp_path)
+    forked = analyze([log]).as_json()
+
+    def no_fork(method: str) -> None:
+        raise ValueError(method)
+
+    monkeypatch.setattr(mp, "get_context", no_fork)
+    threaded = analyze([log]).as_json()
+    rows = analyze([log], engine="rows").as_json()
+    assert forked == threaded == rows
+    assert forked["unparsed"] > 0

@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from shieldwall.detect.columns import add_columns
+from shieldwall.detect.columns import BuilderArgs, Columns, add_columns, apply_counts
 from shieldwall.detect.detector import Detector, Incident, StepResult
 from shieldwall.detect.readers import ReadStats, read_batches, read_column_batches, read_logs
 from shieldwall.detect.settings import DetectSettings
@@ -114,11 +114,14 @@ def analyze(
     drain = builder.drain
     paths = list(paths)
     if len(paths) == 1 and engine == "columns":
-        for part in read_column_batches(paths[0], fmt, report.stats):
+        counting = (builder.lateness, BuilderArgs(builder))
+        for part in read_column_batches(paths[0], fmt, report.stats, counting):
             if isinstance(part, list):
                 add_rows(part)
-            else:
+            elif isinstance(part, Columns):
                 add_columns(builder, part)
+            else:
+                apply_counts(builder, part)
             process(drain())
     elif len(paths) == 1:
         for batch in read_batches(paths[0], fmt, report.stats):

@@ -142,16 +142,155 @@ def _seq_sum(start: float, values: Array) -> float:
     return float(np.add.accumulate(acc)[-1])
 
 
+class Clock:
+    """What :func:`count_columns` needs of a :class:`WindowBuilder`'s state: the oldest
+    open second and the newest time seen, kept as the builder keeps them when the
+    analyzer drains it after every part (so a parsing process can count ahead of the
+    builder and the builder's own state stays the reference: :func:`apply_counts`
+    checks the two agree)."""
+
+    __slots__ = ("lateness", "max_time", "next")
+
+    def __init__(self, lateness: float) -> None:
+        self.lateness = lateness
+        self.next: int | None = None
+        self.max_time = float("-inf")
+
+    @classmethod
+    def of(cls, b: WindowBuilder) -> Clock:
+        c = cls(b.lateness)
+        c.next, c.max_time = b._next, b.max_time
+        return c
+
+    def rows(self, t_ends: list[float]) -> None:
+        """A part of rows went through :meth:`WindowBuilder.add_rows`."""
+        if not t_ends:
+            return
+        if self.next is None:
+            t = t_ends[0]
+            self.next = int(t) if t >= 0 else int(t) - 1
+        self.max_time = max(self.max_time, max(t_ends))
+
+    def drain(self) -> None:
+        """:meth:`WindowBuilder.drain` closes every second before this one."""
+        if self.next is not None:
+            self.next = max(self.next, int(self.max_time - self.lateness))
+
+
+class BuilderArgs:
+    """The builder's settings the counting needs (plain values: they cross to the
+    parsing process)."""
+
+    __slots__ = ("asset_ext", "asset_prefixes", "slow_max_bytes", "slow_seconds")
+
+    def __init__(self, b: WindowBuilder) -> None:
+        self.asset_ext = b._asset_ext
+        self.asset_prefixes = b._asset_prefixes
+        self.slow_seconds = b._slow_seconds
+        self.slow_max_bytes = b._slow_max_bytes
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.asset_ext, self.asset_prefixes, self.slow_seconds, self.slow_max_bytes)
+
+    def __setstate__(self, st: tuple[Any, ...]) -> None:
+        self.asset_ext, self.asset_prefixes, self.slow_seconds, self.slow_max_bytes = st
+
+
+class Counts:
+    """A chunk counted per second, ready to be added to windows: per second the scalar
+    sums and each dict's (key, count) pairs in first-seen order, as flat lists with
+    bounds. Plain lists, strings and small arrays: cheap to pickle."""
+
+    __slots__ = (
+        "any_q",
+        "any_rt",
+        "bounds",
+        "events",
+        "failed",
+        "late",
+        "max_time",
+        "next_after",
+        "next_before",
+        "nseg",
+        "path_keys",
+        "paths_b",
+        "qp",
+        "queries",
+        "rt",
+        "scalars",
+        "secs",
+        "slow",
+        "src",
+        "src_flags",
+        "ua",
+        "url_keys",
+        "urls_b",
+        "ut",
+        "ut_n",
+    )
+
+    KeyCounts = tuple[list[str], list[int], list[int]]
+    """(keys, counts, bounds): second ``i``'s pairs are ``[bounds[i], bounds[i + 1])``."""
+    secs: list[int]
+    bounds: list[int]
+    """Second ``i``'s lines are ``[bounds[i], bounds[i + 1])`` (of ``rt``, ``ut``)."""
+    nseg: int
+    next_before: int | None
+    next_after: int
+    max_time: float
+    late: int
+    events: int
+    scalars: list[list[int]]
+    """Per field (pages, 404 pages, no request, 5xx, backend failures, timeouts, 408s,
+    slow, sessions, verified, bytes), its sum per second."""
+    any_rt: bool
+    rt: Array | None
+    ut: Array | None
+    ut_n: list[int] | None
+    src: KeyCounts
+    src_flags: list[int]
+    ua: KeyCounts
+    path_keys: tuple[list[str], list[int]]
+    paths_b: list[int]
+    url_keys: list[str]
+    urls_b: list[int]
+    any_q: bool
+    queries: KeyCounts | None
+    qp: tuple[list[str], list[str], list[int], list[int]] | None
+    """(paths, their query strings one after another, offsets, bounds)."""
+    failed: KeyCounts | None
+    slow: KeyCounts | None
+
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setstate__(self, st: tuple[Any, ...]) -> None:
+        for k, v in zip(self.__slots__, st, strict=True):
+            setattr(self, k, v)
+
+
 def add_columns(b: WindowBuilder, c: Columns) -> None:
     """Count a chunk of lines into ``b``'s windows: exactly what ``b.add_rows(c.rows())``
-    does, column-wise."""
+    does, column-wise (:func:`count_columns`, then :func:`apply_counts`)."""
+    clock = Clock.of(b)
+    counts = count_columns(c, clock, BuilderArgs(b))
+    if counts is not None:
+        apply_counts(b, counts)
+
+
+def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
+    """The numpy part of :func:`add_columns`: ``c`` counted per second, and ``clock``
+    moved on as the builder's will be once the counts are applied. None: no lines."""
     n = len(c)
     if n == 0:
-        return
+        return None
+    cnt = Counts()
     t = c.t_end
     ti = t.astype(np.int64)
     sec = np.where(t >= 0, ti, ti - 1)
-    nxt = b._next
+    nxt = clock.next
+    cnt.next_before = nxt
     if nxt is None:
         nxt = int(sec[0])
     late_m = sec < nxt
@@ -159,11 +298,13 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
     if late:
         sec = np.where(late_m, nxt, sec)
     mx = float(t.max())
-    if mx > b.max_time:
-        b.max_time = mx
-    b._next = nxt
-    b.late += late
-    b.events += n
+    cnt.max_time = mx
+    if mx > clock.max_time:
+        clock.max_time = mx
+    clock.next = nxt
+    cnt.next_after = nxt
+    cnt.late = late
+    cnt.events = n
 
     # lines grouped by second, each second's lines in stream order
     if n > 1 and bool((sec[1:] < sec[:-1]).any()):
@@ -183,15 +324,17 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
     nseg = len(secs)
     lens = np.diff(np.append(starts, n))
     seg = np.repeat(np.arange(nseg, dtype=np.int64), lens)
-    bounds = np.append(starts, n).tolist()
+    cnt.secs = secs
+    cnt.nseg = nseg
+    cnt.bounds = np.append(starts, n).tolist()
 
     # per distinct path: no request line, asset, or page (memoised across chunks)
-    kinds = _path_kinds(b)
+    kinds = _path_kinds(args.asset_ext, args.asset_prefixes)
     kind_of = np.fromiter(map(kinds.get, c.paths, repeat(-1)), dtype=np.int64, count=len(c.paths))
     unknown = kind_of < 0
     if unknown.any():
-        asset_ext = b._asset_ext
-        asset_prefixes = b._asset_prefixes
+        asset_ext = args.asset_ext
+        asset_prefixes = args.asset_prefixes
         for i in np.flatnonzero(unknown).tolist():
             p = c.paths[i]
             pk = 0 if not p else _ASSET if (p.rpartition(".")[2] in asset_ext
@@ -215,22 +358,21 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
     touts = (gw & (status == 504)).astype(np.int64) + o_tout
     failed = err | o_fail | (status == 429)
     s408 = status == 408
-    slow = s408 | ((rt >= b._slow_seconds) & (nbytes <= b._slow_max_bytes))
+    slow = s408 | ((rt >= args.slow_seconds) & (nbytes <= args.slow_max_bytes))
     nf = page & (status == 404)
     has_q = np.fromiter(map(len, c.queries), dtype=np.int64, count=len(c.queries))[query] > 0
 
-    def sums(x: Array) -> list[int]:
-        out: list[int] = np.add.reduceat(x.astype(np.int64), starts).tolist()
-        return out
-
-    s_pages, s_nf, s_noreq = sums(page), sums(nf), sums(noreq)
-    s_err, s_bfail, s_tout = sums(err), sums(bfail), sums(touts)
-    s_s408, s_slow = sums(s408), sums(slow)
-    s_sess, s_ver, s_bytes = sums(session), sums(verified), sums(nbytes)
-    any_rt = bool(rt.any())
+    # the scalar sums per second, one row per field (the order apply_counts adds them in)
+    x = np.stack([page, nf, noreq, err, bfail, touts, s408, slow, session, verified, nbytes]).astype(np.int64)
+    cnt.scalars = np.add.reduceat(x, starts, axis=1).tolist()
+    cnt.any_rt = bool(rt.any())
+    cnt.rt = rt if cnt.any_rt else None
     ut_ok = ut >= 0
-    any_ut = bool(ut_ok.any())
-    s_ut_n = sums(ut_ok) if any_ut else None
+    if ut_ok.any():
+        cnt.ut = ut
+        cnt.ut_n = np.add.reduceat(ut_ok.astype(np.int64), starts).tolist()
+    else:
+        cnt.ut = cnt.ut_n = None
 
     # dicts: (second, key) groups in first-seen order, their keys made in one take each
     clients = np.asarray(c.clients, dtype=object)
@@ -238,44 +380,71 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
     g_src = _Groups(seg, client, nclients, nseg, inverse=True)
     fl = np.zeros(len(g_src.order), dtype=np.int64)
     np.bitwise_or.at(fl, g_src.inverse, flags)
-    src_keys = g_src.keys(clients)
-    src_counts = g_src.counts.tolist()
-    src_flags = fl[g_src.order].tolist()
+    cnt.src = (g_src.keys(clients), g_src.counts.tolist(), g_src.bounds)
+    cnt.src_flags = fl[g_src.order].tolist()
     g_ua = _Groups(seg, ua, max(1, len(c.uas)), nseg)
-    ua_keys = g_ua.keys(np.asarray(c.uas, dtype=object))
-    ua_counts = g_ua.counts.tolist()
+    cnt.ua = (g_ua.keys(np.asarray(c.uas, dtype=object)), g_ua.counts.tolist(), g_ua.bounds)
     paths_obj = np.asarray(c.paths, dtype=object)
     seg_p = seg[page]
     g_paths = _Groups(seg_p, path[page], max(1, len(c.paths)), nseg)
-    path_keys = g_paths.keys(paths_obj)
-    path_counts = g_paths.counts.tolist()
+    cnt.path_keys = (g_paths.keys(paths_obj), g_paths.counts.tolist())
+    cnt.paths_b = g_paths.bounds
     g_urls = _Groups(seg_p, url[page], max(1, len(c.urls)), nseg)
-    url_keys = g_urls.keys(np.asarray(c.urls, dtype=object))
+    cnt.url_keys = g_urls.keys(np.asarray(c.urls, dtype=object))
+    cnt.urls_b = g_urls.bounds
     pq = page & has_q
-    any_q = bool(pq.any())
-    if any_q:
+    cnt.any_q = bool(pq.any())
+    cnt.queries = cnt.qp = None
+    if cnt.any_q:
         queries = np.asarray(c.queries, dtype=object)
         seg_q, query_q = seg[pq], query[pq]
         g_queries = _Groups(seg_q, query_q, max(1, len(c.queries)), nseg)
-        q_keys = g_queries.keys(queries)
-        q_counts = g_queries.counts.tolist()
+        cnt.queries = (g_queries.keys(queries), g_queries.counts.tolist(), g_queries.bounds)
         # per (second, path) in first-seen order, the query strings of its lines
         g_qp = _Groups(seg_q, path[pq], max(1, len(c.paths)), nseg, inverse=True)
         rank = np.empty(len(g_qp.order), dtype=np.int64)
         rank[g_qp.order] = np.arange(len(g_qp.order))
         by_group = np.argsort(rank[g_qp.inverse], kind="stable")
         qp_strs: list[str] = queries[query_q[by_group]].tolist()
-        qp_keys = g_qp.keys(paths_obj)
         qp_off = np.concatenate(([0], np.cumsum(g_qp.counts))).tolist()
-    g_failed = _Groups(seg[failed], client[failed], nclients, nseg) if failed.any() else None
-    g_slow = _Groups(seg[slow], client[slow], nclients, nseg) if slow.any() else None
-    failed_keys = g_failed.keys(clients) if g_failed is not None else []
-    failed_counts = g_failed.counts.tolist() if g_failed is not None else []
-    slow_keys = g_slow.keys(clients) if g_slow is not None else []
-    slow_counts = g_slow.counts.tolist() if g_slow is not None else []
+        cnt.qp = (g_qp.keys(paths_obj), qp_strs, qp_off, g_qp.bounds)
+    cnt.failed = cnt.slow = None
+    if failed.any():
+        g = _Groups(seg[failed], client[failed], nclients, nseg)
+        cnt.failed = (g.keys(clients), g.counts.tolist(), g.bounds)
+    if slow.any():
+        g = _Groups(seg[slow], client[slow], nclients, nseg)
+        cnt.slow = (g.keys(clients), g.counts.tolist(), g.bounds)
+    return cnt
 
+
+def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
+    """Add a counted chunk to ``b``'s windows (the Python part of :func:`add_columns`:
+    one step per second and per distinct key of a second)."""
+    if cnt.next_before != b._next:
+        raise RuntimeError(f"counts made for the builder at second {cnt.next_before}, "
+                           f"applied at {b._next}")
+    if cnt.max_time > b.max_time:
+        b.max_time = cnt.max_time
+    b._next = cnt.next_after
+    b.late += cnt.late
+    b.events += cnt.events
+    (s_pages, s_nf, s_noreq, s_err, s_bfail, s_tout, s_s408, s_slow, s_sess, s_ver,
+     s_bytes) = cnt.scalars
+    bounds = cnt.bounds
+    rt, ut, s_ut_n = cnt.rt, cnt.ut, cnt.ut_n
+    src_keys, src_counts, src_b = cnt.src
+    src_flags = cnt.src_flags
+    ua_keys, ua_counts, ua_b = cnt.ua
+    path_keys, path_counts = cnt.path_keys
+    paths_b, url_keys, urls_b = cnt.paths_b, cnt.url_keys, cnt.urls_b
+    any_q = cnt.any_q and cnt.queries is not None and cnt.qp is not None
+    if cnt.queries is not None and cnt.qp is not None:
+        q_keys, q_counts, q_b = cnt.queries
+        qp_keys, qp_strs, qp_off, qp_b = cnt.qp
+    failed, slow = cnt.failed, cnt.slow
     opened = b._open
-    for i, s in enumerate(secs):
+    for i, s in enumerate(cnt.secs):
         w = opened.get(s)
         if w is None:
             w = opened[s] = Window(s)
@@ -292,14 +461,14 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
         w.sessions += s_sess[i]
         w.verified += s_ver[i]
         w.bytes += s_bytes[i]
-        if any_rt:
+        if rt is not None:
             w.rt_sum = _seq_sum(w.rt_sum, rt[a:z])
-        if s_ut_n is not None and s_ut_n[i]:
+        if s_ut_n is not None and ut is not None and s_ut_n[i]:
             u = ut[a:z]
             w.ut_sum = _seq_sum(w.ut_sum, u[u >= 0])
             w.ut_n += s_ut_n[i]
         # sources and their flags (same keys, same order)
-        ga, gz = g_src.bounds[i], g_src.bounds[i + 1]
+        ga, gz = src_b[i], src_b[i + 1]
         keys = src_keys[ga:gz]
         _count_into(w.src, keys, src_counts[ga:gz])
         cf = w.cflags
@@ -309,33 +478,33 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
             get = cf.get
             for k, f in zip(keys, src_flags[ga:gz], strict=True):
                 cf[k] = get(k, 0) | f
-        ga, gz = g_ua.bounds[i], g_ua.bounds[i + 1]
+        ga, gz = ua_b[i], ua_b[i + 1]
         _count_into(w.uas, ua_keys[ga:gz], ua_counts[ga:gz])
-        ga, gz = g_paths.bounds[i], g_paths.bounds[i + 1]
+        ga, gz = paths_b[i], paths_b[i + 1]
         if ga != gz:
             _count_into(w.paths, path_keys[ga:gz], path_counts[ga:gz])
-            ga, gz = g_urls.bounds[i], g_urls.bounds[i + 1]
+            ga, gz = urls_b[i], urls_b[i + 1]
             w.urls.update(url_keys[ga:gz])
         if any_q:
-            ga, gz = g_queries.bounds[i], g_queries.bounds[i + 1]
+            ga, gz = q_b[i], q_b[i + 1]
             if ga != gz:
                 _count_into(w.queries, q_keys[ga:gz], q_counts[ga:gz])
                 qp = w.qpaths
-                for j in range(g_qp.bounds[i], g_qp.bounds[i + 1]):
+                for j in range(qp_b[i], qp_b[i + 1]):
                     p = qp_keys[j]
                     qs = qp.get(p)
                     if qs is None:
                         qp[p] = set(qp_strs[qp_off[j]:qp_off[j + 1]])
                     else:
                         qs.update(qp_strs[qp_off[j]:qp_off[j + 1]])
-        if g_failed is not None:
-            ga, gz = g_failed.bounds[i], g_failed.bounds[i + 1]
+        if failed is not None:
+            ga, gz = failed[2][i], failed[2][i + 1]
             if ga != gz:
-                _count_into(w.failed_src, failed_keys[ga:gz], failed_counts[ga:gz])
-        if g_slow is not None:
-            ga, gz = g_slow.bounds[i], g_slow.bounds[i + 1]
+                _count_into(w.failed_src, failed[0][ga:gz], failed[1][ga:gz])
+        if slow is not None:
+            ga, gz = slow[2][i], slow[2][i + 1]
             if ga != gz:
-                _count_into(w.slow_src, slow_keys[ga:gz], slow_counts[ga:gz])
+                _count_into(w.slow_src, slow[0][ga:gz], slow[1][ga:gz])
 
 
 _KINDS: dict[tuple[frozenset[str], tuple[str, ...]], dict[str, int]] = {}
@@ -343,8 +512,8 @@ _KINDS: dict[tuple[frozenset[str], tuple[str, ...]], dict[str, int]] = {}
 _KINDS_MAX = 1 << 18
 
 
-def _path_kinds(b: WindowBuilder) -> dict[str, int]:
-    key = (b._asset_ext, b._asset_prefixes)
+def _path_kinds(asset_ext: frozenset[str], asset_prefixes: tuple[str, ...]) -> dict[str, int]:
+    key = (asset_ext, asset_prefixes)
     kinds = _KINDS.get(key)
     if kinds is None:
         kinds = _KINDS[key] = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 if TYPE_CHECKING:
-    from shieldwall.detect.columns import Columns
+    from shieldwall.detect.columns import BuilderArgs, Columns, Counts
 
 T = TypeVar("T")
 
@@ -262,21 +262,46 @@ def read_batches(p: Path, fmt: str, stats: ReadStats, batch_bytes: int = 1 << 20
     yield from _read_chunks(p, fmt, stats, ArrowCombined().parse)  # type: ignore[misc]
 
 
-def read_column_batches(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | Columns]:
+Counting = tuple[float, "BuilderArgs"]
+"""(the window builder's lateness, its settings): count the columns per second in the
+reader, for a builder drained after every part (what :func:`analyze` does)."""
+
+
+def read_column_batches(p: Path, fmt: str, stats: ReadStats,
+                        counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
     """The lines of :func:`read_batches`, in the same order, with what the compiled
     parser read as :class:`~shieldwall.detect.columns.Columns` (for
-    :func:`~shieldwall.detect.columns.add_columns`) and the rest as rows; parsed in a
-    second process (:func:`parse_apart`)."""
+    :func:`~shieldwall.detect.columns.add_columns`), or with ``counting`` as
+    :class:`~shieldwall.detect.columns.Counts` (for
+    :func:`~shieldwall.detect.columns.apply_counts`), and the rest as rows; parsed (and
+    counted) in a second process (:func:`parse_apart`)."""
     if fmt == "json":
         yield from _read_text_batches(p, fmt, stats, 1 << 20)
         return
-    yield from parse_apart(p, fmt, stats)
+    yield from parse_apart(p, fmt, stats, counting)
 
 
-def _column_parts(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | Columns]:
+def _column_parts(p: Path, fmt: str, stats: ReadStats,
+                  counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
     from shieldwall.detect.arrow_reader import ArrowCombined
 
-    return _read_chunks(p, fmt, stats, ArrowCombined().columns)
+    parts = _read_chunks(p, fmt, stats, ArrowCombined().columns)
+    if counting is None:
+        yield from parts
+        return
+    from shieldwall.detect.columns import Clock, count_columns
+
+    lateness, args = counting
+    clock = Clock(lateness)
+    for part in parts:
+        if isinstance(part, list):
+            clock.rows([r[0] for r in part])
+            yield part
+        else:
+            counted = count_columns(part, clock, args)
+            if counted is not None:
+                yield counted
+        clock.drain()
 
 
 PIPE_BYTES = 8 << 20
@@ -284,7 +309,8 @@ PIPE_BYTES = 8 << 20
 chunks' columns, so the parser is not held up by a slow window or two."""
 
 
-def parse_apart(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | Columns]:
+def parse_apart(p: Path, fmt: str, stats: ReadStats,
+                counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
     """:func:`_column_parts` run in a child process (forked), its parts handed back over
     a pipe, in order: the stats it counted are copied into ``stats`` once the last part
     has been taken, and an error in the child is raised here.
@@ -294,7 +320,9 @@ def parse_apart(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | 
     holds the GIL for a good part of its time, so on a thread it overlapped little with
     the window counting and the detector; in a process it runs on the other core, and
     the parent never imports Arrow. A part crosses as a pickle: numpy arrays and the
-    chunk's distinct strings, a small fraction of what parsing them cost.
+    chunk's distinct strings, a small fraction of what parsing them cost. With
+    ``counting`` the child also counts each chunk per second (numpy group-bys): the
+    parent only adds the counts to its windows.
 
     Where ``fork`` is not available, or other threads are running (a fork copies only
     the calling thread: a lock another thread held stays held in the child), or the
@@ -302,23 +330,24 @@ def parse_apart(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | 
     import multiprocessing as mp
 
     if threading.active_count() > 1:
-        yield from prefetch(_column_parts(p, fmt, stats))
+        yield from prefetch(_column_parts(p, fmt, stats, counting))
         return
     try:
         ctx = mp.get_context("fork")
         recv_end, send_end = ctx.Pipe(duplex=False)
     except (ValueError, OSError):
-        yield from prefetch(_column_parts(p, fmt, stats))
+        yield from prefetch(_column_parts(p, fmt, stats, counting))
         return
     _grow_pipe(send_end.fileno())
-    child = ctx.Process(target=_parse_child, args=(p, fmt, send_end), name="shieldwall-parse",
+    child = ctx.Process(target=_parse_child, args=(p, fmt, send_end, counting),
+                        name="shieldwall-parse",
                         daemon=True)
     try:
         child.start()
     except OSError:
         recv_end.close()
         send_end.close()
-        yield from prefetch(_column_parts(p, fmt, stats))
+        yield from prefetch(_column_parts(p, fmt, stats, counting))
         return
     send_end.close()
     try:
@@ -350,14 +379,14 @@ def parse_apart(p: Path, fmt: str, stats: ReadStats) -> Iterator[list[Parsed] | 
                 child.join()
 
 
-def _parse_child(p: Path, fmt: str, conn: Any) -> None:
+def _parse_child(p: Path, fmt: str, conn: Any, counting: Counting | None) -> None:
     """The parsing process: every part of the file, then its stats (or the error)."""
     import gc
 
     gc.disable()  # it makes only short-lived, acyclic objects
     stats = ReadStats()
     try:
-        for part in _column_parts(p, fmt, stats):
+        for part in _column_parts(p, fmt, stats, counting):
             conn.send(("part", part))
         conn.send(("end", stats))
     except BrokenPipeError:
