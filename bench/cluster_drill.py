@@ -14,7 +14,7 @@ queued > 0.5 s). The drill's own event-loop lag is printed beside each run:
 a run whose load generator lagged by seconds measured the generator, not
 the shield (``valid``: max lag under ``--max-lag-ms``).
 
-    .venv/bin/python bench/cluster_drill.py [--runs 3] [--duration 40] [--nodes 3] [--single]
+    .venv/bin/python bench/cluster_drill.py [--runs 3] [--duration 40] [--nodes 3] [--single] [--seed N]
         [--scenarios flood,flood-node-killed,flood-redis-killed] [--out out/cluster-drill]
 """
 
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import time
 from collections import defaultdict
@@ -59,10 +60,38 @@ def _shield_side(out: Path, t0: float) -> dict[int, dict[str, int]]:
     return per
 
 
-def _one(scenario: str, nodes: int, duration: float, out: Path) -> dict[str, Any]:
+def _load() -> list[float]:
+    """The machine's load average (1, 5, 15 min): a timing means little without it."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _per_node(report: dict[str, Any], start: int) -> list[dict[str, Any]]:
+    """Each node's share of the flood and of the shoppers, when it named the
+    flood (its own detector, the cluster's view; seconds after the flood
+    began), how fast it refused the probe's ban, and lines it logged as the
+    balancer (a client whose address was lost)."""
+    cl = report["settings"]["front"].get("cluster") or {}
+    nodes = cl.get("nodes", [])
+    attack = sum(n.get("attack_requests", 0) for n in nodes) or 1
+    shop = sum(n.get("shopper_requests", 0) for n in nodes) or 1
+    ban = (cl.get("ban_probe") or {}).get("refused_after_s") or {}
+    return [{"name": n["name"], "requests_logged": n["requests_logged"],
+             "attack_share": round(n.get("attack_requests", 0) / attack, 3),
+             "shopper_share": round(n.get("shopper_requests", 0) / shop, 3),
+             "cluster_named_ddos_after_s": None if n["first_cluster_ddos_s"] is None
+             else n["first_cluster_ddos_s"] - start,
+             "own_view_named_ddos_after_s": None if n["first_local_ddos_s"] is None
+             else n["first_local_ddos_s"] - start,
+             "seconds_on_local_view": n["seconds_on_local_view"],
+             "ban_refused_after_s": ban.get(n["name"]),
+             "logged_as_balancer": n["logged_as_balancer"]} for n in nodes]
+
+
+def _one(scenario: str, nodes: int, duration: float, out: Path, seed: int | None) -> dict[str, Any]:
     live = Live()
-    opts = DrillOptions(scenario, "shieldwall", duration, out_dir=out, nodes=nodes)
+    opts = DrillOptions(scenario, "shieldwall", duration, out_dir=out, nodes=nodes, seed=seed)
     started = time.time()
+    load_before = _load()
     report = asyncio.run(run_drill(opts, live))
     (out / "report.json").write_text(json.dumps(report, indent=1))
     legit = live.legit
@@ -111,6 +140,17 @@ def _one(scenario: str, nodes: int, duration: float, out: Path) -> dict[str, Any
                                      else n["first_cluster_ddos_s"] - start}
                          for n in cl.get("nodes", [])},
         "ban_refused_after_s": (cl.get("ban_probe") or {}).get("refused_after_s"),
+        "per_node": _per_node(report, start),
+        # the shop and the access logs name every shopper (through the balancer, PROXY v2):
+        # shopper addresses the drill used / seen in the nodes' logs; lines and shop requests
+        # from neither a shopper nor an attacker (the balancer's address), health probes apart
+        "real_addresses": {"shopper_addresses_used": report["legit"].get("client_addresses"),
+                           "shopper_addresses_in_logs": cl.get("shoppers"),
+                           "ipv6_shopper_addresses_in_logs": cl.get("ipv6_shoppers"),
+                           "sessions_by_access": report["legit"].get("access"),
+                           "logged_as_balancer": sum(n["logged_as_balancer"] for n in cl.get("nodes", [])),
+                           "shop_requests": report["backend_requests"]},
+        "load_before": load_before, "load_after": _load(),
         "lost_seconds": lost,
     }
 
@@ -129,6 +169,7 @@ def main() -> None:
     ap.add_argument("--single", action="store_true", help="also the flood drill against one shield")
     ap.add_argument("--max-lag-ms", type=float, default=500.0)
     ap.add_argument("--out", type=Path, default=Path("out/cluster-drill"))
+    ap.add_argument("--seed", type=int, default=None, help="each run's seed is SEED + run index")
     args = ap.parse_args()
     plan = [(s, args.nodes) for s in args.scenarios.split(",")]
     if args.single:
@@ -136,12 +177,15 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     for i in range(args.runs):
         for scenario, nodes in plan:  # interleaved: each scenario sees the machine's load alike
-            r = _one(scenario, nodes, args.duration, args.out / f"{scenario}-n{nodes}-{i}")
+            seed = None if args.seed is None else args.seed + i
+            r = _one(scenario, nodes, args.duration, args.out / f"{scenario}-n{nodes}-{i}", seed)
             r["valid"] = r["generator_lag_ms"]["max_ms"] < args.max_lag_ms
             runs.append(r)
-            print(json.dumps({k: r[k] for k in ("scenario", "nodes", "flood_goodput", "switch_s",
+            print(json.dumps({k: r[k] for k in ("scenario", "nodes", "started_utc", "flood_goodput", "switch_s",
                                                 "goodput_before_switch", "goodput_from_fault",
-                                                "generator_lag_ms", "valid")}), flush=True)
+                                                "p99_ms", "attack_at_shop", "generator_lag_ms", "valid",
+                                                "per_node", "real_addresses", "load_before",
+                                                "load_after")}), flush=True)
     summary = {}
     for scenario, nodes in plan:
         mine = [r for r in runs if r["scenario"] == scenario and r["nodes"] == nodes]
@@ -156,6 +200,13 @@ def main() -> None:
             "p99_ms": _range([r["p99_ms"] for r in mine]),
             "orders_lost": sum(r["orders"]["lost"] for r in mine),
             "generator_lag_max_ms": _range([r["generator_lag_ms"]["max_ms"] for r in mine]),
+            "cluster_named_ddos_after_s": _range([n["cluster_named_ddos_after_s"] for r in mine
+                                                  for n in r["per_node"]]),
+            "attack_share_per_node": _range([n["attack_share"] for r in mine for n in r["per_node"]]),
+            "ban_refused_after_s": _range([n["ban_refused_after_s"] for r in mine for n in r["per_node"]]),
+            "logged_as_balancer": sum(r["real_addresses"]["logged_as_balancer"] for r in mine),
+            "shop_requests_other": sum(r["real_addresses"]["shop_requests"]["other"] for r in mine),
+            "load": _range([x for r in mine for x in (r["load_before"][0], r["load_after"][0])]),
         }
     print(json.dumps({"summary": summary, "runs": runs}, indent=1))
 

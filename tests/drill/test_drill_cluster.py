@@ -39,6 +39,7 @@ async def test_three_nodes_behind_haproxy_survive_the_redis_primary_killed_mid_f
     assert all(t is not None and t <= 1.0 for t in refused.values()), refused
     assert report["orders"]["lost"] == 0 and report["orders"]["duplicated"] == 0
     assert report["backend_requests"]["shopper"] > 0  # the shop saw shoppers by their own addresses
+    assert report["backend_requests"]["other"] == 0  # and no request as the balancer's or a shield's
     # one shopper, one node (HAProxy balance source; no node was killed here):
     # its pages, assets and challenge meet one node's view of its conduct
     assert cluster["shoppers"] > 10 and cluster["shoppers_on_several_nodes"] == 0

@@ -96,6 +96,24 @@ async def test_local_command_is_the_balancer_itself(backend: Backend, tmp_path: 
     assert gate.facts[0].client == "127.0.0.1"
 
 
+@pytest.mark.parametrize("forged", [
+    v1_header(("192.0.2.66", 1), ("127.0.0.1", 2)),
+    v2_header(("192.0.2.66", 1), ("127.0.0.1", 2)),
+])
+async def test_a_clients_own_header_behind_the_balancers_is_not_trusted(
+        backend: Backend, tmp_path: Path, capfd: pytest.CaptureFixture[str], forged: bytes) -> None:
+    """A cloud balancer (AWS NLB) passes on whatever the client sends after its
+    own header: the second header comes from the client the first one named,
+    which is not a balancer, so the connection is closed, never trusted."""
+    log, gate = tmp_path / "access.log", RecordingGate()
+    async with run_shield(build_config(balanced(backend, log)), Wiring(gate=gate)) as shield:
+        out = await exchange(shield.port, [v2_header(("203.0.113.9", 40000), ("192.0.2.1", 80)) + forged + GET])
+    assert out == b""
+    assert backend.seen == [] and gate.facts == []
+    err = capfd.readouterr().err
+    assert "proxy_protocol 203.0.113.9: header from a peer not in proxy_protocol_from" in err, err
+
+
 @pytest.mark.parametrize("pieces, logged", [
     ([GET], "no PROXY protocol header"),
     ([b"PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n" + GET], "over 65535"),

@@ -7,7 +7,10 @@ Clients (shoppers and attackers, from their own loopback addresses) connect
 to HAProxy only, which sends each client address to one node (``balance
 source``, consistent hashing: a browser's several connections, its page and
 its assets, meet the same node's view of its conduct); each node learns the
-client from the PROXY header. The front samples every node each second
+client from the PROXY header. IPv6 shoppers (scenario ``flood-ipv6``) come
+through the lab's edge hop, a balancer in front of HAProxy: HAProxy takes
+the client from the edge's PROXY header (``expect-proxy``, from the edge
+network only) and hands it on. The front samples every node each second
 (its mode, its detector's own verdict, the cluster's verdict, which one is
 in force), and at the end reads each node's access log. Faults it owns:
 ``kill-node`` (SIGKILL one shield: HAProxy's checks take it out and a
@@ -49,6 +52,10 @@ defaults
     option redispatch
 frontend shop
     bind 127.0.0.1:{port}
+    # the lab's edge hop (IPv6 shoppers, drill/shoppers.py) is a balancer in
+    # front of this one: its PROXY header names the client, which HAProxy
+    # then hashes and hands on to the node (send-proxy-v2)
+    tcp-request connection expect-proxy layer4 if {{ src {edge_net} }}
     default_backend shields
 backend shields
     # one client, one node: a shopper's page, its assets and its challenge
@@ -59,8 +66,7 @@ backend shields
 {servers}
 """
 
-BAN_PROBE = "203.0.113.77"
-"""A documentation address (RFC 5737): never a real client of the lab."""
+BAN_PROBE = netsafety.LAB_PROBE
 
 
 def haproxy_binary() -> str:
@@ -72,7 +78,9 @@ def haproxy_binary() -> str:
 
 
 class ClusterFront(ShieldwallFront):
-    edge = None  # HAProxy is the balancer here: the nodes trust it, not the lab's edge hop
+    # IPv6 shoppers reach HAProxy through the lab's edge hop (HAProxy trusts its
+    # header); the nodes trust only HAProxy
+    edge = str(netsafety.EDGE_NET.network_address + 1)
     name = "shieldwall"
 
     def __init__(self, lab: Lab, cluster: ShopCluster, workdir: Path, nodes: int,
@@ -100,9 +108,10 @@ class ClusterFront(ShieldwallFront):
             self.log_path = self.workdir / f"access-{i}.log"
             self.log_path.unlink(missing_ok=True)
             conf = self.workdir / f"shieldwall-{i}.toml"
-            text = self.config_text().replace(f'access_log = "{self.log_path}"',
-                                              f'access_log = "{self.log_path}"\n'
-                                              'proxy_protocol_from = ["127.0.0.1/32"]', 1)
+            edge_line = f'proxy_protocol_from = ["{netsafety.EDGE_NET}"]'
+            text = self.config_text()
+            assert edge_line in text
+            text = text.replace(edge_line, 'proxy_protocol_from = ["127.0.0.1/32"]', 1)  # HAProxy only
             conf.write_text(text + extra)
             m = self.lab.start(self.node_name(i), [sys.executable, "-m", "shieldwall.cli", "serve",
                                                    "--config", str(conf)],
@@ -115,7 +124,7 @@ class ClusterFront(ShieldwallFront):
         d = self.workdir / "haproxy"
         d.mkdir(exist_ok=True)
         conf = d / "haproxy.cfg"
-        conf.write_text(HAPROXY_CONF.format(port=self.port, servers=servers))
+        conf.write_text(HAPROXY_CONF.format(port=self.port, servers=servers, edge_net=netsafety.EDGE_NET))
         m = self.lab.start("haproxy", [haproxy, "-db", "-f", str(conf)])
         wait_http("127.0.0.1", self.port, "/healthz", 20, m.proc)
         self.admin_port = self.node_ports[0][1]
@@ -227,6 +236,8 @@ class ClusterFront(ShieldwallFront):
             log = self.workdir / f"access-{i}.log"
             clients: dict[str, int] = {}
             lines = 0
+            by_who: dict[str, int] = {"shopper": 0, "attacker": 0}
+            ipv6 = 0
             if log.exists():
                 with open(log, errors="replace") as fh:
                     for line in fh:
@@ -235,13 +246,20 @@ class ClusterFront(ShieldwallFront):
                         if '"GET /healthz ' in line and c == "127.0.0.1":
                             c = "lab-healthz"  # the lab's own readiness probe, through HAProxy
                         clients[c] = clients.get(c, 0) + 1
-                for c in clients:
-                    if netsafety.who(c) == "shopper":
+                for c, k in clients.items():
+                    who = netsafety.who(c)
+                    if who in by_who:
+                        by_who[who] += k
+                    if who == "shopper":
                         seen_on.setdefault(c, set()).add(i)
+                        if ":" in c:
+                            ipv6 += k
             nodes.append({
                 "name": self.node_name(i), "access_log": str(log), "requests_logged": lines,
                 "distinct_clients": len(clients),
                 "logged_as_balancer": clients.get("127.0.0.1", 0),
+                "shopper_requests": by_who["shopper"], "attack_requests": by_who["attacker"],
+                "ipv6_shopper_requests": ipv6,
                 "first_cluster_ddos_s": next((r["t"] for r in self.samples
                                               if (n := r["nodes"][i]) and n.get("cluster_state") == "ddos"), None),
                 "first_local_ddos_s": next((r["t"] for r in self.samples
@@ -251,6 +269,7 @@ class ClusterFront(ShieldwallFront):
             })
         out["cluster"] = {"nodes": nodes, "balancer": "haproxy tcp send-proxy-v2 balance source",
                           "shoppers": len(seen_on),
+                          "ipv6_shoppers": sum(1 for c in seen_on if ":" in c),
                           "shoppers_on_several_nodes": sum(1 for s in seen_on.values() if len(s) > 1),
                           "redis": self.redis.url, "ban_probe": self.ban_probe,
                           "samples": self.samples}

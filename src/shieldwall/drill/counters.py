@@ -14,7 +14,10 @@ import os
 import struct
 from pathlib import Path
 
-SLOTS = ("shopper", "attacker", "other", "checkout_attempts", "checkout_replays")
+SLOTS = ("shopper", "attacker", "other", "checkout_attempts", "checkout_replays", "probe")
+"""``probe``: ``GET /healthz`` from neither a shopper nor an attacker (the
+shields' own health checks) and the cluster drill's ban probe, kept apart so that ``other`` counts only real
+requests the shop could not tie to a client: a shopper seen as the balancer."""
 _FMT = "<" + "q" * len(SLOTS)
 SIZE = struct.calcsize(_FMT)
 

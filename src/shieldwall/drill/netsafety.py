@@ -34,6 +34,9 @@ EDGE_NET = ipaddress.IPv4Network("127.9.0.0/24")
 """The lab's layer-4 balancer hop: connections from here start with a PROXY
 protocol header naming the client they carry (the shield is configured to
 trust this network, as it would trust a real balancer's addresses)."""
+LAB_PROBE = "203.0.113.77"
+"""The address the cluster drill's ban probe writes in its PROXY headers (a
+documentation address, RFC 5737: never a real client of the lab)."""
 LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 LOOPBACK_V6 = ipaddress.IPv6Address("::1")
 

@@ -70,6 +70,8 @@ class Phase:
 
 MOBILE_HEAVY = AccessMix(carrier_nat=0.25, ipv6=0.25, nat_pool=2, ipv6_isps=3)
 """Half the sessions from carrier-grade NAT and IPv6 (drill/shoppers.py)."""
+DUAL_STACK = AccessMix(ipv6=0.3, ipv6_isps=3)
+"""Three in ten sessions over IPv6, the rest from their own IPv4 addresses."""
 
 
 def _attack_drill(name: str, assault: Assault, expect: str) -> tuple[Phase, ...]:
@@ -89,6 +91,12 @@ SCENARIOS: dict[str, tuple[Phase, ...]] = {
                              Phase("flash-crowd", 0.5, shoppers_x=10, expect="flash_crowd", access=MOBILE_HEAVY),
                              Phase("after", 0.2, access=MOBILE_HEAVY)),
     "flood": _attack_drill("flood", Assault(Kind.FLOOD, 20), "ddos"),
+    # the same flood, with 30% of the shoppers on IPv6 (through a balancer hop
+    # that names them in a PROXY v2 header): the shop and every access log must
+    # see their own addresses, also behind --nodes' HAProxy
+    "flood-ipv6": (Phase("calm", 0.3, access=DUAL_STACK),
+                   Phase("flood", 0.5, attacks=(Assault(Kind.FLOOD, 20),), expect="ddos", access=DUAL_STACK),
+                   Phase("after", 0.2, access=DUAL_STACK)),
     "randomized": _attack_drill("randomized", Assault(Kind.RANDOMIZED, 20), "ddos"),
     "cache-bust": _attack_drill("cache-bust", Assault(Kind.CACHE_BUST, 10), "ddos"),
     "slowloris": _attack_drill("slowloris", Assault(Kind.SLOWLORIS, 0, connections=1000), "ddos"),

@@ -305,15 +305,19 @@ class Shoppers:
         a = self.access
         r = self.access_rng.random()
         if r < a.carrier_nat:
-            return CARRIER_NAT, self.access_rng.choice(self.nat_pool), b""
+            nat = self.access_rng.choice(self.nat_pool)
+            self.stats.client_addresses.add(nat)
+            return CARRIER_NAT, nat, b""
         if r < a.carrier_nat + a.ipv6 and self.edge is not None:
             client = ipv6_shopper(self.access_rng, a.ipv6_isps)
             # what the balancer writes: the client's address and port, and the
             # address it was connecting to (the shop's public IPv6 address)
             header = v2_header((client, self.access_rng.randint(1024, 65535)), ("2001:db8:ffff::80", port))
+            self.stats.client_addresses.add(client)
             return IPV6, self.edge, header
         source = self.sources[self.next_source % len(self.sources)]
         self.next_source += 1
+        self.stats.client_addresses.add(source)
         return OWN if r >= a.carrier_nat + a.ipv6 else "ipv6_fallback_v4", source, b""
 
     async def checkout(self, b: Browser, sid: str, picked: list[int]) -> None:

@@ -88,6 +88,9 @@ class LegitStats:
         self.exchanges = 0
         self.access: Counter[str] = Counter()
         """Sessions by how they reached the shop (own address, carrier NAT, IPv6)."""
+        self.client_addresses: set[str] = set()
+        """Every address a shopper's session came from, as the shop should see it
+        (its own, its carrier NAT's, or the IPv6 address its balancer hop named)."""
         self.latencies: list[tuple[float, float]] = []
         """(start time, latency) of every answered request, for p99 over any interval."""
         """HTTP exchanges answered (a logical request may take several: redirects, challenges)."""
