@@ -79,17 +79,24 @@ burst = 10000000.0
 limit = 4096
 """,
 }
-PATHS = {"refused": "/limited"}
+WIRING["refused_varied"] = WIRING["refused"]
+"""The same refusal, each request with its own query string (a randomized
+flood): nothing one request read can be reused for the next."""
+PATHS = {"refused": "/limited", "refused_varied": "/limited"}
+VARIED = {"refused_varied"}
 
 
-def requests(port: int, n: int, cookie: str = "", path: str = "/") -> str:
-    """n sequential GETs on one connection; the last response's head."""
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench\r\nAccept: */*\r\n"
-           + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
+def requests(port: int, n: int, cookie: str = "", path: str = "/", vary: bool = False) -> str:
+    """n sequential GETs on one connection (``vary``: each with its own
+    query string); the last response's head."""
+    def req(i: int) -> bytes:
+        target = f"{path}?q={i:06d}" if vary else path
+        return (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench\r\n"
+                "Accept: */*\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
     head = b""
     with socket.create_connection(("127.0.0.1", port)) as s:
-        for _ in range(n):
-            s.sendall(req)
+        for i in range(n):
+            s.sendall(req(i))
             buf = b""
             while True:
                 chunk = s.recv(65536)
@@ -130,11 +137,12 @@ keepalive = 1024
         m = re.search(r"set-cookie: ([^;]+);", requests(port, 1), re.I)
         cookie = m.group(1) if m else ""
         path = PATHS.get(wiring, "/")
-        requests(port, 200, cookie, path)  # warm up: pools, caches, the detector's first windows
+        vary = wiring in VARIED
+        requests(port, 200, cookie, path, vary)  # warm up: pools, caches, the detector's windows
         subprocess.run(["callgrind_control", "-i", "on", str(shield.pid)], capture_output=True,
                        check=True)
         t0 = time.monotonic()
-        requests(port, n, cookie, path)
+        requests(port, n, cookie, path, vary)
         wall = time.monotonic() - t0
         subprocess.run(["callgrind_control", "-i", "off", str(shield.pid)], capture_output=True,
                        check=True)
@@ -169,7 +177,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--keep", type=Path, help="copy the callgrind files into this directory")
     ap.add_argument("wirings", nargs="*",
-                    help="bare, default, refused (a 429 from the guard) (all when none given)")
+                    help="bare, default, refused (a 429 from the guard), refused_varied (the same, "
+                         "each request its own query) (all when none given)")
     args = ap.parse_args()
     wirings = args.wirings or list(WIRING)
     for w in wirings:
