@@ -13,6 +13,7 @@ be read as a body; the guard decides once per request either way.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from proxy_backends import Backend, Client, send_raw, shield_config, status_of
@@ -30,6 +31,7 @@ from shieldwall.http.framing import (
     quick_head,
     well_formed,
 )
+from shieldwall.proxy.accesslog import AccessLog
 from shieldwall.proxy.wiring import Wiring
 from shieldwall.proxy.worker import Shield, run_shield
 
@@ -66,12 +68,13 @@ def test_what_the_early_path_reads_is_what_the_framer_gives(data: bytes) -> None
         head = events[0][1]
         assert isinstance(head, RequestHead)
         assert head.keep_alive == (form == 2) and not head.has_body
-    method, target, path, query, version, cookie, agent, referer = q
+    method, request, path, query, version, cookie, agent, referer = q
     if kinds and kinds[0] == HEAD:
         head = events[0][1]
         assert isinstance(head, RequestHead)
-        assert (head.method, head.target, head.path, head.query, head.version) == \
-            (method, target, path, query, version)
+        assert (head.method, head.path, head.query, head.version) == \
+            (method, path, query, version)
+        assert request == f"{head.method} {head.target.decode('latin-1')} HTTP/{head.version}"
         assert (head.cookie, head.user_agent, head.referer) == (cookie, agent, referer)
 
 
@@ -192,3 +195,51 @@ async def test_under_attack_a_new_clients_first_request_is_challenged_from_its_f
     assert status_of(out) == 403 and b"shieldwall-challenge" in out
     assert shield.worker.metrics.refused_early == 1
     assert backend.seen == []
+
+
+def test_an_answered_refusal_is_logged_as_the_line_write_makes(tmp_path: Path) -> None:
+    """The early path logs a refusal from parts made once (write_answered):
+    the line is the one ``write`` makes from the same values, escaping too."""
+    full, parts = AccessLog(str(tmp_path / "full.log")), AccessLog(str(tmp_path / "parts.log"))
+    cases = [("GET /limited?x=1 HTTP/1.1", "", "bench", True, False),
+             ('GET /"q"\\ HTTP/1.0', "http://r/\x7f", "Mo\tz\u00e9", False, True)]
+    for request, referer, agent, session, verified in cases:
+        method, _, rest = request.partition(" ")
+        target, version = rest[:-9], rest[-3:]
+        for rt in (0.0, 0.0001, 0.003, 0.2554, 1.5):
+            full.write("198.51.100.7", 1_700_000_000.25, method, target, version, 429, 176,
+                       referer, agent, rt, "", -1.0, 0, "shield", "limit", "unknown", session,
+                       verified)
+            parts.write_answered("198.51.100.7", 1_700_000_000.25, request, 429, 176, referer,
+                                 agent, rt, parts.answered_tail("shield", "limit", "unknown",
+                                                                session, verified))
+    full.close()
+    parts.close()
+    text = (tmp_path / "parts.log").read_text()
+    assert text == (tmp_path / "full.log").read_text()
+    assert text.count("\n") == 10 and 'd=limit' in text and "rt=1.500 " in text
+
+
+async def test_every_early_refusal_is_in_the_access_log(tmp_path: Path) -> None:
+    backend = await Backend().start()
+    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
+    log = tmp_path / "access.log"
+    config = build_config(shield_config([backend.url], access_log=str(log)))
+    try:
+        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
+            c = await Client.open(shield.port)
+            try:
+                for _ in range(6):
+                    await c.send(_req("/limited?n=1"))
+                    await c.response()
+            finally:
+                c.writer.close()
+            assert shield.worker.metrics.refused_early == 4
+    finally:
+        await backend.stop()
+    lines = log.read_text().splitlines()
+    assert len(lines) == 6
+    refused = [ln for ln in lines if '" 429 ' in ln]
+    assert len(refused) == 5
+    assert all('"GET /limited?n=1 HTTP/1.1" 429 ' in ln and '"-" "flood" rt=' in ln
+               and " o=shield d=limit c=unknown " in ln for ln in refused)

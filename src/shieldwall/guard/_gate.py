@@ -95,6 +95,38 @@ def _secret(settings: GuardSettings) -> bytes:
     return secrets.token_bytes(32)
 
 
+class _Tokens:
+    """What a Cookie header's shield tokens say, verified and parsed once
+    (see GuardGate._tokens_of): the numbers as numbers, so a returning
+    browser's request parses no field."""
+
+    __slots__ = ("cust_until", "has_pass", "issued", "pass_bits", "pass_prefix", "pass_until",
+                 "session", "sid")
+
+    def __init__(self, pf: tuple[str, ...] | None, sf: tuple[str, ...] | None) -> None:
+        self.has_pass = pf is not None
+        """A genuine pass token came (its time not checked yet)."""
+        self.pass_prefix = ""
+        self.pass_until = 0.0
+        self.pass_bits = -1
+        if pf is not None:
+            self.pass_prefix = pf[1]
+            self.pass_until = float(pf[2])
+            self.pass_bits = int(pf[3])
+        self.session = sf is not None
+        """A genuine session token came."""
+        self.sid = ""
+        self.issued = 0.0
+        self.cust_until = 0.0
+        if sf is not None:
+            self.sid = sf[1]
+            self.issued = float(sf[2])
+            self.cust_until = float(sf[3])
+
+
+_NO_TOKENS: Final = _Tokens(None, None)
+
+
 class _ShadowLog:
     """Logs what a shadowed rule would have done, at most once a second per rule."""
 
@@ -135,6 +167,10 @@ class GuardGate:
         the signed token, whose MAC no one can compute without the secret."""
         self._challenge_reasons = {b: f"challenge:{b}" for b in range(33)}
         self._shadow = frozenset(settings.shadow)
+        self._shadow_block = "block" in self._shadow
+        self._shadow_limit = "limit" in self._shadow
+        self._shadow_challenge = "challenge" in self._shadow
+        """Which rules are in shadow mode, as native flags (read per decision)."""
         self._refusing: dict[str, float] = {}
         """Addresses refused lately, until when (see early_wanted); bounded."""
         self._shadow_log = _ShadowLog()
@@ -157,7 +193,8 @@ class GuardGate:
         self._route_cache: dict[str, _Route] = {}
         self._block_decision = Decision(Action.BLOCK, _SUSPECT, reason="block",
                                         response=self._canned.block, close=True)
-        self._limit_decisions: dict[tuple[ClientClass, str, int], Decision] = {}
+        self._limit_decisions: dict[str, dict[int, Decision]] = {}
+        """Per route, per (whole seconds, class)."""
         self._bucket_keys: dict[tuple[str, ClientClass, str, str],
                                 list[tuple[str, float, float]]] = {}
         self._allow_decisions = {
@@ -182,8 +219,7 @@ class GuardGate:
         self._session = Signer(secret, "session")
         self._challenge = Signer(secret, "challenge")
         self._pass = Signer(secret, "pass")
-        self._cookie_tokens: dict[str, tuple[tuple[str, ...] | None,
-                                             tuple[str, ...] | None]] = {}
+        self._cookie_tokens: dict[str, _Tokens] = {}
 
     @staticmethod
     def _route(r: RouteClass) -> _Route:
@@ -254,20 +290,21 @@ class GuardGate:
 
         if lists.ban is not None and lists.ban.until > now:
             d = self._block_decision
-            if "block" not in self._shadow:
+            if not self._shadow_block:
                 self._refused("block", ident.address, now)
                 return d
             shadowed = self._shadowed(d, "block", facts, now)
 
-        cls, pass_bits, session = self._classify(facts, ident, lists, now)
+        tokens = self._tokens_of(facts.cookie) if facts.cookie else _NO_TOKENS
+        cls, pass_bits, session = self._classify(tokens, ident, lists, now)
         route = self._route_of(path)
 
-        wait = self._take(route, ident, cls, now, self._sid(facts, session))
+        wait = self._take(route, ident, cls, now, self._sid(tokens))
         if wait > 0.0:
             if not self._by_session:
                 self._strike(ident, now)
             d = self._limit_decision(cls, route, wait)
-            if "limit" not in self._shadow:
+            if not self._shadow_limit:
                 self._refused("limit", ident.address, now)
                 return d
             sd = self._shadowed(d, "limit", facts, now)
@@ -284,24 +321,20 @@ class GuardGate:
                     # a newcomer on the budget, or a browser on trial: no check
                     self._count("newcomer")
                 elif pass_bits < need:
-                    d = self._challenge_decision(facts, ident, cls, need, now)
-                    if "challenge" not in self._shadow:
-                        self._refused("challenge", ident.address, now)
+                    d = self._challenged(facts, ident, cls, need, now, "")
+                    if not d.shadow:
                         return d
-                    sd = self._shadowed(d, "challenge", facts, now)
-                    shadowed = shadowed or sd
+                    shadowed = shadowed or d
             elif cls is _UNKNOWN and pass_bits < self.settings.challenge.difficulty \
                     and self.conduct.surge_checks(ident.address, now):
                 # one of a surge of new clients, before any verdict or pressure
-                d = self._challenge_decision(facts, ident, cls, self.required_bits(cls, mode), now)
-                if "challenge" not in self._shadow:
-                    self._refused("challenge", ident.address, now)
-                    self._count("challenge:surge")
+                d = self._challenged(facts, ident, cls, self.required_bits(cls, mode), now,
+                                    "challenge:surge")
+                if not d.shadow:
                     return d
-                sd = self._shadowed(d, "challenge", facts, now)
-                shadowed = shadowed or sd
+                shadowed = shadowed or d
 
-        standing = self._standing(facts, ident, cls, route, lists, now)
+        standing = self._standing(tokens, ident, cls, route, lists, now)
         if standing is _HEAVY and not lists.allowed and (
                 self.state.mode is not _NORMAL or self.pressure()):
             # Pages at a rate nobody clicks, without their assets: a pass does not
@@ -309,41 +342,55 @@ class GuardGate:
             # overloaded, it pays a suspect's challenge before the detector names it.
             need = self.required_bits(_SUSPECT, self.state.mode)
             if pass_bits < need:
-                d = self._challenge_decision(facts, ident, _SUSPECT, need, now)
-                if "challenge" not in self._shadow:
-                    self._refused("challenge", ident.address, now)
-                    self._count("challenge:heavy")
+                d = self._challenged(facts, ident, _SUSPECT, need, now, "challenge:heavy")
+                if not d.shadow:
                     return d
-                sd = self._shadowed(d, "challenge", facts, now)
-                shadowed = shadowed or sd
+                shadowed = shadowed or d
         if shadowed is not None:
             return shadowed
         self._count("allow")
         return self._allow_decisions[(cls, standing, session)]
 
-    def _standing(self, facts: RequestFacts, ident: Identity, cls: ClientClass, route: _Route,
+    def _challenged(self, facts: RequestFacts, ident: Identity, cls: ClientClass, need: int,
+                    now: float, kind: str) -> Decision:
+        """The challenge page for this request: enforced (counted as a refusal,
+        and under ``kind`` too when given), or its shadow when the challenge
+        rule is in shadow mode (``shadow=True``: the caller goes on)."""
+        d = self._challenge_decision(facts, ident, cls, need, now)
+        if self._shadow_challenge:
+            return self._shadowed(d, "challenge", facts, now)
+        self._refused("challenge", ident.address, now)
+        if kind:
+            self._count(kind)
+        return d
+
+    def _standing(self, tokens: _Tokens, ident: Identity, cls: ClientClass, route: _Route,
                   lists: _Lists, now: float) -> Standing:
         """Rank for admission from the class and what this client did (_standing.py)."""
         conduct = self.conduct
         rec = conduct.see(ident.address, route.asset, now)
-        age = -1.0
-        if facts.cookie:
-            sess = self._tokens_of(facts.cookie)[1]
-            if sess is not None:
-                age = now - float(sess[2])
+        age = now - tokens.issued if tokens.session else -1.0
         return conduct.standing(cls, rec, now, checkout=route.checkout, allowed=lists.allowed,
                                 session_age=age)
 
     def _limit_decision(self, cls: ClientClass, route: _Route, wait: float) -> Decision:
         """Prebuilt per (class, route, whole seconds): a 429 costs no allocation."""
-        secs = responses.retry_after_seconds(wait)
-        key = (cls, route.name, secs)
-        d = self._limit_decisions.get(key)
+        secs = int(wait)  # responses.retry_after_seconds, on native numbers
+        if secs < wait:
+            secs += 1
+        if secs < 1:
+            secs = 1
+        by_route = self._limit_decisions.get(route.name)
+        if by_route is None:
+            by_route = self._limit_decisions[route.name] = {}
+        c: int = cls
+        key = secs * 4 + c  # (an int key: a tuple's was built and hashed per refusal)
+        d = by_route.get(key)
         if d is None:
             d = Decision(Action.LIMIT, cls, retry_after=float(secs),
                          reason="limit:" + route.name, response=self._canned.limit(secs))
-            if len(self._limit_decisions) < 65536:
-                self._limit_decisions[key] = d
+            if len(by_route) < 65536:
+                by_route[key] = d
         return d
 
     def _shadowed(self, d: Decision, rule: str, facts: RequestFacts, now: float) -> Decision:
@@ -378,41 +425,35 @@ class GuardGate:
         self._lists[ident.address] = lists
         return lists
 
-    def _classify(self, facts: RequestFacts, ident: Identity, lists: _Lists,
+    def _classify(self, tokens: _Tokens, ident: Identity, lists: _Lists,
                   now: float) -> tuple[ClientClass, int, bool]:
         """The class, the difficulty of a valid pass token (-1: none), and
         whether a valid session cookie came with the request."""
         pass_bits = -1
-        sess = None
-        if facts.cookie:
-            f, sess = self._tokens_of(facts.cookie)
-            if f is not None and float(f[2]) > now and (
-                    f[1] == ident.bind_prefix or f[1] == ident.address):
-                pass_bits = int(f[3])
-        has_session = sess is not None
+        if tokens.has_pass and tokens.pass_until > now and (
+                tokens.pass_prefix == ident.bind_prefix or tokens.pass_prefix == ident.address):
+            pass_bits = tokens.pass_bits
+        has_session = tokens.session
         if lists.allowed:
             return _VERIFIED, pass_bits, has_session
         sus = self.state.suspects.get(ident.address)  # not cached: marked often in a flood
         if sus is not None and sus[1] > now and sus[0] >= self.settings.suspect_score:
             return _SUSPECT, pass_bits, has_session
-        if sess is not None and float(sess[3]) > now:
+        if has_session and tokens.cust_until > now:
             return _CUSTOMER, pass_bits, True
         if pass_bits >= 0 and pass_bits >= self.required_bits(_UNKNOWN,
                                                               self.state.mode):
             return _VERIFIED, pass_bits, has_session
         return _UNKNOWN, pass_bits, has_session
 
-    def _session_fields(self, cookie: str) -> tuple[str, ...] | None:
-        return self._tokens_of(cookie)[1]
-
-    def _tokens_of(self, cookie: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-        """The verified fields of the pass token and of the session token in a
-        Cookie header (None for absent, forged or malformed), before any time
-        check. A browser sends the same header on every request, and both
-        ``decide`` and ``observe_response`` need it: memoised per header, so a
-        request costs one dict probe instead of three scans and two verifies.
-        Bounded (headers over 1 KiB are not kept; cleared when full) and
-        emptied with a new secret."""
+    def _tokens_of(self, cookie: str) -> _Tokens:
+        """The pass token and the session token in a Cookie header, verified
+        and parsed (absent, forged or malformed ones: not there), before any
+        time check. A browser sends the same header on every request, and
+        ``decide`` and ``observe_response`` both need it: memoised per
+        header, so a request costs one dict probe instead of three scans,
+        two verifies and the fields' parsing. Bounded (headers over 1 KiB are
+        not kept; cleared when full) and emptied with a new secret."""
         cache = self._cookie_tokens
         hit = cache.get(cookie)
         if hit is not None:
@@ -425,7 +466,10 @@ class GuardGate:
         sf = self._session.verify(token) if token else None
         if sf is not None and len(sf) != 4:
             sf = None
-        got = (pf, sf)
+        try:
+            got = _Tokens(pf, sf)
+        except ValueError:  # fields that are not numbers: never signed by this shield
+            got = _NO_TOKENS
         if len(cookie) <= 1024:
             if len(cache) >= 4096:
                 cache.clear()
@@ -448,12 +492,10 @@ class GuardGate:
 
     # -- token buckets -----------------------------------------------------
 
-    def _sid(self, facts: RequestFacts, session: bool) -> str:
+    def _sid(self, tokens: _Tokens) -> str:
         """The session id the limits count this request under ("" = its address)."""
-        if session and self._shared_factor > 1.0:
-            sf = self._tokens_of(facts.cookie)[1]
-            if sf is not None:
-                return sf[1]
+        if tokens.session and self._shared_factor > 1.0:
+            return tokens.sid
         return ""
 
     def _take(self, route: _Route, ident: Identity, cls: ClientClass, now: float,
@@ -532,12 +574,12 @@ class GuardGate:
     def _strike(self, ident: Identity, now: float) -> None:
         """A limit hit; enough of them in the window make the client a suspect."""
         lim = self.settings.limits
-        key = "strike|" + ident.address
+        strikes = self.state.strikes
         burst = float(lim.strikes_to_suspect)
-        b = self.state.buckets.get(key)
+        b = strikes.get(ident.address)  # (keyed by the address itself: no key to build)
         if b is None:
             b = [burst, now, lim.strike_window]
-            self.state.buckets[key] = b
+            strikes[ident.address] = b
         tokens = min(burst, b[0] + max(0.0, now - b[1]) * self._strike_rate) - 1.0
         b[0], b[1] = tokens, now
         if tokens < 0.0:
@@ -579,9 +621,9 @@ class GuardGate:
             self._count("block")
             return Decision(Action.BLOCK, _SUSPECT, reason="block",
                             response=self._canned.block, close=True)
-        cls, _, session = self._classify(facts, ident, lists, now)
-        wait = self._take(_VERIFY_ROUTE, ident, min(cls, _UNKNOWN), now,
-                          self._sid(facts, session))
+        tokens = self._tokens_of(facts.cookie) if facts.cookie else _NO_TOKENS
+        cls = self._classify(tokens, ident, lists, now)[0]
+        wait = self._take(_VERIFY_ROUTE, ident, min(cls, _UNKNOWN), now, self._sid(tokens))
         if wait > 0.0 and "limit" not in self._shadow:
             self._count("limit")
             return self._limit_decision(cls, _VERIFY_ROUTE, wait)
@@ -651,16 +693,15 @@ class GuardGate:
             return ()
         now = self.clock()
         s = self.settings
-        fields = self._tokens_of(facts.cookie)[1] if facts.cookie else None
+        tokens = self._tokens_of(facts.cookie) if facts.cookie else _NO_TOKENS
         customer = _marks_customer(headers, self._customer_cookie, self._customer_header)
-        if fields is not None:
-            cust_until = float(fields[3])
-            issued = float(fields[2])
-            if not customer and now - issued < s.session_ttl / 2:
+        if tokens.session:
+            cust_until = tokens.cust_until
+            if not customer and now - tokens.issued < s.session_ttl / 2:
                 return ()
             if customer and cust_until - now > s.customer_ttl / 2:
                 return ()
-            sid = fields[1]
+            sid = tokens.sid
         else:
             sid = secrets.token_urlsafe(9)
             cust_until = 0.0

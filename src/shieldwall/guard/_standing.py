@@ -88,6 +88,10 @@ SURGE_TAU_S: Final = 1.0
 SURGE_HOLD_S: Final = 10.0
 """A client checked in a surge stays checked while it keeps coming (each
 checked request renews this), until it holds a pass."""
+SEEN: Final = 0
+ON_TRIAL: Final = 1
+BEYOND: Final = 2
+"""How a client came to :meth:`Conduct._enter`: known, or new on the budget, or new beyond it."""
 MAX_CLIENTS: Final = 65536
 """Records kept at most; the oldest half goes when full (a flood from many
 addresses must not grow the memory without bound)."""
@@ -273,6 +277,19 @@ class Conduct:
             return Standing.PASS
         return Standing.NEW
 
+    def _enter(self, client: str, now: float) -> tuple[Record, int]:
+        """The record of ``client``, and how it came: SEEN (it was there), or
+        never seen, made now, and then ON_TRIAL (it took a token of the
+        newcomer budget: let in without a check) or BEYOND (no token)."""
+        rec = self.records.get(client)
+        if rec is not None:
+            return rec, SEEN
+        rec = self._new(client, now)
+        if self.budget.take(now):
+            rec.trial = True
+            return rec, ON_TRIAL
+        return rec, BEYOND
+
     def admits(self, client: str, asset: bool, now: float) -> bool:
         """Instead of a check: may this unknown client's request go on unchallenged?
 
@@ -285,13 +302,9 @@ class Conduct:
         under load does not cost a shopper its standing). A client seen
         before without a trial (it was challenged) never enters free: the
         first seconds of a flood spend the budget once, not per request."""
-        rec = self.records.get(client)
-        if rec is None:
-            rec = self._new(client, now)
-            if self.budget.take(now):
-                rec.trial = True
-                return True
-            return False
+        rec, entered = self._enter(client, now)
+        if entered != SEEN:
+            return entered == ON_TRIAL
         if not rec.trial:
             return False
         if rec.pages == 0:
@@ -310,12 +323,10 @@ class Conduct:
         and stays checked while it keeps coming (``SURGE_HOLD_S``) unless it
         holds a pass. The first second of a flood from fresh addresses stops
         at the shield before any verdict; a flash crowd is not a surge."""
-        rec = self.records.get(client)
-        if rec is None:
-            rec = self._new(client, now)
-            if self.budget.take(now):
-                rec.trial = True
-                return False
+        rec, entered = self._enter(client, now)
+        if entered == ON_TRIAL:
+            return False
+        if entered == BEYOND:
             if self.budget.factor <= 0.0 or not self.budget.surging(now):
                 return False
             rec.held_until = now + SURGE_HOLD_S

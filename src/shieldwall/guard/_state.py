@@ -56,6 +56,8 @@ class LocalState:
         """address -> (score, until)."""
         self.buckets: dict[str, list[float]] = {}
         """key -> [tokens, stamp, seconds a bucket takes to refill from empty]."""
+        self.strikes: dict[str, list[float]] = {}
+        """address -> a bucket of its limit hits, as ``buckets`` (local: never synced)."""
         self.pending: dict[str, list[float]] | None = None
         """key -> [spent, rate, burst] since the last Redis sync (None: no Redis)."""
         self.outbox: list[Op] = []
@@ -176,5 +178,8 @@ class LocalState:
         stale = [k for k, b in self.buckets.items() if now - b[1] > b[2]]
         for k in stale:
             del self.buckets[k]
-        return gone + len(stale)
+        idle = [k for k, b in self.strikes.items() if now - b[1] > b[2]]
+        for k in idle:
+            del self.strikes[k]
+        return gone + len(stale) + len(idle)
 

@@ -97,6 +97,10 @@ _CLASS: Final = {c: c.label for c in ClientClass}
 _OUTCOME: Final = {o: o.value for o in Outcome}
 # Final: compiled, a module constant is a C static, not a probe of the
 # module's dict (and an enum member not an attribute lookup) on every use.
+_ACTION_INDEX: Final = {a: i for i, a in enumerate(Action)}
+_TAILS: Final[dict[int, str]] = {}
+"""The ends of refusals' access-log lines (AccessLog.answered_tail), by
+action, class, session and verified as one int."""
 _O_UNKNOWN: Final = Outcome.UNKNOWN
 _O_SHIELD: Final = Outcome.SHIELD
 _O_OK: Final = Outcome.OK
@@ -199,13 +203,38 @@ class Shared:
         return self.worker.is_ip(addr)
 
 
+_MEMO_MAX: Final = 512
+"""Heads up to this size are remembered by a connection that refused them
+(_Memo): a flood's requests are a few hundred bytes; 10,000 connections then
+hold at most ~10 MB of them."""
+
+
+class _Memo:
+    """A request refused from its first bytes, as read then (see
+    ClientConnection._early): when the connection sends the very same bytes
+    again, quick_head and llhttp would find the same, so neither runs; the
+    guard still decides anew."""
+
+    __slots__ = ("data", "facts", "form", "limits", "request", "version")
+
+    def __init__(self, data: bytes, limits: FramingLimits, facts: RequestFacts, request: str,
+                 version: str, form: int) -> None:
+        self.data = data
+        self.limits = limits
+        """The limits it was read under (a reload may change them)."""
+        self.facts = facts
+        self.request = request
+        self.version = version
+        self.form = form
+
+
 class ClientConnection(asyncio.Protocol):
     # Slots: an idle connection must cost little (10,000 of them in < 60 MB).
     __slots__ = (
         "acquired", "attempt", "attempt_start", "backend", "backlog", "body_deadline_base",
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
         "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer", "head",
-        "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
+        "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
         "write_paused", "write_paused_at",
@@ -234,6 +263,8 @@ class ClientConnection(asyncio.Protocol):
         self.requests = 0
         self.skip_to_end = False
         """A request was answered before its END event: drop its remaining events."""
+        self.memo: _Memo | None = None
+        """The last request refused from its first bytes on this connection (_early)."""
         self._clear()
 
     def _clear(self) -> None:
@@ -469,11 +500,23 @@ class ClientConnection(asyncio.Protocol):
         an allowed decision is kept for ``_on_head``, so the guard decides
         once. True when the request was answered here."""
         w = self.w
-        q = quick_head(data, w.framing_limits)
-        if q is None:
-            return False
-        method, target, path, query, version, cookie, agent, referer = q
-        facts = RequestFacts(self.peer, method, path, query, "", agent, referer, cookie, self.tls)
+        memo = self.memo
+        if memo is not None and memo.data == data and memo.limits is w.framing_limits:
+            # the same bytes as the last request refused here (a flood's
+            # tools repeat one request): the same facts, and llhttp's verdict
+            facts = memo.facts
+            request = memo.request
+            version = memo.version
+            form = memo.form
+        else:
+            q = quick_head(data, w.framing_limits)
+            if q is None:
+                return False
+            method, request, path, query, version, cookie, agent, referer = q
+            facts = RequestFacts(self.peer, method, path, query, "", agent, referer, cookie,
+                                 self.tls)
+            form = -1
+            memo = None
         guard = w.guard
         try:
             decision = guard.decide(facts) if guard is not None else w.gate.decide(facts)
@@ -484,9 +527,12 @@ class ClientConnection(asyncio.Protocol):
         self.decision = decision
         if decision.action is _ALLOW or decision.shadow:
             return False  # parsed and forwarded as ever, on this decision
-        form = well_formed(data)
-        if not form:
-            return False  # the framer gives a malformed request its own 4xx
+        if form < 0:
+            form = well_formed(data)
+            if not form:
+                return False  # the framer gives a malformed request its own 4xx
+            if len(data) <= _MEMO_MAX:
+                self.memo = _Memo(data, w.framing_limits, facts, request, version, form)
         self.start = w.loop.time()
         self.wall = _wall_clock()
         self.requests += 1
@@ -496,7 +542,8 @@ class ClientConnection(asyncio.Protocol):
         w.metrics.refused_early += 1
         assert self.transport is not None
         self.transport.write(resp)
-        self._log_row(method, target, version, path, query, referer, agent)
+        self._log_row(facts.method, b"", version, facts.path, facts.query, facts.referer,
+                      facts.user_agent, request)
         self._after(False)
         # what this exchange set, cleared (not the whole of _clear's fields)
         self.facts = None
@@ -1045,9 +1092,11 @@ class ClientConnection(asyncio.Protocol):
         return resp
 
     def _log_row(self, method: str, target_b: bytes, version: str, path: str, query: str,
-                 referer: str, agent: str) -> None:
+                 referer: str, agent: str, request: str = "") -> None:
         """The access log line, the metrics and the feed's row of the exchange
-        that ends now (from the parsed head, or from the early path's fields)."""
+        that ends now (from the parsed head, or from the early path's fields:
+        then ``request`` is the request line as sent, and a refusal answered
+        at once is logged from parts made once, AccessLog.write_answered)."""
         w = self.w
         now = w.loop.time()
         rt = now - self.start if self.start else 0.0
@@ -1065,11 +1114,29 @@ class ClientConnection(asyncio.Protocol):
         outcome = _OUTCOME[self.outcome]
         w.metrics.observe(self.status, d or "-", outcome, rt)
         up = self.up_key
-        target = target_b.decode("latin-1")
         client = self.facts.client if self.facts is not None else self.peer
-        w.access_log.write(client, self.wall, method, target, version, self.status,
-                           self.bytes_sent, referer, agent, rt, up, self.up_time,
-                           self.up_status, outcome, d, c, session, verified)
+        log = w.access_log
+        if not log.enabled:
+            pass
+        elif request and not up and decision is not None and not decision.shadow:
+            # the end of the line by (action, class, session): an int key, made once
+            cls_i: int = decision.cls
+            key = _ACTION_INDEX[decision.action] * 16 + cls_i * 4 + session * 2 + verified
+            tail = _TAILS.get(key)
+            if tail is None or self.outcome is not _O_SHIELD:
+                tail = log.answered_tail(outcome, d, c, session, verified)
+                if self.outcome is _O_SHIELD:
+                    _TAILS[key] = tail
+            log.write_answered(client, self.wall, request, self.status, self.bytes_sent, referer,
+                               agent, rt, tail)
+        else:
+            if request:
+                target = request[len(method) + 1:len(request) - 9]
+            else:
+                target = target_b.decode("latin-1")
+            log.write(client, self.wall, method, target, version, self.status,
+                      self.bytes_sent, referer, agent, rt, up, self.up_time,
+                      self.up_status, outcome, d, c, session, verified)
         rows = w.feed_rows
         if rows is not None:
             # One row for the detector and the console (shieldwall.rowfeed):
