@@ -21,7 +21,7 @@ import math
 from collections import _count_elements, deque  # type: ignore[attr-defined]
 from dataclasses import asdict, dataclass
 from heapq import nlargest
-from itertools import repeat
+from itertools import islice, repeat
 from typing import Any
 
 from shieldwall.detect.settings import DetectSettings
@@ -430,6 +430,8 @@ class Featurizer:
         self.learned = 0
         # 10 s view: running counters over the windows in `_v10`
         self._v10: deque[Window] = deque()
+        self._flags10: deque[tuple[list[str], list[str], list[str]]] = deque()
+        """Per window of the view, its page, asset and trusted clients (to take them out)."""
         self.src10: dict[str, int] = {}
         self.page10: dict[str, int] = {}
         self.asset10: dict[str, int] = {}
@@ -470,27 +472,32 @@ class Featurizer:
                     del counter[k]
 
     def _flags(self, w: Window, sign: int) -> None:
-        # one pass over the window's clients, then each view's keys counted by one
-        page: list[str] = []
-        asset: list[str] = []
-        trusted: list[str] = []
-        for c, f in w.cflags.items():
-            if f & _PAGE:
-                page.append(c)
-            if f & _ASSET:
-                asset.append(c)
-            if f & _TRUSTED:
-                trusted.append(c)
-        for dest, keys in ((self.page10, page), (self.asset10, asset), (self.trusted10, trusted)):
-            if sign > 0:
-                _count_elements(dest, keys)
-            else:
-                for k in keys:
-                    left = dest[k] - 1
-                    if left:
-                        dest[k] = left
-                    else:
-                        del dest[k]
+        # one pass over a window's clients when it enters the view, then each view's keys
+        # counted by one C call; the same lists take it out again ten windows later
+        if sign > 0:
+            page: list[str] = []
+            asset: list[str] = []
+            trusted: list[str] = []
+            for c, f in w.cflags.items():
+                if f & _PAGE:
+                    page.append(c)
+                if f & _ASSET:
+                    asset.append(c)
+                if f & _TRUSTED:
+                    trusted.append(c)
+            self._flags10.append((page, asset, trusted))
+            _count_elements(self.page10, page)
+            _count_elements(self.asset10, asset)
+            _count_elements(self.trusted10, trusted)
+            return
+        for dest, keys in zip((self.page10, self.asset10, self.trusted10), self._flags10.popleft(),
+                              strict=True):
+            for k in keys:
+                left = dest[k] - 1
+                if left:
+                    dest[k] = left
+                else:
+                    del dest[k]
 
     def _slide(self, w: Window) -> None:
         self._v10.append(w)
@@ -600,8 +607,11 @@ class Featurizer:
         pages10 = self._pages10
         paths10 = self.paths10
         if pages10 and paths10:
-            top_path = max(paths10, key=paths10.__getitem__)
-            top_share = paths10[top_path] / pages10
+            # the first path with the most pages (as max(key=) picks), found by C calls
+            counts_p = list(paths10.values())
+            top_n = max(counts_p)
+            top_path = next(islice(paths10, counts_p.index(top_n), None))
+            top_share = top_n / pages10
         else:
             top_path, top_share = "", 0.0
         path_h = _entropy(w.paths, w.pages)
@@ -618,7 +628,7 @@ class Featurizer:
         page_clients = self.page10
         if page_clients:
             assets = self.asset10
-            with_assets = sum(1 for c in page_clients if c in assets)
+            with_assets = len(page_clients.keys() & assets.keys())
             asset_share = with_assets / len(page_clients)
         else:
             with_assets = 0
