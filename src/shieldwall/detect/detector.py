@@ -242,6 +242,9 @@ class Detector:
         self._since_gap = 1 << 30
         """Active windows since the last long silence: a stall is not judged while
         traffic comes back after one (it ramps up from nothing)."""
+        self._slots: dict[str, tuple[int, int, str, str]] = {}
+        """Source -> (HyperLogLog register, rank, network, /16): what an incident counts a
+        source for, memoised (bounded)."""
 
     def make_builder_args(self) -> dict[str, Any]:
         s = self.s
@@ -456,15 +459,25 @@ class Detector:
         # shoppers' home networks).
         seen = self.featurizer.seen_sources.d if inc.verdict == DDOS else {}
         src = w.src
-        inc.sources.add_all(src)
-        pcache = prefix.cache
         prefixes, networks = inc.prefixes, inc.networks
         pget, nget = prefixes.get, networks.get
+        reg = inc.sources.reg
+        # one lookup per source for all it stands for (pure functions of the address):
+        # its HyperLogLog register and rank, its network and that network's /16
+        slots = self._slots
+        sget = slots.get
         for c, cnt in src.items():
+            sl = sget(c)
+            if sl is None:
+                if len(slots) >= _HLL_CACHE_MAX:
+                    slots.clear()
+                p = prefix.cache.get(c) or prefix(c)
+                sl = slots[c] = (*_hll_slot(c), p, _COARSE.get(p) or _coarse(p))
+            idx, rank, p, q = sl
+            if rank > reg[idx]:
+                reg[idx] = rank
             if c not in seen:
-                p = pcache.get(c) or prefix(c)
                 prefixes[p] = pget(p, 0) + cnt
-                q = _COARSE.get(p) or _coarse(p)
                 networks[q] = nget(q, 0) + cnt
         if len(inc.prefixes) > 50_000:
             inc.prefixes = Counter(dict(inc.prefixes.most_common(10_000)))
