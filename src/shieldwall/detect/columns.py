@@ -22,10 +22,10 @@ second once, not each line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 from itertools import repeat
+from operator import add
 from typing import Any
-
-import numpy as np
 
 from shieldwall.detect.windows import (
     _ASSET,
@@ -37,7 +37,11 @@ from shieldwall.detect.windows import (
 )
 
 Array = Any
-"""A numpy array (numpy's own stubs are loose about shapes and dtypes anyway)."""
+"""A numpy array (numpy's own stubs are loose about shapes and dtypes anyway).
+
+numpy is imported inside the functions that count (:func:`count_columns`, run in the
+parsing process): the analyzer's own process only applies counts and never imports it
+(a tenth of a second of start-up)."""
 
 
 @dataclass(slots=True)
@@ -80,6 +84,8 @@ class Columns:
 
     def rows(self) -> list[tuple[float, str, str, str, int, int, float, str, bool, bool, str, float]]:
         """The same lines as rows (what :meth:`WindowBuilder.add_rows` takes)."""
+        import numpy as np
+
         def s(codes: Array, values: list[str]) -> list[str]:
             out: list[str] = np.asarray(values, dtype=object)[codes].tolist()
             return out
@@ -99,6 +105,8 @@ class _Groups:
 
     def __init__(self, seg: Array, codes: Array, ncodes: int, nseg: int,
                  inverse: bool = False) -> None:
+        import numpy as np
+
         key = seg * ncodes + codes
         inv: Array = None
         if inverse:
@@ -132,14 +140,9 @@ def _count_into(d: dict[str, int], keys: list[str], counts: list[int]) -> None:
         d[k] = get(k, 0) + c
 
 
-def _seq_sum(start: float, values: Array) -> float:
+def _seq_sum(start: float, values: list[float]) -> float:
     """``start + v0 + v1 + ...`` added left to right, as the per-line loop adds."""
-    if not len(values):
-        return start
-    acc = np.empty(len(values) + 1, dtype=np.float64)
-    acc[0] = start
-    acc[1:] = values
-    return float(np.add.accumulate(acc)[-1])
+    return reduce(add, values, start)
 
 
 class Clock:
@@ -244,8 +247,10 @@ class Counts:
     """Per field (pages, 404 pages, no request, 5xx, backend failures, timeouts, 408s,
     slow, sessions, verified, bytes), its sum per second."""
     any_rt: bool
-    rt: Array | None
-    ut: Array | None
+    rt: list[float] | None
+    """Every line's request time, the lines in second order (None: all zero)."""
+    ut: list[float] | None
+    """The known (>= 0) upstream times, the lines in second order; ``ut_n`` per second."""
     ut_n: list[int] | None
     src: KeyCounts
     src_flags: list[int]
@@ -282,6 +287,8 @@ def add_columns(b: WindowBuilder, c: Columns) -> None:
 def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     """The numpy part of :func:`add_columns`: ``c`` counted per second, and ``clock``
     moved on as the builder's will be once the counts are applied. None: no lines."""
+    import numpy as np
+
     n = len(c)
     if n == 0:
         return None
@@ -365,11 +372,12 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     # the scalar sums per second, one row per field (the order apply_counts adds them in)
     x = np.stack([page, nf, noreq, err, bfail, touts, s408, slow, session, verified, nbytes]).astype(np.int64)
     cnt.scalars = np.add.reduceat(x, starts, axis=1).tolist()
+    # request times as Python floats, each second's added in line order by apply_counts
     cnt.any_rt = bool(rt.any())
-    cnt.rt = rt if cnt.any_rt else None
+    cnt.rt = rt.tolist() if cnt.any_rt else None
     ut_ok = ut >= 0
     if ut_ok.any():
-        cnt.ut = ut
+        cnt.ut = ut[ut_ok].tolist()
         cnt.ut_n = np.add.reduceat(ut_ok.astype(np.int64), starts).tolist()
     else:
         cnt.ut = cnt.ut_n = None
@@ -433,6 +441,7 @@ def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
      s_bytes) = cnt.scalars
     bounds = cnt.bounds
     rt, ut, s_ut_n = cnt.rt, cnt.ut, cnt.ut_n
+    u0 = 0
     src_keys, src_counts, src_b = cnt.src
     src_flags = cnt.src_flags
     ua_keys, ua_counts, ua_b = cnt.ua
@@ -464,9 +473,10 @@ def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
         if rt is not None:
             w.rt_sum = _seq_sum(w.rt_sum, rt[a:z])
         if s_ut_n is not None and ut is not None and s_ut_n[i]:
-            u = ut[a:z]
-            w.ut_sum = _seq_sum(w.ut_sum, u[u >= 0])
+            u1 = u0 + s_ut_n[i]
+            w.ut_sum = _seq_sum(w.ut_sum, ut[u0:u1])
             w.ut_n += s_ut_n[i]
+            u0 = u1
         # sources and their flags (same keys, same order)
         ga, gz = src_b[i], src_b[i + 1]
         keys = src_keys[ga:gz]
