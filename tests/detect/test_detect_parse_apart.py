@@ -97,3 +97,27 @@ def test_counted_in_the_child_or_on_a_thread_the_same_windows(monkeypatch: pytes
     rows = analyze([log], engine="rows").as_json()
     assert forked == threaded == rows
     assert forked["unparsed"] > 0
+
+
+def test_a_feed_started_ahead_and_never_used_is_stopped() -> None:
+    feed = readers.ColumnFeed(DATA / "real-apache-2015.log", "auto")
+    feed.close()
+    assert not [p for p in mp.active_children() if p.name == "shieldwall-parse"]
+
+
+def test_a_feed_started_ahead_gives_the_same_report() -> None:
+    from shieldwall.detect.analyze import analyze
+
+    log = DATA / "real-apache-2015.log"
+    feed = readers.ColumnFeed(log, "auto")
+    try:
+        ahead = analyze([log], feed=feed).as_json()
+    finally:
+        feed.close()
+    assert ahead == analyze([log]).as_json()
+    other = readers.ColumnFeed(log, "auto")
+    try:
+        with pytest.raises(ValueError, match="not for"):
+            analyze([log], "combined", feed=other)
+    finally:
+        other.close()

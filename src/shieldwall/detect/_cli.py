@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from shieldwall.detect.readers import ColumnFeed
 
 
 def register(app: typer.Typer) -> None:
@@ -25,18 +29,30 @@ def analyze_cmd(
         None, "--config", help="A shield config (TOML) whose [detect] section tunes the rules."),
 ) -> None:
     """Tell what happened in access logs: attack, flash crowd or broken backend, when, from where."""
-    from rich.console import Console
+    from shieldwall.detect.readers import FORMATS, ColumnFeed
 
-    from shieldwall.detect.analyze import analyze
-    from shieldwall.detect.readers import FORMATS
-    from shieldwall.detect.report import incident_details, render_html, timeline_table
-
-    console = Console()
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}; expected one of {', '.join(FORMATS)}", param_hint="--format")
     for p in logs:
         if not p.is_file():
             raise typer.BadParameter(f"{p}: no such file", param_hint="LOGS")
+    # the parsing process starts now: its imports and first chunks overlap ours
+    feed = ColumnFeed(logs[0], fmt) if len(logs) == 1 and fmt != "json" else None
+    try:
+        _analyze_cmd(logs, fmt, json_out, html_out, revenue_per_minute, config, feed)
+    finally:
+        if feed is not None:
+            feed.close()
+
+
+def _analyze_cmd(logs: list[Path], fmt: str, json_out: Path | None, html_out: Path | None,
+                 revenue_per_minute: float | None, config: Path | None, feed: ColumnFeed | None) -> None:
+    from rich.console import Console
+
+    from shieldwall.detect.analyze import analyze
+    from shieldwall.detect.report import incident_details, render_html, timeline_table
+
+    console = Console()
     settings = None
     if config is not None:
         from shieldwall.config import ConfigError, load_config
@@ -46,7 +62,7 @@ def analyze_cmd(
         except ConfigError as exc:
             console.print(str(exc), markup=False, highlight=False)
             raise typer.Exit(2) from None
-    report = analyze(logs, fmt, settings)
+    report = analyze(logs, fmt, settings, feed=feed)
     console.print(timeline_table(report, revenue_per_minute))
     for line in incident_details(report):
         console.print(line, markup=False, highlight=False)

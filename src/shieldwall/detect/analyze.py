@@ -8,6 +8,7 @@ and the traffic series re-buckets itself to at most ``max_points`` points.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
@@ -16,7 +17,13 @@ from typing import Any
 
 from shieldwall.detect.columns import BuilderArgs, Columns, add_columns, apply_counts
 from shieldwall.detect.detector import Detector, Incident, StepResult
-from shieldwall.detect.readers import ReadStats, read_batches, read_column_batches, read_logs
+from shieldwall.detect.readers import (
+    ColumnFeed,
+    ReadStats,
+    read_batches,
+    read_column_batches,
+    read_logs,
+)
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window, WindowBuilder
 
@@ -86,6 +93,7 @@ class Report:
 def analyze(
     paths: Iterable[Path], fmt: str = "auto", settings: DetectSettings | None = None,
     on_step: Callable[[Window, StepResult], None] | None = None, *, engine: str = "columns",
+    feed: ColumnFeed | None = None,
 ) -> Report:
     """Run the detector over log files (in the order given).
 
@@ -93,9 +101,30 @@ def analyze(
     column-wise (:func:`~shieldwall.detect.columns.add_columns`); ``rows`` sends every
     line through :meth:`WindowBuilder.add_rows`, the live feed's loop. Both give the
     same windows, so the same verdicts (tests/detect/test_detect_columns.py); ``rows``
-    is kept as the reference the bench and the tests compare against."""
+    is kept as the reference the bench and the tests compare against.
+
+    ``feed``: the parsing process of the one log, started earlier by the caller (the
+    CLI starts it before its own imports); it must be of that log and format."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    paths = list(paths)
+    if feed is not None and (engine != "columns" or paths != [feed.path] or fmt != feed.fmt
+                             or fmt == "json"):
+        raise ValueError(f"the feed of {feed.path} ({feed.fmt}) is not for {paths} ({fmt}, {engine})")
+    # The windows' dicts, the features and the steps make no reference cycles: the cyclic
+    # collector would only walk the detector's ever larger state, several times a second.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(paths, fmt, settings, on_step, engine, feed)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _analyze(paths: list[Path], fmt: str, settings: DetectSettings | None,
+             on_step: Callable[[Window, StepResult], None] | None, engine: str,
+             feed: ColumnFeed | None) -> Report:
     s = settings or DetectSettings()
     det = Detector(s, score_clients=False)
     builder = WindowBuilder(lateness=s.offline_lateness, **det.make_builder_args())
@@ -112,10 +141,11 @@ def analyze(
 
     add_rows = builder.add_rows
     drain = builder.drain
-    paths = list(paths)
     if len(paths) == 1 and engine == "columns":
         counting = (builder.lateness, BuilderArgs(builder))
-        for part in read_column_batches(paths[0], fmt, report.stats, counting):
+        parts = (feed.parts(report.stats, counting) if feed is not None
+                 else read_column_batches(paths[0], fmt, report.stats, counting))
+        for part in parts:
             if isinstance(part, list):
                 add_rows(part)
             elif isinstance(part, Columns):

@@ -311,67 +311,101 @@ chunks' columns, so the parser is not held up by a slow window or two."""
 
 def parse_apart(p: Path, fmt: str, stats: ReadStats,
                 counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
-    """:func:`_column_parts` run in a child process (forked), its parts handed back over
-    a pipe, in order: the stats it counted are copied into ``stats`` once the last part
-    has been taken, and an error in the child is raised here.
+    """:func:`_column_parts` run in a child process (:class:`ColumnFeed`), its parts
+    handed back over a pipe, in order: the stats it counted are copied into ``stats``
+    once the last part has been taken, and an error in the child is raised here."""
+    yield from ColumnFeed(p, fmt).parts(stats, counting)
+
+
+class ColumnFeed:
+    """One file parsed (and counted) in a forked child process, started ahead of its
+    consumer: the CLI starts it before it imports the detector and the report, so the
+    child's imports (numpy, Arrow) and first chunks overlap the parent's.
 
     Why a process and not a thread: what parses a chunk (Arrow's tokenizer and kernels,
     and the Python around them: time stamps, the distinct strings made into ``str``)
     holds the GIL for a good part of its time, so on a thread it overlapped little with
     the window counting and the detector; in a process it runs on the other core, and
-    the parent never imports Arrow. A part crosses as a pickle: numpy arrays and the
-    chunk's distinct strings, a small fraction of what parsing them cost. With
-    ``counting`` the child also counts each chunk per second (numpy group-bys): the
-    parent only adds the counts to its windows.
+    the parent never imports Arrow or numpy. A part crosses as a pickle: the chunk's
+    distinct strings and its counts, a small fraction of what making them cost. With
+    ``counting`` (sent when the consumer starts) the child also counts each chunk per
+    second (numpy group-bys): the parent only adds the counts to its windows.
 
     Where ``fork`` is not available, or other threads are running (a fork copies only
     the calling thread: a lock another thread held stays held in the child), or the
-    child cannot be started, the parts are made on a thread (:func:`prefetch`)."""
-    import multiprocessing as mp
+    child cannot be started, the parts are made on a thread (:func:`prefetch`) when
+    consumed."""
 
-    if threading.active_count() > 1:
-        yield from prefetch(_column_parts(p, fmt, stats, counting))
-        return
-    try:
-        ctx = mp.get_context("fork")
-        recv_end, send_end = ctx.Pipe(duplex=False)
-    except (ValueError, OSError):
-        yield from prefetch(_column_parts(p, fmt, stats, counting))
-        return
-    _grow_pipe(send_end.fileno())
-    child = ctx.Process(target=_parse_child, args=(p, fmt, send_end, counting),
-                        name="shieldwall-parse",
-                        daemon=True)
-    try:
-        child.start()
-    except OSError:
-        recv_end.close()
+    def __init__(self, p: Path, fmt: str) -> None:
+        import multiprocessing as mp
+
+        self.path, self.fmt = p, fmt
+        self._child: Any = None
+        if threading.active_count() > 1:
+            return
+        try:
+            ctx = mp.get_context("fork")
+            recv_end, send_end = ctx.Pipe(duplex=False)
+        except (ValueError, OSError):
+            return
+        args_recv, args_send = ctx.Pipe(duplex=False)
+        _grow_pipe(send_end.fileno())
+        child = ctx.Process(target=_parse_child, args=(p, fmt, send_end, args_recv, args_send),
+                            name="shieldwall-parse", daemon=True)
+        try:
+            child.start()
+        except OSError:
+            for conn in (recv_end, send_end, args_recv, args_send):
+                conn.close()
+            return
         send_end.close()
-        yield from prefetch(_column_parts(p, fmt, stats, counting))
-        return
-    send_end.close()
-    try:
-        while True:
+        args_recv.close()
+        self._child, self._recv, self._args = child, recv_end, args_send
+
+    def parts(self, stats: ReadStats,
+              counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
+        """The parts, in order (once); then the child's stats are added to ``stats``."""
+        child = self._child
+        if child is None:
+            yield from prefetch(_column_parts(self.path, self.fmt, stats, counting))
+            return
+        recv_end = self._recv
+        try:
             try:
-                tag, item = recv_end.recv()
-            except EOFError:
-                raise RuntimeError(f"the parsing process for {p} ended without a word "
-                                   f"(exit code {child.exitcode})") from None
-            if tag == "part":
-                yield item
-            elif tag == "end":
-                done: ReadStats = item
-                stats.lines += done.lines
-                stats.unparsed += done.unparsed
-                stats.fast_lines += done.fast_lines
-                for sample in done.samples:
-                    if len(stats.samples) < stats.max_samples:
-                        stats.samples.append(sample)
-                return
-            else:
-                raise item
-    finally:
-        recv_end.close()
+                self._args.send(counting)
+            except OSError:
+                pass  # the child has stopped: its word (or none) follows
+            self._args.close()
+            while True:
+                try:
+                    tag, item = recv_end.recv()
+                except EOFError:
+                    raise RuntimeError(f"the parsing process for {self.path} ended without a "
+                                       f"word (exit code {child.exitcode})") from None
+                if tag == "part":
+                    yield item
+                elif tag == "end":
+                    done: ReadStats = item
+                    stats.lines += done.lines
+                    stats.unparsed += done.unparsed
+                    stats.fast_lines += done.fast_lines
+                    for sample in done.samples:
+                        if len(stats.samples) < stats.max_samples:
+                            stats.samples.append(sample)
+                    return
+                else:
+                    raise item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the child (if it is still running) and reap it."""
+        child = self._child
+        if child is None:
+            return
+        self._child = None
+        self._recv.close()
+        self._args.close()
         if child.is_alive():
             child.join(1.0)
             if child.is_alive():
@@ -379,13 +413,24 @@ def parse_apart(p: Path, fmt: str, stats: ReadStats,
                 child.join()
 
 
-def _parse_child(p: Path, fmt: str, conn: Any, counting: Counting | None) -> None:
-    """The parsing process: every part of the file, then its stats (or the error)."""
+def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> None:
+    """The parsing process: its imports, then (once the consumer says how to count)
+    every part of the file, then its stats (or the error)."""
     import gc
 
+    args_parent.close()  # the fork's copy of the parent's end: else no end of file here
     gc.disable()  # it makes only short-lived, acyclic objects
     stats = ReadStats()
     try:
+        import shieldwall.detect.arrow_reader
+        import shieldwall.detect.columns  # noqa: F401  (imported while the parent starts up)
+
+        try:
+            counting = args.recv()
+        except EOFError:
+            return  # the consumer never came
+        finally:
+            args.close()
         for part in _column_parts(p, fmt, stats, counting):
             conn.send(("part", part))
         conn.send(("end", stats))
