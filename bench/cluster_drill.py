@@ -14,7 +14,7 @@ queued > 0.5 s). The drill's own event-loop lag is printed beside each run:
 a run whose load generator lagged by seconds measured the generator, not
 the shield (``valid``: max lag under ``--max-lag-ms``).
 
-    .venv/bin/python bench/cluster_drill.py [--runs 3] [--duration 40] [--nodes 3] [--single] [--seed N]
+    .venv/bin/python bench/cluster_drill.py [--runs 3] [--duration 40] [--nodes 3] [--single] [--seed N] [--shield-toml PATH]
         [--scenarios flood,flood-node-killed,flood-redis-killed] [--out out/cluster-drill]
 """
 
@@ -87,9 +87,11 @@ def _per_node(report: dict[str, Any], start: int) -> list[dict[str, Any]]:
              "logged_as_balancer": n["logged_as_balancer"]} for n in nodes]
 
 
-def _one(scenario: str, nodes: int, duration: float, out: Path, seed: int | None) -> dict[str, Any]:
+def _one(scenario: str, nodes: int, duration: float, out: Path, seed: int | None,
+         shield_toml: str = "") -> dict[str, Any]:
     live = Live()
-    opts = DrillOptions(scenario, "shieldwall", duration, out_dir=out, nodes=nodes, seed=seed)
+    opts = DrillOptions(scenario, "shieldwall", duration, out_dir=out, nodes=nodes, seed=seed,
+                        shield_toml=shield_toml)
     started = time.time()
     load_before = _load()
     report = asyncio.run(run_drill(opts, live))
@@ -127,6 +129,7 @@ def _one(scenario: str, nodes: int, duration: float, out: Path, seed: int | None
         "late": summ["slow"], "refused": summ["refused"], "failed": summ["failed"],
         "errors": report["errors"],
         "switch_s": flood["reaction_s"],
+        "switch_exact_s": (flood.get("mode_switch") or {}).get("after_s"),
         "goodput_before_switch": goodput(start, switch) if switch is not None else None,
         "goodput_from_switch": goodput(switch, end) if switch is not None else None,
         "fault_s": None if fault is None else round(fault - start, 1),
@@ -170,18 +173,21 @@ def main() -> None:
     ap.add_argument("--max-lag-ms", type=float, default=500.0)
     ap.add_argument("--out", type=Path, default=Path("out/cluster-drill"))
     ap.add_argument("--seed", type=int, default=None, help="each run's seed is SEED + run index")
+    ap.add_argument("--shield-toml", type=Path, default=None,
+                    help="TOML appended to every shield node's config (e.g. a [guard.admission] sizing)")
     args = ap.parse_args()
     plan = [(s, args.nodes) for s in args.scenarios.split(",")]
     if args.single:
         plan.append(("flood", 1))
+    extra = "\n" + args.shield_toml.read_text() if args.shield_toml else ""
     runs: list[dict[str, Any]] = []
     for i in range(args.runs):
         for scenario, nodes in plan:  # interleaved: each scenario sees the machine's load alike
             seed = None if args.seed is None else args.seed + i
-            r = _one(scenario, nodes, args.duration, args.out / f"{scenario}-n{nodes}-{i}", seed)
+            r = _one(scenario, nodes, args.duration, args.out / f"{scenario}-n{nodes}-{i}", seed, extra)
             r["valid"] = r["generator_lag_ms"]["max_ms"] < args.max_lag_ms
             runs.append(r)
-            print(json.dumps({k: r[k] for k in ("scenario", "nodes", "started_utc", "flood_goodput", "switch_s",
+            print(json.dumps({k: r[k] for k in ("scenario", "nodes", "started_utc", "flood_goodput", "switch_s", "switch_exact_s",
                                                 "goodput_before_switch", "goodput_from_fault",
                                                 "p99_ms", "attack_at_shop", "generator_lag_ms", "valid",
                                                 "per_node", "real_addresses", "load_before",
@@ -195,6 +201,7 @@ def main() -> None:
             "flood_goodput": _range([r["flood_goodput"] for r in mine]),
             "flood_goodput_valid_runs": _range([r["flood_goodput"] for r in valid]),
             "switch_s": _range([r["switch_s"] for r in mine]),
+            "switch_exact_s": _range([r["switch_exact_s"] for r in mine]),
             "goodput_before_switch": _range([r["goodput_before_switch"] for r in mine]),
             "goodput_from_fault": _range([r["goodput_from_fault"] for r in mine]),
             "p99_ms": _range([r["p99_ms"] for r in mine]),
