@@ -9,7 +9,10 @@ within ~0.5 %.
 
 Two shields, as in bench/proxy.py: ``bare`` (no guard, no detector) and
 ``default`` (guard + detector, mode normal, page rate raised for the one
-client, the session cookie a first request got sent back as a browser does).
+client, admission's limit fixed above the connections as bench/proxy.py has
+it (adaptive, valgrind's slowness lowered it and the queue that stood made
+the guard challenge), the session cookie a first request got sent back as a
+browser does).
 
 ``request_path_instructions_per_request`` leaves out the background tasks
 (asyncio ``task_step``: the detector's and console's ticks, the sweeper):
@@ -18,7 +21,19 @@ once-a-second work would be charged to a few requests;
 ``background_instructions_per_second`` gives it per wall second instead.
 ``instructions_per_request`` is everything, as before.
 
-Usage: .venv/bin/python bench/proxy_callgrind.py [--requests 1000] [--keep DIR] [bare default]
+``--whole``: the whole process instead, background ticks included. The
+detector and the console count each request at their once-a-second tick,
+outside the request path, so the request path alone under-counts what a
+request costs. Here a quiet stretch is counted first (what the process
+spends per second with no traffic), then N requests from ``--conns``
+keep-alive connections at once and the ticks that take their rows (a
+2.5 s tail); ``whole_instructions_per_request`` = (the load stretch's
+instructions - the quiet rate x its wall time) / N. ``top`` lists the
+functions with the most inclusive instructions per request (mypyc's
+compiled functions by name; interpreted code shows as the eval loop).
+
+Usage: .venv/bin/python bench/proxy_callgrind.py [--requests 1000] [--keep DIR] [--whole]
+       [--conns 16] [bare default refused]
 (``--keep DIR``: leave the callgrind files there, for ``callgrind_annotate --inclusive=yes``.)
 Prints JSON. Needs valgrind and nginx (the backend); loopback only.
 """
@@ -35,6 +50,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +78,7 @@ rate = 10000000.0
 burst = 10000000.0
 [guard.admission]
 limit = 4096
+adaptive = false
 """,
     # the default wiring refusing every request (429 from the guard's limit)
     "refused": """[guard]
@@ -77,6 +94,7 @@ rate = 10000000.0
 burst = 10000000.0
 [guard.admission]
 limit = 4096
+adaptive = false
 """,
 }
 WIRING["refused_varied"] = WIRING["refused"]
@@ -111,9 +129,116 @@ def requests(port: int, n: int, cookie: str = "", path: str = "/", vary: bool = 
     return head.decode("latin-1")
 
 
-def measure(work: Path, backend_port: int, wiring: str, n: int) -> dict[str, object]:
+def parallel(port: int, n: int, conns: int, cookie: str, path: str) -> None:
+    """n requests over ``conns`` keep-alive connections at once (one thread each)."""
+    per = [n // conns + (1 if i < n % conns else 0) for i in range(conns)]
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            requests(port, k, cookie, path)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in per if k]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=True)
+
+
+def _annotate(path: Path) -> str:
+    return subprocess.run(["callgrind_annotate", "--inclusive=yes", str(path)],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def _total(text: str) -> int:
+    total = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text)
+    if total is None:
+        raise RuntimeError("callgrind recorded nothing")
+    return int(total.group(1).replace(",", ""))
+
+
+def _top(text: str, n: int, per: int, skip: int) -> dict[str, int]:
+    """The ``n`` functions with the most inclusive instructions, per request
+    (those below ``skip`` per request left out)."""
+    out: dict[str, int] = {}
+    for m in re.finditer(r"^\s*([\d,]+) \([\s\d.]+%\)\s+(\S+?)(?: \[.*)?$", text, re.M):
+        v = int(m.group(1).replace(",", "")) // per
+        if v < skip or m.group(2) == "PROGRAM":
+            continue
+        name = m.group(2).rsplit(":", 1)[-1]
+        out.setdefault(name, v)
+        if len(out) >= n:
+            break
+    return out
+
+
+def measure_whole(work: Path, backend_port: int, wiring: str, n: int,
+                  conns: int, quiet: float, tail: float) -> dict[str, object]:
+    """The whole process per request, background ticks included (see --whole)."""
     conf = work / f"{wiring}.toml"
-    conf.write_text(f"""
+    conf.write_text(config_text(work, backend_port, wiring))
+    out = work / f"{wiring}-whole.callgrind"
+    shield = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         sys.executable, "-c", SHIELD, str(conf)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        assert shield.stdout is not None and shield.stdin is not None
+        port = int(shield.stdout.readline())
+        m = re.search(r"set-cookie: ([^;]+);", requests(port, 1), re.I)
+        cookie = m.group(1) if m else ""
+        path = PATHS.get(wiring, "/")
+        parallel(port, 400, conns, cookie, path)  # warm up
+        time.sleep(tail)  # the warm-up's rows taken by the ticks
+        _control(shield.pid, "-i", "on")
+        _control(shield.pid, "-z")
+        t0 = time.monotonic()
+        time.sleep(quiet)
+        _control(shield.pid, "-d")  # dump 1: the quiet stretch
+        quiet_wall = time.monotonic() - t0
+        t0 = time.monotonic()
+        parallel(port, n, conns, cookie, path)
+        load_wall = time.monotonic() - t0
+        time.sleep(tail)
+        _control(shield.pid, "-d")  # dump 2: the load and its ticks
+        wall = time.monotonic() - t0
+        _control(shield.pid, "-i", "off")
+        shield.stdin.write(b"\n")
+        shield.stdin.flush()
+        shield.wait(timeout=300)
+    finally:
+        if shield.poll() is None:
+            os.killpg(shield.pid, signal.SIGKILL)
+            shield.wait()
+    outcomes: dict[str, int] = {}
+    for line in (work / f"{wiring}-access.log").read_text().splitlines():
+        m = re.search(r'" (\d{3}) .* d=(\S+) ', line)
+        k = f"{m.group(1)} d={m.group(2)}" if m else "?"
+        outcomes[k] = outcomes.get(k, 0) + 1
+    quiet_ir = _total(_annotate(Path(f"{out}.1")))
+    load_text = _annotate(Path(f"{out}.2"))
+    load_ir = _total(load_text)
+    rate = quiet_ir / max(quiet_wall, 1e-9)
+    return {"requests": n, "connections": conns,
+            "whole_instructions_per_request": round((load_ir - rate * wall) / n),
+            "quiet_instructions_per_second": round(rate),
+            "load_instructions_per_request_raw": round(load_ir / n),
+            "wall_s_under_valgrind": round(load_wall, 1),
+            "access_log": outcomes,
+            "top": _top(load_text, 40, n, 1000)}
+
+
+def config_text(work: Path, backend_port: int, wiring: str) -> str:
+    return f"""
 listen = "127.0.0.1:0"
 access_log = "{work}/{wiring}-access.log"
 [[backends]]
@@ -124,7 +249,12 @@ idle = 600.0
 upstream_response = 600.0
 [upstream]
 keepalive = 1024
-{WIRING[wiring]}""")
+{WIRING[wiring]}"""
+
+
+def measure(work: Path, backend_port: int, wiring: str, n: int) -> dict[str, object]:
+    conf = work / f"{wiring}.toml"
+    conf.write_text(config_text(work, backend_port, wiring))
     out = work / f"{wiring}.callgrind"
     shield = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
@@ -176,6 +306,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--keep", type=Path, help="copy the callgrind files into this directory")
+    ap.add_argument("--whole", action="store_true",
+                    help="the whole process per request, background ticks included")
+    ap.add_argument("--conns", type=int, default=16, help="--whole: connections at once")
+    ap.add_argument("--quiet", type=float, default=3.0, help="--whole: seconds of no traffic")
+    ap.add_argument("--tail", type=float, default=2.5,
+                    help="--whole: seconds counted after the last request (its ticks)")
     ap.add_argument("wirings", nargs="*",
                     help="bare, default, refused (a 429 from the guard), refused_varied (the same, "
                          "each request its own query) (all when none given)")
@@ -199,11 +335,15 @@ def main() -> None:
         backend = subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)],
                                    start_new_session=True)
         bench.wait_port(port)
-        out = {w: measure(work, port, w, args.requests) for w in wirings}
+        if args.whole:
+            out = {w: measure_whole(work, port, w, args.requests, args.conns, args.quiet,
+                                    args.tail) for w in wirings}
+        else:
+            out = {w: measure(work, port, w, args.requests) for w in wirings}
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
-            for w in wirings:
-                shutil.copy(work / f"{w}.callgrind", args.keep / f"{w}.callgrind")
+            for f in work.glob("*.callgrind*"):
+                shutil.copy(f, args.keep / f.name)
         print(json.dumps(out, indent=2))
     finally:
         if backend is not None and backend.poll() is None:
