@@ -24,7 +24,7 @@ PURE_TESTS := tests/proxy/test_proxy_framing.py tests/proxy/test_proxy_path.py t
 
 .PHONY: demo test lint bench venv build debs clean
 
-$(STAMP): pyproject.toml setup.py $(HOT_SRC)
+$(STAMP): pyproject.toml setup.py src/shieldwall/_build.py $(HOT_SRC)
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip setuptools wheel 'mypy>=1.10'
 	$(PY) -m pip install -q --no-build-isolation -e '.[dev]'

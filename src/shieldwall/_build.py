@@ -35,6 +35,7 @@ HOT: tuple[str, ...] = (
     "shieldwall.proxy.upstream",
     "shieldwall.proxy.balancer",
     "shieldwall.proxy.accesslog",
+    "shieldwall.proxy.cache",
     "shieldwall.metrics",
     "shieldwall.guard.decision",
     "shieldwall.guard._gate",
@@ -44,6 +45,8 @@ HOT: tuple[str, ...] = (
     "shieldwall.guard._net",
     "shieldwall.guard._tokens",
     "shieldwall.guard._responses",
+    "shieldwall.detect.windows",
+    "shieldwall.rowfeed",
 )
 """The request path's modules, compiled together (setup.py reads this tuple)."""
 

@@ -24,7 +24,7 @@ from shieldwall.detect.cluster import (
 from shieldwall.detect.detector import Detector
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.synth import generate, make_scenario
-from shieldwall.detect.windows import Window, WindowBuilder
+from shieldwall.detect.windows import FIELDS, Window, WindowBuilder
 from shieldwall.drill.procs import Lab
 from shieldwall.drill.redis_lab import sentinel_available, start_single
 from shieldwall.guard._redis_url import make_client
@@ -49,7 +49,7 @@ def _windows_by_node(nodes: int) -> tuple[list[Window], list[list[Window]]]:
 
 
 def _same(a: Window, b: Window) -> None:
-    for name in Window.__slots__:
+    for name in FIELDS:
         x, y = getattr(a, name), getattr(b, name)
         # float sums differ in the last bits with the order they were added in
         assert (x == pytest.approx(y, rel=1e-9)) if isinstance(x, float) else x == y, name

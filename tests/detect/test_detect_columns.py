@@ -22,7 +22,7 @@ from shieldwall.detect.detector import StepResult
 from shieldwall.detect.families import FAMILIES, TEST_SEEDS, TRAIN_SEEDS
 from shieldwall.detect.readers import ReadStats, read_column_batches
 from shieldwall.detect.synth import generate, make_scenario, write_log
-from shieldwall.detect.windows import Window, WindowBuilder
+from shieldwall.detect.windows import FIELDS, Window, WindowBuilder
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -30,7 +30,7 @@ DATA = Path(__file__).parent.parent / "data"
 def _snap(w: Window) -> dict[str, Any]:
     """Everything a window holds; dicts as item lists (their order is part of it)."""
     out: dict[str, Any] = {}
-    for k in Window.__slots__:
+    for k in FIELDS:
         v = getattr(w, k)
         if isinstance(v, dict):
             v = [(a, sorted(b) if isinstance(b, set) else b) for a, b in v.items()]

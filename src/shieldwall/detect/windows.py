@@ -29,14 +29,19 @@ _ASSET = 2
 _TRUSTED = 4  # presented a shield session or passed a challenge
 
 
+FIELDS = (
+    "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "nf", "noreq", "pages", "paths",
+    "qpaths", "queries", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
+    "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
+)
+"""A :class:`Window`'s fields. This module is compiled with the request path
+(shieldwall._build): a compiled class has no ``__slots__`` to list them."""
+
+
 class Window:
     """Raw counts of one second. Mergeable, bounded by the requests it holds."""
 
-    __slots__ = (
-        "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "nf", "noreq", "pages", "paths",
-        "qpaths", "queries", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
-        "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
-    )
+    __slots__ = FIELDS
 
     def __init__(self, sec: int, gap: bool = False) -> None:
         self.sec = sec
