@@ -18,7 +18,7 @@ worker without bound).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 LiveRow = tuple[float, str, str, str, int, int, float, str, bool, bool, str, float,
                 str, str, str]
@@ -31,6 +31,56 @@ ROW_FIELDS = 12
 """How many leading fields of a :data:`LiveRow` are the detector's Row."""
 
 MAX_ROWS = 500_000
+
+ConsoleKey = tuple[int, str, str, str, str, str, int, str, int, str]
+"""What the console charts of a request: (second, client, agent, path, decision,
+outcome, status, class, latency bucket, upstream)."""
+
+
+def console_groups(rows: Sequence[LiveRow], bounds: Sequence[float]) -> dict[ConsoleKey, int]:
+    """The console's first pass over a tick's rows (shieldwall.console's
+    Recorder): identical requests collapsed, with their count. Here and
+    compiled with the request path because it runs once per request: the
+    console's own code then runs once per distinct request (a flood is the
+    same few requests many times over).
+
+    A row that differs from the one before it at most in its latency (the
+    common case: a connection's requests, a flood's) adds one to a list
+    slot: no key tuple and no hashing; the table is looked up only when the
+    rest changes. ``bounds``: the latency buckets' upper bounds, ascending
+    (the bucket is the first bound >= the request time, as ``bisect_left``)."""
+    bl = list(bounds)  # a native list: an item is a load, not a generic __getitem__
+    nb = len(bl)
+    table: dict[tuple[int, str, str, str, str, str, int, str, str], list[int]] = {}
+    counts: list[int] = []
+    sec0 = status0 = 0
+    client0 = agent0 = path0 = dec0 = out0 = cls0 = up0 = ""
+    for (t_end, client, path, _q, status, _b, rt, agent, _s, _v, outcome, _ut,
+         decision, cls, upstream) in rows:
+        sec = int(t_end)
+        if not counts or sec != sec0 or status != status0 or client != client0 \
+                or path != path0 or agent != agent0 or decision != dec0 \
+                or outcome != out0 or cls != cls0 or upstream != up0:
+            sec0, status0, client0, path0, agent0 = sec, status, client, path, agent
+            dec0, out0, cls0, up0 = decision, outcome, cls, upstream
+            prefix = (sec, client, agent, path, decision, outcome, status, cls, upstream)
+            got = table.get(prefix)
+            if got is None:
+                got = table[prefix] = [0] * (nb + 1)
+            counts = got
+        bucket = 0
+        while bucket < nb and bl[bucket] < rt:
+            bucket += 1
+        counts[bucket] += 1
+    groups: dict[ConsoleKey, int] = {}
+    for (sec, client, agent, path, decision, outcome, status, cls, upstream), per in \
+            table.items():
+        for bucket in range(nb + 1):
+            n = per[bucket]
+            if n:
+                groups[(sec, client, agent, path, decision, outcome, status, cls, bucket,
+                        upstream)] = n
+    return groups
 
 
 class RowFeed:

@@ -32,7 +32,7 @@ from typing import Any
 
 from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
 from shieldwall.detect.events import Outcome, RequestEvent
-from shieldwall.rowfeed import LiveRow, RowFeed
+from shieldwall.rowfeed import LiveRow, RowFeed, console_groups
 
 SECONDS_KEPT = 900
 """Per-second buckets kept (15 minutes): the console charts the last 5."""
@@ -232,16 +232,9 @@ class Recorder:
 
     def _fold(self, rows: Iterable[LiveRow]) -> None:
         # First collapse identical requests (a flood is the same few requests
-        # many times over): one tuple and one dict update per row, the rest
-        # of the work once per distinct request.
-        groups: dict[tuple[Any, ...], int] = {}
-        get = groups.get
-        bounds = LATENCY_BOUNDS
-        for (t_end, client, path, _q, status, _b, rt, agent, _s, _v, outcome, _ut,
-             decision, cls, upstream) in rows:
-            k = (int(t_end), client, agent, path, decision, outcome, status, cls,
-                 bisect_left(bounds, rt), upstream)
-            groups[k] = get(k, 0) + 1
+        # many times over): compiled, once per row (shieldwall.rowfeed); the
+        # rest of the work once per distinct request.
+        groups = console_groups(rows if isinstance(rows, list) else list(rows), LATENCY_BOUNDS)
         per_dim: dict[str, dict[str, list[int]]] = {d: {} for d in DIMENSIONS}
         per_backend: dict[str, list[int]] = {}
         last_at = None
