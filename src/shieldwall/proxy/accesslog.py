@@ -81,6 +81,18 @@ class AccessLog:
             self._poll.register(self._fd, select.POLLOUT)
         self._sec = -1
         self._stamp = ""
+        # write()'s parts of the line before, reused while their fields match
+        self._m_target = self._m_agent = self._m_referer = self._m_method = "\0"
+        self._m_version = ""
+        self._m_quoted = self._m_quoted_end = ""
+        self._m_status = self._m_sent = self._m_us = -1
+        self._m_ss = ""
+        self._m_outcome = self._m_decision = self._m_cls = "\0"
+        self._m_session = self._m_verified = False
+        self._m_tail = ""
+        self._m_client = "\0"
+        self._m_sec = -1
+        self._m_head = ""
         self._tails: dict[tuple[str, str, str, bool, bool], str] = {}
         """The end of an answered line (see :meth:`answered_tail`), by its values."""
 
@@ -95,23 +107,53 @@ class AccessLog:
               status: int, sent: int, referer: str, agent: str, rt: float, up: str,
               ut: float, us: int, outcome: str, decision: str, cls: str,
               session: bool = False, verified: bool = False) -> None:
+        """One line (docs/ACCESS_LOG.md). Its parts are kept from the line
+        before and reused while they are the same (a connection's requests, a
+        flood's): the quoted part (request line, referer, agent: built and
+        checked for escapes once), the status and bytes, and the tail (the
+        outcome, decision, class and flags); times of whole milliseconds come
+        from a table. Compared field by field, not hashed: a few
+        instructions each when they match."""
         if not self.enabled:
             return
-        request = f"{method} {target} HTTP/{version}" if method else "-"
-        referer = referer or "-"
-        agent = agent or "-"
-        quoted = request + referer + agent
-        if '"' in quoted or "\\" in quoted or not quoted.isprintable():
-            request, referer, agent = _esc(request), _esc(referer), _esc(agent)
+        if target != self._m_target or agent != self._m_agent or referer != self._m_referer \
+                or method != self._m_method or version != self._m_version:
+            self._m_target, self._m_agent, self._m_referer = target, agent, referer
+            self._m_method, self._m_version = method, version
+            request = f"{method} {target} HTTP/{version}" if method else "-"
+            referer = referer or "-"
+            agent = agent or "-"
+            if not _plain(request + referer + agent):
+                request, referer, agent = _esc(request), _esc(referer), _esc(agent)
+            self._m_quoted = f'"{request}" '
+            self._m_quoted_end = f' "{referer}" "{agent}" rt='
+        if status != self._m_status or sent != self._m_sent:
+            self._m_status, self._m_sent = status, sent
+            self._m_ss = f"{status} {sent}"
+        if outcome != self._m_outcome or decision != self._m_decision or cls != self._m_cls \
+                or session != self._m_session or verified != self._m_verified or us != self._m_us:
+            self._m_outcome, self._m_decision, self._m_cls = outcome, decision, cls
+            self._m_session, self._m_verified, self._m_us = session, verified, us
+            self._m_tail = (f' us={str(us) if us else "-"} o={outcome or "-"} '
+                            f'd={decision or "-"} c={cls or "-"} s={"1" if session else "0"} '
+                            f'v={"1" if verified else "0"}\n')
         sec = int(start)
-        stamp = self._stamp if sec == self._sec else self._time_local(start)
-        line = (
-            f'{client} - - [{stamp}] "{request}" {status} {sent} '
-            f'"{referer}" "{agent}" rt={_secs(rt) if rt > 0.0 else "0.000"} up={up or "-"} '
-            f'ut={_secs(ut) if ut >= 0 else "-"} us={str(us) if us else "-"} o={outcome or "-"} '
-            f'd={decision or "-"} c={cls or "-"} s={"1" if session else "0"} '
-            f'v={"1" if verified else "0"}\n'
-        )
+        if client != self._m_client or sec != self._m_sec:
+            stamp = self._stamp if sec == self._sec else self._time_local(start)
+            self._m_client, self._m_sec = client, sec
+            self._m_head = f"{client} - - [{stamp}] "
+        if rt > 0.0:
+            ms = int(rt * 1000.0 + 0.5)
+            rts = _MS[ms] if ms < 256 else _secs(rt)
+        else:
+            rts = "0.000"
+        if ut >= 0:
+            ms = int(ut * 1000.0 + 0.5)
+            uts = _MS[ms] if ms < 256 else _secs(ut)
+        else:
+            uts = "-"
+        line = (self._m_head + self._m_quoted + self._m_ss + self._m_quoted_end + rts
+                + " up=" + (up or "-") + " ut=" + uts + self._m_tail)
         self._buf.append(line)
         self._size += len(line)
         if self._size >= 65536:
