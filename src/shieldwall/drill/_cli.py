@@ -24,7 +24,10 @@ def _console() -> Console:
     return c if c.is_terminal else Console(width=120)
 
 
-def _progress(live: Live) -> Group:
+def _progress(live: Live, events_from: int | None = None) -> Group:
+    """The status line and events. On a terminal the last four events under a line that
+    redraws; in a log (``events_from``) only the events since the previous print, so a
+    piped run reads as a timeline, each event once."""
     legit, attack = live.legit, live.attack
     s = live.samples[-1] if live.samples else None
     i = int(live.t) - 1
@@ -38,7 +41,8 @@ def _progress(live: Live) -> Group:
               f"shoppers {lo}/{lr} ok/s", f"attack {ar}/s",
               f"mode {s.mode if s and s.mode else '-'}", f"verdict {s.verdict if s and s.verdict else '-'}",
               f"backends up {sum(s.alive) if s else '-'}")
-    return Group(t, Text("\n".join(live.events[-4:]), style="dim"))
+    events = live.events[-4:] if events_from is None else live.events[events_from:]
+    return Group(t, Text("\n".join(events), style="dim"))
 
 
 def run_and_report(opts: DrillOptions, json_path: Path, html_path: Path | None, console: Console) -> dict[str, Any]:
@@ -55,9 +59,14 @@ def _run_and_report(opts: DrillOptions, json_path: Path, html_path: Path | None,
         with RichLive(_progress(live), console=console, refresh_per_second=4, transient=False) as rl:
             report = uvloop.run(run_drill(opts, live, lambda lv: rl.update(_progress(lv))))
     else:
+        printed = 0
+
         def tick(lv: Live) -> None:
+            nonlocal printed
+            printed = min(printed, len(lv.events))  # a new run starts its events afresh
             if lv.samples and lv.samples[-1].t % 5 == 0:
-                console.print(_progress(lv))
+                console.print(_progress(lv, printed))
+                printed = len(lv.events)
 
         report = uvloop.run(run_drill(opts, live, tick))
     errs = schema_errors(report)
