@@ -21,8 +21,10 @@ timed from outside as a whole process (start-up and imports included) on a
 ``--whole-lines`` (650,000) line log of each format, ``--repeat`` (3) times
 each, interleaved: wall and CPU seconds (the child's own rusage), lines per
 wall second, and the incidents it found. ``cli`` is the command as installed
-(both cores: the reader parses ahead on a second thread), ``cli_one_core`` the
-same pinned to one core (``taskset -c 0``), ``rows`` the per-line window loop
+(both cores: a forked process parses and counts the chunks, the command's own
+process adds them to its windows and runs the detector; ``parent_cpu_s`` is the
+latter, the critical path when each has a core, ``child_cpu_s`` the former),
+``cli_one_core`` the same pinned to one core (``taskset -c 0``), ``rows`` the per-line window loop
 (``analyze(engine="rows")``); with ``--before REF`` also ``before``: the same
 command run from the sources of git revision REF (``git archive``, on
 PYTHONPATH), so old and new are timed side by side in one run, with
@@ -159,8 +161,12 @@ def _timed(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
         err = errf.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {err[-2000:]}")
-    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
-            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
+    out = {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
+           "peak_rss_mb": round(ru.ru_maxrss / 1024, 1)}
+    for line in err.splitlines():
+        if line.startswith(_SPLIT_TAG):
+            out.update(json.loads(line[len(_SPLIT_TAG):]))
+    return out
 
 
 def _spread(xs: list[float], digits: int = 2) -> list[float]:
@@ -168,6 +174,17 @@ def _spread(xs: list[float], digits: int = 2) -> list[float]:
     ys = sorted(xs)
     return [round(ys[0], digits), round(ys[len(ys) // 2], digits), round(ys[-1], digits)]
 
+
+_SPLIT_TAG = "analyze-cpu-split "
+_CLI = ("import json, resource, sys; from shieldwall.cli import main; sys.argv[0] = 'shieldwall'\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+        "s = resource.getrusage(resource.RUSAGE_SELF); c = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "hwm = [int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:')]\n"
+        f"print({_SPLIT_TAG!r} + json.dumps({{'parent_cpu_s': s.ru_utime + s.ru_stime, "
+        "'child_cpu_s': c.ru_utime + c.ru_stime, 'parent_peak_mb': hwm[0] / 1024}), file=sys.stderr)\n"
+        "sys.exit(code)")
+"""``shieldwall analyze`` run as the installed command runs it, then its own CPU and its
+parsing process's (the parent's is the critical path when the two have a core each)."""
 
 _ROWS = ("import sys; from pathlib import Path; from shieldwall.detect.analyze import analyze; "
          "import json; r = analyze([Path(sys.argv[1])], engine='rows'); "
@@ -179,8 +196,9 @@ def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dic
     exe = Path(sys.executable).with_name("shieldwall")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
-        "cli": ([str(exe), "analyze", "{log}", "--json", "{out}"], env),
-        "cli_one_core": (["taskset", "-c", "0", str(exe), "analyze", "{log}", "--json", "{out}"], env),
+        "cli": ([sys.executable, "-c", _CLI, "analyze", "{log}", "--json", "{out}"], env),
+        "cli_one_core": (["taskset", "-c", "0", sys.executable, "-c", _CLI, "analyze", "{log}",
+                          "--json", "{out}"], env),
         "rows": ([sys.executable, "-c", _ROWS, "{log}", "{out}"], env),
     }
     if before:
@@ -201,7 +219,7 @@ def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dic
         for _ in range(repeat):
             for name, (cmd, cenv) in commands.items():
                 js = tmp / f"out-{name}.json"
-                argv = [a.format(log=log, out=js) for a in cmd]
+                argv = [a.replace("{log}", str(log)).replace("{out}", str(js)) for a in cmd]
                 runs[name].append(_timed(argv, cenv))
                 rep = json.loads(js.read_text())
                 found[name] = rep["incidents"]
@@ -215,6 +233,13 @@ def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dic
                 "lines_per_s": _spread([info["lines"] / w for w in walls], -3),
                 "lines_per_cpu_s": _spread([info["lines"] / c for c in cpus], -3),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "incidents": len(found[name])}
+            if all("parent_cpu_s" in r for r in rs):
+                parent = [r["parent_cpu_s"] for r in rs]
+                res[name].update({  # type: ignore[attr-defined]
+                    "parent_cpu_s": _spread(parent), "child_cpu_s": _spread([r["child_cpu_s"] for r in rs]),
+                    "lines_per_parent_cpu_s": _spread([info["lines"] / c for c in parent], -3),
+                    # VmHWM: ru_maxrss counts this bench's own pages from before the exec
+                    "parent_peak_mb": round(max(r["parent_peak_mb"] for r in rs), 1)})
         # the tree's own ways must agree; the revision before may differ where its rules did
         res["same_incidents"] = all(f == found["cli"] for k, f in found.items() if k != "before")
         if "before" in found:
