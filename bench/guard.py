@@ -5,8 +5,9 @@ Prints one JSON document:
 - ``core``: microseconds per ``Gate.decide`` for the pure core, single
   thread, on the allow path (a returning browser with a session cookie, a
   fresh-bucket unknown client), and on the reject paths (banned address,
-  over the limit, a challenge page for a returning network and for a new
-  network each time), plus
+  over the limit, a challenge page: the same request again, a new target
+  each time from one network (the page made from its template), and a new
+  network each time (a new signature too)), plus
   ``observe_response`` for a returning browser;
 - ``proxy``: through the real proxy (``run_shield`` with the guard wired in,
   in this process) in front of nginx, driven by wrk: requests/s and the
@@ -24,7 +25,6 @@ proxied request.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import platform
 import sys
@@ -74,8 +74,14 @@ def core(n: int) -> dict[str, Any]:
         "mode": "under_attack",
         "limits": {"default_route": {"name": "page", "rate": 1e9, "burst": 1e9}}}), clock=clock)
     challenged = RequestFacts("192.0.2.2", "GET", "/shop", "item=7")
-    spread = itertools.cycle([RequestFacts(f"10.{i // 256}.{i % 256}.9", "GET", "/shop",
-                                           f"item={i}") for i in range(max(1, n // 10))])
+    # (3 rounds of n // 10 calls each: as many distinct requests, so that no
+    # round meets the signatures or pages an earlier one made)
+    spread = iter([RequestFacts(f"10.{i // 256 % 256}.{i % 256}.{i // 65536 + 9}", "GET", "/shop",
+                                f"item={i}") for i in range(3 * max(1, n // 10) + 1)])
+    # one client, a new target each time (a randomized flood): the token is
+    # reused (half a second per prefix), the page is made from the template
+    targets = iter([RequestFacts("192.0.2.3", "GET", "/shop", f"item={i}&p={i % 7}")
+                    for i in range(3 * max(1, n // 10) + 1)])
     assert gate.decide(browser).action.value == "allow"
     assert gate.decide(banned).action.value == "block"
     assert limited_rt.gate.decide(limited).action.value == "limit"
@@ -86,7 +92,10 @@ def core(n: int) -> dict[str, Any]:
         "allow_unknown_us": _per_call_us(lambda: gate.decide(plain), n),
         "reject_banned_us": _per_call_us(lambda: gate.decide(banned), n),
         "reject_limited_us": _per_call_us(lambda: limited_rt.gate.decide(limited), n),
+        # the same request again: the same token, the same page handed out again
         "challenge_page_us": _per_call_us(lambda: attack_rt.gate.decide(challenged), n // 10),
+        "challenge_page_new_target_us": _per_call_us(
+            lambda: attack_rt.gate.decide(next(targets)), n // 10),
         # a new network every time: a fresh signature and identity per page
         "challenge_page_new_prefix_us": _per_call_us(
             lambda: attack_rt.gate.decide(next(spread)), n // 10),

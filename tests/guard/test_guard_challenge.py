@@ -241,3 +241,24 @@ def test_answers_are_rate_limited_per_address() -> None:
     assert statuses[:10] == [403] * 10 and statuses[10:] == [429, 429]
     clock.advance(1)
     assert parse(_verify(rt, "192.0.2.10", "garbage", 1).response).status == 403
+
+
+def test_a_networks_challenge_is_reused_for_half_a_second_with_its_page() -> None:
+    """A flood from one network costs one signature per half second, and the
+    same request again the same page; another target gets its own page with
+    the same token, another class (a suspect: no no-JS path) its own page."""
+    clock = Clock()
+    rt = _rt(clock)
+    first = rt.gate.decide(facts(client="192.0.2.10", path="/shop", query="x=1"))
+    again = rt.gate.decide(facts(client="192.0.2.11", path="/shop", query="x=1"))
+    assert again.response == first.response
+    other = rt.gate.decide(facts(client="192.0.2.10", path="/cart", query="a=1&b=2"))
+    assert challenge_of(other.response)["challenge"] == challenge_of(first.response)["challenge"]
+    assert challenge_of(other.response)["redirect"] == "/cart?a=1&b=2"
+    assert b"r=/cart%3Fa%3D1%26b%3D2" in other.response  # the no-JS link's target
+    rt.mark_suspect("192.0.2.10", 1.0, 60)
+    sus = rt.gate.decide(facts(client="192.0.2.10", path="/cart", query="a=1&b=2"))
+    assert b"nojs=1" not in sus.response and b"nojs=1" in other.response
+    clock.advance(0.6)
+    later = rt.gate.decide(facts(client="192.0.2.11", path="/shop", query="x=1"))
+    assert challenge_of(later.response)["challenge"] != challenge_of(first.response)["challenge"]

@@ -29,3 +29,16 @@ def test_a_plain_target_is_served_from_the_template() -> None:
     pages = responses.ChallengePages("/.shieldwall/verify")
     pages.page("abc.def", 14, "/shop?item=7&x=1", 5.0)
     assert list(pages._templates) == [(14, 5.0, "")]
+    pages.page("abc.def", 14, "/shop\u00e9", 5.0)  # not plain: built from scratch
+    assert list(pages._templates) == [(14, 5.0, "")]
+
+
+def test_the_shields_tokens_are_of_the_plain_alphabet_the_template_assumes() -> None:
+    from shieldwall.guard._tokens import Signer
+
+    signer = Signer(b"k" * 32, "challenge")
+    rng = random.Random(3)
+    for _ in range(500):
+        fields = ["1", f"10.{rng.randint(0, 255)}.0.0/24", "1700000000.123", "14",
+                  hex(rng.getrandbits(48))]
+        assert responses._PLAIN_TOKEN.fullmatch(signer.sign(*fields))

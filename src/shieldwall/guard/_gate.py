@@ -127,6 +127,21 @@ class _Tokens:
 _NO_TOKENS: Final = _Tokens(None, None)
 
 
+class _Recent:
+    """A challenge token issued to a prefix at a difficulty, and the last
+    page made with it (handed out again while the token is reused)."""
+
+    __slots__ = ("at", "bits", "cls", "decision", "target", "token")
+
+    def __init__(self, bits: int, at: float, token: str) -> None:
+        self.bits = bits
+        self.at = at
+        self.token = token
+        self.cls = _UNKNOWN
+        self.target = ""
+        self.decision: Decision | None = None
+
+
 class _ShadowLog:
     """Logs what a shadowed rule would have done, at most once a second per rule."""
 
@@ -156,9 +171,9 @@ class GuardGate:
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
         self._canned = responses.Canned()
         self._pages = responses.ChallengePages(VERIFY_PATH)
-        self._recent_challenges: dict[tuple[str, int], tuple[float, str]] = {}
-        """The challenge last issued per (prefix, bits): reused for half a
-        second, so a flood from one network costs one signature per half
+        self._recent_challenges: dict[str, list[_Recent]] = {}
+        """The challenge last issued per prefix and difficulty: reused for half a
+        second (its last page too, when the next request has the same target), so a flood from one network costs one signature per half
         second, not one per request. Nothing is given away: the pass a solved
         challenge buys is bound to that prefix, and any of its challenges
         can be redeemed until it expires anyway."""
@@ -166,6 +181,14 @@ class GuardGate:
         """Makes each challenge distinct. Unpredictable enough: a challenge is
         the signed token, whose MAC no one can compute without the secret."""
         self._challenge_reasons = {b: f"challenge:{b}" for b in range(33)}
+        ch = settings.challenge
+        self._nojs = ch.nojs
+        self._nojs_delay = ch.nojs_delay
+        self._difficulty = ch.difficulty
+        self._suspect_extra = ch.suspect_extra
+        self._under_attack_extra = ch.under_attack_extra
+        """The challenge settings read per decision, as native fields (an
+        attribute of the settings model is a Python lookup each)."""
         self._shadow = frozenset(settings.shadow)
         self._shadow_block = "block" in self._shadow
         self._shadow_limit = "limit" in self._shadow
@@ -325,7 +348,7 @@ class GuardGate:
                     if not d.shadow:
                         return d
                     shadowed = shadowed or d
-            elif cls is _UNKNOWN and pass_bits < self.settings.challenge.difficulty \
+            elif cls is _UNKNOWN and pass_bits < self._difficulty \
                     and self.conduct.surge_checks(ident.address, now):
                 # one of a surge of new clients, before any verdict or pressure
                 d = self._challenged(facts, ident, cls, self.required_bits(cls, mode), now,
@@ -399,12 +422,11 @@ class GuardGate:
         return Decision(d.action, d.cls, d.retry_after, d.reason, True, d.response, d.close)
 
     def required_bits(self, cls: ClientClass, mode: Mode) -> int:
-        c = self.settings.challenge
-        bits = c.difficulty
+        bits = self._difficulty
         if cls is _SUSPECT:
-            bits += c.suspect_extra
+            bits += self._suspect_extra
         if mode is _UNDER_ATTACK:
-            bits += c.under_attack_extra
+            bits += self._under_attack_extra
         return min(bits, 28)  # clients refuse more (docs/CHALLENGE.md)
 
     def _lists_for(self, ident: Identity, now: float) -> _Lists:
@@ -591,25 +613,41 @@ class GuardGate:
 
     def _challenge_decision(self, facts: RequestFacts, ident: Identity, cls: ClientClass,
                             bits: int, now: float, note: str = "") -> Decision:
-        key = (ident.bind_prefix, bits)
-        hit = self._recent_challenges.get(key)
-        if hit is not None and now - hit[0] < _CHALLENGE_REUSE and not note:
+        prefix = ident.bind_prefix
+        target = facts.path + "?" + facts.query if facts.query else facts.path
+        recent = self._recent_challenges.get(prefix)
+        hit: _Recent | None = None
+        if recent is not None and not note:
             # (a page with a note answers a failed attempt: always a fresh one)
-            challenge = hit[1]
+            for r in recent:
+                if r.bits == bits and now - r.at < _CHALLENGE_REUSE:
+                    hit = r
+                    break
+        if hit is not None:
+            if hit.decision is not None and hit.cls is cls and hit.target == target:
+                return hit.decision  # the same page: its token and its target
         else:
             ms = int(now * 1000.0)  # the issue time as "%.3f" would print it, without str.format
             issued = str(ms // 1000) + "." + str(1000 + ms % 1000)[1:]
-            challenge = self._challenge.sign("1", ident.bind_prefix, issued, str(bits),
-                                             hex(self._nonces.getrandbits(48)))
-            if len(self._recent_challenges) >= 65536:
-                self._recent_challenges.clear()
-            self._recent_challenges[key] = (now, challenge)
-        target = facts.path + "?" + facts.query if facts.query else facts.path
-        c = self.settings.challenge
-        nojs = c.nojs and cls is not _SUSPECT
-        page = self._pages.page(challenge, bits, target, c.nojs_delay if nojs else None, note)
-        return Decision(_CHALLENGE, cls, reason=self._challenge_reasons.get(bits)
-                        or f"challenge:{bits}", response=page)
+            token = self._challenge.sign("1", prefix, issued, str(bits),
+                                         hex(self._nonces.getrandbits(48)))
+            hit = _Recent(bits, now, token)
+            if recent is None:
+                if len(self._recent_challenges) >= 65536:
+                    self._recent_challenges.clear()
+                self._recent_challenges[prefix] = [hit]
+            else:
+                recent[:] = [r for r in recent if r.bits != bits and now - r.at < _CHALLENGE_REUSE]
+                recent.append(hit)
+        nojs = self._nojs and cls is not _SUSPECT
+        page = self._pages.page(hit.token, bits, target, self._nojs_delay if nojs else None, note)
+        d = Decision(_CHALLENGE, cls, reason=self._challenge_reasons.get(bits)
+                     or f"challenge:{bits}", response=page)
+        if not note:
+            hit.cls = cls
+            hit.target = target
+            hit.decision = d
+        return d
 
     def _own(self, facts: RequestFacts, now: float) -> Decision:
         if facts.path != VERIFY_PATH:

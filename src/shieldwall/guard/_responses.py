@@ -244,6 +244,43 @@ _PAGE_HEAD: Final = b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/html; charset
 _PAGE_TAIL: Final = b"\r\nCache-Control: no-store\r\n\r\n"
 
 
+_TOKEN_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+_PLAIN: Final = bytes(1 if chr(c) in _TOKEN_CHARS + "~/" else 2 if chr(c) in "?=&" else 0
+                      for c in range(256))
+"""Per byte: 1 in :data:`_PLAIN_TARGET`'s alphabet and the same in every form,
+2 in it and replaced in some form ('?', '=', '&'), 0 not in it."""
+
+
+def _plain_target(target: bytes) -> int:
+    """0 if ``target`` is not made of :data:`_PLAIN_TARGET`'s alphabet, 1 if
+    it is and needs no replacement, 2 if it holds '?', '=' or '&'. A loop
+    over the bytes: compiled, cheaper than a regex or bytes method call."""
+    kind = 1
+    for i in range(len(target)):
+        k = _PLAIN[target[i]]
+        if k == 0:
+            return 0
+        if k == 2:
+            kind = 2
+    return kind
+
+
+class _Template:
+    """A page cut around its variable parts (see ChallengePages)."""
+
+    __slots__ = ("fixed", "n_quoted", "n_target", "n_token", "nojs_delay", "pieces", "slots")
+
+    def __init__(self, pieces: list[bytes], slots: list[int], nojs_delay: float | None) -> None:
+        self.pieces = pieces
+        self.slots = slots
+        """What goes between pieces i and i+1: 0 the token, 1 the target, 2 the quoted target."""
+        self.fixed = sum(len(p) for p in pieces)
+        self.n_token = slots.count(0)
+        self.n_target = slots.count(1)
+        self.n_quoted = slots.count(2)
+        self.nojs_delay = nojs_delay
+
+
 class ChallengePages:
     """The challenge page prebuilt: per (difficulty, no-JS delay, note) the
     page is built once around marks and cut there, so a challenge costs one
@@ -253,15 +290,20 @@ class ChallengePages:
 
     def __init__(self, verify_path: str) -> None:
         self.verify_path = verify_path
-        self._templates: dict[tuple[int, float | None, str],
-                              tuple[tuple[bytes, ...], tuple[int, ...], tuple[int, ...]]] = {}
+        self._templates: dict[tuple[int, float | None, str], _Template] = {}
+        self._plain: dict[int, _Template] = {}
+        """The templates without a note (every page but a failed answer's), by
+        difficulty and whether a no-JS delay is given: an int key."""
 
-    def _template(self, difficulty: int, nojs_delay: float | None,
-                  note: str) -> tuple[tuple[bytes, ...], tuple[int, ...], tuple[int, ...]]:
+    def _template(self, difficulty: int, nojs_delay: float | None, note: str) -> _Template:
+        if not note:
+            hit = self._plain.get(difficulty * 2 + (nojs_delay is None))
+            if hit is not None and hit.nojs_delay == nojs_delay:
+                return hit
         key = (difficulty, nojs_delay, note)
-        hit = self._templates.get(key)
-        if hit is not None:
-            return hit
+        found = self._templates.get(key)
+        if found is not None:
+            return found
         whole = challenge_page(_TOKEN_MARK, difficulty, _TARGET_MARK, self.verify_path,
                                nojs_delay, note, quote_fn=lambda s, safe="/": s)
         body = whole.partition(b"\r\n\r\n")[2].decode()
@@ -278,30 +320,41 @@ class ChallengePages:
             slots.append(marks[m])
             rest = rest[i + len(m):]
         pieces.append(rest.encode())
-        # the fixed bytes, and how many times each value appears
-        sizes = (sum(len(p) for p in pieces), slots.count(0), slots.count(1), slots.count(2))
-        hit = (tuple(pieces), tuple(slots), sizes)
+        t = _Template(pieces, slots, nojs_delay)
         if len(self._templates) < 256:
-            self._templates[key] = hit
-        return hit
+            self._templates[key] = t
+            if not note:
+                self._plain[difficulty * 2 + (nojs_delay is None)] = t
+        return t
 
     def page(self, challenge: str, difficulty: int, redirect_to: str,
              nojs_delay: float | None, note: str = "") -> bytes:
-        if _PLAIN_TARGET.fullmatch(redirect_to) is None or _PLAIN_TOKEN.fullmatch(
-                challenge) is None:
+        """The page for a token the shield signed (``challenge``: base64url
+        and '.', as :class:`~shieldwall.guard._tokens.Signer` makes them)."""
+        token = challenge.encode()
+        target = redirect_to.encode()
+        # the target made of the plain alphabet: its JSON, HTML and URL forms
+        # follow from the replacements below. (The token is the shield's own
+        # base64url and '.', which all three forms leave as it is.)
+        kind = _plain_target(target)
+        if not kind:
             return challenge_page(challenge, difficulty, redirect_to, self.verify_path,
                                   nojs_delay, note)
-        pieces, slots, sizes = self._template(difficulty, nojs_delay, note)
-        token = challenge.encode()
-        target = redirect_to.replace("&", "&amp;").encode()
-        quoted = redirect_to.replace("?", "%3F").replace("=", "%3D").replace("&", "%26").encode()
-        values = (token, target, quoted)
-        size = (sizes[0] + sizes[1] * len(token) + sizes[2] * len(target)
-                + sizes[3] * len(quoted))
+        t = self._template(difficulty, nojs_delay, note)
+        quoted = target
+        if kind == 2:
+            if t.n_quoted:
+                quoted = redirect_to.replace("?", "%3F").replace("=", "%3D").replace(
+                    "&", "%26").encode()
+            if "&" in redirect_to:
+                target = redirect_to.replace("&", "&amp;").encode()
+        size = (t.fixed + t.n_token * len(token) + t.n_target * len(target)
+                + t.n_quoted * len(quoted))
+        pieces = t.pieces
         parts = [_PAGE_HEAD, str(size).encode(), _PAGE_TAIL, pieces[0]]
         i = 1
-        for slot in slots:
-            parts.append(values[slot])
+        for slot in t.slots:
+            parts.append(token if slot == 0 else target if slot == 1 else quoted)
             parts.append(pieces[i])
             i += 1
         return b"".join(parts)
