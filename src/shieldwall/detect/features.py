@@ -125,6 +125,10 @@ class Features:
     backend_fails: int
     backend_fails_3: int
     """Backend failures over the last 3 s (a quiet shop's failing second may hold few requests)."""
+    fail_evidence: float
+    """CUSUM of the backend-failure share above ``backend_error_share``, second by second:
+    a dead backend (every request failing) fills it in one second; a third of requests
+    failing for a few seconds (a rolling deploy) barely moves it."""
     timeout_share: float
     latency: float
     upstream_latency: float
@@ -409,6 +413,7 @@ class Featurizer:
         self.surge = 0.0
         self.low_run = 0
         self.low_nats = 0.0
+        self.fail_evidence = 0.0
         self.base_p99 = _Ewma(a, 1.0, wu)
         self.base_p99_1 = _Ewma(a, 1.0, wu)
         self.base_asset = _Ewma(a, 1.0, wu)
@@ -666,6 +671,10 @@ class Featurizer:
         if legit_failed and other:
             legit_failed -= sum(map(failed.get, other, repeat(0, len(other))))
         inv = 1.0 / n if n else 0.0
+        if n:
+            # an empty second says nothing about the backends (a hang thins the lines out)
+            floor_share = self.s.backend_error_share
+            self.fail_evidence = min(max(0.0, self.fail_evidence + w.bfail * inv - floor_share), 3.0)
         # query parameter names never seen in normal traffic
         new_key = 0
         with_q = 0
@@ -739,6 +748,7 @@ class Featurizer:
             backend_fail_share=w.bfail * inv,
             backend_fails=w.bfail,
             backend_fails_3=sum(self._bf3),
+            fail_evidence=self.fail_evidence,
             timeout_share=w.timeouts * inv,
             latency=w.rt_sum * inv,
             upstream_latency=w.ut_sum / w.ut_n if w.ut_n else -1.0,

@@ -57,8 +57,11 @@ def stalled(f: Features, s: DetectSettings) -> bool:
 
 
 def backend_failing(f: Features, s: DetectSettings) -> bool:
-    """This second's requests mostly failed at the backend, and enough of them lately."""
-    return f.backend_fail_share >= s.backend_error_share and f.backend_fails_3 >= s.backend_min_errors
+    """This second's requests mostly failed at the backend, enough of them lately, and for
+    long enough given how many (one second of a dead backend is enough; a third of the
+    requests failing must persist: a rolling deploy fails some requests for seconds)."""
+    return (f.backend_fail_share >= s.backend_error_share and f.backend_fails_3 >= s.backend_min_errors
+            and f.fail_evidence >= s.backend_evidence)
 
 
 def _backend_words(f: Features, s: DetectSettings) -> str:

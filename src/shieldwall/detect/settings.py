@@ -115,7 +115,11 @@ class DetectSettings(BaseModel):
     backend_error_share: float = Field(default=0.3, gt=0.0, le=1.0)
     """Backend failure: this share of requests failed at the backend (5xx, refused, timeout)..."""
     backend_min_errors: int = Field(default=5, ge=1)
-    """...and at least this many in the last 3 s."""
+    """...and at least this many in the last 3 s..."""
+    backend_evidence: float = Field(default=0.5, ge=0.0)
+    """...and the failure share's excess over ``backend_error_share``, summed over the
+    seconds (CUSUM), reached this much: every request failing is enough in one second; a
+    third failing for a few seconds (a rolling deploy) is not an outage."""
 
     stall_min_base_rps: float = Field(default=10.0, ge=0.5)
     """A stall (requests hang: nothing completes) is only judged on a shop whose
@@ -137,7 +141,7 @@ class DetectSettings(BaseModel):
     merge_windows: int = Field(default=30, ge=1)
     """Consecutive normal windows to close an incident: an event that pauses for less
     (a hanging backend whose lines thin out, then 504s) stays one incident."""
-    slow_merge_windows: int = Field(default=30, ge=1)
+    slow_merge_windows: int = Field(default=300, ge=1)
     """The same for a slow attack (ddos/slow): it shows only each time the server cuts
     its connections, one header or body timeout apart (up to a few minutes)."""
     crowd_min_seconds: float = Field(default=10.0, ge=0.0)
