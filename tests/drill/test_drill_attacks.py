@@ -67,9 +67,12 @@ async def _run(kind: Kind, seconds: float, **kw: object) -> tuple[Capture, Attac
 
 async def test_a_get_flood_repeats_one_request_from_a_thousand_addresses() -> None:
     cap, stats = await _run(Kind.FLOOD, 2.0, rate=800.0, sources=1000)
-    # A loaded CI machine may not reach the full rate; what is sent must still
-    # spread over the addresses (one source per request until all are used).
-    assert len(cap.requests) >= 400
+    # A loaded CI machine may not reach the full rate (at load 7-8 on 2 cores,
+    # beside another test process, it sent under 400 in 2 s): no throughput
+    # floor here (bench/drill.py measures the generator's ceiling); what is
+    # sent must still spread over the addresses (one source per request
+    # until all are used).
+    assert len(cap.requests) >= 100
     assert {t for _, t, _ in cap.requests} == {"/"}
     sources = {s for s, _, _ in cap.requests}
     assert len(sources) >= 0.9 * min(1000, len(cap.requests))
