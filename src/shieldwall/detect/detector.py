@@ -303,6 +303,15 @@ class Detector:
                 self._normal_run = 0
                 self._cand, self._cand_n = None, 0
                 self._absorb(cur, w, f, v)
+            elif (v.verdict == NORMAL and cur.verdict == BACKEND_FAILURE
+                    and f.backend_fail_share >= self.s.backend_error_share
+                    and f.fail_evidence >= self.s.backend_evidence):
+                # the backends still fail what reaches them (a quiet shop's hang sends a
+                # 504 or two a second, under the count that opens an incident): the same
+                # outage goes on
+                self._normal_run = 0
+                self._cand, self._cand_n = None, 0
+                self._absorb(cur, w, f, v)
             elif v.verdict == NORMAL:
                 self._normal_run += 1
                 self._cand, self._cand_n = None, 0
