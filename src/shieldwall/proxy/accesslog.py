@@ -54,6 +54,11 @@ def _plain(s: str) -> bool:
     return s.isprintable() and '"' not in s and "\\" not in s
 
 
+def is_plain(s: str) -> bool:
+    """Nothing in ``s`` the log would escape (for callers that remember it)."""
+    return _plain(s)
+
+
 class AccessLog:
     def __init__(self, target: str, stdout_fd: int = -1, max_backlog: int = MAX_BACKLOG) -> None:
         """``target``: a file path (appended to), ``-`` for stdout (or ``stdout_fd``),
@@ -174,17 +179,19 @@ class AccessLog:
         return tail
 
     def write_answered(self, client: str, start: float, request: str, status: int, sent: int,
-                       referer: str, agent: str, rt: float, tail: str) -> None:
+                       referer: str, agent: str, rt: float, tail: str,
+                       plain: bool = False) -> None:
         """The line ``write`` makes for a request the shield answered itself
         (``request``: its request line as sent, ``tail`` from
         :meth:`answered_tail`), from fewer parts: a flood's refusals are
         thousands a second, each logged (the proxy's early path,
-        issue 10)."""
+        issue 10). ``plain``: the caller knows that none of the three needs
+        escaping (:func:`is_plain` said so of the same text before)."""
         if not self.enabled:
             return
         referer = referer or "-"
         agent = agent or "-"
-        if not _plain(request + referer + agent):
+        if not plain and not _plain(request + referer + agent):
             request, referer, agent = _esc(request), _esc(referer), _esc(agent)
         sec = int(start)
         stamp = self._stamp if sec == self._sec else self._time_local(start)
