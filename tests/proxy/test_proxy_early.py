@@ -12,6 +12,7 @@ be read as a body; the guard decides once per request either way.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from shieldwall.http.framing import (
     RequestFramer,
     RequestHead,
     quick_head,
+    request_line,
     well_formed,
 )
 from shieldwall.proxy.accesslog import AccessLog
@@ -212,7 +214,8 @@ def test_an_answered_refusal_is_logged_as_the_line_write_makes(tmp_path: Path) -
                        verified)
             parts.write_answered("198.51.100.7", 1_700_000_000.25, request, 429, 176, referer,
                                  agent, rt, parts.answered_tail("shield", "limit", "unknown",
-                                                                session, verified))
+                                                                session, verified),
+                                 plain=False)
     full.close()
     parts.close()
     text = (tmp_path / "parts.log").read_text()
@@ -243,3 +246,91 @@ async def test_every_early_refusal_is_in_the_access_log(tmp_path: Path) -> None:
     assert len(refused) == 5
     assert all('"GET /limited?n=1 HTTP/1.1" 429 ' in ln and '"-" "flood" rt=' in ln
                and " o=shield d=limit c=unknown " in ln for ln in refused)
+
+
+def test_a_new_request_line_over_known_header_lines_reads_as_quick_head_does() -> None:
+    """request_line (the early path's reading of a head whose header lines a
+    connection sent before) gives what quick_head and llhttp give the whole
+    head, or None: for every plain head, with targets of any bytes."""
+    rng = random.Random(5)
+    alphabet = bytes(range(33, 127)) + b" \x00\t\x80\xe9#"
+    checked = 0
+    for data in PLAIN:
+        q = quick_head(data, LIMITS)
+        if q is None:
+            continue
+        method, request, _path, _query, version, cookie, agent, referer = q
+        tail = data[len(request):]
+        form = well_formed(data)
+        for _ in range(300):
+            target = b"/" + bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+            variant = f"{method} ".encode() + target + f" HTTP/{version}".encode() + tail
+            got = request_line(variant, len(variant) - len(tail), method + " ",
+                               " HTTP/" + version, LIMITS.max_request_line)
+            if got is None:
+                continue
+            checked += 1
+            again = quick_head(variant, LIMITS)
+            assert again is not None, variant
+            assert got == (again[1], again[2], again[3]), variant
+            assert again[5:] == (cookie, agent, referer)
+            assert well_formed(variant) == form, variant
+            head = RequestFramer(LIMITS).feed(variant)[0][1]
+            assert isinstance(head, RequestHead) and (head.path, head.query) == got[1:]
+    assert checked > 300
+    # not the same method or version, or not a plain target: None
+    tail = b"\r\nHost: shop\r\n\r\n"
+    for line in (b"HEAD /a HTTP/1.1", b"GET /a HTTP/1.0", b"GET /a\"b HTTP/1.1", b"GET a HTTP/1.1",
+                 b"GET /a b HTTP/1.1", b"GET /a\r\nX: y HTTP/1.1", b"GET  HTTP/1.1"):
+        assert request_line(line + tail, len(line), "GET ", " HTTP/1.1", 8192) is None, line
+    assert request_line(b"GET /" + b"a" * 20 + b" HTTP/1.1" + tail, 30, "GET ", " HTTP/1.1",
+                        20) is None
+
+
+async def test_a_randomized_flood_on_one_connection_is_refused_from_its_request_lines(
+        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+    shield, backend, rt = rig
+    metrics = shield.worker.metrics
+    c = await Client.open(shield.port)
+    try:
+        statuses = []
+        for i in range(6):
+            await c.send(_req(f"/limited?q={i}"))
+            statuses.append((await c.response())[0])
+        # a request line llhttp would refuse, over the same header lines: the framer's 400
+        await c.send(_req("/limited?q=\x01"))
+        status = (await c.response())[0]
+    finally:
+        c.writer.close()
+    assert statuses == [200, 429, 429, 429, 429, 429]
+    # (the malformed one was decided on too, before llhttp refused it)
+    assert metrics.refused_early == 4 and rt.gate.counts["limit"] == 6
+    assert status == 400
+    assert [s.target for s in backend.seen] == ["/limited?q=0"]
+
+
+async def test_early_refusals_log_what_needs_escaping_escaped(tmp_path: Path) -> None:
+    backend = await Backend().start()
+    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
+    log = tmp_path / "access.log"
+    config = build_config(shield_config([backend.url], access_log=str(log)))
+    head = "HTTP/1.1\r\nHost: shop\r\nUser-Agent: fl\"ood\r\nReferer: /r\\x\r\n\r\n"
+    try:
+        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
+            c = await Client.open(shield.port)
+            try:
+                for target in ("/limited", "/limited", "/limited?a=1", "/limited?a=1",
+                               "/limited?b=2"):
+                    await c.send(f"GET {target} {head}".encode())
+                    await c.response()
+            finally:
+                c.writer.close()
+            assert shield.worker.metrics.refused_early == 3
+    finally:
+        await backend.stop()
+    lines = log.read_text().splitlines()
+    assert len(lines) == 5
+    assert all('"/r\\x5Cx" "fl\\x22ood"' in ln for ln in lines), lines
+    assert [ln.split('"')[1] for ln in lines] == [
+        "GET /limited HTTP/1.1", "GET /limited HTTP/1.1", "GET /limited?a=1 HTTP/1.1",
+        "GET /limited?a=1 HTTP/1.1", "GET /limited?b=2 HTTP/1.1"]

@@ -48,11 +48,12 @@ from shieldwall.http.framing import (
     RequestFramer,
     RequestHead,
     quick_head,
+    request_line,
     well_formed,
 )
 from shieldwall.metrics import Metrics
 from shieldwall.proxy import upstream as up_mod
-from shieldwall.proxy.accesslog import AccessLog
+from shieldwall.proxy.accesslog import AccessLog, is_plain
 from shieldwall.proxy.balancer import BackendState, Balancer, should_retry
 from shieldwall.proxy.cache import StaleCache, cacheable
 from shieldwall.proxy.upstream import Pools, UpstreamConnection
@@ -215,7 +216,8 @@ class _Memo:
     again, quick_head and llhttp would find the same, so neither runs; the
     guard still decides anew."""
 
-    __slots__ = ("data", "facts", "form", "limits", "request", "version")
+    __slots__ = ("data", "facts", "fields_plain", "form", "limits", "method_sp", "plain",
+                 "request", "suffix", "tail", "version")
 
     def __init__(self, data: bytes, limits: FramingLimits, facts: RequestFacts, request: str,
                  version: str, form: int) -> None:
@@ -226,6 +228,16 @@ class _Memo:
         self.request = request
         self.version = version
         self.form = form
+        self.tail = data[len(request):]
+        """The head after its request line (from the line's CRLF): a head that
+        ends with these bytes and starts with a plain request line of the
+        same method and version is read from its request line alone
+        (shieldwall.http.framing.request_line)."""
+        self.method_sp = facts.method + " "
+        self.suffix = " HTTP/" + version
+        self.fields_plain = is_plain(facts.referer + facts.user_agent)
+        """Referer and User-Agent need no escaping in the access log."""
+        self.plain = self.fields_plain and is_plain(request)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -501,13 +513,30 @@ class ClientConnection(asyncio.Protocol):
         once. True when the request was answered here."""
         w = self.w
         memo = self.memo
-        if memo is not None and memo.data == data and memo.limits is w.framing_limits:
+        limits = w.framing_limits
+        line: tuple[str, str, str] | None = None
+        if memo is not None and memo.limits is limits and memo.data != data \
+                and len(data) <= limits.max_header_bytes and data.endswith(memo.tail):
+            line = request_line(data, len(data) - len(memo.tail), memo.method_sp, memo.suffix,
+                                limits.max_request_line)
+        if memo is not None and line is not None:
+            # the header lines of the last request refused here, a new request
+            # line (a randomized flood): its fields, the rest as read then
+            last = memo.facts
+            request = line[0]
+            facts = RequestFacts(self.peer, last.method, line[1], line[2], "", last.user_agent,
+                                 last.referer, last.cookie, self.tls)
+            version = memo.version
+            form = memo.form
+            plain = memo.fields_plain  # (request_line's alphabet needs no escaping)
+        elif memo is not None and memo.limits is limits and memo.data == data:
             # the same bytes as the last request refused here (a flood's
             # tools repeat one request): the same facts, and llhttp's verdict
             facts = memo.facts
             request = memo.request
             version = memo.version
             form = memo.form
+            plain = memo.plain
         else:
             q = quick_head(data, w.framing_limits)
             if q is None:
@@ -516,6 +545,7 @@ class ClientConnection(asyncio.Protocol):
             facts = RequestFacts(self.peer, method, path, query, "", agent, referer, cookie,
                                  self.tls)
             form = -1
+            plain = False
             memo = None
         guard = w.guard
         try:
@@ -533,6 +563,11 @@ class ClientConnection(asyncio.Protocol):
                 return False  # the framer gives a malformed request its own 4xx
             if len(data) <= _MEMO_MAX:
                 self.memo = _Memo(data, w.framing_limits, facts, request, version, form)
+        elif memo is not None and line is not None:
+            memo.data = data
+            memo.facts = facts
+            memo.request = request
+            memo.plain = memo.fields_plain
         self.start = w.loop.time()
         self.wall = _wall_clock()
         self.requests += 1
@@ -543,7 +578,7 @@ class ClientConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(resp)
         self._log_row(facts.method, b"", version, facts.path, facts.query, facts.referer,
-                      facts.user_agent, request)
+                      facts.user_agent, request, plain)
         self._after(False)
         # what this exchange set, cleared (not the whole of _clear's fields)
         self.facts = None
@@ -1092,11 +1127,12 @@ class ClientConnection(asyncio.Protocol):
         return resp
 
     def _log_row(self, method: str, target_b: bytes, version: str, path: str, query: str,
-                 referer: str, agent: str, request: str = "") -> None:
+                 referer: str, agent: str, request: str = "", plain: bool = False) -> None:
         """The access log line, the metrics and the feed's row of the exchange
         that ends now (from the parsed head, or from the early path's fields:
-        then ``request`` is the request line as sent, and a refusal answered
-        at once is logged from parts made once, AccessLog.write_answered)."""
+        then ``request`` is the request line as sent, and a refusal is logged
+        from parts made once, AccessLog.write_answered; ``plain``: none of
+        request, referer and agent needs escaping)."""
         w = self.w
         now = w.loop.time()
         rt = now - self.start if self.start else 0.0
@@ -1128,7 +1164,7 @@ class ClientConnection(asyncio.Protocol):
                 if self.outcome is _O_SHIELD:
                     _TAILS[key] = tail
             log.write_answered(client, self.wall, request, self.status, self.bytes_sent, referer,
-                               agent, rt, tail)
+                               agent, rt, tail, plain)
         else:
             if request:
                 target = request[len(method) + 1:len(request) - 9]
