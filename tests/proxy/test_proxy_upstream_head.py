@@ -1,0 +1,96 @@
+"""The upstream's response head: the fields llhttp reports, hop-by-hop ones
+left out (ruled out by first letter and length before any lowering),
+however the bytes arrive and after an interim 1xx."""
+
+from __future__ import annotations
+
+import random
+
+import httptools
+
+from shieldwall.proxy.balancer import BackendState
+from shieldwall.proxy.upstream import Pool, UpstreamConnection
+
+_HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
+        b"trailer", b"upgrade", b"content-length"}
+
+
+class _Callbacks:
+    """What llhttp reports header by header (the reference)."""
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+        self.heads = 0
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.heads += 1
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.head: tuple[int, bytes, list[tuple[bytes, bytes]], int] | None = None
+        self.body = b""
+        self.ended = False
+        self.failed = 0
+
+    def upstream_head(self, up: UpstreamConnection, status: int, reason: bytes,
+                      headers: list[tuple[bytes, bytes]], content_length: int) -> None:
+        self.head = (status, reason, list(headers), content_length)
+
+    def upstream_body(self, data: bytes) -> None:
+        self.body += data
+
+    def upstream_end(self, up: UpstreamConnection) -> None:
+        self.ended = True
+
+    def upstream_failed(self, up: UpstreamConnection, kind: int) -> None:
+        self.failed = kind
+
+    def upstream_pause(self) -> None: ...
+    def upstream_resume(self) -> None: ...
+    def flush_out(self) -> None: ...
+
+
+_NAMES = [b"Server", b"Date", b"X-A", b"set-cookie", b"Vary", b"X-Empty", b"Cache-Control",
+          b"ETag", b"x-y_z.1", b"Content-Type", b"Keep-Alive", b"Trailer", b"Upgrade", b"TE",
+          b"Proxy-Connection", b"connection", b"Tkeep-alive", b"Content-Lengthy"]
+_VALUES = [b"nginx", b"  spaced", b"a\tb", b"trailing \t", b"", b"caf\xe9", b"a:b:c",
+           b'W/"1"', b"\t lead"]
+
+
+def _head(rnd: random.Random, reason: bytes, body: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    fields = [(rnd.choice(_NAMES), rnd.choice(_VALUES)) for _ in range(rnd.randrange(0, 8))]
+    raw = b"HTTP/1.1 200 " + reason + b"\r\n" + b"".join(
+        n + b":" + v + b"\r\n" for n, v in fields) + b"Content-Length: %d\r\n\r\n" % len(body)
+    return raw, fields
+
+
+def _connection(owner: _Owner) -> UpstreamConnection:
+    up = UpstreamConnection(Pool(8, 1.0, 1.0), BackendState("b", "127.0.0.1", 1))
+    up.start(owner, head_request=False)
+    return up
+
+
+def test_a_head_in_pieces_and_after_an_interim_response() -> None:
+    rnd = random.Random(9)
+    for _ in range(200):
+        raw, _fields = _head(rnd, b"OK", b"hello")
+        ref = _Callbacks()
+        httptools.HttpResponseParser(ref).feed_data(raw + b"hello")
+        want = [(n, v) for n, v in ref.fields if n.lower() not in _HOP]
+        data = (b"HTTP/1.1 100 Continue\r\nX-I: 1\r\n\r\n" if rnd.random() < 0.3 else b"") \
+            + raw + b"hello"
+        owner = _Owner()
+        up = _connection(owner)
+        cuts = sorted(rnd.sample(range(1, len(data)), rnd.randrange(0, 5)))
+        for a, z in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            up.data_received(data[a:z])
+        assert owner.failed == 0 and owner.ended and owner.body == b"hello"
+        assert owner.head == (200, b"OK", want, 5)
