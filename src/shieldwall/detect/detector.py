@@ -293,7 +293,7 @@ class Detector:
                 self.featurizer.learn(w, f)
             else:
                 self._candidate(w, f, v)
-                if self._cand_n >= self._enter(v.verdict) or self._overwhelming(f, v):
+                if self._cand_n >= self._enter(self._cand_kind(v), f) or self._overwhelming(f, v):
                     opened = self._open(self._cand_verdict(), f.sec)
         else:
             if (v.verdict == NORMAL and cur.verdict == FLASH_CROWD
@@ -328,7 +328,7 @@ class Detector:
                 if paused and other:
                     # after a pause, a different event is a new incident, not more of this one
                     self._candidate(w, f, v)
-                    if self._cand_n >= self._enter(v.verdict):
+                    if self._cand_n >= self._enter(self._cand_kind(v), f):
                         cur.open = False
                         closed += self._report(cur)
                         opened = self._open(self._cand_verdict(), f.sec)
@@ -425,8 +425,20 @@ class Detector:
             return max(self.s.merge_windows, self.s.slow_merge_windows)
         return self.s.merge_windows
 
-    def _enter(self, verdict: str) -> int:
-        return self.s.backend_enter_windows if verdict == BACKEND_FAILURE else self.s.enter_windows
+    def _cand_kind(self, v: WindowVerdict) -> str:
+        """What the candidate would open as: a surge by the weight of its windows."""
+        return self._cand_verdict() if v.verdict in SURGE else v.verdict
+
+    def _enter(self, verdict: str, f: Features | None = None) -> int:
+        """Windows that open an incident. A crowd that is only the absence of attack
+        evidence waits longer than an attack: its first seconds may only lack the evidence
+        so far (the 10 s view still filling), and a crowd raises no mode, so waiting costs
+        nothing. A crowd the page clients show (more people than usual) opens as soon."""
+        if verdict == BACKEND_FAILURE:
+            return self.s.backend_enter_windows
+        if verdict == FLASH_CROWD and not (f is not None and more_people(f, self.s)):
+            return max(self.s.enter_windows, self.s.crowd_enter_windows)
+        return self.s.enter_windows
 
     def _open(self, verdict: str, sec: int) -> Incident:
         inc = Incident(start=float(self._cand_start), end=float(self._cand_start),

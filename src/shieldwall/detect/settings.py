@@ -131,6 +131,10 @@ class DetectSettings(BaseModel):
     # --- hysteresis and outputs ---------------------------------------------
     enter_windows: int = Field(default=2, ge=1)
     """Consecutive anomalous windows of one verdict to open an incident."""
+    crowd_enter_windows: int = Field(default=5, ge=1)
+    """A surge that is a flash crowd only by the absence of attack evidence (no surge of
+    people either: a CDN's edge addresses, say) opens only after this many windows (an
+    attack after ``enter_windows``): its first seconds may only lack the evidence so far."""
     backend_enter_windows: int = Field(default=1, ge=1)
     """A backend failure opens faster: its thresholds are absolute and a dead backend
     must be reported within 2 s."""
