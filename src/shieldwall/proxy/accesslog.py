@@ -157,8 +157,11 @@ class AccessLog:
             uts = _MS[ms] if ms < 256 else _secs(ut)
         else:
             uts = "-"
-        line = (self._m_head + self._m_quoted + self._m_ss + self._m_quoted_end + rts
-                + " up=" + (up or "-") + " ut=" + uts + self._m_tail)
+        # one f-string: one allocation (a chain of + made a string per step)
+        head, quoted, ss, quoted_end, tail = (self._m_head, self._m_quoted, self._m_ss,
+                                             self._m_quoted_end, self._m_tail)
+        upv = up or "-"
+        line = f"{head}{quoted}{ss}{quoted_end}{rts} up={upv} ut={uts}{tail}"
         self._buf.append(line)
         self._size += len(line)
         if self._size >= 65536:
