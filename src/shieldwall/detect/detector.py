@@ -345,7 +345,7 @@ class Detector:
                 else:
                     self._normal_run = 0
                     self._candidate(w, f, v)
-                    if self._cand_n >= max(self.s.switch_windows, self._enter(v.verdict)):
+                    if self._cand_n >= self._switch_after(cur, f, v):
                         if self._relabel(cur):
                             for cw, cf, cv in self._cand_windows:
                                 self._absorb(cur, cw, cf, cv)
@@ -439,6 +439,15 @@ class Detector:
         if verdict == FLASH_CROWD and not (f is not None and more_people(f, self.s)):
             return max(self.s.enter_windows, self.s.crowd_enter_windows)
         return self.s.enter_windows
+
+    def _switch_after(self, cur: Incident, f: Features, v: WindowVerdict) -> int:
+        """Windows of another verdict that switch an open incident. An attack that the
+        per-address caps do not contain needs no more proof after a crowd than after calm
+        (``enter_windows``): the crowd's shoppers are the ones it would hurt, and the guard
+        acts on the switch. Anything else waits ``switch_windows`` (no flapping)."""
+        if cur.verdict == FLASH_CROWD and v.verdict == DDOS and not self.contained(f, v):
+            return self._enter(DDOS)
+        return max(self.s.switch_windows, self._enter(v.verdict))
 
     def _open(self, verdict: str, sec: int) -> Incident:
         inc = Incident(start=float(self._cand_start), end=float(self._cand_start),
