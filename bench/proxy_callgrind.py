@@ -52,6 +52,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -180,12 +182,14 @@ def _top(text: str, n: int, per: int, skip: int) -> dict[str, int]:
     return out
 
 
-def measure_whole(work: Path, backend_port: int, wiring: str, n: int,
-                  conns: int, quiet: float, tail: float) -> dict[str, object]:
-    """The whole process per request, background ticks included (see --whole)."""
+@contextmanager
+def _shield(work: Path, backend_port: int, wiring: str,
+            out: Path) -> Iterator[tuple[int, int, str, str]]:
+    """One shield of this wiring under callgrind (instrumentation off until asked):
+    yields its pid, port, the session cookie its first answer set and the path to
+    ask; then stops it cleanly (its callgrind file written), killed if it hangs."""
     conf = work / f"{wiring}.toml"
     conf.write_text(config_text(work, backend_port, wiring))
-    out = work / f"{wiring}-whole.callgrind"
     shield = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
          sys.executable, "-c", SHIELD, str(conf)],
@@ -195,23 +199,7 @@ def measure_whole(work: Path, backend_port: int, wiring: str, n: int,
         assert shield.stdout is not None and shield.stdin is not None
         port = int(shield.stdout.readline())
         m = re.search(r"set-cookie: ([^;]+);", requests(port, 1), re.I)
-        cookie = m.group(1) if m else ""
-        path = PATHS.get(wiring, "/")
-        parallel(port, 400, conns, cookie, path)  # warm up
-        time.sleep(tail)  # the warm-up's rows taken by the ticks
-        _control(shield.pid, "-i", "on")
-        _control(shield.pid, "-z")
-        t0 = time.monotonic()
-        time.sleep(quiet)
-        _control(shield.pid, "-d")  # dump 1: the quiet stretch
-        quiet_wall = time.monotonic() - t0
-        t0 = time.monotonic()
-        parallel(port, n, conns, cookie, path)
-        load_wall = time.monotonic() - t0
-        time.sleep(tail)
-        _control(shield.pid, "-d")  # dump 2: the load and its ticks
-        wall = time.monotonic() - t0
-        _control(shield.pid, "-i", "off")
+        yield shield.pid, port, m.group(1) if m else "", PATHS.get(wiring, "/")
         shield.stdin.write(b"\n")
         shield.stdin.flush()
         shield.wait(timeout=300)
@@ -219,6 +207,28 @@ def measure_whole(work: Path, backend_port: int, wiring: str, n: int,
         if shield.poll() is None:
             os.killpg(shield.pid, signal.SIGKILL)
             shield.wait()
+
+
+def measure_whole(work: Path, backend_port: int, wiring: str, n: int,
+                  conns: int, quiet: float, tail: float) -> dict[str, object]:
+    """The whole process per request, background ticks included (see --whole)."""
+    out = work / f"{wiring}-whole.callgrind"
+    with _shield(work, backend_port, wiring, out) as (pid, port, cookie, path):
+        parallel(port, 400, conns, cookie, path)  # warm up
+        time.sleep(tail)  # the warm-up's rows taken by the ticks
+        _control(pid, "-i", "on")
+        _control(pid, "-z")
+        t0 = time.monotonic()
+        time.sleep(quiet)
+        _control(pid, "-d")  # dump 1: the quiet stretch
+        quiet_wall = time.monotonic() - t0
+        t0 = time.monotonic()
+        parallel(port, n, conns, cookie, path)
+        load_wall = time.monotonic() - t0
+        time.sleep(tail)
+        _control(pid, "-d")  # dump 2: the load and its ticks
+        wall = time.monotonic() - t0
+        _control(pid, "-i", "off")
     outcomes: dict[str, int] = {}
     for line in (work / f"{wiring}-access.log").read_text().splitlines():
         m = re.search(r'" (\d{3}) .* d=(\S+) ', line)
@@ -253,42 +263,17 @@ keepalive = 1024
 
 
 def measure(work: Path, backend_port: int, wiring: str, n: int) -> dict[str, object]:
-    conf = work / f"{wiring}.toml"
-    conf.write_text(config_text(work, backend_port, wiring))
     out = work / f"{wiring}.callgrind"
-    shield = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         sys.executable, "-c", SHIELD, str(conf)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    try:
-        assert shield.stdout is not None and shield.stdin is not None
-        port = int(shield.stdout.readline())
-        m = re.search(r"set-cookie: ([^;]+);", requests(port, 1), re.I)
-        cookie = m.group(1) if m else ""
-        path = PATHS.get(wiring, "/")
-        vary = wiring in VARIED
+    vary = wiring in VARIED
+    with _shield(work, backend_port, wiring, out) as (pid, port, cookie, path):
         requests(port, 200, cookie, path, vary)  # warm up: pools, caches, the detector's windows
-        subprocess.run(["callgrind_control", "-i", "on", str(shield.pid)], capture_output=True,
-                       check=True)
+        _control(pid, "-i", "on")
         t0 = time.monotonic()
         requests(port, n, cookie, path, vary)
         wall = time.monotonic() - t0
-        subprocess.run(["callgrind_control", "-i", "off", str(shield.pid)], capture_output=True,
-                       check=True)
-        shield.stdin.write(b"\n")
-        shield.stdin.flush()
-        shield.wait(timeout=300)
-    finally:
-        if shield.poll() is None:
-            os.killpg(shield.pid, signal.SIGKILL)
-            shield.wait()
-    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)],
-                          capture_output=True, text=True, check=True).stdout
-    total = re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", text)
-    if total is None:
-        raise RuntimeError("callgrind recorded nothing")
-    ir = int(total.group(1).replace(",", ""))
+        _control(pid, "-i", "off")
+    text = _annotate(out)
+    ir = _total(text)
     # Background tasks (the detector's and the console's once-a-second ticks,
     # the sweeper, the guard's sync) run as asyncio tasks; the request path
     # creates none. Under valgrind the 1,000 requests take 20-40 s (more when
