@@ -98,7 +98,8 @@ class ArrowCombined:
             return None
 
     def _fields(self, chunk: bytes) -> _Fields:
-        if chunk[:1] == b"{" or b"\n{" in chunk:
+        # (a brace first: the two-byte search is slow where every line ends in a newline)
+        if chunk[:1] == b"{" or (b"{" in chunk and b"\n{" in chunk):
             raise _Reject("json lines")
         if chunk[:3] == b"\xef\xbb\xbf":
             raise _Reject("byte order mark")  # Arrow drops it, the text reader keeps it
@@ -133,8 +134,10 @@ class ArrowCombined:
                 raise _Reject("time")
             secs.append(tcache(s[1:-1]))
         t = np.asarray(secs, dtype=np.float64)[stamp.indices.to_numpy()]
-        # request line -> target -> path, query (as LineParser.parse_combined cuts it)
-        req = col[5]
+        # request line -> target -> path, query (as LineParser.parse_combined cuts it),
+        # cut once per distinct request line (a chunk repeats most of them)
+        req_d = pc.dictionary_encode(col[5])
+        req = req_d.dictionary
         words = pc.split_pattern(req, " ")
         if pc.all(pc.equal(pc.list_value_length(words), _THREE)).as_py():
             target = pc.list_element(words, _ONE)  # "METHOD target PROTOCOL": nearly every line
@@ -154,6 +157,7 @@ class ArrowCombined:
             raise _Reject("numbers")
         f = _Fields(n, t, col[0], path, query, status, nbytes, col[9])
         f.target = target
+        f.req = req_d.indices.to_numpy().astype(np.int64)
         if nc == 19:
             f.rt = pc.cast(pc.utf8_slice_codeunits(col[10], 3), pa.float64()).to_numpy()
             ut_s = pc.utf8_slice_codeunits(col[12], 3)
@@ -168,14 +172,15 @@ class ArrowCombined:
     @staticmethod
     def _rows(f: _Fields) -> list[Parsed]:
         n = f.n
-        query = f.query if f.query is not None else pa.nulls(n, pa.string()).fill_null(_S[""])
+        path = _py(f.path, f.req)
+        query = _py(f.query, f.req) if f.query is not None else [""] * n
         if f.rt is not None:
             return list(zip(
-                (f.t + f.rt).tolist(), _py(f.client), _py(f.path), _py(query),
+                (f.t + f.rt).tolist(), _py(f.client), path, query,
                 f.status.tolist(), f.nbytes.tolist(), f.rt.tolist(), _py(f.ua),
                 _bools(f.session), _bools(f.verified), _py(f.outcome), f.ut.tolist(), strict=True))
         return list(zip(
-            f.t.tolist(), _py(f.client), _py(f.path), _py(query),
+            f.t.tolist(), _py(f.client), path, query,
             f.status.tolist(), f.nbytes.tolist(), repeat(0.0, n), _py(f.ua),
             repeat(False, n), repeat(False, n), repeat("-", n), repeat(-1.0, n), strict=False))
 
@@ -183,11 +188,11 @@ class ArrowCombined:
     def _columns(f: _Fields) -> Columns:
         n = f.n
         client, clients = _codes(f.client)
-        path, paths = _codes(f.path)
+        path, paths = _codes(f.path, f.req)
         if f.query is not None:
-            query, queries = _codes(f.query)
+            query, queries = _codes(f.query, f.req)
             # a page's URL: its target, or the path alone when the query is empty ("/p?")
-            url, urls = _codes(pc.if_else(pc.equal(f.query, _S[""]), f.path, f.target))
+            url, urls = _codes(pc.if_else(pc.equal(f.query, _S[""]), f.path, f.target), f.req)
         else:
             query, queries = np.zeros(n, dtype=np.int64), [""]
             url, urls = path, paths
@@ -208,7 +213,7 @@ class ArrowCombined:
 class _Fields:
     """One chunk's fields as Arrow and numpy arrays (what both outputs are made from)."""
 
-    __slots__ = ("client", "n", "nbytes", "outcome", "path", "query", "rt", "session",
+    __slots__ = ("client", "n", "nbytes", "outcome", "path", "query", "req", "rt", "session",
                  "status", "t", "target", "ua", "ut", "verified")
 
     def __init__(self, n: int, t: Any, client: Any, path: Any, query: Any, status: Any,
@@ -224,6 +229,9 @@ class _Fields:
         self.ua = ua
         self.target: Any = None
         """The request target (path and query as the line has them)."""
+        self.req: Any = None
+        """Per line, its request line's index among the chunk's distinct ones (int64):
+        ``path``, ``query`` and ``target`` hold one value per distinct request line."""
         self.rt: Any = None
         """None for a plain combined chunk (no access-log tail): rt 0, ut -1, outcome "-"."""
         self.ut: Any = None
@@ -264,20 +272,27 @@ def split_odd_lines(chunk: bytes, max_pieces: int = 64) -> list[tuple[bool, byte
     return pieces
 
 
-def _py(arr: Any) -> list[str]:
+def _py(arr: Any, take: Any = None) -> list[str]:
     """A string column as a Python list; each distinct value made into a str once
-    (paths, user agents and outcomes repeat a lot within a chunk)."""
+    (paths, user agents and outcomes repeat a lot within a chunk). ``take``: per line,
+    the index of its value in ``arr`` (a column of distinct request lines' parts)."""
     d = pc.dictionary_encode(arr)
     values = np.asarray(d.dictionary.to_pylist(), dtype=object)
-    out: list[str] = values[d.indices.to_numpy()].tolist()
+    idx = d.indices.to_numpy()
+    out: list[str] = values[idx if take is None else idx[take]].tolist()
     return out
 
 
-def _codes(arr: Any) -> tuple[Any, list[str]]:
-    """A string column as (int64 code per line, distinct values in first-seen order)."""
+def _codes(arr: Any, take: Any = None) -> tuple[Any, list[str]]:
+    """A string column as (int64 code per line, distinct values in first-seen order).
+
+    ``take``: as for :func:`_py`. The values of ``arr`` are then in the first-seen order
+    of the lines' request lines, so its distinct values come in the lines' first-seen
+    order too: the same codes and values as for the column taken line by line."""
     d = pc.dictionary_encode(arr)
     values: list[str] = d.dictionary.to_pylist()
-    return d.indices.to_numpy().astype(np.int64), values
+    codes = d.indices.to_numpy().astype(np.int64)
+    return (codes if take is None else codes[take]), values
 
 
 def _np_bools(arr: Any) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import calendar
 import gzip
 import heapq
+import itertools
 import json
 import queue
 import re
@@ -285,7 +286,12 @@ def _column_parts(p: Path, fmt: str, stats: ReadStats,
                   counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
     from shieldwall.detect.arrow_reader import ArrowCombined
 
-    parts = _read_chunks(p, fmt, stats, ArrowCombined().columns)
+    yield from _counted(_read_chunks(p, fmt, stats, ArrowCombined().columns), counting)
+
+
+def _counted(parts: Iterator[list[Parsed] | Columns],
+             counting: Counting | None) -> Iterator[list[Parsed] | Columns | Counts]:
+    """Parsed parts, each counted per second with ``counting`` (rows stay rows)."""
     if counting is None:
         yield from parts
         return
@@ -303,6 +309,10 @@ def _column_parts(p: Path, fmt: str, stats: ReadStats,
                 yield counted
         clock.drain()
 
+
+PARSE_AHEAD = 32
+"""Chunks the parsing process parses before the consumer says how to count them (while
+the consumer imports the detector): a few tens of MB at most."""
 
 PIPE_BYTES = 8 << 20
 """The pipe from the parsing process holds this much (Linux ``F_SETPIPE_SZ``): a few
@@ -422,17 +432,25 @@ def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> N
     gc.disable()  # it makes only short-lived, acyclic objects
     stats = ReadStats()
     try:
-        import shieldwall.detect.arrow_reader
-        import shieldwall.detect.columns  # noqa: F401  (imported while the parent starts up)
+        from shieldwall.detect.arrow_reader import ArrowCombined
 
+        # parse ahead while the consumer is still starting up (its imports): counting
+        # needs its settings, parsing does not
+        parsed = _read_chunks(p, fmt, stats, ArrowCombined().columns)
+        ahead: list[list[Parsed] | Columns] = []
+        while len(ahead) < PARSE_AHEAD and not args.poll():
+            part = next(parsed, None)
+            if part is None:
+                break
+            ahead.append(part)
         try:
             counting = args.recv()
         except EOFError:
             return  # the consumer never came
         finally:
             args.close()
-        for part in _column_parts(p, fmt, stats, counting):
-            conn.send(("part", part))
+        for counted in _counted(itertools.chain(ahead, parsed), counting):
+            conn.send(("part", counted))
         conn.send(("end", stats))
     except BrokenPipeError:
         pass  # the consumer stopped early
