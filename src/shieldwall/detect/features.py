@@ -20,7 +20,6 @@ import ipaddress
 import math
 from collections import _count_elements, deque  # type: ignore[attr-defined]
 from dataclasses import asdict, dataclass
-from heapq import nlargest
 from itertools import islice, repeat
 from typing import Any
 
@@ -219,8 +218,44 @@ def people_counted(f: Features, s: DetectSettings) -> bool:
     return f.base_pages_per_client < s.people_max_pages
 
 
-def _top(values: Any, k: int) -> list[int]:
-    return nlargest(k, values) or [0]
+def _histogram(values: Any) -> dict[int, int]:
+    """Count -> how many keys have it (one C pass: the counts of a view are small
+    integers, far fewer distinct than keys)."""
+    hist: dict[int, int] = {}
+    _count_elements(hist, values)
+    return hist
+
+
+def _max_kth(hist: dict[int, int], levels: list[int], k: int) -> tuple[int, int]:
+    """The largest value of the multiset ``hist`` and its ``k``-th largest (its smallest
+    when it holds fewer): ``top[0]`` and ``top[-1]`` of ``nlargest(k, values)``, (0, 0)
+    when empty. ``levels``: the keys of ``hist``, largest first."""
+    mx = 0
+    last = 0
+    left = k
+    for v in levels:
+        m = hist[v]
+        if m <= 0:
+            continue
+        if not mx:
+            mx = v
+        last = v
+        left -= m
+        if left <= 0:
+            break
+    return mx, last
+
+
+def _top_sum(hist: dict[int, int], levels: list[int], k: int) -> int:
+    """``sum(nlargest(k, values))`` of the multiset ``hist``."""
+    total = 0
+    for v in levels:
+        m = min(hist[v], k)
+        total += v * m
+        k -= m
+        if not k:
+            break
+    return total
 
 
 class _Seen:
@@ -584,30 +619,46 @@ class Featurizer:
         counts = self.src10
         nsrc10 = len(counts)
         heavy_limit = heavy_limit_of(self.s, self.base_p99.value)
+        # (the top counts from a histogram of the counts: exactly what nlargest gives)
+        big: dict[str, int] = {}
         if nsrc10:
             k = max(1, nsrc10 // 100 + 1)
-            top = nlargest(k, counts.values())
+            hist = _histogram(counts.values())
+            levels = sorted(hist, reverse=True)
+            top5 = _top_sum(hist, levels, 5)
             # a browser's page comes with its assets: one person's page view is a burst
             # of lines from one address (in a small shop the busiest second's p99), so
             # browsing sources are left out from the lowest count any per-source limit
             # could trip (the 1 s floor), not only from the heavy-hitter limit
             floor = min(heavy_limit, float(self.s.per_source_min_1s))
-            shared = shared_browsers(counts, self.page10, self.asset10, floor) \
-                if top[0] >= floor else set()
+            if levels[0] >= floor:
+                # the busy sources, once (heavy hitters below are busier than the floor)
+                big = {c: cnt for c, cnt in counts.items() if cnt >= floor}
+            shared = shared_browsers(big, self.page10, self.asset10, floor) if big else set()
             if shared:
-                top = _top((v for c, v in counts.items() if c not in shared), k)
-            p99 = float(top[-1])
-            mx = float(top[0])
+                rest = dict(hist)
+                for c in shared:
+                    rest[counts[c]] -= 1
+                top_n, kth = _max_kth(rest, levels, k)
+            else:
+                top_n, kth = _max_kth(hist, levels, k)
+            p99 = float(kth)
+            mx = float(top_n)
             mean = self._n10 / nsrc10
         else:
             p99 = mx = mean = 0.0
+            top5 = 0
             shared = set()
         if not nsrc:
             p99_1 = 0.0
-        elif shared:
-            p99_1 = float(_top((v for c, v in w.src.items() if c not in shared), nsrc // 100 + 1)[-1])
         else:
-            p99_1 = float(nlargest(nsrc // 100 + 1, w.src.values())[-1])
+            hist1 = _histogram(src.values())
+            if shared:
+                for c in shared:
+                    cnt = src.get(c)
+                    if cnt is not None:
+                        hist1[cnt] -= 1
+            p99_1 = float(_max_kth(hist1, sorted(hist1, reverse=True), nsrc // 100 + 1)[1])
         # paths over 10 s
         pages10 = self._pages10
         paths10 = self.paths10
@@ -656,7 +707,7 @@ class Featurizer:
         if mx >= heavy_limit:
             assets10 = self.asset10
             trusted10 = self.trusted10
-            for c, cnt in counts.items():
+            for c, cnt in big.items():
                 if cnt >= heavy_limit and c in page_clients and c not in assets10:
                     heavy_n += cnt
                     heavy_c += 1
@@ -687,7 +738,7 @@ class Featurizer:
                         break
                 else:
                     new_key += cnt
-        top5 = sum(nlargest(5, counts.values())) / self._n10 if self._n10 else 0.0
+        top5_share = top5 / self._n10 if self._n10 else 0.0
         slow_srcs = len({c for win in self._v10 if win.slow_src for c in win.slow_src})
         # this second's requests from addresses that held many slow connections lately:
         # the tool's excess connections, refused at once by a per-address cap
@@ -731,7 +782,7 @@ class Featurizer:
             ua_entropy=_entropy(w.uas, n),
             notfound_share=w.nf / w.pages if w.pages else 0.0,
             new_key_share=new_key / with_q if with_q else 0.0,
-            top5_share=top5,
+            top5_share=top5_share,
             slow_sources=slow_srcs,
             slow_source_share=from_slow * (1.0 / n if n else 0.0),
             asset_share=asset_share,
