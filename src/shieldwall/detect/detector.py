@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shieldwall.detect.features import Features, Featurizer, more_people
+from shieldwall.detect.features import Features, Featurizer, Prefixer, more_people
 from shieldwall.detect.rules import (
     BACKEND_FAILURE,
     DDOS,
@@ -157,6 +157,13 @@ class Incident:
     stall_only: bool = True
     """A backend failure seen only as traffic stalling (no failed requests)."""
     _best: dict[str | None, tuple[float, float, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    _held: set[str] = field(default_factory=set, repr=False)
+    """Sources already in ``sources`` (adding one again changes no register)."""
+    _unsettled: dict[str, int] = field(default_factory=dict, repr=False)
+    """Requests per source not yet added to ``prefixes``/``networks``, in the order the
+    sources were first absorbed (:meth:`settle` adds them)."""
+    _prefix: Prefixer | None = field(default=None, repr=False)
+    """The detector's source -> network (for :meth:`settle`)."""
 
     @property
     def kind(self) -> str | None:
@@ -168,9 +175,33 @@ class Incident:
     def legit_failed_share(self) -> float:
         return self.legit_failed / self.legit_requests if self.legit_requests else 0.0
 
+    def settle(self) -> None:
+        """Add the requests absorbed per source to ``prefixes`` and ``networks``.
+
+        Per second an incident only adds each source's requests to one dict (its
+        sources come back second after second); here each source is mapped to its
+        network once. The counters come out as if every second had been added to
+        them in turn: the same sums, and each network first met where its first
+        source was, so the same order (most_common breaks ties by it)."""
+        acc = self._unsettled
+        if not acc:
+            return
+        prefix = self._prefix
+        assert prefix is not None  # set by the first absorb that filled _unsettled
+        pcache = prefix.cache
+        prefixes, networks = self.prefixes, self.networks
+        pget, nget = prefixes.get, networks.get
+        for c, cnt in acc.items():
+            p = pcache.get(c) or prefix(c)
+            q = _COARSE.get(p) or _coarse(p)
+            prefixes[p] = pget(p, 0) + cnt
+            networks[q] = nget(q, 0) + cnt
+        self._unsettled = {}
+
     def top_prefixes(self, n: int = 5) -> list[list[Any]]:
         """The networks most requests came from: /24s, or /16s when the sources are
         spread so thin over /24s that their top five hold under a tenth of the requests."""
+        self.settle()
         total = sum(self.prefixes.values())
         top = self.prefixes.most_common(n)
         if total and sum(c for _, c in top) < 0.1 * total:
@@ -483,34 +514,54 @@ class Detector:
         inc.legit_failed += f.legit_failed
         if f.legit_requests:
             inc.downtime_seconds += f.legit_failed / f.legit_requests
-        prefix = self.featurizer.prefix
         # An attack's top prefixes are those of the sources the shop had never seen
         # (a botnet spread one host per network would otherwise rank below the
         # shoppers' home networks).
-        seen = self.featurizer.seen_sources.d if inc.verdict == DDOS else {}
         src = w.src
-        prefixes, networks = inc.prefixes, inc.networks
-        pget, nget = prefixes.get, networks.get
-        reg = inc.sources.reg
-        # one lookup per source for all it stands for (pure functions of the address):
-        # its HyperLogLog register and rank, its network and that network's /16
-        slots = self._slots
-        sget = slots.get
-        for c, cnt in src.items():
-            sl = sget(c)
-            if sl is None:
-                if len(slots) >= _HLL_CACHE_MAX:
-                    slots.clear()
-                p = prefix.cache.get(c) or prefix(c)
-                sl = slots[c] = (*_hll_slot(c), p, _COARSE.get(p) or _coarse(p))
-            idx, rank, p, q = sl
-            if rank > reg[idx]:
-                reg[idx] = rank
-            if c not in seen:
-                prefixes[p] = pget(p, 0) + cnt
-                networks[q] = nget(q, 0) + cnt
-        if len(inc.prefixes) > 50_000:
-            inc.prefixes = Counter(dict(inc.prefixes.most_common(10_000)))
+        # sources new to the incident (set operations in C): their HyperLogLog register
+        # and rank (a pure function of the address, memoised)
+        held = inc._held
+        new = src.keys() - held
+        if new:
+            reg = inc.sources.reg
+            for c in new:
+                idx, rank, _, _ = self._slot(c)
+                if rank > reg[idx]:
+                    reg[idx] = rank
+            if len(held) >= _HLL_CACHE_MAX:
+                held.clear()  # only a shortcut: adding a source again is harmless
+            held |= new
+        # requests per source now, per network when asked (Incident.settle)
+        acc = inc._unsettled
+        aget = acc.get
+        if inc.verdict == DDOS:
+            seen = self.featurizer.seen_sources.d
+            for c, cnt in src.items():
+                if c not in seen:
+                    acc[c] = aget(c, 0) + cnt
+        else:
+            for c, cnt in src.items():
+                acc[c] = aget(c, 0) + cnt
+        inc._prefix = self.featurizer.prefix
+        # the counters are cut back past 50,000 networks: settle before they could be
+        # (at most one network per source)
+        if len(inc.prefixes) + len(acc) > 50_000:
+            inc.settle()
+            if len(inc.prefixes) > 50_000:
+                inc.prefixes = Counter(dict(inc.prefixes.most_common(10_000)))
+
+    def _slot(self, c: str) -> tuple[int, int, str, str]:
+        """What a source stands for (pure functions of the address, memoised): its
+        HyperLogLog register and rank, its network and that network's /16."""
+        sl = self._slots.get(c)
+        if sl is None:
+            slots = self._slots
+            if len(slots) >= _HLL_CACHE_MAX:
+                slots.clear()
+            prefix = self.featurizer.prefix
+            p = prefix.cache.get(c) or prefix(c)
+            sl = slots[c] = (*_hll_slot(c), p, _COARSE.get(p) or _coarse(p))
+        return sl
 
     # -- outputs for the guard -------------------------------------------------------
     def contained(self, f: Features, v: WindowVerdict) -> bool:
