@@ -29,3 +29,20 @@ def test_observe_counts_by_status_decision_and_outcome() -> None:
     assert snap["latency_counts"][0] == 1 and snap["latency_counts"][1] == 1
     assert snap["latency_counts"][8] == 1 and snap["latency_counts"][-1] == 1
     assert abs(snap["latency_sum"] - 11.302) < 1e-9
+
+
+def test_a_tally_counts_as_observing_each_of_its_requests_at_zero_seconds() -> None:
+    tallied, observed = Metrics(), Metrics()
+    t = tallied.tally(429, "limit", "shield")
+    assert tallied.tally(429, "limit", "shield") is t  # one per set of labels
+    for m in (tallied, observed):
+        m.observe(429, "limit", "shield", 0.0)
+        m.observe(200, "allow", "ok", 0.02)
+    for _ in range(5):
+        t.n += 1
+        observed.observe(429, "limit", "shield", 0.0)
+    assert tallied.snapshot() == observed.snapshot()
+    t.n += 2
+    snap = tallied.snapshot()  # folded once: read twice, counted once
+    assert [429, "limit", "shield", 8] in snap["requests"] and snap["latency_counts"][0] == 8
+    assert tallied.snapshot()["requests"] == snap["requests"]
