@@ -167,6 +167,25 @@ class AccessLog:
         if self._size >= 65536:
             self.flush()
 
+    def line_head(self, client: str, start: float) -> str:
+        """A line's start, ``client - - [time_local] `` (kept while the client
+        and the second are the same, as ``write`` keeps it)."""
+        sec = int(start)
+        if client != self._m_client or sec != self._m_sec:
+            stamp = self._stamp if sec == self._sec else self._time_local(start)
+            self._m_client, self._m_sec = client, sec
+            self._m_head = f"{client} - - [{stamp}] "
+        return self._m_head
+
+    def append(self, line: str) -> None:
+        """A whole line made by the caller from :meth:`line_head` and parts it
+        keeps (the proxy's early refusal: everything after the request line is
+        the same for a flood's requests; see server._Memo)."""
+        self._buf.append(line)
+        self._size += len(line)
+        if self._size >= 65536:
+            self.flush()
+
     def answered_tail(self, outcome: str, decision: str, cls: str, session: bool,
                       verified: bool) -> str:
         """The end of the line of a request the shield answered itself (no
