@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, quote
 from shieldwall.guard import _responses as responses
 from shieldwall.guard._net import Identity, IdentityCache
 from shieldwall.guard._standing import Conduct, Standing
-from shieldwall.guard._state import ListEntry, LocalState
+from shieldwall.guard._state import Bucket, ListEntry, LocalState
 from shieldwall.guard._tokens import Signer, cookie_value, pow_ok
 from shieldwall.guard.decision import Action, ClientClass, Decision, Mode, RequestFacts
 from shieldwall.guard.settings import GuardSettings, RouteClass
@@ -127,6 +127,54 @@ class _Tokens:
 _NO_TOKENS: Final = _Tokens(None, None)
 
 
+class _Spend:
+    """One bucket a request takes a token from: its key, rate and burst, and
+    the bucket itself once made (valid while ``state.bucket_gen`` is what it
+    was then: a sweep or a Redis sync may drop or set buckets)."""
+
+    __slots__ = ("bucket", "burst", "key", "rate")
+
+    def __init__(self, key: str, rate: float, burst: float) -> None:
+        self.key = key
+        self.rate = rate
+        self.burst = burst
+        self.bucket: Bucket | None = None
+
+
+class _Spends:
+    """The buckets of one (route, class, address, session)."""
+
+    __slots__ = ("gen", "items")
+
+    def __init__(self, items: list[_Spend], gen: int) -> None:
+        self.items = items
+        self.gen = gen
+
+
+class _Last:
+    """What the gate keeps of an address's last request (issue 10: cheap
+    refusal, issue 11: less per request): the buckets it took from, so the
+    next request of the same route, class and session reads them without
+    building or hashing a key, and its last 429, so a client over its limit
+    is refused without a new lookup. The buckets are still read, refilled
+    and tested on every request (a neighbour spending a shared prefix
+    bucket, a sweep, a Redis sync all show at once); every rule before the
+    limit (bans, allow-lists, class, mode) is decided per request as ever."""
+
+    __slots__ = ("cls", "decision", "early", "route", "secs", "sid", "spends")
+
+    def __init__(self, route: _Route, cls: ClientClass, sid: str, spends: _Spends) -> None:
+        self.route = route
+        self.cls = cls
+        self.sid = sid
+        self.spends = spends
+        self.secs = 0
+        self.decision: Decision | None = None
+        """The 429 for ``secs`` whole seconds (the last one made for this address)."""
+        self.early = 0.0
+        """Until when this address was last put in GuardGate._refusing."""
+
+
 class _Recent:
     """A challenge token issued to a prefix at a difficulty, and the last
     page made with it (handed out again while the token is reused)."""
@@ -167,7 +215,11 @@ class GuardGate:
         self.settings = settings
         self.state = state
         self.clock = clock
-        self.counts: dict[str, int] = {}
+        self._counts: dict[str, int] = {}
+        self._n_allow = 0
+        self._n_limit = 0
+        """The two counters of every request, as native ints (folded into
+        ``counts`` when it is read): a dict update was ~550 instructions."""
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
         self._canned = responses.Canned()
         self._pages = responses.ChallengePages(VERIFY_PATH)
@@ -218,12 +270,14 @@ class GuardGate:
                                         response=self._canned.block, close=True)
         self._limit_decisions: dict[str, dict[int, Decision]] = {}
         """Per route, per (whole seconds, class)."""
-        self._bucket_keys: dict[tuple[str, ClientClass, str, str],
-                                list[tuple[str, float, float]]] = {}
-        self._allow_decisions = {
-            (c, p, sess): Decision(_ALLOW, c, reason="allow", priority=p, session=sess)
+        self._bucket_keys: dict[tuple[str, ClientClass, str, str], _Spends] = {}
+        self._last: dict[str, _Last] = {}
+        """Per address, what its last request took from (_Last); bounded."""
+        self._allow_decisions: dict[int, Decision] = {
+            _allow_key(c, p, sess): Decision(_ALLOW, c, reason="allow", priority=p, session=sess)
             for c in ClientClass for p in Standing for sess in (False, True)
         }
+        """By _allow_key (an int: a tuple key was built and hashed per request)."""
         adm = settings.admission
         self.conduct = Conduct(adm.history, adm.heavy_pages,
                                newcomers=settings.challenge.newcomers,
@@ -249,17 +303,34 @@ class GuardGate:
         asset = r.name == "static" if r.asset is None else r.asset
         return _Route(r.name, r.rate, r.burst, r.expensive, r.checkout, asset)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """What the gate did, by kind ("allow", "limit", "block", ...)."""
+        c = self._counts
+        n = self._n_allow
+        if n:
+            self._n_allow = 0
+            c["allow"] = c.get("allow", 0) + n
+        n = self._n_limit
+        if n:
+            self._n_limit = 0
+            c["limit"] = c.get("limit", 0) + n
+        return c
+
     def _count(self, key: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
+        self._counts[key] = self._counts.get(key, 0) + 1
 
     def _refused(self, key: str, address: str, now: float) -> None:
         """Count an enforced refusal and remember its address for a while:
         its next requests are decided from their first bytes (early_wanted)."""
         self._count(key)
+        self._remember(address, now + _EARLY_SECONDS)
+
+    def _remember(self, address: str, until: float) -> None:
         refusing = self._refusing
         if len(refusing) >= 65536:
             refusing.clear()
-        refusing[address] = now + _EARLY_SECONDS
+        refusing[address] = until
 
     def early_wanted(self, address: str) -> bool:
         """Whether the proxy should decide on a request from ``address`` from
@@ -322,13 +393,33 @@ class GuardGate:
         cls, pass_bits, session = self._classify(tokens, ident, lists, now)
         route = self._route_of(path)
 
-        wait = self._take(route, ident, cls, now, self._sid(tokens))
+        sid = self._sid(tokens)
+        last = self._last.get(ident.address)
+        if last is None or last.route is not route or last.cls is not cls or last.sid != sid:
+            last = _Last(route, cls, sid, self._spends(route, ident, cls, sid))
+            if len(self._last) >= 65536:
+                self._last.clear()
+            self._last[ident.address] = last
+        wait = self._take(last.spends, now, sid)
         if wait > 0.0:
             if not self._by_session:
                 self._strike(ident, now)
-            d = self._limit_decision(cls, route, wait)
+            secs = int(wait)  # responses.retry_after_seconds, on native numbers
+            if secs < wait:
+                secs += 1
+            if secs < 1:
+                secs = 1
+            kept = last.decision
+            if kept is None or last.secs != secs:
+                kept = last.decision = self._limit_decision(cls, route, float(secs))
+                last.secs = secs
+            d = kept
             if not self._shadow_limit:
-                self._refused("limit", ident.address, now)
+                self._n_limit += 1
+                early = now + _EARLY_SECONDS
+                if early - last.early > 1.0:  # (refreshed once a second, not per refusal)
+                    last.early = early
+                    self._remember(ident.address, early)
                 return d
             sd = self._shadowed(d, "limit", facts, now)
             shadowed = shadowed or sd
@@ -371,8 +462,8 @@ class GuardGate:
                 shadowed = shadowed or d
         if shadowed is not None:
             return shadowed
-        self._count("allow")
-        return self._allow_decisions[(cls, standing, session)]
+        self._n_allow += 1
+        return self._allow_decisions[_allow_key(cls, standing, session)]
 
     def _challenged(self, facts: RequestFacts, ident: Identity, cls: ClientClass, need: int,
                     now: float, kind: str) -> Decision:
@@ -520,8 +611,34 @@ class GuardGate:
             return tokens.sid
         return ""
 
-    def _take(self, route: _Route, ident: Identity, cls: ClientClass, now: float,
-              sid: str = "") -> float:
+    def _spends(self, route: _Route, ident: Identity, cls: ClientClass, sid: str) -> _Spends:
+        """The buckets a request of this route, class, address and session
+        takes from (see _take)."""
+        st = self.state
+        ck = (route.name, cls, ident.address, sid)
+        spends = self._bucket_keys.get(ck)
+        if spends is None:
+            factor = self._class_factor[cls]
+            if sid:
+                shared = factor * self._shared_factor
+                items = [_Spend(f"{route.name}|{ident.address}|{sid}", route.rate * factor,
+                                route.burst * factor),
+                         _Spend(f"{route.name}|{ident.address}", route.rate * shared,
+                                route.burst * shared)]
+            else:
+                items = [_Spend(f"{route.name}|{ident.address}", route.rate * factor,
+                                route.burst * factor)]
+            if cls <= _UNKNOWN:
+                for plen, net in ident.prefixes:
+                    pf = self._prefix_factor.get(plen, 16.0)
+                    items.append(_Spend(f"{route.name}|{net}", route.rate * pf, route.burst * pf))
+            if len(self._bucket_keys) >= 65536:
+                self._bucket_keys.clear()
+            spends = _Spends(items, st.bucket_gen)
+            self._bucket_keys[ck] = spends
+        return spends
+
+    def _take(self, spends: _Spends, now: float, sid: str) -> float:
         """Take one token from every bucket of this request, or none; returns 0.0
         when allowed, else the seconds until a token will be there.
 
@@ -533,62 +650,48 @@ class GuardGate:
         cookies) is limited per address as before; one that mints a session
         per request gains at most that factor, and each new session costs a
         request from the session-less bucket."""
-        buckets = self.state.buckets
-        ck = (route.name, cls, ident.address, sid)
-        keys = self._bucket_keys.get(ck)
-        if keys is None:
-            factor = self._class_factor[cls]
-            if sid:
-                shared = factor * self._shared_factor
-                keys = [(f"{route.name}|{ident.address}|{sid}", route.rate * factor,
-                         route.burst * factor),
-                        (f"{route.name}|{ident.address}", route.rate * shared,
-                         route.burst * shared)]
-            else:
-                keys = [(f"{route.name}|{ident.address}", route.rate * factor,
-                         route.burst * factor)]
-            if cls <= _UNKNOWN:
-                for plen, net in ident.prefixes:
-                    pf = self._prefix_factor.get(plen, 16.0)
-                    keys.append((f"{route.name}|{net}", route.rate * pf, route.burst * pf))
-            if len(self._bucket_keys) >= 65536:
-                self._bucket_keys.clear()
-            self._bucket_keys[ck] = keys
+        st = self.state
+        gen = st.bucket_gen
+        fresh = spends.gen != gen
+        if fresh:
+            spends.gen = gen
         wait = 0.0
         self._by_session = False
-        levels: list[list[float]] = []
         first = True
-        for _key, rate, burst in keys:
-            b = buckets.get(_key)
-            if b is None:
-                b = [burst, now, burst / rate]  # tokens, stamp, seconds to refill
-                buckets[_key] = b
-                tokens = burst
-            else:
-                tokens = b[0]
-                if now > b[1]:
-                    tokens += (now - b[1]) * rate
-                    if tokens > burst:
-                        tokens = burst
-                    b[0] = tokens
-                    b[1] = now
+        for sp in spends.items:
+            b = sp.bucket
+            if b is None or fresh:
+                # (a bucket dropped or set meanwhile: the store's own, or a new one)
+                b = st.buckets.get(sp.key)
+                if b is None:
+                    b = Bucket(sp.burst, now, sp.burst / sp.rate)
+                    st.buckets[sp.key] = b
+                sp.bucket = b
+            tokens = b.tokens
+            if now > b.stamp:
+                tokens += (now - b.stamp) * sp.rate
+                if tokens > sp.burst:
+                    tokens = sp.burst
+                b.tokens = tokens
+                b.stamp = now
             if tokens < 1.0:
-                w = (1.0 - tokens) / rate
+                w = (1.0 - tokens) / sp.rate
                 if w > wait:
                     wait = w
                     self._by_session = first and bool(sid)
-            levels.append(b)
             first = False
         if wait > 0.0:
             return wait
-        for b in levels:
-            b[0] -= 1.0
-        pending = self.state.pending
+        for sp in spends.items:
+            b = sp.bucket
+            assert b is not None
+            b.tokens -= 1.0
+        pending = st.pending
         if pending is not None:
-            for key, rate, burst in keys:
-                p = pending.get(key)
+            for sp in spends.items:
+                p = pending.get(sp.key)
                 if p is None:
-                    pending[key] = [1.0, rate, burst]
+                    pending[sp.key] = [1.0, sp.rate, sp.burst]
                 else:
                     p[0] += 1.0
         return 0.0
@@ -597,16 +700,23 @@ class GuardGate:
         """A limit hit; enough of them in the window make the client a suspect."""
         lim = self.settings.limits
         strikes = self.state.strikes
-        burst = float(lim.strikes_to_suspect)
         b = strikes.get(ident.address)  # (keyed by the address itself: no key to build)
         if b is None:
-            b = [burst, now, lim.strike_window]
+            burst = float(lim.strikes_to_suspect)
+            b = Bucket(burst, now, lim.strike_window)
             strikes[ident.address] = b
-        tokens = min(burst, b[0] + max(0.0, now - b[1]) * self._strike_rate) - 1.0
-        b[0], b[1] = tokens, now
+        tokens = b.tokens
+        if now > b.stamp:
+            tokens += (now - b.stamp) * self._strike_rate
+        burst = float(lim.strikes_to_suspect)
+        if tokens > burst:
+            tokens = burst
+        tokens -= 1.0
+        b.tokens = tokens
+        b.stamp = now
         if tokens < 0.0:
             self.state.mark_suspect(ident.address, 1.0, now + lim.suspect_ttl)
-            b[0] = burst
+            b.tokens = burst
             self._count("suspect:limit")
 
     # -- the challenge -----------------------------------------------------
@@ -661,9 +771,11 @@ class GuardGate:
                             response=self._canned.block, close=True)
         tokens = self._tokens_of(facts.cookie) if facts.cookie else _NO_TOKENS
         cls = self._classify(tokens, ident, lists, now)[0]
-        wait = self._take(_VERIFY_ROUTE, ident, min(cls, _UNKNOWN), now, self._sid(tokens))
+        vcls = min(cls, _UNKNOWN)
+        sid = self._sid(tokens)
+        wait = self._take(self._spends(_VERIFY_ROUTE, ident, vcls, sid), now, sid)
         if wait > 0.0 and "limit" not in self._shadow:
-            self._count("limit")
+            self._n_limit += 1
             return self._limit_decision(cls, _VERIFY_ROUTE, wait)
         q = parse_qs(facts.query, max_num_fields=8)
         challenge = q.get("c", [""])[0]
@@ -716,7 +828,7 @@ class GuardGate:
                   "HttpOnly; SameSite=Lax" + ("; Secure" if facts.tls else ""))
         self._count("verify:ok:" + kind)
         # the console's funnel: mean solve time = solve_ms / verify:ok:* (issue to answer)
-        self.counts["verify:solve_ms"] = self.counts.get("verify:solve_ms", 0) + \
+        self._counts["verify:solve_ms"] = self._counts.get("verify:solve_ms", 0) + \
             int(max(0.0, now - issued) * 1000)
         return Decision(Action.RESPOND, max(cls, _VERIFIED), reason="verify:ok",
                         response=responses.redirect(target, cookie))
@@ -754,6 +866,12 @@ class GuardGate:
 
 def _never() -> bool:
     return False
+
+
+def _allow_key(cls: ClientClass, standing: Standing, session: bool) -> int:
+    c: int = cls
+    p: int = standing
+    return c * 32 + p * 2 + (1 if session else 0)
 
 
 def _marks_customer(headers: list[tuple[bytes, bytes]], cookie: bytes, header: bytes) -> bool:

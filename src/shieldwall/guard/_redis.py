@@ -317,7 +317,7 @@ class RedisSync:
             if b is None:
                 continue
             spent_meanwhile = since[key][0] if key in since else 0.0
-            b[0] = tokens - spent_meanwhile
+            b.tokens = tokens - spent_meanwhile
 
     async def _reload(self, now: float) -> None:
         k = self.k

@@ -38,6 +38,20 @@ class Op:
 SEVERITY = [Mode.NORMAL, Mode.ELEVATED, Mode.UNDER_ATTACK]
 
 
+class Bucket:
+    """A token bucket's level as of ``stamp``. Native floats (compiled): a
+    list of three floats boxed a new float at every write, three per bucket
+    per request."""
+
+    __slots__ = ("refill", "stamp", "tokens")
+
+    def __init__(self, tokens: float, stamp: float, refill: float) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
+        self.refill = refill
+        """Seconds the bucket takes to refill from empty (the sweep's test)."""
+
+
 class LocalState:
     def __init__(self, initial_mode: Mode | None = None) -> None:
         self.version = 0
@@ -54,9 +68,12 @@ class LocalState:
         self.allows: CidrMap[ListEntry] = CidrMap()
         self.suspects: dict[str, tuple[float, float]] = {}
         """address -> (score, until)."""
-        self.buckets: dict[str, list[float]] = {}
-        """key -> [tokens, stamp, seconds a bucket takes to refill from empty]."""
-        self.strikes: dict[str, list[float]] = {}
+        self.buckets: dict[str, Bucket] = {}
+        self.bucket_gen = 0
+        """Bumped when buckets go (the sweep): the gate's references to
+        buckets are then stale (GuardGate._take). (The Redis sync sets levels
+        in place.)"""
+        self.strikes: dict[str, Bucket] = {}
         """address -> a bucket of its limit hits, as ``buckets`` (local: never synced)."""
         self.pending: dict[str, list[float]] | None = None
         """key -> [spent, rate, burst] since the last Redis sync (None: no Redis)."""
@@ -175,10 +192,12 @@ class LocalState:
             return gone
         # a bucket left alone longer than it takes to refill is full: the same
         # as no bucket, so it goes (memory stays bounded by recent clients)
-        stale = [k for k, b in self.buckets.items() if now - b[1] > b[2]]
+        stale = [k for k, b in self.buckets.items() if now - b.stamp > b.refill]
         for k in stale:
             del self.buckets[k]
-        idle = [k for k, b in self.strikes.items() if now - b[1] > b[2]]
+        if stale:
+            self.bucket_gen += 1
+        idle = [k for k, b in self.strikes.items() if now - b.stamp > b.refill]
         for k in idle:
             del self.strikes[k]
         return gone + len(stale) + len(idle)
