@@ -36,6 +36,7 @@ from shieldwall.http.framing import (
 from shieldwall.proxy.accesslog import AccessLog
 from shieldwall.proxy.wiring import Wiring
 from shieldwall.proxy.worker import Shield, run_shield
+from shieldwall.rowfeed import RowFeed
 
 LIMITS = FramingLimits()
 
@@ -334,3 +335,86 @@ async def test_early_refusals_log_what_needs_escaping_escaped(tmp_path: Path) ->
     assert [ln.split('"')[1] for ln in lines] == [
         "GET /limited HTTP/1.1", "GET /limited HTTP/1.1", "GET /limited?a=1 HTTP/1.1",
         "GET /limited?a=1 HTTP/1.1", "GET /limited?b=2 HTTP/1.1"]
+
+
+async def test_early_refusals_count_log_and_feed_what_the_first_one_did(tmp_path: Path) -> None:
+    """The early path's refusals after a connection's first (_log_refused:
+    parts kept on the connection, a native metrics count) leave the access-log
+    line, the metrics and the feed's row that the full path (_log_row) leaves
+    for the same request: only the time and the request line vary."""
+    backend = await Backend().start()
+    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
+    log = tmp_path / "access.log"
+    feed = RowFeed()
+    config = build_config(shield_config([backend.url], access_log=str(log)))
+    targets = ["/limited", "/limited", "/limited", "/limited?q=1", "/limited?q=2", "/limited",
+               "/limited?q=2"]
+    try:
+        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission,
+                                             feed=feed)) as shield:
+            c = await Client.open(shield.port)
+            try:
+                for target in targets:
+                    await c.send(_req(target, "Referer: http://shop/\r\n"))
+                    await c.response()
+            finally:
+                c.writer.close()
+            metrics = shield.worker.metrics
+            assert metrics.refused_early == len(targets) - 2
+            snap = metrics.snapshot()
+    finally:
+        await backend.stop()
+    assert [429, "limit", "shield", len(targets) - 1] in snap["requests"]
+    assert snap["latency_counts"][0] >= len(targets) - 1
+    lines = log.read_text().splitlines()
+    assert [ln.split('"')[1] for ln in lines] == [f"GET {t} HTTP/1.1" for t in targets]
+
+    def unstamped(line: str) -> str:
+        head, _, rest = line.partition(" [")
+        return head + " " + rest.partition("] ")[2].partition('" ')[2]
+
+    first = unstamped(lines[1])  # the first refusal: the framer's, _log_row's line
+    assert '429 ' in first and ' "http://shop/" "flood" rt=0.000 up=- ' in first
+    assert all(unstamped(ln) == first for ln in lines[2:])
+    rows = feed.rows
+    assert len(rows) == len(targets)
+    assert [(r[2], r[3]) for r in rows] == [t.partition("?")[::2] for t in targets]
+    # (rt: 0 for those logged from the memo, answered in the callback that
+    # read them; the log says 0.000 for all, as the offline feed reads it)
+    assert all(r[4:6] + r[7:] == rows[1][4:6] + rows[1][7:] for r in rows[2:])
+    assert all(r[6] == 0.0 for r in rows[3:])  # (the 2nd: the connection's memo made)
+
+
+async def test_a_ban_or_an_allow_acts_on_a_flooding_connections_next_request(
+        tmp_path: Path) -> None:
+    """A connection refused from its memo (same bytes, or new request lines)
+    still has every request decided by the guard: a ban closes it at once, an
+    allow makes its next request a verified client's."""
+    backend = await Backend().start()
+    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
+    log = tmp_path / "access.log"
+    config = build_config(shield_config([backend.url], access_log=str(log)))
+    try:
+        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
+            c = await Client.open(shield.port)
+            try:
+                for i in range(4):
+                    await c.send(_req(f"/limited?q={i % 2}"))
+                    assert (await c.response())[0] == (200 if i == 0 else 429)
+                rt.allow("127.0.0.1", ttl=60)
+                await c.send(_req("/limited?q=1"))
+                await c.response()
+                rt.unallow("127.0.0.1")
+                await c.send(_req("/limited?q=1"))
+                assert (await c.response())[0] == 429
+                rt.ban("127.0.0.1", ttl=60)
+                await c.send(_req("/limited?q=1"))
+                status, headers, _ = await c.response()
+                assert status == 403 and headers.get("connection") == "close"
+            finally:
+                c.writer.close()
+    finally:
+        await backend.stop()
+    lines = log.read_text().splitlines()
+    assert [" c=verified " in ln for ln in lines] == [False] * 4 + [True, False, False]
+    assert " d=block " in lines[-1]

@@ -51,7 +51,7 @@ from shieldwall.http.framing import (
     request_line,
     well_formed,
 )
-from shieldwall.metrics import Metrics
+from shieldwall.metrics import Metrics, Tally
 from shieldwall.proxy import upstream as up_mod
 from shieldwall.proxy.accesslog import AccessLog, is_plain
 from shieldwall.proxy.balancer import BackendState, Balancer, should_retry
@@ -208,6 +208,10 @@ _MEMO_MAX: Final = 512
 """Heads up to this size are remembered by a connection that refused them
 (_Memo): a flood's requests are a few hundred bytes; 10,000 connections then
 hold at most ~10 MB of them."""
+_MEMO_FRESH: Final = 10.0
+"""Seconds after a refusal on a connection during which its next requests
+try the early path without asking the guard (early_wanted keeps an address
+that long too)."""
 
 
 class _Memo:
@@ -216,8 +220,9 @@ class _Memo:
     again, quick_head and llhttp would find the same, so neither runs; the
     guard still decides anew."""
 
-    __slots__ = ("data", "facts", "fields_plain", "form", "limits", "method_sp", "plain",
-                 "request", "suffix", "tail", "version")
+    __slots__ = ("after", "data", "decision", "facts", "fields_plain", "form", "limits",
+                 "method_sp", "outcome", "plain", "request", "rest", "rest_for", "row_c",
+                 "row_d", "session", "suffix", "tail", "tally", "until", "verified", "version")
 
     def __init__(self, data: bytes, limits: FramingLimits, facts: RequestFacts, request: str,
                  version: str, form: int) -> None:
@@ -238,6 +243,25 @@ class _Memo:
         self.fields_plain = is_plain(facts.referer + facts.user_agent)
         """Referer and User-Agent need no escaping in the access log."""
         self.plain = self.fields_plain and is_plain(request)
+        self.until = 0.0
+        """The loop time until which this connection tries the early path
+        without asking the guard (_MEMO_FRESH after its last refusal)."""
+        # What the last refusal logged (ClientConnection._log_refused), kept
+        # while the decision is the same object (a limit's 429 for a whole
+        # second, a challenge page for its half second):
+        self.decision: Decision | None = None
+        self.after = ""
+        """The access-log line after its request line (status, bytes, referer,
+        agent, rt, tail)."""
+        self.rest = ""
+        self.rest_for = ""
+        """The line after its head (``"`` request ``after``), for request line ``rest_for``."""
+        self.tally: Tally | None = None
+        self.outcome = ""
+        self.row_d = ""
+        self.row_c = ""
+        self.session = False
+        self.verified = False
 
 
 class ClientConnection(asyncio.Protocol):
@@ -466,10 +490,12 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.state >= CLOSED:
             return
+        now = -1.0
         if self.state == IDLE:
             self.state = READING_HEAD
             if self.requests:
-                self.deadline = self.w.loop.time() + self.w.timeouts.header
+                now = self.w.loop.time()
+                self.deadline = now + self.w.timeouts.header
         framer = self.framer
         if framer is None:
             if data[:6] == b"PROXY " or data[:5] == b"\r\n\r\n\x00":
@@ -484,12 +510,14 @@ class ClientConnection(asyncio.Protocol):
         w = self.w
         guard = w.guard
         early = w.early
+        memo = self.memo
         if ((guard is not None or early is not None) and self.head is None
                 and self.backlog is None and not self.skip_to_end and not self.trusted
                 and framer.resting()
-                and (guard.early_wanted(self.peer) if guard is not None
-                     else early is not None and early(self.peer))
-                and self._early(data)):
+                and ((memo is not None and 0.0 <= now < memo.until)  # refused here lately
+                     or (guard.early_wanted(self.peer) if guard is not None
+                         else early is not None and early(self.peer)))
+                and self._early(data, now)):
             return
         events = framer.feed(data)
         if self.backlog is not None:
@@ -500,7 +528,7 @@ class ClientConnection(asyncio.Protocol):
         if self.state == READING_BODY and self.pause_bits == 0:
             self._body_progress(len(data))
 
-    def _early(self, data: bytes) -> bool:
+    def _early(self, data: bytes, now: float) -> bool:
         """Decide on a request from its first bytes (issue 10: cheap refusal).
 
         When ``data`` is one whole head of the plain shape
@@ -510,7 +538,8 @@ class ClientConnection(asyncio.Protocol):
         bytes: no parser run, no RequestHead, no header list. Anything else
         (and every request the guard lets through) is parsed as ever, and
         an allowed decision is kept for ``_on_head``, so the guard decides
-        once. True when the request was answered here."""
+        once. True when the request was answered here. ``now``: the loop's
+        time if the caller has it (else < 0)."""
         w = self.w
         memo = self.memo
         limits = w.framing_limits
@@ -568,7 +597,9 @@ class ClientConnection(asyncio.Protocol):
             memo.facts = facts
             memo.request = request
             memo.plain = memo.fields_plain
-        self.start = w.loop.time()
+        if now < 0.0:
+            now = w.loop.time()
+        self.start = now
         self.wall = _wall_clock()
         self.requests += 1
         resp = self._shield_answer(decision)
@@ -577,9 +608,13 @@ class ClientConnection(asyncio.Protocol):
         w.metrics.refused_early += 1
         assert self.transport is not None
         self.transport.write(resp)
-        self._log_row(facts.method, b"", version, facts.path, facts.query, facts.referer,
-                      facts.user_agent, request, plain)
-        self._after(False)
+        memo = self.memo
+        if memo is None or not plain or not self._log_refused(memo, facts, decision, request):
+            self._log_row(facts.method, b"", version, facts.path, facts.query, facts.referer,
+                          facts.user_agent, request, plain)
+        if memo is not None:
+            memo.until = now + _MEMO_FRESH
+        self._after(False, now)
         # what this exchange set, cleared (not the whole of _clear's fields)
         self.facts = None
         self.decision = None
@@ -1208,14 +1243,64 @@ class ClientConnection(asyncio.Protocol):
                 except Exception as exc:  # a sink must never break the data path
                     w.reject_log("sink_error", repr(exc))
 
+    def _log_refused(self, memo: _Memo, facts: RequestFacts, decision: Decision,
+                     request: str) -> bool:
+        """What ``_log_row`` does for a refusal of the early path, from the
+        parts its connection's memo keeps (issue 10): the access-log line is
+        its head, the request line and the rest as the last refusal made it;
+        the metrics a native count (metrics.Tally); the feed's row as ever.
+        Answered in the callback that read it, the request took no time
+        (rt 0: uvloop's clock counts whole milliseconds anyway). False,
+        having done nothing, where ``_log_row`` is needed: sinks other than
+        the feed, or referer and agent that need escaping."""
+        w = self.w
+        if w.row_sinks or w.sinks or not memo.fields_plain:
+            return False
+        log = w.access_log
+        if memo.decision is not decision:
+            d = _ACTION[decision.action]
+            c = _CLASS[decision.cls]
+            outcome = _OUTCOME[self.outcome]
+            session = decision.session
+            verified = decision.cls is _VERIFIED
+            memo.after = (f'" {self.status} {self.bytes_sent} "{facts.referer or "-"}" '
+                          f'"{facts.user_agent or "-"}" rt=0.000'
+                          + log.answered_tail(outcome, d, c, session, verified))
+            memo.tally = w.metrics.tally(self.status, d, outcome)
+            memo.outcome, memo.row_d, memo.row_c = outcome, d, c
+            memo.session, memo.verified = session, verified
+            memo.rest_for = ""
+            memo.decision = decision
+        tally = memo.tally
+        assert tally is not None
+        tally.n += 1
+        if log.enabled:
+            if request is not memo.rest_for:
+                memo.rest = '"' + request + memo.after
+                memo.rest_for = request
+            log.append(log.line_head(self.peer, self.wall) + memo.rest)
+        rows = w.feed_rows
+        if rows is not None:
+            if len(rows) < w.feed_cap:
+                rows.append((self.wall, self.peer, facts.path, facts.query, self.status,
+                             self.bytes_sent, 0.0, facts.user_agent, memo.session,
+                             memo.verified, memo.outcome, self.up_time, memo.row_d,
+                             memo.row_c, ""))
+            else:
+                feed = w.feed
+                if feed is not None:
+                    feed.dropped += 1
+        return True
+
     def _finish(self) -> None:
         self._log_and_count()
         self._after(True)
 
-    def _after(self, clear: bool) -> None:
+    def _after(self, clear: bool, now: float = -1.0) -> None:
         """The exchange is logged: ready the connection for the next request,
         or close it. ``clear``: reset the exchange's fields here (the early
-        path has reset the few it set)."""
+        path has reset the few it set). ``now``: the loop's time if the
+        caller has it."""
         closing = self.closing or self.w.draining
         linger = closing and (self.outcome is _O_SHIELD or not self.req_done)
         if not self.req_done and not closing:
@@ -1239,7 +1324,8 @@ class ClientConnection(asyncio.Protocol):
                 t.close()
             return
         self.state = IDLE
-        now = self.w.loop.time()
+        if now < 0.0:
+            now = self.w.loop.time()
         self.deadline = now + self.w.timeouts.idle
         if self.write_paused:
             self.deadline = min(self.deadline, self.write_paused_at + self.w.timeouts.send)
