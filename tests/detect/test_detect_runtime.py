@@ -9,6 +9,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from shieldwall.admin_api import AdminRequest
 from shieldwall.detect.analyze import analyze
 from shieldwall.detect.detector import StepResult
@@ -16,7 +18,7 @@ from shieldwall.detect.events import RequestEvent
 from shieldwall.detect.features import Features
 from shieldwall.detect.runtime import DetectRuntime
 from shieldwall.detect.settings import DetectSettings
-from shieldwall.detect.synth import generate, make_scenario, write_log
+from shieldwall.detect.synth import Phase, Scenario, generate, make_scenario, write_log
 from shieldwall.detect.windows import Window
 from shieldwall.guard.decision import Mode
 
@@ -113,6 +115,33 @@ def test_flash_crowd_never_raises_the_mode_or_marks_a_suspect() -> None:
     _replay(rt, clock, generate(sc), sc.t0 + sc.duration)
     assert "flash_crowd" in verdicts
     assert calls == []
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.5, 0.95])
+@pytest.mark.parametrize("kind", ["randomized", "flood"])
+def test_a_flood_right_after_a_crowd_switches_within_2_s_wherever_it_starts_in_the_second(
+        kind: str, frac: float) -> None:
+    # make demo's case: a flash crowd, then a flood on top of its shoppers. The crowd keeps
+    # the mode normal; the flood's first second that stands out over the crowd is proof
+    # enough, as it is after calm (the window closes live_lateness after its end).
+    settings = DetectSettings()
+    t0 = 1_795_000_000.0
+    start = t0 + 60 + frac
+    sc = Scenario(3, "train", t0, 75.0, (Phase("flash_crowd", t0 + 40, start), Phase(kind, start, t0 + 70)), 40.0)
+    events = sorted(generate(sc), key=lambda e: e.time + e.request_time)
+    clock = FakeClock(t0)
+    modes: list[tuple[float, Mode]] = []
+    rt = DetectRuntime.from_settings(settings, clock=clock, on_mode=lambda m, src: modes.append((clock.t, m)))
+    i = 0
+    for sec in range(int(t0) + 1, int(t0 + sc.duration)):
+        while i < len(events) and events[i].time + events[i].request_time < sec:
+            rt.sink(events[i])
+            i += 1
+        clock.t = sec + settings.live_lateness + 0.02  # when the runtime's tick wakes
+        rt.tick()
+    assert [m for t, m in modes if t < start] == []
+    under = next(t for t, m in modes if m is Mode.UNDER_ATTACK)
+    assert under - start <= 2.0, f"under_attack {under - start:.2f} s after the {kind} began"
 
 
 async def test_admin_routes_report_the_verdict_and_incidents() -> None:

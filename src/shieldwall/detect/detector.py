@@ -475,10 +475,26 @@ class Detector:
         """Windows of another verdict that switch an open incident. An attack that the
         per-address caps do not contain needs no more proof after a crowd than after calm
         (``enter_windows``): the crowd's shoppers are the ones it would hurt, and the guard
-        acts on the switch. Anything else waits ``switch_windows`` (no flapping)."""
+        acts on the switch. Anything else waits ``switch_windows`` (no flapping).
+
+        And as after calm, a ddos second that stands out at once needs no second window:
+        after calm that is the CUSUM filled in one second (:meth:`_overwhelming`); inside a
+        crowd the CUSUM is already full of the crowd, so the same ``fast_surge`` x
+        ``surge_threshold`` of the shop's standard deviations is asked of this second's
+        rise over the crowd's own level (the higher of the last second and the 10 s mean):
+        an attack's first second on top of the crowd, not the crowd's own noise."""
         if cur.verdict == FLASH_CROWD and v.verdict == DDOS and not self.contained(f, v):
+            if self._stands_out(f):
+                return 1
             return self._enter(DDOS)
         return max(self.s.switch_windows, self._enter(v.verdict))
+
+    def _stands_out(self, f: Features) -> bool:
+        """This second rose over the traffic just before it (the higher of the last
+        second and the 10 s mean) by ``fast_surge`` x ``surge_threshold`` of the shop's
+        own standard deviations."""
+        level = max(f.rps_prev, f.rps_10)
+        return f.rate_sd > 0 and f.rps - level >= self.s.fast_surge * self.s.surge_threshold * f.rate_sd
 
     def _open(self, verdict: str, sec: int) -> Incident:
         inc = Incident(start=float(self._cand_start), end=float(self._cand_start),
