@@ -27,6 +27,8 @@ FAILED_OUTCOMES = frozenset({"refused", "timeout", "none"})
 _PAGE = 1
 _ASSET = 2
 _TRUSTED = 4  # presented a shield session or passed a challenge
+_KINDS_MAX = 4096
+"""Paths whose asset-or-page kind a builder remembers."""
 
 
 FIELDS = (
@@ -107,6 +109,8 @@ class WindowBuilder:
         self._asset_prefixes = tuple(asset_prefixes)
         self._slow_seconds = slow_seconds
         self._slow_max_bytes = slow_max_bytes
+        self._kinds: dict[str, bool] = {}
+        """Paths already judged asset or page (:meth:`_is_asset`)."""
         self._open: dict[int, Window] = {}
         self._next: int | None = None
         """The oldest second not yet closed (None before the first event)."""
@@ -135,18 +139,26 @@ class WindowBuilder:
         """Count finished requests, each a :data:`Row` as the log readers make them.
 
         The one place a request is counted, for both feeds; written as one loop
-        with its lookups hoisted, because it runs once per log line."""
+        with its lookups hoisted, because it runs once per log line. A run of
+        consecutive rows alike in all but their sizes and times (a keep-alive
+        connection's requests, a flood's) is counted into the window's tables
+        once, with its length (:meth:`_count_run`): the same counts, keys
+        inserted in the same order; the sums and the slow-request counts,
+        which depend on each row's time and size, are added row by row."""
         opened = self._open
         nxt = self._next
         mx = self.max_time
-        asset_ext = self._asset_ext
-        asset_prefixes = self._asset_prefixes
         slow_s = self._slow_seconds
         slow_b = self._slow_max_bytes
-        failed_outcomes = FAILED_OUTCOMES
         late = events = 0
         cur_sec: int | None = None
         w: Window | None = None
+        # the run being counted: its window, its fields and its length
+        rw: Window | None = None
+        r_client = r_path = r_query = r_ua = r_outcome = ""
+        r_status = 0
+        r_session = r_verified = False
+        k = 0
         for (t_end, client, path, query, status, nbytes, rt, ua, session, verified,
              outcome, ut) in rows:
             events += 1
@@ -163,73 +175,104 @@ class WindowBuilder:
                 cur_sec = sec if sec == int(t_end) else None
             if t_end > mx:
                 mx = t_end
-            w.n += 1
-            src = w.src
-            src[client] = src.get(client, 0) + 1
-            cf = w.cflags
-            if not path:
-                w.noreq += 1
-                cf[client] = cf.get(client, 0)
-            elif path.rpartition(".")[2] in asset_ext or path.startswith(asset_prefixes):
-                cf[client] = cf.get(client, 0) | _ASSET
-            else:
-                cf[client] = cf.get(client, 0) | _PAGE
-                w.pages += 1
-                if status == 404:
-                    w.nf += 1
-                paths = w.paths
-                paths[path] = paths.get(path, 0) + 1
-                if query:
-                    w.urls.add(path + "?" + query)
-                    qs = w.qpaths.get(path)
-                    if qs is None:
-                        qs = w.qpaths[path] = set()
-                    qs.add(query)
-                    queries = w.queries
-                    queries[query] = queries.get(query, 0) + 1
-                else:
-                    w.urls.add(path)
-            if session or verified:
-                cf[client] |= _TRUSTED
-                if session:
-                    w.sessions += 1
-                if verified:
-                    w.verified += 1
-            uas = w.uas
-            uas[ua] = uas.get(ua, 0) + 1
+            if w is not rw or status != r_status or client != r_client or path != r_path \
+                    or query != r_query or ua != r_ua or session != r_session \
+                    or verified != r_verified or outcome != r_outcome:
+                if rw is not None:
+                    self._count_run(rw, r_client, r_path, r_query, r_status, r_ua, r_session,
+                                    r_verified, r_outcome, k)
+                rw = w
+                r_client, r_path, r_query, r_status, r_ua = client, path, query, status, ua
+                r_session, r_verified, r_outcome = session, verified, outcome
+                k = 0
+            k += 1
             w.rt_sum += rt
             w.bytes += nbytes
             if ut >= 0:
                 w.ut_sum += ut
                 w.ut_n += 1
-            failed = False
-            if status >= 500:
-                w.errors += 1
-                failed = True
-                if outcome == "-" and status in (502, 503, 504):
-                    w.bfail += 1
-                    if status == 504:
-                        w.timeouts += 1
-            if outcome in failed_outcomes:
-                w.bfail += 1
-                failed = True
-                if outcome == "timeout":
-                    w.timeouts += 1
-            elif status == 429:
-                failed = True
-            if failed:
-                fs = w.failed_src
-                fs[client] = fs.get(client, 0) + 1
             if status == 408 or (rt >= slow_s and nbytes <= slow_b):
                 w.slow += 1
                 if status == 408:
                     w.s408 += 1
                 ss = w.slow_src
                 ss[client] = ss.get(client, 0) + 1
+        if rw is not None:
+            self._count_run(rw, r_client, r_path, r_query, r_status, r_ua, r_session,
+                            r_verified, r_outcome, k)
         self._next = nxt
         self.max_time = mx
         self.late += late
         self.events += events
+
+    def _is_asset(self, path: str) -> bool:
+        """Whether ``path`` is an asset (by extension or prefix), remembered for
+        the paths seen most (a shop has a few thousand; random paths beyond
+        the bound are judged each time)."""
+        kind = self._kinds.get(path)
+        if kind is None:
+            kind = path.rpartition(".")[2] in self._asset_ext \
+                or path.startswith(self._asset_prefixes)
+            if len(self._kinds) < _KINDS_MAX:
+                self._kinds[path] = kind
+        return kind
+
+    def _count_run(self, w: Window, client: str, path: str, query: str, status: int, ua: str,
+                   session: bool, verified: bool, outcome: str, k: int) -> None:
+        """Count ``k`` requests alike in these fields into ``w``'s counts and
+        tables (what does not depend on a request's time or size)."""
+        w.n += k
+        src = w.src
+        src[client] = src.get(client, 0) + k
+        cf = w.cflags
+        if not path:
+            w.noreq += k
+            cf[client] = cf.get(client, 0)
+        elif self._is_asset(path):
+            cf[client] = cf.get(client, 0) | _ASSET
+        else:
+            cf[client] = cf.get(client, 0) | _PAGE
+            w.pages += k
+            if status == 404:
+                w.nf += k
+            paths = w.paths
+            paths[path] = paths.get(path, 0) + k
+            if query:
+                w.urls.add(path + "?" + query)
+                qs = w.qpaths.get(path)
+                if qs is None:
+                    qs = w.qpaths[path] = set()
+                qs.add(query)
+                queries = w.queries
+                queries[query] = queries.get(query, 0) + k
+            else:
+                w.urls.add(path)
+        if session or verified:
+            cf[client] |= _TRUSTED
+            if session:
+                w.sessions += k
+            if verified:
+                w.verified += k
+        uas = w.uas
+        uas[ua] = uas.get(ua, 0) + k
+        failed = False
+        if status >= 500:
+            w.errors += k
+            failed = True
+            if outcome == "-" and status in (502, 503, 504):
+                w.bfail += k
+                if status == 504:
+                    w.timeouts += k
+        if outcome in FAILED_OUTCOMES:
+            w.bfail += k
+            failed = True
+            if outcome == "timeout":
+                w.timeouts += k
+        elif status == 429:
+            failed = True
+        if failed:
+            fs = w.failed_src
+            fs[client] = fs.get(client, 0) + k
 
     # -- output --------------------------------------------------------------
     def close_until(self, watermark: float) -> list[Window]:
