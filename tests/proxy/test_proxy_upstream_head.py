@@ -1,6 +1,7 @@
-"""The upstream's response head: the fields llhttp reports, hop-by-hop ones
-left out (ruled out by first letter and length before any lowering),
-however the bytes arrive and after an interim 1xx."""
+"""The upstream's response head, cut from the bytes as received: the field
+lines forwarded as sent and the pairs llhttp would report, hop-by-hop ones
+left out (ruled out by first letter and where the colon is before any
+lowering), however the bytes arrive and after an interim 1xx."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 import httptools
 
 from shieldwall.proxy.balancer import BackendState
-from shieldwall.proxy.upstream import Pool, UpstreamConnection
+from shieldwall.proxy.upstream import BAD_RESPONSE, Pool, UpstreamConnection
 
 _HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
         b"trailer", b"upgrade", b"content-length"}
@@ -36,13 +37,14 @@ class _Callbacks:
 class _Owner:
     def __init__(self) -> None:
         self.head: tuple[int, bytes, list[tuple[bytes, bytes]], int] | None = None
+        self.lines = b""
         self.body = b""
         self.ended = False
         self.failed = 0
 
-    def upstream_head(self, up: UpstreamConnection, status: int, reason: bytes,
-                      headers: list[tuple[bytes, bytes]], content_length: int) -> None:
-        self.head = (status, reason, list(headers), content_length)
+    def upstream_head(self, up: UpstreamConnection, status: int, content_length: int) -> None:
+        self.head = (status, up.reason(), list(up.header_list()), content_length)
+        self.lines = up.status_line + up.fields
 
     def upstream_body(self, data: bytes) -> None:
         self.body += data
@@ -81,7 +83,7 @@ def _connection(owner: _Owner) -> UpstreamConnection:
 def test_a_head_in_pieces_and_after_an_interim_response() -> None:
     rnd = random.Random(9)
     for _ in range(200):
-        raw, _fields = _head(rnd, b"OK", b"hello")
+        raw, fields = _head(rnd, b"OK", b"hello")
         ref = _Callbacks()
         httptools.HttpResponseParser(ref).feed_data(raw + b"hello")
         want = [(n, v) for n, v in ref.fields if n.lower() not in _HOP]
@@ -94,3 +96,43 @@ def test_a_head_in_pieces_and_after_an_interim_response() -> None:
             up.data_received(data[a:z])
         assert owner.failed == 0 and owner.ended and owner.body == b"hello"
         assert owner.head == (200, b"OK", want, 5)
+        sent = [(n, v) for n, v in fields if n.lower() not in _HOP]
+        assert owner.lines == b"HTTP/1.1 200 OK\r\n" + b"".join(
+            n + b":" + v + b"\r\n" for n, v in sent)
+
+
+def test_status_lines_go_on_as_http_1_1() -> None:
+    for raw, line in [(b"HTTP/1.0 404 Not Found\r\n", b"HTTP/1.1 404 Not Found\r\n"),
+                      (b"HTTP/1.1 200\r\n", b"HTTP/1.1 200 \r\n"),
+                      (b"HTTP/1.0 200\r\n", b"HTTP/1.1 200 \r\n"),
+                      (b"\r\nHTTP/1.1 201 Made it\r\n", b"HTTP/1.1 201 Made it\r\n")]:
+        owner = _Owner()
+        up = _connection(owner)
+        up.data_received(raw + b"Content-Length: 0\r\nX: 1\r\n\r\n")
+        assert owner.ended and owner.lines == line + b"X: 1\r\n"
+        assert owner.head is not None and owner.head[0] == int(line[9:12])
+
+
+def test_framing_facts_of_the_hop_by_hop_fields() -> None:
+    owner = _Owner()
+    up = _connection(owner)
+    up.data_received(b"HTTP/1.1 200 OK\r\ncOnNeCtIoN:  Close \r\nTransfer-Encoding: chunked\r\n"
+                     b"Trailer: x\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+    assert owner.ended and owner.body == b"hi" and up.chunked and not up.reusable
+    assert owner.lines == b"HTTP/1.1 200 OK\r\n" and owner.head == (200, b"OK", [], -1)
+    owner = _Owner()
+    up = _connection(owner)
+    up.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2 \r\nConnection: keep-alive\r\n\r\nhi")
+    assert owner.head == (200, b"OK", [], 2) and up.reusable and owner.lines == b"HTTP/1.1 200 OK\r\n"
+
+
+def test_a_head_that_never_ends_is_a_bad_response() -> None:
+    owner = _Owner()
+    up = _connection(owner)
+    up.data_received(b"HTTP/1.1 200 OK\r\n")
+    line = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+    for _ in range(80):
+        up.data_received(line)
+        if owner.failed:
+            break
+    assert owner.failed == BAD_RESPONSE and owner.head is None and not up.reusable

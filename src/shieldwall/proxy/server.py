@@ -90,8 +90,6 @@ _CHUNK_END: Final = b"0\r\n\r\n"
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _SAFE_FOR_STALE: Final = frozenset({"GET", "HEAD"})
 _ALLOW: Final = Action.ALLOW
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
-"""Response status lines as sent, by (status, reason): formatted once, not per response."""
 # Enum properties cost a descriptor call each; the log needs plain strings.
 _ACTION: Final = {a: a.value for a in Action}
 _CLASS: Final = {c: c.label for c in ClientClass}
@@ -1006,8 +1004,7 @@ class ClientConnection(asyncio.Protocol):
         self._finish()
 
     # -- response side -----------------------------------------------------
-    def upstream_head(self, up: UpstreamConnection, status: int, reason: bytes,
-                      headers: list[tuple[bytes, bytes]], content_length: int) -> None:
+    def upstream_head(self, up: UpstreamConnection, status: int, content_length: int) -> None:
         w = self.w
         head = self.head
         decision = self.decision
@@ -1039,19 +1036,15 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = now + w.timeouts.upstream_response
         self.resp_started = True
         closing = (self.closing or not head.keep_alive or (not self.req_done and head.has_body) or w.draining)
-        line = _STATUS_LINES.get((status, reason))
-        if line is None:
-            line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
-            if len(_STATUS_LINES) < 256:  # backends use a handful; never unbounded
-                _STATUS_LINES[(status, reason)] = line
-        parts = [line]
-        parts.extend([n + b": " + v + b"\r\n" for n, v in headers])
+        # the status line and the field lines as received (hop-by-hop ones left out)
+        parts = [up.status_line, up.fields]
         for n, v in decision.add_response_headers:
             parts.append(n + b": " + v + b"\r\n")
         if w.observe:
             facts = self.facts
             assert facts is not None
             guard = w.guard
+            headers = up.header_list()
             extra = (guard.observe_response(facts, decision, status, headers) if guard is not None
                      else w.gate.observe_response(facts, decision, status, headers))
             for n, v in extra:
@@ -1078,11 +1071,11 @@ class ClientConnection(asyncio.Protocol):
         if (cache is not None and status == 200 and head.method == "GET"
                 and content_length <= cache.max_object_bytes):
             key = _cache_key(head)
-            if cache.wants(key, time.time()) and cacheable(status, headers):
+            if cache.wants(key, time.time()) and cacheable(status, up.header_list()):
                 self.cache_parts = []
                 self.cache_size = 0
-                self.cache_headers = [(n, v) for n, v in headers if n.lower() != b"age"]
-                self.cache_reason = reason
+                self.cache_headers = [(n, v) for n, v in up.header_list() if n.lower() != b"age"]
+                self.cache_reason = up.reason()
 
     def flush_out(self) -> None:
         buf = self.wbuf
