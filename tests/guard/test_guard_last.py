@@ -137,3 +137,35 @@ def test_retry_after_counts_down_and_a_token_is_there_when_it_said() -> None:
     assert seen == ["4", "4", "3", "3", "2", "2", "1", "1"]
     assert rt.gate.decide(facts()).action is Action.ALLOW  # 4 s on: a token again
     assert rt.gate.counts["limit"] == 8 and rt.gate.counts["allow"] == 2
+
+
+def test_the_customer_mark_is_read_from_the_headers_whatever_their_case_and_order() -> None:
+    """_marks_customer lowers only names of the two lengths it looks for:
+    the same answer as lowering every name (the rule written plainly here)."""
+    from shieldwall.guard._gate import _marks_customer
+
+    def plain(headers: list[tuple[bytes, bytes]], cookie: bytes, header: bytes) -> bool:
+        for name, value in headers:
+            if name.lower() == b"set-cookie":
+                v = value.lstrip()
+                if v.startswith(cookie + b"="):
+                    first, _, attrs = v.partition(b";")
+                    if first[len(cookie) + 1:].strip() and \
+                            b"max-age=0" not in attrs.lower().replace(b" ", b""):
+                        return True
+            elif name.lower() == header and value.strip() not in (b"", b"0"):
+                return True
+        return False
+
+    rng = random.Random(3)
+    names = [b"Set-Cookie", b"SET-COOKIE", b"set-cookie", b"X-Shop-Customer", b"x-shop-customer",
+             b"Content-Type", b"X-Shop-Customers", b"Set-Cookie2", b"Cache-Control", b"Vary"]
+    values = [b"cart=1; Path=/", b" cart=abc", b"cart=; Path=/", b"cart=1; Max-Age=0",
+              b"cart=2; max-age = 0", b"theme=dark", b"1", b"0", b"", b" yes "]
+    marked = 0
+    for _ in range(3000):
+        headers = [(rng.choice(names), rng.choice(values)) for _ in range(rng.randint(0, 5))]
+        want = plain(headers, b"cart", b"x-shop-customer")
+        assert _marks_customer(headers, b"cart=", b"x-shop-customer") == want, headers
+        marked += want
+    assert 300 < marked < 2700

@@ -161,9 +161,13 @@ class _Last:
     bucket, a sweep, a Redis sync all show at once); every rule before the
     limit (bans, allow-lists, class, mode) is decided per request as ever."""
 
-    __slots__ = ("cls", "decision", "early", "route", "secs", "sid", "spends")
+    __slots__ = ("cls", "cookie", "decision", "early", "route", "secs", "sid", "spends", "tokens")
 
     def __init__(self, route: _Route, cls: ClientClass, sid: str, spends: _Spends) -> None:
+        self.cookie = ""
+        self.tokens = _NO_TOKENS
+        """Its Cookie header and what _tokens_of made of it: a browser sends the
+        same header each time, compared here without hashing it."""
         self.route = route
         self.cls = cls
         self.sid = sid
@@ -287,8 +291,11 @@ class GuardGate:
         """True while a backend is overloaded (the runtime wires the admission's):
         then a client that has shown no browser conduct is challenged, whatever
         the mode, instead of queueing with the flood that overloads it."""
-        self._customer_cookie = settings.customer_cookie.encode()
+        self._customer_cookie = settings.customer_cookie.encode() + b"="
         self._customer_header = settings.customer_header.encode()
+        self._session_ttl = settings.session_ttl
+        self._customer_ttl = settings.customer_ttl
+        """(read per proxied response, as native fields)"""
         self.set_secret(secret if secret is not None else _secret(settings))
 
     def set_secret(self, secret: bytes) -> None:
@@ -297,6 +304,7 @@ class GuardGate:
         self._challenge = Signer(secret, "challenge")
         self._pass = Signer(secret, "pass")
         self._cookie_tokens: dict[str, _Tokens] = {}
+        self._last = {}  # (their tokens were verified with the old key)
 
     @staticmethod
     def _route(r: RouteClass) -> _Route:
@@ -389,17 +397,25 @@ class GuardGate:
                 return d
             shadowed = self._shadowed(d, "block", facts, now)
 
-        tokens = self._tokens_of(facts.cookie) if facts.cookie else _NO_TOKENS
+        cookie = facts.cookie
+        last = self._last.get(ident.address)
+        if not cookie:
+            tokens = _NO_TOKENS
+        elif last is not None and last.cookie == cookie:
+            tokens = last.tokens
+        else:
+            tokens = self._tokens_of(cookie)
         cls, pass_bits, session = self._classify(tokens, ident, lists, now)
         route = self._route_of(path)
 
         sid = self._sid(tokens)
-        last = self._last.get(ident.address)
         if last is None or last.route is not route or last.cls is not cls or last.sid != sid:
             last = _Last(route, cls, sid, self._spends(route, ident, cls, sid))
             if len(self._last) >= 65536:
                 self._last.clear()
             self._last[ident.address] = last
+        last.cookie = cookie
+        last.tokens = tokens
         wait = self._take(last.spends, now, sid)
         if wait > 0.0:
             if not self._by_session:
@@ -843,20 +859,27 @@ class GuardGate:
             return ()
         now = self.clock()
         s = self.settings
-        tokens = self._tokens_of(facts.cookie) if facts.cookie else _NO_TOKENS
+        cookie = facts.cookie
+        if not cookie:
+            tokens = _NO_TOKENS
+        else:
+            last = self._last.get(facts.client)
+            # (decide kept this very header's tokens: the same string object)
+            tokens = last.tokens if last is not None and last.cookie is cookie \
+                else self._tokens_of(cookie)
         customer = _marks_customer(headers, self._customer_cookie, self._customer_header)
         if tokens.session:
             cust_until = tokens.cust_until
-            if not customer and now - tokens.issued < s.session_ttl / 2:
+            if not customer and now - tokens.issued < self._session_ttl / 2:
                 return ()
-            if customer and cust_until - now > s.customer_ttl / 2:
+            if customer and cust_until - now > self._customer_ttl / 2:
                 return ()
             sid = tokens.sid
         else:
             sid = secrets.token_urlsafe(9)
             cust_until = 0.0
         if customer:
-            cust_until = now + s.customer_ttl
+            cust_until = now + self._customer_ttl
             self._count("customer:marked")
         token = self._session.sign("1", sid, str(int(now)), str(int(cust_until)))
         cookie = (f"{s.session_cookie}={token}; Path=/; Max-Age={int(s.session_ttl)}; "
@@ -874,9 +897,17 @@ def _allow_key(cls: ClientClass, standing: Standing, session: bool) -> int:
     return c * 32 + p * 2 + (1 if session else 0)
 
 
-def _marks_customer(headers: list[tuple[bytes, bytes]], cookie: bytes, header: bytes) -> bool:
-    prefix = cookie + b"="
+def _marks_customer(headers: list[tuple[bytes, bytes]], prefix: bytes, header: bytes) -> bool:
+    """Whether the shop's response marks a customer: it sets the customer
+    cookie (``prefix``: its name and "=") to a value, or sends the customer
+    header (``header``, lower case) with a value other than 0. A name is
+    lowered only when its length is one of the two (lower() is a method call
+    by name compiled, ~800 instructions, for every header of every response)."""
+    hlen = len(header)
     for name, value in headers:
+        n = len(name)
+        if n != 10 and n != hlen:
+            continue
         lname = name.lower()
         if lname == b"set-cookie":
             v = value.lstrip()

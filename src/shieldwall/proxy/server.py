@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from shieldwall.detect.events import EventSink, Outcome, RequestEvent
+from shieldwall.guard._admission import PriorityAdmission
 from shieldwall.guard._gate import GuardGate
 from shieldwall.guard.decision import (
     ALLOW_ALL,
@@ -167,7 +168,10 @@ class Shared:
         """The gate when it is the guard's own (set with ``gate``): compiled,
         its methods are called natively, not looked up as Python methods."""
         self.observe = False
-        self.admission: Admission | None = None
+        self._admission: Admission | None = None
+        self.priority: PriorityAdmission | None = None
+        """The admission when it is the guard's own (set with ``admission``):
+        called natively, as ``guard``."""
         self.sinks: list[EventSink] = []
         self.row_sinks: list[Callable[[Row], None]] = []
         self.feed: RowFeed | None = None
@@ -185,6 +189,15 @@ class Shared:
     def gate(self, gate: Gate) -> None:
         self._gate = gate
         self.guard = gate if isinstance(gate, GuardGate) else None
+
+    @property
+    def admission(self) -> Admission | None:
+        return self._admission
+
+    @admission.setter
+    def admission(self, admission: Admission | None) -> None:
+        self._admission = admission
+        self.priority = admission if isinstance(admission, PriorityAdmission) else None
 
     def reject_log(self, kind: str, detail: str) -> None:
         self.worker.reject_log(kind, detail)
@@ -834,7 +847,9 @@ class ClientConnection(asyncio.Protocol):
         if admission is not None and self.acquired is None:
             decision = self.decision
             assert decision is not None
-            if admission.try_acquire(b.key, decision.cls, decision.priority):
+            pa = w.priority
+            if (pa.try_acquire(b.key, decision.cls, decision.priority) if pa is not None
+                    else admission.try_acquire(b.key, decision.cls, decision.priority)):
                 # A free slot and nobody waiting (the common case): no task,
                 # no await, no pause/resume of the client's reads.
                 self.acquired = b.key
@@ -956,9 +971,15 @@ class ClientConnection(asyncio.Protocol):
         self.backend = None
         b.outstanding -= 1
         if self.acquired is not None:
-            admission = self.w.admission
-            assert admission is not None
-            admission.release(self.acquired, self.w.loop.time() - self.attempt_start, ok)
+            w = self.w
+            latency = w.loop.time() - self.attempt_start
+            pa = w.priority
+            if pa is not None:
+                pa.release(self.acquired, latency, ok)
+            else:
+                admission = w.admission
+                assert admission is not None
+                admission.release(self.acquired, latency, ok)
             self.acquired = None
 
     def _serve_stale(self) -> bool:
