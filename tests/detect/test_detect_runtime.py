@@ -144,6 +144,58 @@ def test_a_flood_right_after_a_crowd_switches_within_2_s_wherever_it_starts_in_t
     assert under - start <= 2.0, f"under_attack {under - start:.2f} s after the {kind} began"
 
 
+def _live_with_peeks(kind: str, seed: int, start: float, t0: float) -> tuple[DetectRuntime, list[tuple[float, Mode]]]:
+    """A young shop (9 s of calm, as in a 30 s drill), then ``kind``, run as the shield
+    does: a tick just after each window's close and, while a ddos candidate waits for
+    its confirming window, a peek into that window's first half."""
+    settings = DetectSettings()
+    sc = Scenario(seed, "train", t0, 30.0, (Phase(kind, start, start + 15),), 20.0)
+    events = sorted(generate(sc), key=lambda e: e.time + e.request_time)
+    clock = FakeClock(t0)
+    modes: list[tuple[float, Mode]] = []
+    rt = DetectRuntime.from_settings(settings, clock=clock, on_mode=lambda m, src: modes.append((clock.t, m)))
+    pending = iter(events)
+    held: list[RequestEvent] = []
+
+    def at(t: float) -> None:  # the requests that finished before t reach the feed; the clock says t
+        while held or (nxt := next(pending, None)) is not None:
+            ev = held.pop() if held else nxt
+            if ev is None or ev.time + ev.request_time >= t:
+                held[:] = [ev] if ev is not None else []
+                break
+            rt.sink(ev)
+        clock.t = t
+
+    for sec in range(int(t0) + 1, int(t0 + sc.duration)):
+        at(sec + settings.live_lateness + 0.02)
+        rt.tick()
+        due = rt.peek_due()
+        if due is not None:
+            at(due)
+            rt.peek()
+    return rt, modes
+
+
+def test_a_ddos_candidate_is_confirmed_from_the_first_half_of_its_next_second() -> None:
+    # a cache-busting flood whose first second is a ddos window but does not fill the
+    # CUSUM of a shop with 9 s of history: elevated at once, under_attack half a second
+    # into the next second (not at its close); the detector's step agrees
+    t0 = 1_795_000_000.0
+    start = t0 + 9.05
+    rt, modes = _live_with_peeks("cache_bust", 1, start, t0)
+    assert [m for _, m in modes][:2] == [Mode.ELEVATED, Mode.UNDER_ATTACK]
+    (t_el, _), (t_ua, _) = modes[:2]
+    assert t_ua - start <= 1.6 and t_ua < math.floor(t_el) + 1, f"under_attack {t_ua - start:.2f} s after"
+    assert rt.early is None and rt.detector.active is not None and rt.detector.active.verdict == "ddos"
+
+
+def test_a_crowd_from_calm_is_never_raised_by_a_peek() -> None:
+    t0 = 1_795_000_000.0
+    for seed in (1, 2):
+        _, modes = _live_with_peeks("flash_crowd", seed, t0 + 9.05, t0)
+        assert modes == []
+
+
 async def test_admin_routes_report_the_verdict_and_incidents() -> None:
     sc = make_scenario(24, ["backend_failure"], family="train", warmup=60, phase_len=(20, 20), gap=(40, 40))
     events = generate(sc)

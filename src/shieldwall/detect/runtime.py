@@ -15,6 +15,16 @@ injected clock has passed (minus ``live_lateness``), and calls
   while a ddos incident is open (never during a flash crowd).
 
 The lead wires these to ``GuardRuntime.set_mode`` and ``GuardRuntime.mark_suspect``.
+
+One live-only shortcut (:meth:`DetectRuntime.peek`): after calm a flood that
+is not overwhelming in its first second is confirmed by its second window, a
+whole second later. While such a ddos candidate waits for that window, the
+runtime looks at the window's first half: when the requests keep coming at
+least as far above the shop's normal rate as a surge must be (``rate_factor``
+x the baseline plus ``surge_threshold`` of its standard deviations), the
+mode goes to ``under_attack`` then; the detector's own step at the window's
+close agrees or takes it back. Verdicts and incidents are the detector's
+alone, so the live and the offline feed still agree window by window.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
 from shieldwall.detect.detector import Detector, Incident, StepResult, iso
 from shieldwall.detect.events import RequestEvent
-from shieldwall.detect.rules import NORMAL
+from shieldwall.detect.rules import DDOS, NORMAL
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Row, WindowBuilder
 from shieldwall.guard.decision import Mode
@@ -44,6 +54,8 @@ log = logging.getLogger(__name__)
 
 TICK_SLACK = 0.02
 """The tick wakes this long after a window's closing instant (timer jitter)."""
+PEEK_AT = 0.5
+"""How far into a ddos candidate's confirming second :meth:`DetectRuntime.peek` looks."""
 MAX_BUFFER = 1_000_000
 """Events held between ticks at most; beyond this the sink drops (and counts) them."""
 
@@ -78,6 +90,9 @@ class DetectRuntime:
         self._normal_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
+        self.early: str | None = None
+        """Why :meth:`peek` raised the mode before the confirming window closed (else None)."""
+        self._taken_at = 0.0
         self.cluster: ClusterJudge | None = None
         """Set when Redis is configured: publishes our windows, judges everyone's."""
         self.admin_routes: list[AdminRoute] = [
@@ -122,16 +137,22 @@ class DetectRuntime:
         self._take = feed.reader()
 
     # -- the tick ------------------------------------------------------------------------
-    def tick(self) -> list[StepResult]:
-        """Move buffered events into windows, judge every closed window, call back."""
-        self.ticks += 1
+    def _move(self, since: float | None = None) -> int:
+        """Move what the feeds hold into the windows; how many of those requests
+        finished at or after ``since`` (counted only when asked: the peek)."""
         buf, self._buf = self._buf, []
         rows, self._rows = self._rows, []
         live = self._take() if self._take is not None else None
+        self._taken_at = self.clock()
+        n = 0
         if live and self.enabled:
             self.builder.add_rows(map(_DETECTOR_ROW, live))
+            if since is not None:
+                n += sum(1 for r in live if r[0] >= since)
         if rows:
             self.builder.add_rows(rows)
+            if since is not None:
+                n += sum(1 for r in rows if r[0] >= since)
         if buf:
             # One batched add_rows call for the whole second (the row is the one
             # WindowBuilder.add_event makes): its setup is paid once, not per event.
@@ -140,9 +161,17 @@ class DetectRuntime:
                 ev.bytes_sent, ev.request_time, ev.user_agent, ev.session,
                 ev.verified, str(ev.outcome), ev.upstream_time,
             ) for ev in buf)
-        now = self.clock()
+            if since is not None:
+                n += sum(1 for ev in buf if ev.time + ev.request_time >= since)
         if self._normal_since is None and (buf or rows or live):
-            self._normal_since = now
+            self._normal_since = self._taken_at
+        return n
+
+    def tick(self) -> list[StepResult]:
+        """Move buffered events into windows, judge every closed window, call back."""
+        self.ticks += 1
+        self._move()
+        now = self._taken_at
         results = []
         closed = self.builder.close_until(now)
         if self.cluster is not None:
@@ -157,6 +186,10 @@ class DetectRuntime:
         for inc in r.closed:
             self.incidents.append(inc)
             self._normal_since = inc.end
+        if self.early is not None:
+            if r.mode is not Mode.UNDER_ATTACK:
+                log.warning("detector: the window did not confirm the early switch (%s)", r.state)
+            self.early = None
         if r.mode is not self.mode:
             self.mode = r.mode
             log.warning("detector: mode %s (%s)", r.mode.value, r.state)
@@ -176,6 +209,48 @@ class DetectRuntime:
             fn(*args)
         except Exception:  # a failing callback must not stop detection
             log.exception("detector callback %r failed", fn)
+
+    # -- the live shortcut ---------------------------------------------------------------
+    def peek_due(self) -> float | None:
+        """When :meth:`peek` should look (Unix time), or None: only while a ddos window
+        after calm raised ``elevated`` and waits for its confirming window (not inside
+        an open incident: a crowd's is the detector's business), and only when one more
+        window confirms it (``enter_windows`` <= 2)."""
+        last = self.detector.last
+        if (last is None or not self.enabled or self.early is not None
+                or self.mode is not Mode.ELEVATED or last.raw.verdict != DDOS
+                or last.state != NORMAL or self.settings.enter_windows > 2):
+            return None
+        return last.features.sec + 1 + PEEK_AT
+
+    def peek(self) -> bool:
+        """The first part of a ddos candidate's confirming second: when its requests
+        come at ``rate_factor`` x the baseline plus ``surge_threshold`` of the shop's
+        standard deviations or more (what the candidate's own second had to beat, and
+        more than a surge needs to go on), raise ``under_attack`` now rather than at the
+        window's close. True when it did."""
+        if self.peek_due() is None:
+            return False
+        last = self.detector.last
+        assert last is not None
+        f = last.features
+        sec = f.sec + 1
+        start = max(float(sec), self._taken_at)
+        n = self._move(since=start)
+        span = self._taken_at - start
+        if span < 0.2 or self._taken_at >= sec + 1:
+            return False
+        s = self.settings
+        need = max(s.min_elevated_rps, s.rate_factor * f.ref_rps + s.surge_threshold * f.rate_sd)
+        rate = n / span
+        if rate < need:
+            return False
+        self.early = (f"{rate:.0f} req/s in the first {self._taken_at - sec:.2f} s of the next second "
+                      f"(a surge goes on above {need:.0f})")
+        self.mode = Mode.UNDER_ATTACK
+        log.warning("detector: mode under_attack (ddos confirmed early: %s)", self.early)
+        self._call(self.on_mode, Mode.UNDER_ATTACK, "detector")
+        return True
 
     async def start(self) -> None:
         """Start the once-a-second tick (nothing when ``[detect] enabled = false``)."""
@@ -198,6 +273,13 @@ class DetectRuntime:
                 self.tick()
             except Exception:
                 log.exception("detector tick failed")
+            due = self.peek_due()
+            if due is not None:
+                await asyncio.sleep(max(0.0, due - self.clock()))
+                try:
+                    self.peek()
+                except Exception:
+                    log.exception("detector peek failed")
             await asyncio.sleep(self.next_tick_in())
 
     async def stop(self) -> None:
@@ -221,6 +303,8 @@ class DetectRuntime:
             conf = 1.0
             if last is not None and last.raw.verdict != NORMAL:
                 evidence = [f"pending: {last.raw.verdict}", *last.raw.evidence]
+                if self.early is not None:
+                    evidence.append(f"pending: under_attack before the window closed: {self.early}")
                 conf = round(1.0 - last.raw.confidence / 2, 2)
             since = iso(self._normal_since) if self._normal_since is not None else None
         return {"verdict": verdict, "kind": kind, "confidence": conf, "evidence": evidence,
