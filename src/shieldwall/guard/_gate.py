@@ -369,6 +369,22 @@ class GuardGate:
             return True
         return False
 
+    def retract(self, d: Decision) -> None:
+        """Take back the count of an enforced refusal the proxy did not send:
+        the early path decided on a request llhttp then found malformed (the
+        framer answers it with its own 4xx). The limit's strike and the early
+        window stay: its client is hammering either way."""
+        if not d.enforced:
+            return
+        if d.action is Action.LIMIT:
+            self._n_limit -= 1
+            return
+        key = "block" if d.action is Action.BLOCK else "challenge" \
+            if d.action is _CHALLENGE else ""
+        n = self._counts.get(key, 0) if key else 0
+        if n > 0:
+            self._counts[key] = n - 1
+
     # -- the decision ------------------------------------------------------
 
     def decide(self, facts: RequestFacts) -> Decision:

@@ -600,7 +600,10 @@ class ClientConnection(asyncio.Protocol):
         if form < 0:
             form = well_formed(data)
             if not form:
-                return False  # the framer gives a malformed request its own 4xx
+                # the framer gives a malformed request its own 4xx: not a refusal
+                if guard is not None:
+                    guard.retract(decision)
+                return False
             if len(data) <= _MEMO_MAX:
                 self.memo = _Memo(data, w.framing_limits, facts, request, version, form)
         elif memo is not None and line is not None:
