@@ -208,6 +208,7 @@ class Counts:
         "any_q",
         "any_rt",
         "bounds",
+        "curl",
         "events",
         "failed",
         "late",
@@ -259,6 +260,7 @@ class Counts:
     paths_b: list[int]
     url_keys: list[str]
     urls_b: list[int]
+    curl: tuple[list[str], list[str], list[int]]
     any_q: bool
     queries: KeyCounts | None
     qp: tuple[list[str], list[str], list[int], list[int]] | None
@@ -400,6 +402,16 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     g_urls = _Groups(seg_p, url[page], max(1, len(c.urls)), nseg)
     cnt.url_keys = g_urls.keys(np.asarray(c.urls, dtype=object))
     cnt.urls_b = g_urls.bounds
+    # per (second, page client) in first-seen order: its one URL, or "" for several
+    url_p = url[page]
+    g_cu = _Groups(seg_p, client[page], nclients, nseg, inverse=True)
+    lo = np.full(len(g_cu.order), np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(len(g_cu.order), -1, dtype=np.int64)
+    np.minimum.at(lo, g_cu.inverse, url_p)
+    np.maximum.at(hi, g_cu.inverse, url_p)
+    lo, hi = lo[g_cu.order], hi[g_cu.order]
+    cu_vals = np.asarray([*c.urls, ""], dtype=object)[np.where(lo == hi, lo, len(c.urls))]
+    cnt.curl = (g_cu.keys(clients), cu_vals.tolist(), g_cu.bounds)
     pq = page & has_q
     cnt.any_q = bool(pq.any())
     cnt.queries = cnt.qp = None
@@ -447,6 +459,7 @@ def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
     ua_keys, ua_counts, ua_b = cnt.ua
     path_keys, path_counts = cnt.path_keys
     paths_b, url_keys, urls_b = cnt.paths_b, cnt.url_keys, cnt.urls_b
+    cu_keys, cu_vals, cu_b = cnt.curl
     any_q = cnt.any_q and cnt.queries is not None and cnt.qp is not None
     if cnt.queries is not None and cnt.qp is not None:
         q_keys, q_counts, q_b = cnt.queries
@@ -495,6 +508,15 @@ def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
             _count_into(w.paths, path_keys[ga:gz], path_counts[ga:gz])
             ga, gz = urls_b[i], urls_b[i + 1]
             w.urls.update(url_keys[ga:gz])
+            ga, gz = cu_b[i], cu_b[i + 1]
+            cu = w.curl
+            if not cu:
+                cu.update(zip(cu_keys[ga:gz], cu_vals[ga:gz], strict=True))
+            else:
+                cu_get = cu.get
+                for k, u in zip(cu_keys[ga:gz], cu_vals[ga:gz], strict=True):
+                    was = cu_get(k)
+                    cu[k] = u if was is None or was == u else ""
         if any_q:
             ga, gz = q_b[i], q_b[i + 1]
             if ga != gz:

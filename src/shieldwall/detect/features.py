@@ -27,6 +27,11 @@ from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import _ASSET, _PAGE, _TRUSTED, Window
 
 SLOW_SOURCE_MIN = 10
+REPEAT_MIN = 3  # at least 2: a client's first second never counts
+"""Seconds in which a client asked for the same one page URL, and for nothing else (no
+other page, no asset), with pauses under ``REPEAT_GAP`` s, from which it repeats:
+a tool re-sends its target; a shopper moves from page to page with their assets."""
+REPEAT_GAP = 60
 """Slow requests in 60 s from one address that make it a slow attacker (a browser's
 idle preconnect ends as one 408; a carrier NAT's many browsers as a few)."""
 
@@ -157,6 +162,16 @@ class Features:
     people_z: float
     """Page clients in the 10 s view above the usual number, in the shop's own standard
     deviations: a surge of people, not of lines."""
+    repeaters: int = 0
+    """This second's page clients that have asked for one URL only, and no asset, in at
+    least ``REPEAT_MIN`` seconds (pauses under ``REPEAT_GAP`` s): a tool re-sending its
+    target. The signal works without assets (behind a CDN) and under every per-address
+    rate limit; an address shared by many browsers (a carrier NAT, a CDN's edge) never
+    repeats one URL."""
+    repeat_share: float = 0.0
+    """``repeaters`` over this second's page clients."""
+    base_repeaters: float = 0.0
+    """The usual number of repeaters in a second (monitors, app clients polling)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -488,6 +503,11 @@ class Featurizer:
         the server cuts its connections, every header timeout)."""
         self._n60 = 0
         self._err60 = 0
+        self._rep: dict[str, list[Any]] = {}
+        """Per recent page client: [its one URL or "" (several, or assets), seconds with
+        pages, last such second]; forgotten after ``REPEAT_GAP`` s without a page."""
+        self._rep_sweep = 0
+        self.base_rep = _Ewma(a, 0.0, wu)
 
     @property
     def warm(self) -> bool:
@@ -568,6 +588,33 @@ class Featurizer:
             n, e = self._v60.popleft()
             self._n60 -= n
             self._err60 -= e
+
+    def _repeats(self, w: Window) -> int:
+        """This second's page clients that repeat one URL (see ``Features.repeaters``)."""
+        rep = self._rep
+        sec = w.sec
+        old = sec - REPEAT_GAP
+        cf = w.cflags
+        hits = 0
+        get = rep.get
+        asset = _ASSET
+        for c, u in w.curl.items():
+            r = get(c)
+            if r is None or r[2] < old:
+                # most clients of a flood are new each second: one step, no test
+                rep[c] = ["" if cf[c] & asset else u, 1, sec]
+                continue
+            if r[0] != u or cf[c] & asset:
+                r[0] = ""
+            n = r[1] = r[1] + 1
+            r[2] = sec
+            if n >= REPEAT_MIN and r[0]:
+                hits += 1
+        if sec >= self._rep_sweep:
+            self._rep_sweep = sec + REPEAT_GAP
+            for c in [c for c, r in rep.items() if r[2] < old]:
+                del rep[c]
+        return hits
 
     # -- features ----------------------------------------------------------------
     def _rate_stats(self, w: Window) -> tuple[float, float, float, float]:
@@ -749,6 +796,7 @@ class Featurizer:
             for c, cnt in w.src.items():
                 if s60.get(c, 0) >= lim:
                     from_slow += cnt
+        repeaters = self._repeats(w)
         return Features(
             sec=w.sec,
             rps=float(n),
@@ -824,6 +872,9 @@ class Featurizer:
             people_z=people_z,
             base_pages_per_client=self.base_ppc.value,
             base_pageonly_clients=self.base_po.value,
+            repeaters=repeaters,
+            repeat_share=repeaters / len(w.curl) if w.curl else 0.0,
+            base_repeaters=self.base_rep.value,
         )
 
     def learn(self, w: Window, f: Features, weight: float = 1.0) -> None:
@@ -862,6 +913,7 @@ class Featurizer:
             self.base_ppc.update(self._pages10 / f.page_clients, weight)
         self.slow_pc.update(f.page_clients, sw)
         self.base_po.update(f.pageonly_clients, weight)
+        self.base_rep.update(f.repeaters, sw)
         self.base_urls.update(f.distinct_urls, weight)
         self.base_qd.update(f.query_distinct, weight)
         self.base_err.update(f.error_share, weight)

@@ -13,7 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from shieldwall.detect.features import MIN_BASE_WINDOWS, Features, more_people, people_counted
+from shieldwall.detect.features import (
+    MIN_BASE_WINDOWS,
+    REPEAT_MIN,
+    Features,
+    more_people,
+    people_counted,
+)
 from shieldwall.detect.settings import DetectSettings
 
 NORMAL = "normal"
@@ -174,7 +180,10 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     # clients that passed a challenge (or hold a session) and then hammer pages without
     # ever fetching an asset: a shopper's session or pass does not make a bot a shopper
     heavy_pages = f.heavy_page_share >= s.heavy_share
-    if elevated and (heavy_sources or heavy_pages
+    # thousands of light clients, each re-sending one URL (no navigation, no asset)
+    repeating = (f.warm and f.repeaters - f.base_repeaters >= s.repeat_min
+                 and f.repeat_share >= s.repeat_share)
+    if elevated and (heavy_sources or heavy_pages or repeating
                      or (assets_low and (new_prefixes or f.top_path_share >= s.top_path_share))):
         ev = [rate_words]
         hits = 1
@@ -188,6 +197,11 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
             ev.append(f"p99 {f.req_per_source_p99:.0f} requests per source in 10 s, max "
                       f"{f.req_per_source_max:.0f} (baseline p99 {f.base_p99:.0f}); "
                       f"p99 {f.req_per_source_p99_1s:.0f} in 1 s (baseline {f.base_p99_1s:.0f})")
+        if repeating:
+            hits += 1
+            ev.append(f"{_pct(f.repeat_share)} of this second's page clients ({f.repeaters}, "
+                      f"usually {f.base_repeaters:.0f}) re-sent one URL and nothing else in "
+                      f"{REPEAT_MIN}+ seconds")
         if assets_low:
             hits += 1
             ev.append(asset_words)

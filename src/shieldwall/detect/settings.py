@@ -77,6 +77,13 @@ class DetectSettings(BaseModel):
     heavy_share: float = Field(default=0.5, gt=0.0, le=1.0)
     """A flood by verified bots: heavy page-only clients made this share of the 10 s
     view's requests (with the rate elevated)."""
+    repeat_min: int = Field(default=10, ge=1)
+    """A flood by repetition: at least this many page clients this second above the shop's
+    usual number repeat one URL and nothing else (``Features.repeaters``)..."""
+    repeat_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    """...and they are at least this share of the second's page clients (with the rate
+    elevated). Thousands of addresses each under every per-address limit, without
+    assets to miss (behind a CDN), still re-send the tool's target; shoppers move on."""
     asset_share_drop: float = Field(default=0.5, gt=0.0, le=1.0)
     """Page clients that fetch assets fell below this fraction of the baseline share."""
     pageonly_excess: float = Field(default=0.7, gt=0.0, le=1.0)

@@ -32,7 +32,7 @@ _KINDS_MAX = 4096
 
 
 FIELDS = (
-    "bfail", "bytes", "cflags", "errors", "failed_src", "gap", "n", "nf", "noreq", "pages", "paths",
+    "bfail", "bytes", "cflags", "curl", "errors", "failed_src", "gap", "n", "nf", "noreq", "pages", "paths",
     "qpaths", "queries", "rt_sum", "s408", "sec", "sessions", "slow", "slow_src", "src",
     "timeouts", "uas", "urls", "ut_n", "ut_sum", "verified",
 )
@@ -81,6 +81,9 @@ class Window:
         self.qpaths: dict[str, set[str]] = {}
         """Per path, the distinct query strings seen."""
         self.uas: dict[str, int] = {}
+        self.curl: dict[str, str] = {}
+        """Per page client, the one page URL it requested this second ("" if several): a
+        bot repeats its URL second after second, a shopper moves from page to page."""
         self.failed_src: dict[str, int] = {}
         self.slow_src: dict[str, int] = {}
 
@@ -238,7 +241,7 @@ class WindowBuilder:
             paths = w.paths
             paths[path] = paths.get(path, 0) + k
             if query:
-                w.urls.add(path + "?" + query)
+                url = path + "?" + query
                 qs = w.qpaths.get(path)
                 if qs is None:
                     qs = w.qpaths[path] = set()
@@ -246,7 +249,14 @@ class WindowBuilder:
                 queries = w.queries
                 queries[query] = queries.get(query, 0) + k
             else:
-                w.urls.add(path)
+                url = path
+            w.urls.add(url)
+            cu = w.curl
+            was = cu.get(client)
+            if was is None:
+                cu[client] = url
+            elif was != url:
+                cu[client] = ""
         if session or verified:
             cf[client] |= _TRUSTED
             if session:
