@@ -88,6 +88,7 @@ def encode(w: Window) -> bytes:
         out[name] = kept
     src = out["src"]
     out["cflags"] = {c: f for c, f in w.cflags.items() if c in src}
+    out["curl"] = {c: u for c, u in w.curl.items() if c in src}
     urls = sorted(w.urls)[:MAX_KEYS]
     out["urls"] = urls
     out["qpaths"] = {p: sorted(qs)[:MAX_KEYS] for p, qs in list(w.qpaths.items())[:MAX_KEYS]}
@@ -104,6 +105,7 @@ def decode(raw: bytes | str) -> Window:
     for name in _TABLES:
         setattr(w, name, {str(k): int(v) for k, v in d[name].items()})
     w.cflags = {str(k): int(v) for k, v in d["cflags"].items()}
+    w.curl = {str(k): str(v) for k, v in d.get("curl", {}).items()}  # older feeds lack it
     w.urls = set(d["urls"])
     w.qpaths = {str(p): set(qs) for p, qs in d["qpaths"].items()}
     return w
@@ -112,7 +114,8 @@ def decode(raw: bytes | str) -> Window:
 def merge(sec: int, windows: Iterable[Window]) -> Window:
     """The window of ``sec`` one shield would have built from all the feeds'
     requests: sums added, per-key counts added, client flags or-ed, sets
-    joined. A gap only when every feed had one."""
+    joined, a client's one URL kept where the feeds agree. A gap only when every
+    feed had one."""
     out = Window(sec)
     gaps: list[bool] = []
     for w in windows:
@@ -125,6 +128,10 @@ def merge(sec: int, windows: Iterable[Window]) -> Window:
                 acc[k] = acc.get(k, 0) + v
         for c, f in w.cflags.items():
             out.cflags[c] = out.cflags.get(c, 0) | f
+        cu = out.curl
+        for c, u in w.curl.items():  # one URL only if every feed saw that one
+            was = cu.get(c)
+            cu[c] = u if was is None or was == u else ""
         out.urls |= w.urls
         for p, qs in w.qpaths.items():
             have = out.qpaths.get(p)
