@@ -279,7 +279,7 @@ def measure(work: Path, backend_port: int, wiring: str, n: int) -> dict[str, obj
     # creates none. Under valgrind the 1,000 requests take 20-40 s (more when
     # the machine is loaded), so the ticks would be spread over ~40 requests
     # a second instead of thousands: counted apart, per second.
-    bg = re.search(r"([\d,]+) \([\d.]+%\)\s+\S*_asynciomodule\.c:task_step \[", text)
+    bg = re.search(r"([\d,]+) \( *[\d.]+%\)\s+\S*_asynciomodule\.c:task_step \[", text)
     bg_ir = int(bg.group(1).replace(",", "")) if bg else 0
     return {"requests": n, "instructions_per_request": round(ir / n),
             "request_path_instructions_per_request": round((ir - bg_ir) / n),
