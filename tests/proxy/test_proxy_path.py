@@ -92,6 +92,39 @@ async def test_keep_alive_on_both_sides(shield: Shield, backend: Backend) -> Non
     assert backend.connections == 1
 
 
+async def test_each_request_goes_up_with_its_own_fields_on_one_connection(
+        shield: Shield, backend: Backend) -> None:
+    """The connection remembers the last bodiless request's forwarded fields
+    (the same ones again: only the request line is new); any change of the
+    fields, a body or a method makes the head anew."""
+    c = await Client.open(shield.port)
+    reqs = [
+        b"GET /a HTTP/1.1\r\nHost: shop\r\nUser-Agent: t\r\n\r\n",
+        b"GET /b?q=1 HTTP/1.1\r\nHost: shop\r\nUser-Agent: t\r\n\r\n",
+        b"HEAD /c HTTP/1.1\r\nHost: shop\r\nUser-Agent: t\r\n\r\n",
+        b"GET /d HTTP/1.1\r\nHost: shop\r\nUser-Agent: t\r\nCookie: k=v\r\n\r\n",
+        b"POST /e HTTP/1.1\r\nHost: shop\r\nUser-Agent: t\r\nCookie: k=v\r\n"
+        b"Content-Length: 3\r\n\r\nabc",
+        b"GET /f HTTP/1.1\r\nHost: shop\r\nUser-Agent: t\r\nCookie: k=v\r\n\r\n",
+        b"GET /g HTTP/1.1\r\nHost: shop\r\nUser-Agent: u\r\nCookie: k=v\r\n\r\n",
+    ]
+    for r in reqs:
+        await c.send(r)
+        status, _, _ = await c.response(head_only=r.startswith(b"HEAD"))
+        assert status == 200
+    c.close()
+    assert [(s.method, s.target) for s in backend.seen] == [
+        ("GET", "/a"), ("GET", "/b?q=1"), ("HEAD", "/c"), ("GET", "/d"), ("POST", "/e"),
+        ("GET", "/f"), ("GET", "/g")]
+    for seen, raw in zip(backend.seen, reqs, strict=True):
+        want = [ln.split(b": ", 1) for ln in raw.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]]
+        got = [(n.lower(), v) for n, v in seen.headers
+               if n.lower() not in ("x-forwarded-for", "x-forwarded-proto")]
+        assert got == [(n.decode().lower(), v.decode()) for n, v in want]
+        assert seen.header("x-forwarded-for") == "127.0.0.1"
+    assert backend.seen[4].body == b"abc" and backend.seen[5].body == b""
+
+
 async def test_pipelined_requests_are_answered_in_order(shield: Shield, backend: Backend) -> None:
     backend.handler = lambda s: Reply(body=s.target.encode(), delay=0.05 if s.target == "/1" else 0)
     c = await Client.open(shield.port)

@@ -90,6 +90,9 @@ _CHUNKED: Final = b"Transfer-Encoding: chunked\r\n"
 _CHUNK_END: Final = b"0\r\n\r\n"
 _NO_BODY_STATUS: Final = frozenset({204, 304})
 _SAFE_FOR_STALE: Final = frozenset({"GET", "HEAD"})
+_METHOD_SP: Final = {m: m.encode() + b" " for m in ("GET", "HEAD", "POST", "PUT", "DELETE",
+                                                    "OPTIONS", "PATCH")}
+"""Request lines' starts as sent upstream (no encode() call per request)."""
 _ALLOW: Final = Action.ALLOW
 # Enum properties cost a descriptor call each; the log needs plain strings.
 _ACTION: Final = {a: a.value for a in Action}
@@ -280,8 +283,8 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "acquired", "attempt", "attempt_start", "backend", "backlog", "body_deadline_base",
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
-        "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer", "head",
-        "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
+        "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer",
+        "fwd_fields", "fwd_tail", "head", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
         "write_paused", "write_paused_at",
@@ -312,6 +315,10 @@ class ClientConnection(asyncio.Protocol):
         """A request was answered before its END event: drop its remaining events."""
         self.memo: _Memo | None = None
         """The last request refused from its first bytes on this connection (_early)."""
+        self.fwd_fields: list[tuple[bytes, bytes]] | None = None
+        self.fwd_tail = b""
+        """The last bodiless request forwarded from here: its header fields and
+        what followed its target upstream (_build_upstream_head)."""
         self._clear()
 
     def _clear(self) -> None:
@@ -751,10 +758,21 @@ class ClientConnection(asyncio.Protocol):
         return self.peer
 
     def _build_upstream_head(self, head: RequestHead) -> bytes:
+        method = _METHOD_SP.get(head.method)
+        if method is None:
+            method = head.method.encode() + b" "
+        bodiless = head.content_length < 0 and not head.chunked
+        if bodiless and not self.trusted and self.fwd_fields is not None \
+                and self.fwd_fields == head.headers:
+            # The header fields of this connection's last request again (a
+            # browser's or a tool's requests on one connection mostly are):
+            # the rest of the head is what followed that target.
+            return method + head.target + self.fwd_tail
         peer = _peer_bytes(self.peer)
         xff = head.xff + b", " + peer if (self.trusted and head.xff) else peer
-        parts = [head.method.encode(), b" ", head.target, b" HTTP/1.1"]
-        parts.extend([b"\r\n" + n + b": " + v for n, v in head.headers])
+        parts = [b" HTTP/1.1"]
+        for n, v in head.headers:
+            parts += (b"\r\n", n, b": ", v)
         parts.append(b"\r\nX-Forwarded-For: ")
         parts.append(xff)
         parts.append(b"\r\nX-Forwarded-Proto: https\r\n" if self.tls
@@ -764,7 +782,11 @@ class ClientConnection(asyncio.Protocol):
         elif head.content_length >= 0:
             parts.append(b"Content-Length: %d\r\n" % head.content_length)
         parts.append(b"\r\n")
-        return b"".join(parts)
+        tail = b"".join(parts)
+        if bodiless and not self.trusted:
+            self.fwd_fields = head.headers
+            self.fwd_tail = tail
+        return method + head.target + tail
 
     def _on_body(self, data: bytes) -> None:
         if self.discard:
