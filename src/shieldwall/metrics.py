@@ -88,16 +88,19 @@ class Metrics:
         # Per request: three probes of small dicts keyed by interned strings
         # and a small int (a tuple key was built, hashed twice and freed each
         # time), and the bucket found by comparisons of native floats.
+        self._count(status, decision, outcome, 1)
+        self.latency_counts[_bucket(seconds)] += 1
+        self.latency_sum += seconds
+
+    def _count(self, status: int, decision: str, outcome: str, n: int) -> None:
+        """Add ``n`` to ``requests[decision][outcome][status]`` (a native call when compiled)."""
         by_d = self.requests.get(decision)
         if by_d is None:
             by_d = self.requests[decision] = {}
         by_o = by_d.get(outcome)
         if by_o is None:
             by_o = by_d[outcome] = {}
-        n = by_o.get(status)
-        by_o[status] = 1 if n is None else n + 1
-        self.latency_counts[_bucket(seconds)] += 1
-        self.latency_sum += seconds
+        by_o[status] = by_o.get(status, 0) + n
 
     def tally(self, status: int, decision: str, outcome: str) -> Tally:
         """The :class:`Tally` of these labels (one per set: a handful)."""
@@ -113,13 +116,7 @@ class Metrics:
             n = t.n
             if n:
                 t.n = 0
-                by_d = self.requests.get(decision)
-                if by_d is None:
-                    by_d = self.requests[decision] = {}
-                by_o = by_d.get(outcome)
-                if by_o is None:
-                    by_o = by_d[outcome] = {}
-                by_o[status] = by_o.get(status, 0) + n
+                self._count(status, decision, outcome, n)
                 self.latency_counts[0] += n
 
     def reject(self, reason: str) -> None:
