@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -109,14 +110,30 @@ SETTINGS = {
 }
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[tuple[Shield, Backend, GuardRuntime]]:
+Rig = tuple[Shield, Backend, GuardRuntime]
+
+
+@asynccontextmanager
+async def guarded_shield(log: Path | None = None, feed: RowFeed | None = None
+                         ) -> AsyncIterator[Rig]:
+    """A backend, the guard of SETTINGS and a shield in front (its access log
+    at ``log``, its rows to ``feed`` when given), all stopped on the way out."""
     backend = await Backend().start()
-    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
-    config = build_config(shield_config([backend.url]))
-    async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
-        yield shield, backend, rt
-    await backend.stop()
+    try:
+        rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
+        over = {} if log is None else {"access_log": str(log)}
+        config = build_config(shield_config([backend.url], **over))
+        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission,
+                                             feed=feed)) as shield:
+            yield shield, backend, rt
+    finally:
+        await backend.stop()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with guarded_shield() as r:
+        yield r
 
 
 def _req(path: str, extra: str = "") -> bytes:
@@ -124,7 +141,7 @@ def _req(path: str, extra: str = "") -> bytes:
 
 
 async def test_a_refused_address_is_answered_from_the_first_bytes_on_a_kept_connection(
-        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+        rig: Rig) -> None:
     shield, backend, rt = rig
     metrics = shield.worker.metrics
     c = await Client.open(shield.port)
@@ -159,7 +176,7 @@ async def test_a_refused_address_is_answered_from_the_first_bytes_on_a_kept_conn
 
 
 async def test_an_early_refusal_closes_when_the_request_says_so_or_a_body_may_follow(
-        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+        rig: Rig) -> None:
     shield, backend, _rt = rig
     for _ in range(2):  # allowed (burst 1), then refused: the address is being refused
         await send_raw(shield.port, _req("/limited", "Connection: close\r\n"))
@@ -177,7 +194,7 @@ async def test_an_early_refusal_closes_when_the_request_says_so_or_a_body_may_fo
 
 @pytest.mark.parametrize(("name", "data", "status"), BAD, ids=[b[0] for b in BAD])
 async def test_a_malformed_request_from_a_refused_address_gets_the_framers_status(
-        rig: tuple[Shield, Backend, GuardRuntime], name: str, data: bytes, status: int) -> None:
+        rig: Rig, name: str, data: bytes, status: int) -> None:
     shield, backend, rt = rig
     await send_raw(shield.port, _req("/limited", "Connection: close\r\n"))
     await send_raw(shield.port, _req("/limited", "Connection: close\r\n"))
@@ -191,7 +208,7 @@ async def test_a_malformed_request_from_a_refused_address_gets_the_framers_statu
 
 
 async def test_under_attack_a_new_clients_first_request_is_challenged_from_its_first_bytes(
-        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+        rig: Rig) -> None:
     shield, backend, rt = rig
     from shieldwall.guard.decision import Mode
 
@@ -227,22 +244,16 @@ def test_an_answered_refusal_is_logged_as_the_line_write_makes(tmp_path: Path) -
 
 
 async def test_every_early_refusal_is_in_the_access_log(tmp_path: Path) -> None:
-    backend = await Backend().start()
-    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
     log = tmp_path / "access.log"
-    config = build_config(shield_config([backend.url], access_log=str(log)))
-    try:
-        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
-            c = await Client.open(shield.port)
-            try:
-                for _ in range(6):
-                    await c.send(_req("/limited?n=1"))
-                    await c.response()
-            finally:
-                c.writer.close()
-            assert shield.worker.metrics.refused_early == 4
-    finally:
-        await backend.stop()
+    async with guarded_shield(log) as (shield, _backend, _rt):
+        c = await Client.open(shield.port)
+        try:
+            for _ in range(6):
+                await c.send(_req("/limited?n=1"))
+                await c.response()
+        finally:
+            c.writer.close()
+        assert shield.worker.metrics.refused_early == 4
     lines = log.read_text().splitlines()
     assert len(lines) == 6
     refused = [ln for ln in lines if '" 429 ' in ln]
@@ -291,7 +302,7 @@ def test_a_new_request_line_over_known_header_lines_reads_as_quick_head_does() -
 
 
 async def test_a_randomized_flood_on_one_connection_is_refused_from_its_request_lines(
-        rig: tuple[Shield, Backend, GuardRuntime]) -> None:
+        rig: Rig) -> None:
     shield, backend, rt = rig
     metrics = shield.worker.metrics
     c = await Client.open(shield.port)
@@ -314,24 +325,18 @@ async def test_a_randomized_flood_on_one_connection_is_refused_from_its_request_
 
 
 async def test_early_refusals_log_what_needs_escaping_escaped(tmp_path: Path) -> None:
-    backend = await Backend().start()
-    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
     log = tmp_path / "access.log"
-    config = build_config(shield_config([backend.url], access_log=str(log)))
     head = "HTTP/1.1\r\nHost: shop\r\nUser-Agent: fl\"ood\r\nReferer: /r\\x\r\n\r\n"
-    try:
-        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
-            c = await Client.open(shield.port)
-            try:
-                for target in ("/limited", "/limited", "/limited?a=1", "/limited?a=1",
-                               "/limited?b=2"):
-                    await c.send(f"GET {target} {head}".encode())
-                    await c.response()
-            finally:
-                c.writer.close()
-            assert shield.worker.metrics.refused_early == 3
-    finally:
-        await backend.stop()
+    async with guarded_shield(log) as (shield, _backend, _rt):
+        c = await Client.open(shield.port)
+        try:
+            for target in ("/limited", "/limited", "/limited?a=1", "/limited?a=1",
+                           "/limited?b=2"):
+                await c.send(f"GET {target} {head}".encode())
+                await c.response()
+        finally:
+            c.writer.close()
+        assert shield.worker.metrics.refused_early == 3
     lines = log.read_text().splitlines()
     assert len(lines) == 5
     assert all('"/r\\x5Cx" "fl\\x22ood"' in ln for ln in lines), lines
@@ -345,28 +350,21 @@ async def test_early_refusals_count_log_and_feed_what_the_first_one_did(tmp_path
     parts kept on the connection, a native metrics count) leave the access-log
     line, the metrics and the feed's row that the full path (_log_row) leaves
     for the same request: only the time and the request line vary."""
-    backend = await Backend().start()
-    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
     log = tmp_path / "access.log"
     feed = RowFeed()
-    config = build_config(shield_config([backend.url], access_log=str(log)))
     targets = ["/limited", "/limited", "/limited", "/limited?q=1", "/limited?q=2", "/limited",
                "/limited?q=2"]
-    try:
-        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission,
-                                             feed=feed)) as shield:
-            c = await Client.open(shield.port)
-            try:
-                for target in targets:
-                    await c.send(_req(target, "Referer: http://shop/\r\n"))
-                    await c.response()
-            finally:
-                c.writer.close()
-            metrics = shield.worker.metrics
-            assert metrics.refused_early == len(targets) - 2
-            snap = metrics.snapshot()
-    finally:
-        await backend.stop()
+    async with guarded_shield(log, feed) as (shield, _backend, _rt):
+        c = await Client.open(shield.port)
+        try:
+            for target in targets:
+                await c.send(_req(target, "Referer: http://shop/\r\n"))
+                await c.response()
+        finally:
+            c.writer.close()
+        metrics = shield.worker.metrics
+        assert metrics.refused_early == len(targets) - 2
+        snap = metrics.snapshot()
     assert [429, "limit", "shield", len(targets) - 1] in snap["requests"]
     assert snap["latency_counts"][0] >= len(targets) - 1
     lines = log.read_text().splitlines()
@@ -393,31 +391,25 @@ async def test_a_ban_or_an_allow_acts_on_a_flooding_connections_next_request(
     """A connection refused from its memo (same bytes, or new request lines)
     still has every request decided by the guard: a ban closes it at once, an
     allow makes its next request a verified client's."""
-    backend = await Backend().start()
-    rt = GuardRuntime.from_settings(GuardSettings.model_validate(SETTINGS))
     log = tmp_path / "access.log"
-    config = build_config(shield_config([backend.url], access_log=str(log)))
-    try:
-        async with run_shield(config, Wiring(gate=rt.gate, admission=rt.admission)) as shield:
-            c = await Client.open(shield.port)
-            try:
-                for i in range(4):
-                    await c.send(_req(f"/limited?q={i % 2}"))
-                    assert (await c.response())[0] == (200 if i == 0 else 429)
-                rt.allow("127.0.0.1", ttl=60)
-                await c.send(_req("/limited?q=1"))
-                await c.response()
-                rt.unallow("127.0.0.1")
-                await c.send(_req("/limited?q=1"))
-                assert (await c.response())[0] == 429
-                rt.ban("127.0.0.1", ttl=60)
-                await c.send(_req("/limited?q=1"))
-                status, headers, _ = await c.response()
-                assert status == 403 and headers.get("connection") == "close"
-            finally:
-                c.writer.close()
-    finally:
-        await backend.stop()
+    async with guarded_shield(log) as (shield, _backend, rt):
+        c = await Client.open(shield.port)
+        try:
+            for i in range(4):
+                await c.send(_req(f"/limited?q={i % 2}"))
+                assert (await c.response())[0] == (200 if i == 0 else 429)
+            rt.allow("127.0.0.1", ttl=60)
+            await c.send(_req("/limited?q=1"))
+            await c.response()
+            rt.unallow("127.0.0.1")
+            await c.send(_req("/limited?q=1"))
+            assert (await c.response())[0] == 429
+            rt.ban("127.0.0.1", ttl=60)
+            await c.send(_req("/limited?q=1"))
+            status, headers, _ = await c.response()
+            assert status == 403 and headers.get("connection") == "close"
+        finally:
+            c.writer.close()
     lines = log.read_text().splitlines()
     assert [" c=verified " in ln for ln in lines] == [False] * 4 + [True, False, False]
     assert " d=block " in lines[-1]
