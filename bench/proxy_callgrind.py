@@ -62,9 +62,10 @@ import proxy as bench  # the sibling bench: its nginx config helpers
 SHIELD = """
 import asyncio, sys, uvloop
 from shieldwall.config import load_config
-from shieldwall.proxy.worker import run_shield
+from shieldwall.proxy.worker import run_shield, serving_gc
 async def main():
     async with run_shield(load_config(sys.argv[1]), admin=False) as sh:
+        serving_gc()  # as serve does
         print(sh.port, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 uvloop.run(main())

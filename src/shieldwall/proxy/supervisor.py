@@ -35,7 +35,7 @@ import uvloop
 
 from shieldwall.config import Config, ConfigError, build_config, load_config
 from shieldwall.proxy.wiring import wire
-from shieldwall.proxy.worker import Shield, Worker, _fmt_host, banner, listen_socket
+from shieldwall.proxy.worker import Shield, Worker, _fmt_host, banner, listen_socket, serving_gc
 
 
 class Source:
@@ -63,6 +63,7 @@ async def run_worker(source: Source, config: Config, index: int, sock: socket.so
     worker = Worker(config, wire(config, secret), index, metrics_dir, peer_dir, config.workers,
                     restarted)
     await worker.start(sock, admin_sock)
+    serving_gc()
     if ready_fd is None:
         a_host, a_port = (admin_sock.getsockname()[:2] if admin_sock is not None else ("-", 0))
         shield = Shield(worker, sock.getsockname()[0], sock.getsockname()[1], a_host, a_port)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import ipaddress
 import os
 import select
@@ -56,6 +57,34 @@ def listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 def admin_token(config: Config) -> str:
     return config.admin.token or os.environ.get("SHIELDWALL_ADMIN_TOKEN", "")
+
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between young-generation collections in a serving worker
+(CPython's default is 700). A young collection walks every young object
+still alive, and a request in flight keeps its head, header list and
+tuples alive across the wait for the backend: with 1,000 connections in
+flight each of the default's collections walked ~10,000 such objects
+(~1.1 ms, ~180 collections per 77,000 requests, promoting them to the
+older generations and their longer walks), ~4 us per request, against
+~0.5 us at 100 connections. Objects freed by their reference count are
+not affected; only cyclic garbage (~17 objects per closed connection)
+waits a little longer."""
+
+
+def serving_gc() -> None:
+    """Tune the cyclic collector for a long-lived server, once the worker has
+    started: what startup made (modules, config, the guard's and detector's
+    tables) is frozen out of every later collection (it is never garbage,
+    and a full collection walked all of it: a 46 ms pause at 1,000
+    connections), and young collections run every
+    :data:`GC_YOUNG_THRESHOLD` allocations instead of 700. Collection stays
+    on. Called by ``serve`` (one process per worker), not by
+    :func:`run_shield`: a test process is not a server."""
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 class Worker:
