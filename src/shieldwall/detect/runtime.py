@@ -16,15 +16,17 @@ injected clock has passed (minus ``live_lateness``), and calls
 
 The lead wires these to ``GuardRuntime.set_mode`` and ``GuardRuntime.mark_suspect``.
 
-One live-only shortcut (:meth:`DetectRuntime.peek`): after calm a flood that
-is not overwhelming in its first second is confirmed by its second window, a
-whole second later. While such a ddos candidate waits for that window, the
-runtime looks at the window's first half: when the requests keep coming at
-least as far above the shop's normal rate as a surge must be (``rate_factor``
-x the baseline plus ``surge_threshold`` of its standard deviations), the
-mode goes to ``under_attack`` then; the detector's own step at the window's
-close agrees or takes it back. Verdicts and incidents are the detector's
-alone, so the live and the offline feed still agree window by window.
+One live-only shortcut (:meth:`DetectRuntime.peek`): a flood that is not
+overwhelming in its first second (after calm), or does not stand out over an
+open flash crowd at once, is confirmed by its second window, a whole second
+later. While such a ddos candidate waits for that window, the runtime looks
+at the window's first half: when the requests keep coming at least as far
+above the traffic the flood arrived on as a surge must be (after calm,
+``rate_factor`` x the baseline; on top of a crowd, the crowd's own level;
+plus ``surge_threshold`` of the shop's standard deviations), the mode goes to
+``under_attack`` then; the detector's own step at the window's close agrees
+or takes it back. Verdicts and incidents are the detector's alone, so the
+live and the offline feed still agree window by window.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
 from shieldwall.detect.detector import Detector, Incident, StepResult, iso
 from shieldwall.detect.events import RequestEvent
-from shieldwall.detect.rules import DDOS, NORMAL
+from shieldwall.detect.rules import DDOS, FLASH_CROWD, NORMAL
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Row, WindowBuilder
 from shieldwall.guard.decision import Mode
@@ -213,13 +215,15 @@ class DetectRuntime:
     # -- the live shortcut ---------------------------------------------------------------
     def peek_due(self) -> float | None:
         """When :meth:`peek` should look (Unix time), or None: only while a ddos window
-        after calm raised ``elevated`` and waits for its confirming window (not inside
-        an open incident: a crowd's is the detector's business), and only when one more
-        window confirms it (``enter_windows`` <= 2)."""
+        raised ``elevated`` and waits for its confirming window, after calm or on top
+        of an open flash crowd (the detector raises ``elevated`` there only for an
+        attack the per-address caps do not contain; inside a ddos or backend incident
+        the mode is the detector's business), and only when one more window confirms
+        it (``enter_windows`` <= 2)."""
         last = self.detector.last
         if (last is None or not self.enabled or self.early is not None
                 or self.mode is not Mode.ELEVATED or last.raw.verdict != DDOS
-                or last.state != NORMAL or self.settings.enter_windows > 2):
+                or last.state not in (NORMAL, FLASH_CROWD) or self.settings.enter_windows > 2):
             return None
         return last.features.sec + 1 + PEEK_AT
 
@@ -228,7 +232,11 @@ class DetectRuntime:
         come at ``rate_factor`` x the baseline plus ``surge_threshold`` of the shop's
         standard deviations or more (what the candidate's own second had to beat, and
         more than a surge needs to go on), raise ``under_attack`` now rather than at the
-        window's close. True when it did."""
+        window's close. On top of an open flash crowd the bar is the crowd's own level
+        (the higher of the second before the candidate and the 10 s mean, as
+        ``Detector._stands_out`` measures a rise) plus the same ``surge_threshold``
+        deviations: the crowd alone never reaches it, a flood that goes on does.
+        True when it did."""
         if self.peek_due() is None:
             return False
         last = self.detector.last
@@ -242,11 +250,15 @@ class DetectRuntime:
             return False
         s = self.settings
         need = max(s.min_elevated_rps, s.rate_factor * f.ref_rps + s.surge_threshold * f.rate_sd)
+        on = "a surge"
+        if last.state == FLASH_CROWD:
+            need = max(need, max(f.rps_prev, f.rps_10) + s.surge_threshold * f.rate_sd)
+            on = "an attack on top of the crowd"
         rate = n / span
         if rate < need:
             return False
         self.early = (f"{rate:.0f} req/s in the first {self._taken_at - sec:.2f} s of the next second "
-                      f"(a surge goes on above {need:.0f})")
+                      f"({on} goes on above {need:.0f})")
         self.mode = Mode.UNDER_ATTACK
         log.warning("detector: mode under_attack (ddos confirmed early: %s)", self.early)
         self._call(self.on_mode, Mode.UNDER_ATTACK, "detector")
