@@ -8,6 +8,11 @@ commands cost half a second of CPU before the first log line was read. So
 :func:`main` looks at the command named on the command line (:data:`COMMANDS`
 says whose it is) and registers that part alone; the root's help, a mistyped
 command and ``from shieldwall.cli import app`` (the tests) get every part.
+
+Typer itself is imported only once :func:`main` has looked at the command line:
+``shieldwall analyze`` starts the log's parsing process first
+(:func:`shieldwall.detect.readers.start_early`), so that process's start-up runs
+beside Typer's import instead of after it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-
-import typer
+from typing import TYPE_CHECKING
 
 from shieldwall import __version__
+
+if TYPE_CHECKING:
+    import typer
 
 PARTS = ("proxy", "guard", "detect", "monitor", "drill")
 """The parts with commands, in the order of the root's help."""
@@ -36,22 +43,25 @@ COMMANDS = {
 
 def _version(value: bool) -> None:
     if value:
+        import typer
+
         from shieldwall import _build
 
         typer.echo(f"shieldwall {__version__} ({_build.describe()})")
         raise typer.Exit()
 
 
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """shieldwall: serve, check-config, ban/unban/status/mode, analyze, monitor, drill, demo."""
-
-
 def make_app(parts: Sequence[str] = PARTS) -> typer.Typer:
     """The root app with the commands of ``parts`` (each part's ``_cli.register``)."""
+    import typer
+
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ) -> None:
+        """shieldwall: serve, check-config, ban/unban/status/mode, analyze, monitor, drill, demo."""
+
     root = typer.Typer(
         name="shieldwall",
         help="Keep a shop selling through a flood, a flash crowd or a dead server.",
@@ -92,7 +102,12 @@ def __getattr__(name: str) -> typer.Typer:
 
 
 def main() -> None:
-    make_app(parts_for(sys.argv[1:]))()
+    argv = sys.argv[1:]
+    if argv[:1] == ["analyze"]:
+        from shieldwall.detect.readers import start_early
+
+        start_early(argv[1:])
+    make_app(parts_for(argv))()
 
 
 if __name__ == "__main__":

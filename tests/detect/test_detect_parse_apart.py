@@ -6,7 +6,9 @@ leaves no child behind."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -121,3 +123,76 @@ def test_a_feed_started_ahead_gives_the_same_report() -> None:
             analyze([log], "combined", feed=other)
     finally:
         other.close()
+
+
+def test_the_parser_does_not_wait_for_the_consumer(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parsing process queues its parts (``SEND_AHEAD`` deep) and a thread of its own
+    writes them: a consumer busy with one part never holds up the parsing of the next
+    ones (through the pipe alone, which holds 64 kB, the two took turns)."""
+    log = tmp_path / "gen.log"
+    write_log(generate(make_scenario(3, ["flood"], family="train")), log)
+    want = list(_column_parts(log, "auto", ReadStats()))
+    assert 1 < len(want) < readers.SEND_AHEAD
+    done = tmp_path / "parsed"
+    counted = readers._counted
+
+    def marked(parts: Any, counting: Any) -> Any:  # runs in the (forked) child
+        yield from counted(parts, counting)
+        done.touch()
+
+    monkeypatch.setattr(readers, "_counted", marked)
+    feed = readers.ColumnFeed(log, "auto")
+    parts = feed.parts(ReadStats())
+    got = [next(parts)]
+    for _ in range(300):  # while the consumer holds the first part, the rest are parsed
+        if done.exists():
+            break
+        time.sleep(0.1)
+    assert done.exists()
+    got.extend(parts)
+    assert len(got) == len(want)
+    assert all(_same(a, b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    (["LOG", "--json", "out.json"], "auto"),
+    (["--format=combined", "LOG"], "combined"),
+    (["--config", "x.toml", "--format", "auto", "LOG", "--html", "r.html"], "auto"),
+    (["--", "LOG"], "auto"),
+    (["--format", "json", "LOG"], None),
+    (["LOG", "LOG"], None),
+    (["LOG", "--help"], None),
+    (["LOG", "--jsn", "out.json"], None),
+    (["missing.log"], None),
+])
+def test_started_early_for_the_plain_command_line_only(args: list[str], want: str | None) -> None:
+    """``shieldwall analyze``'s parsing process starts before Typer is imported when a
+    quick look at the arguments finds one log and a columns format; the command takes it
+    only for the log and format Typer parsed, and stops it otherwise."""
+    log = DATA / "real-apache-2015.log"
+    readers.start_early([str(log) if a == "LOG" else a for a in args])
+    try:
+        if want is None:
+            assert not readers._EARLY
+            return
+        [feed] = readers._EARLY
+        assert (feed.path, feed.fmt) == (log, want)
+        assert readers.take_early(log, "json" if want == "auto" else "auto") is None
+        assert not readers._EARLY
+        assert not [p for p in mp.active_children() if p.name == "shieldwall-parse"]
+    finally:
+        while readers._EARLY:
+            readers._EARLY.pop().close()
+
+
+def test_a_feed_started_early_is_taken_by_its_command() -> None:
+    log = DATA / "real-apache-2015.log"
+    readers.start_early([str(log)])
+    feed = readers.take_early(log, "auto")
+    assert feed is not None and not readers._EARLY
+    try:
+        stats = ReadStats()
+        assert list(feed.parts(stats)) and stats.lines == 10_000
+    finally:
+        feed.close()

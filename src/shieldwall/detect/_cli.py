@@ -29,15 +29,18 @@ def analyze_cmd(
         None, "--config", help="A shield config (TOML) whose [detect] section tunes the rules."),
 ) -> None:
     """Tell what happened in access logs: attack, flash crowd or broken backend, when, from where."""
-    from shieldwall.detect.readers import FORMATS, ColumnFeed
+    from shieldwall.detect.readers import FORMATS, ColumnFeed, take_early
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}; expected one of {', '.join(FORMATS)}", param_hint="--format")
     for p in logs:
         if not p.is_file():
             raise typer.BadParameter(f"{p}: no such file", param_hint="LOGS")
-    # the parsing process starts now: its imports and first chunks overlap ours
-    feed = ColumnFeed(logs[0], fmt) if len(logs) == 1 and fmt != "json" else None
+    # the parsing process (started before Typer's import by cli.main, or now): its
+    # imports and first chunks overlap ours
+    feed = take_early(logs[0], fmt) if len(logs) == 1 else None
+    if feed is None and len(logs) == 1 and fmt != "json":
+        feed = ColumnFeed(logs[0], fmt)
     try:
         _analyze_cmd(logs, fmt, json_out, html_out, revenue_per_minute, config, feed)
     finally:
