@@ -157,11 +157,13 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     url_floor = max(s.random_min_distinct, s.distinct_factor * (f.base_distinct_urls if f.warm else 0.0))
     # nonexistent paths: the share of pages answered 404 far above the shop's own
     not_found = f.warm and f.notfound_share >= max(0.3, s.distinct_factor * f.base_notfound_share)
-    # Random URLs from browser-like clients that also fetch assets still come from
-    # networks the shop never served, or carry random query strings (no cache helps).
+    # Randomness itself is the evidence: paths the shop does not have (404s) or query
+    # strings nobody could have cached. Distinct real pages without assets, from networks
+    # never seen, are a crawler walking the catalogue (or a flood, for the flood rule):
+    # the backlog after a hang and a crawler spike spread over as many URLs.
     randomized = (elevated and f.distinct_urls >= url_floor
                   and f.url_unique_share >= s.random_unique_share
-                  and (assets_low or new_prefixes or random_queries or random_keys or not_found))
+                  and (random_queries or random_keys or not_found))
     if randomized:
         ev = [f"{_num(f.distinct_urls)} distinct URLs per second ({_pct(f.url_unique_share)} of "
               f"page requests, baseline {f.base_distinct_urls:.0f})",

@@ -105,8 +105,10 @@ class DetectSettings(BaseModel):
     """Share of sources from prefixes never seen in the baseline that marks a botnet."""
     top_path_share: float = Field(default=0.6, gt=0.0, le=1.0)
     """Share of page requests on the single top path that marks a single-URL flood."""
-    random_min_distinct: int = Field(default=100, ge=1)
-    """Randomized: at least this many distinct URLs per second..."""
+    random_min_distinct: int = Field(default=20, ge=1)
+    """Randomized: at least this many distinct URLs per second (the lowest rate that can be
+    elevated, ``min_elevated_rps``: a random URL is a request, and a small shop's flood at a
+    few times its 5-30 req/s never makes 100)..."""
     random_unique_share: float = Field(default=0.5, gt=0.0, le=1.0)
     """...which are at least this share of page requests."""
     cache_bust_min_distinct: int = Field(default=10, ge=1)
