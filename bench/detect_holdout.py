@@ -1,0 +1,81 @@
+"""The detector on a held-out family none of its authors saw (src/shieldwall/detect/holdout).
+
+Usage: .venv/bin/python bench/detect_holdout.py [--seeds N] [--first 5000] [--minutes M] [--json PATH]
+
+Each seed's log is written to disk and read by the same ``analyze`` the CLI
+(and families/score.py) runs; scoring is families/score.py's ``score_report``
+and ``Summary``, so the columns mean what bench/detect_confusion.py's mean.
+This family is for scoring only: never tune the detector on it. Prints JSON, then a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from shieldwall.detect.analyze import analyze
+from shieldwall.detect.detector import StepResult
+from shieldwall.detect.families.score import LogScore, Summary, score_report
+from shieldwall.detect.holdout import holdout_shop
+from shieldwall.detect.windows import Window
+
+ROWS = [("logs", "logs"), ("hours", "hours"), ("events", "labelled incidents"), ("found_share", "found (verdict)"),
+        ("kind_share", "ddos kind right"), ("split_events", "events split"), ("invented", "invented"),
+        ("invented_per_2h", "invented / 2 h"), ("quiet_day_incidents", "on quiet days"),
+        ("flash_called_ddos", "crowd called ddos"), ("ddos_called_flash", "ddos called crowd"),
+        ("delay_median_s", "median delay s"), ("done", "Done when holds")]
+
+
+def score_seed(seed: int, minutes: float | None, workdir: Path) -> LogScore:
+    """Generate one seed, analyze its log as the CLI does, score it against its labels."""
+    log, labels = holdout_shop(seed, minutes)
+    path = log.write(workdir / f"holdout-{seed}.log")
+    states: dict[int, str] = {}
+
+    def on_step(w: Window, r: StepResult) -> None:
+        states[w.sec] = r.state
+
+    t = time.perf_counter()
+    try:
+        report = analyze([path], "auto", None, on_step=on_step)
+    finally:
+        path.unlink()
+    took = time.perf_counter() - t
+    events, invented, unlabelled = score_report(labels, report.incidents, states)
+    return LogScore(labels, events, invented, unlabelled, report.stats.lines, report.stats.unparsed,
+                    report.late, took)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=8)
+    ap.add_argument("--first", type=int, default=5000)
+    ap.add_argument("--minutes", type=float, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="shieldwall-holdout-") as tmp:
+        scores = [score_seed(s, args.minutes, Path(tmp)) for s in range(args.first, args.first + args.seeds)]
+    summary = Summary.of(scores).as_json()
+    doc = {"family": "holdout_shop", "seeds": [args.first, args.first + args.seeds - 1], "summary": summary,
+           "logs": [s.as_json() for s in scores], "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps(doc, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print()
+    for key, name in ROWS:
+        v = summary.get(key, "")
+        if isinstance(v, dict):
+            v = " ".join(f"{k[:5]}:{x}" for k, x in v.items())
+        print(f"{name:<22}{v if v is not None else '-':>20}")
+    print("right by event: " + ", ".join(f"{k} {v}" for k, v in summary["right_by_event"].items()))
+    print("misses:")
+    for m in summary["misses"]:
+        print("  " + m)
+
+
+if __name__ == "__main__":
+    main()
