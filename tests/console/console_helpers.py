@@ -9,9 +9,9 @@ from pathlib import Path
 BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+) admin http://127\.0\.0\.1:(\d+)")
 
 
-def quiet_config(directory: Path) -> Path:
+def quiet_config(directory: Path, extra: str = "") -> Path:
     """No access log: it goes to stdout by default, and a pipe nobody reads
-    fills up and stalls the shield."""
+    fills up and stalls the shield. ``extra``: more TOML, appended."""
     path = directory / "shield.toml"
-    path.write_text('access_log = "off"\n[[backends]]\nurl = "http://127.0.0.1:9"\n')
+    path.write_text('access_log = "off"\n[[backends]]\nurl = "http://127.0.0.1:9"\n' + extra)
     return path
