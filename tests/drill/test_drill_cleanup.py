@@ -28,11 +28,20 @@ def _lab_pids(marker: str) -> list[int]:
     return pids
 
 
+def _as_from_a_terminal() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupting_a_drill_stops_its_backends(procs: Procs, tmp_path: Path) -> None:
     out = tmp_path / "lab"
-    drill = procs.start([sys.executable, "-m", "shieldwall.cli", "drill", "flood", "--against", "none",
-                         "--duration", "60", "--out", str(out)], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
+    err = tmp_path / "drill.stderr"
+    with open(err, "wb") as fh:
+        # as from a terminal: SIGINT delivered and handled by default, whatever
+        # the test runner's process inherited
+        drill = procs.start([sys.executable, "-m", "shieldwall.cli", "drill", "flood", "--against",
+                             "none", "--duration", "60", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=fh, preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len(_lab_pids(str(out))) < 2:
         time.sleep(0.2)
@@ -41,7 +50,11 @@ def test_interrupting_a_drill_stops_its_backends(procs: Procs, tmp_path: Path) -
         assert len(backends) == 2, "the drill did not start its two backends"
         time.sleep(1.0)
         os.kill(drill.pid, signal.SIGINT)
-        drill.wait(timeout=30)
+        try:
+            drill.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the drill did not exit within 30 s of SIGINT; its stderr ends: "
+                                 + err.read_text(errors="replace")[-2000:]) from None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _lab_pids(str(out)):
             time.sleep(0.2)
