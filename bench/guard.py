@@ -127,6 +127,42 @@ http {{
 }}
 """
 
+FRONT_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/front.pid;
+error_log {dir}/front-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir};
+  proxy_temp_path {dir};
+  fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir};
+  scgi_temp_path {dir};
+  upstream shop {{ server 127.0.0.1:{up}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    keepalive_requests 1000000;
+    location /limited {{
+      add_header Retry-After 1 always;
+      default_type text/plain;
+      return 429 "Too many requests.\n";
+    }}
+    location / {{
+      proxy_pass http://shop;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }}
+  }}
+}}
+"""
+"""The floor, side by side: nginx as the front (one worker, no access log, as
+the shield runs), proxying to the same upstream (``/ok``) and answering a
+constant 429 (``/limited``, what ``limit_req`` answers with once it refuses,
+minus its zone lookup)."""
+
 
 ROUNDS = 2
 
@@ -160,12 +196,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _wrk(url: str, seconds: int, conns: int) -> dict[str, Any]:
+async def _wrk(url: str, seconds: int, conns: int, close: bool = False) -> dict[str, Any]:
+    """One wrk run. ``close``: every request on a new connection (``Connection:
+    close``), as a flood tool that reconnects each time."""
     import asyncio
     import re
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", url]
+    if close:
+        argv[1:1] = ["-H", "Connection: close"]
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         out = (await asyncio.wait_for(proc.communicate(), seconds + 30))[0].decode()
     finally:
@@ -175,12 +215,104 @@ async def _wrk(url: str, seconds: int, conns: int) -> dict[str, Any]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(rps.group(1)) if rps else 0.0,
-            "requests": int(total.group(1)) if total else 0,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       out)
+    r: dict[str, Any] = {"rps": float(rps.group(1)) if rps else 0.0,
+                         "requests": int(total.group(1)) if total else 0,
+                         "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+    if errors:
+        r["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
+                                      (int(g) for g in errors.groups()), strict=True))
+    return r
 
 
-async def _proxy(seconds: int, conns: int) -> dict[str, Any]:
+_SYSCALLS = ("read", "write", "writev", "recvfrom", "sendto", "epoll_wait", "epoll_pwait",
+             "epoll_ctl", "accept4", "close", "shutdown", "setsockopt", "getsockname",
+             "getpeername", "ioctl", "fcntl")
+
+
+def _cpu_of(pid: int | None) -> tuple[float, float]:
+    """User and system CPU seconds of this process (``pid`` None: ourselves,
+    threads included) or of another one (/proc/PID/stat, clock ticks)."""
+    import os
+    import resource
+    if pid is None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime, ru.ru_stime
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+async def _perf_start(pid: int) -> Any:
+    """``perf stat`` counting the syscalls of ``pid`` (tracepoints: counted in
+    the kernel, no stop per call as strace's), or None without perf."""
+    import asyncio
+    import shutil
+    if shutil.which("perf") is None:
+        return None
+    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{n}" for n in _SYSCALLS]
+    proc = await asyncio.create_subprocess_exec(
+        "perf", "stat", "-i", "-x,", "-e", ",".join(events), "-p", str(pid),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    await asyncio.sleep(0.3)  # (attached before the load starts)
+    return proc
+
+
+async def _perf_stop(proc: Any, requests: int) -> dict[str, Any]:
+    import signal
+    if proc is None:
+        return {"skipped": "needs perf"}
+    proc.send_signal(signal.SIGINT)
+    err = (await proc.communicate())[1].decode()
+    counts: dict[str, int] = {}
+    for line in err.splitlines():
+        parts = line.split(",")
+        if len(parts) > 2 and parts[0].isdigit():
+            name = parts[2]
+            counts[name.split("sys_enter_", 1)[1] if "sys_enter_" in name else "all"] = \
+                int(parts[0])
+    if "all" not in counts:
+        return {"skipped": f"perf stat gave no counts: {err.strip()[-200:]}"}
+    n = max(1, requests)
+    all_ = counts.pop("all")
+    return {"per_request": round(all_ / n, 2),
+            "by_call": {k: round(v / n, 2) for k, v in sorted(counts.items(),
+                                                               key=lambda kv: -kv[1]) if v}}
+
+
+async def _run_case(url: str, seconds: int, conns: int, close: bool,
+                    pid: int | None) -> dict[str, Any]:
+    u0, s0 = _cpu_of(pid)
+    r = await _wrk(url, seconds, conns, close)
+    u1, s1 = _cpu_of(pid)
+    n = max(1, r["requests"])
+    r["cpu_us_per_request"] = round((u1 - u0 + s1 - s0) / n * 1e6, 2)
+    r["user_us"] = round((u1 - u0) / n * 1e6, 2)
+    r["sys_us"] = round((s1 - s0) / n * 1e6, 2)
+    return r
+
+
+async def _banned(rt: GuardRuntime, base: str, seconds: int, conns: int) -> dict[str, Any]:
+    """CPU per connection closed at accept (wrk reconnecting each time, its
+    address banned), counted by the gate's ``block:accept``."""
+    rt.ban("127.0.0.1", ttl=3600, reason="bench")
+    try:
+        before = rt.gate.counts.get("block:accept", 0)
+        u0, s0 = _cpu_of(None)
+        r = await _wrk(base + "/limited", seconds, conns, True)
+        u1, s1 = _cpu_of(None)
+        n = max(1, rt.gate.counts.get("block:accept", 0) - before)
+    finally:
+        rt.unban("127.0.0.1")
+    return {"connections_closed": n, "wrk_socket_errors": r.get("socket_errors", {}),
+            "cpu_us_per_connection": round((u1 - u0 + s1 - s0) / n * 1e6, 2),
+            "user_us": round((u1 - u0) / n * 1e6, 2), "sys_us": round((s1 - s0) / n * 1e6, 2)}
+
+
+async def _proxy(seconds: int, conns: int, syscalls: bool) -> dict[str, Any]:
+    import asyncio
     import logging
     import os
     import shutil
@@ -196,19 +328,24 @@ async def _proxy(seconds: int, conns: int) -> dict[str, Any]:
     logging.getLogger("shieldwall").setLevel(logging.ERROR)
     tmp = tempfile.mkdtemp(prefix="swbench")
     up_port = _free_port()
+    front_port = _free_port()
     with open(os.path.join(tmp, "nginx.conf"), "w") as f:
         f.write(NGINX_CONF.format(dir=tmp, port=up_port))
-    nginx = subprocess.Popen(["nginx", "-c", os.path.join(tmp, "nginx.conf"), "-p", tmp],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(tmp, "front.conf"), "w") as f:
+        f.write(FRONT_CONF.format(dir=tmp, port=front_port, up=up_port))
+    procs = [subprocess.Popen(["nginx", "-c", os.path.join(tmp, name), "-p", tmp],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name in ("nginx.conf", "front.conf")]
+    front = procs[1]
     try:
-        import asyncio
-        for _ in range(100):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", up_port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        for port in (up_port, front_port):
+            for _ in range(100):
+                try:
+                    _, w = await asyncio.open_connection("127.0.0.1", port)
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
         rt = GuardRuntime.from_settings(GuardSettings.model_validate({
             "allow_crawlers": False,
             "limits": {
@@ -226,56 +363,92 @@ async def _proxy(seconds: int, conns: int) -> dict[str, Any]:
             "upstream": {"health": {"enabled": False}}})
         await rt.start()
         results: dict[str, Any] = {}
+        counted: dict[str, Any] = {}
         try:
-            gate = _WithNullRejection(rt.gate)
             # No admission queue: one wrk client saturating nginx would be
             # "pressure", and an unknown client without browser conduct is then
             # challenged (most /ok answers were 403s): the bench compares a
             # proxied 200 with a refusal, not the overload defence.
-            async with run_shield(config, Wiring(gate=gate)) as sh:
+            # Two shields: the guard's own gate (its early path refuses from the
+            # first bytes), and the wrapped one whose /null 429 costs no guard
+            # work but goes the parsed path (the wrapper has no early_wanted).
+            async with run_shield(config, Wiring(gate=rt.gate)) as sh, \
+                    run_shield(config, Wiring(gate=_WithNullRejection(rt.gate))) as sh0:
                 base = f"http://127.0.0.1:{sh.port}"
-                await _wrk(base + "/ok", 1, conns)  # warm up both paths
-                await _wrk(base + "/limited", 1, conns)
+                nbase = f"http://127.0.0.1:{front_port}"
+                cases: list[tuple[str, str, bool, int | None]] = [
+                    ("proxied", base + "/ok", False, None),
+                    ("rejected", base + "/limited", False, None),
+                    ("rejected_parsed_path_constant_429", f"http://127.0.0.1:{sh0.port}/null",
+                     False, None),
+                    ("rejected_new_connection_each", base + "/limited", True, None),
+                    ("nginx_proxied", nbase + "/ok", False, front.pid),
+                    ("nginx_rejected", nbase + "/limited", False, front.pid),
+                    ("nginx_rejected_new_connection_each", nbase + "/limited", True,
+                     front.pid),
+                ]
+                for _, url, close, _pid in cases:  # warm up every path
+                    await _wrk(url, 1, conns, close)
                 for _ in range(ROUNDS):  # alternate; keep each path's best round
-                    for name, path in (("proxied", "/ok"), ("rejected", "/limited"),
-                                       ("rejected_by_constant_gate", "/null")):
-                        cpu0 = time.process_time()
-                        r = await _wrk(base + path, seconds, conns)
-                        cpu = time.process_time() - cpu0
-                        r["shield_cpu_us_per_request"] = round(
-                            cpu / max(1, r["requests"]) * 1e6, 2)
+                    for name, url, close, pid in cases:
+                        r = await _run_case(url, seconds, conns, close, pid)
                         best = results.get(name)
-                        if best is None or r["shield_cpu_us_per_request"] < \
-                                best["shield_cpu_us_per_request"]:
+                        if best is None or r["cpu_us_per_request"] < best["cpu_us_per_request"]:
                             results[name] = r
+                if syscalls:
+                    for name, url, close, pid in cases:
+                        perf = await _perf_start(os.getpid() if pid is None else pid)
+                        r = await _wrk(url, 2, conns, close)
+                        counted[name] = await _perf_stop(perf, r["requests"])
+                # last: wrk's own address banned, so every connection is closed
+                # at accept (no transport, no protocol): the cost per connection
+                results["banned_closed_at_accept"] = await _banned(rt, base, seconds, conns)
         finally:
             await rt.stop()
+
+        def ratio(a: str, b: str) -> float:
+            return round(results[a]["cpu_us_per_request"]
+                         / max(results[b]["cpu_us_per_request"], 1e-9), 3)
+
         p, j = results["proxied"], results["rejected"]
-        return {
+        out: dict[str, Any] = {
             "load": f"wrk -t1 -c{conns} -d{seconds}s, upstream nginx (return 200), "
-                    f"shield in this process, best of {ROUNDS} alternating rounds",
+                    f"shield in this process (uvloop), nginx front (1 worker) beside it, "
+                    f"best of {ROUNDS} alternating rounds; cpu = user + sys of the "
+                    "answering process per answered request",
             **results,
             "rps_ratio_rejected_over_proxied": round(j["rps"] / max(p["rps"], 1e-9), 2),
-            "cpu_ratio_rejected_over_proxied": round(
-                j["shield_cpu_us_per_request"] / max(p["shield_cpu_us_per_request"], 1e-9), 3),
+            "cpu_ratio_rejected_over_proxied": ratio("rejected", "proxied"),
+            "cpu_ratio_parsed_path_constant_429_over_proxied": ratio(
+                "rejected_parsed_path_constant_429", "proxied"),
+            "nginx_cpu_ratio_rejected_over_proxied": ratio("nginx_rejected", "nginx_proxied"),
+            "cpu_ratio_new_connection_each_over_proxied": ratio(
+                "rejected_new_connection_each", "proxied"),
+            "nginx_cpu_ratio_new_connection_each_over_proxied": ratio(
+                "nginx_rejected_new_connection_each", "nginx_proxied"),
             "goal_cpu_ratio": 0.2,
-            "guard_share_of_a_rejection_us": round(
-                j["shield_cpu_us_per_request"]
-                - results["rejected_by_constant_gate"]["shield_cpu_us_per_request"], 2),
         }
+        if counted:
+            out["syscalls"] = {"how": "perf stat -e raw_syscalls:sys_enter (+ per call) on the "
+                                      "answering process, 2 s of wrk per case; per answered "
+                                      "request", **counted}
+        return out
     finally:
-        nginx.kill()
-        nginx.wait(timeout=10)
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def proxy(seconds: int, conns: int) -> dict[str, Any]:
+def proxy(seconds: int, conns: int, syscalls: bool = True) -> dict[str, Any]:
     try:
         import shieldwall.proxy.worker  # noqa: F401
     except ImportError:
         return {"skipped": "the proxy's run_shield helper is not available"}
-    import asyncio
-    return asyncio.run(_proxy(seconds, conns))
+    import uvloop
+    # the event loop the shield runs on (shieldwall.proxy.supervisor): the
+    # stdlib's selector loop costs several microseconds more per request
+    return uvloop.run(_proxy(seconds, conns, syscalls))
 
 
 def instructions() -> dict[str, Any]:
@@ -306,6 +479,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200_000, help="decisions per measurement")
     ap.add_argument("--seconds", type=int, default=5, help="wrk duration per path")
     ap.add_argument("--conns", type=int, default=32, help="wrk connections")
+    ap.add_argument("--no-syscalls", action="store_true",
+                    help="skip counting syscalls per request (perf stat)")
     ap.add_argument("--callgrind", action="store_true",
                     help="also instructions per request, proxied vs refused (valgrind, ~1 min)")
     args = ap.parse_args()
@@ -316,7 +491,7 @@ def main() -> None:
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "core": core(args.n),
-        "proxy": proxy(args.seconds, args.conns),
+        "proxy": proxy(args.seconds, args.conns, not args.no_syscalls),
     }
     if args.callgrind:
         out["instructions"] = instructions()

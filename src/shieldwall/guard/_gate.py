@@ -351,6 +351,14 @@ class GuardGate:
         until = self._refusing.get(address)
         return until is not None and until > self.clock()
 
+    def refusing(self, address: str) -> bool:
+        """Whether ``address`` was refused lately (the early window of
+        early_wanted, whatever the mode): the proxy then peeks at a new
+        connection's first request and answers a refusal on the bare socket
+        (shieldwall.proxy.server.ClientConnection.answer_peeked)."""
+        until = self._refusing.get(address)
+        return until is not None and until > self.clock()
+
     def refused_at_accept(self, address: str) -> bool:
         """Whether a connection from ``address`` (the client itself, not a
         trusted proxy) is closed at accept: a banned address, unless the block

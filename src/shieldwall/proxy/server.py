@@ -363,6 +363,9 @@ class ClientConnection(asyncio.Protocol):
             # A parked connection (shieldwall.proxy.worker.Parking) sent its
             # first bytes: already counted in; the real transport takes over.
             self.transport = transport
+            unsent = parked.get_extra_info("unsent")
+            if unsent:  # an answer given on the parked socket that it did not take whole
+                transport.write(unsent)
             if parked.is_closing():  # closed while this transport was being made
                 transport.close()
             return
@@ -530,7 +533,7 @@ class ClientConnection(asyncio.Protocol):
         early = w.early
         memo = self.memo
         if ((guard is not None or early is not None) and self.head is None
-                and self.backlog is None and not self.skip_to_end and not self.trusted
+                and self.decision is None and self.backlog is None and not self.skip_to_end and not self.trusted
                 and framer.resting()
                 and ((memo is not None and 0.0 <= now < memo.until)  # refused here lately
                      or (guard.early_wanted(self.peer) if guard is not None
@@ -545,6 +548,35 @@ class ClientConnection(asyncio.Protocol):
             self._process(events, 0)
         if self.state == READING_BODY and self.pause_bits == 0:
             self._body_progress(len(data))
+
+    def peek_wanted(self) -> bool:
+        """Whether this connection, not given its transport yet (parked:
+        shieldwall.proxy.worker.Parking), should have its first request
+        peeked from the socket and answered there (answer_peeked): its
+        address was refused lately. A shopper's connection is never peeked."""
+        guard = self.w.guard
+        return (guard is not None and not self.requests and self.state == IDLE
+                and self.decision is None and not self.trusted and self.framer is None
+                and guard.refusing(self.peer))
+
+    def answer_peeked(self, data: bytes) -> bool:
+        """The first request of a parked connection, as peeked from its socket
+        (``data``, still unread there), refused by the early path: answered
+        on the bare socket (the parked transport's ``write`` takes the peeked
+        bytes off the socket, then sends). A flood tool that reconnects for
+        every request (issue 10: connection-per-request) then costs accept,
+        two recv, one send and a close, and no uvloop transport (~35
+        syscalls and 56 us a refusal with one, bench/guard.py). True when
+        answered (closed, or kept alive: its transport is made next, and
+        reads what follows). Else nothing is consumed; a decision the guard
+        made (an allowed request) is kept for the head, not made again."""
+        if not self.peek_wanted():
+            return False
+        self.state = READING_HEAD
+        if self._early(data, -1.0):
+            return True  # (_after set the state: IDLE, or CLOSED)
+        self.state = IDLE
+        return False
 
     def _early(self, data: bytes, now: float) -> bool:
         """Decide on a request from its first bytes (issue 10: cheap refusal).

@@ -490,7 +490,9 @@ class Acceptor:
         self.stopped = False
         self.parking: Parking | None = None
         if sock is not None and ctx is None and hasattr(select, "epoll"):
-            self.parking = Parking(worker.loop, self._unpark)
+            self.parking = Parking(worker.loop, self._unpark, self._answered)
+        self.answered_parked = 0
+        """Requests answered on a parked socket (ClientConnection.answer_peeked)."""
 
     def start(self) -> None:
         if self.sock is None or self.stopped or self.active:
@@ -599,7 +601,33 @@ class Acceptor:
         proto = self.factory(peer)
         parked = Parked(parking, conn, proto)
         proto.connection_made(parked)
+        if self._answered(parked) and parked.is_closing():
+            return  # a refused address's request, there at accept: answered and closed
         parking.park(parked)
+
+    def _answered(self, parked: Parked) -> bool:
+        """A connection from an address refused lately (connection-per-request
+        floods reconnect for every request): its first request peeked from the
+        socket and, when the early path refuses it, answered there, with no
+        transport made (ClientConnection.answer_peeked). True if answered."""
+        proto = parked.proto
+        if parked.closed or not isinstance(proto, ClientConnection) or not proto.peek_wanted():
+            return False
+        try:
+            data = parked.sock.recv(self.worker.hot.framing_limits.max_header_bytes,
+                                    socket.MSG_PEEK)
+        except OSError:  # (nothing yet: BlockingIOError; a reset: the transport finds it)
+            return False
+        if not data:
+            return False
+        parked.unread = len(data)
+        try:
+            answered = proto.answer_peeked(data)
+        finally:
+            parked.unread = 0
+        if answered:
+            self.answered_parked += 1
+        return answered
 
     def _unpark(self, parked: Parked) -> None:
         self.worker.spawn(self._adopt_parked(parked))
@@ -643,9 +671,12 @@ class Parking:
     its real transport, which then reads what is waiting in the kernel."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 adopt: Callable[[Parked], None]) -> None:
+                 adopt: Callable[[Parked], None],
+                 answered: Callable[[Parked], bool] = lambda parked: False) -> None:
         self.loop = loop
         self.adopt = adopt
+        self.answered = answered
+        """Answers a refused address's first request on the socket (Acceptor._answered)."""
         self.ep = select.epoll()
         self.waiting: dict[int, Parked] = {}
         loop.add_reader(self.ep.fileno(), self._ready)
@@ -673,6 +704,8 @@ class Parking:
                 self.ep.unregister(fd)
             except OSError:
                 pass
+            if self.answered(parked) and parked.is_closing():
+                continue  # a refused address's request answered on the socket: no transport
             # A client that leaves without a word (EOF or reset) needs no
             # transport to be closed: what a transport would have done.
             try:
@@ -704,7 +737,8 @@ class Parked(asyncio.Transport):
     takes it over). Closing a parked connection closes the socket and calls
     ``connection_lost`` soon, as a transport does."""
 
-    __slots__ = ("adopting", "close_later", "closed", "parking", "proto", "sock")
+    __slots__ = ("adopting", "close_later", "closed", "parking", "proto", "sock", "unread",
+                 "unsent")
 
     def __init__(self, parking: Parking, sock: socket.socket, proto: asyncio.Protocol) -> None:
         self.parking = parking
@@ -714,18 +748,56 @@ class Parked(asyncio.Transport):
         self.close_later = False
         """Closed while its real transport was being made: that one closes."""
         self.closed = False
+        self.unread = 0
+        """Bytes peeked from the socket that an answer given here takes off it."""
+        self.unsent = b""
+        """Answer bytes the socket did not take at once: the real transport sends them."""
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
+        return self.unsent if name == "unsent" else default
 
     def is_closing(self) -> bool:
         return self.closed or self.close_later
+
+    def can_write_eof(self) -> bool:
+        # (no lingering half-close here: the request was read whole, so a close
+        # sends the answer and a FIN, not a reset)
+        return False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """An answer to the peeked request (ClientConnection.answer_peeked):
+        the request's bytes are taken off the socket, then the answer sent."""
+        if self.closed:
+            return
+        sock = self.sock
+        try:
+            if self.unread:
+                n, self.unread = self.unread, 0
+                while n > 0:
+                    got = sock.recv(n)
+                    if not got:
+                        break
+                    n -= len(got)
+            sent = 0 if self.unsent else sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the client is gone: nothing to deliver
+            self.close()
+            return
+        if sent < len(data):
+            self.unsent += bytes(data[sent:])
 
     def close(self) -> None:
         if self.closed or self.close_later:
             return
         if self.adopting:
             self.close_later = True
+            return
+        if self.unsent:  # the real transport sends the rest, then closes
+            self.close_later = True
+            self.parking.forget(self)
+            self.adopting = True
+            self.parking.adopt(self)
             return
         self.closed = True
         self.parking.forget(self)
