@@ -16,11 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from shieldwall.detect.analyze import analyze
-from shieldwall.detect.detector import StepResult
-from shieldwall.detect.families.score import LogScore, Summary, score_report
+from shieldwall.detect.families.score import LogScore, Summary, score_log
 from shieldwall.detect.holdout import holdout_shop
-from shieldwall.detect.windows import Window
 
 ROWS = [("logs", "logs"), ("hours", "hours"), ("events", "labelled incidents"), ("found_share", "found (verdict)"),
         ("kind_share", "ddos kind right"), ("split_events", "events split"), ("invented", "invented"),
@@ -32,21 +29,7 @@ ROWS = [("logs", "logs"), ("hours", "hours"), ("events", "labelled incidents"), 
 def score_seed(seed: int, minutes: float | None, workdir: Path) -> LogScore:
     """Generate one seed, analyze its log as the CLI does, score it against its labels."""
     log, labels = holdout_shop(seed, minutes)
-    path = log.write(workdir / f"holdout-{seed}.log")
-    states: dict[int, str] = {}
-
-    def on_step(w: Window, r: StepResult) -> None:
-        states[w.sec] = r.state
-
-    t = time.perf_counter()
-    try:
-        report = analyze([path], "auto", None, on_step=on_step)
-    finally:
-        path.unlink()
-    took = time.perf_counter() - t
-    events, invented, unlabelled = score_report(labels, report.incidents, states)
-    return LogScore(labels, events, invented, unlabelled, report.stats.lines, report.stats.unparsed,
-                    report.late, took)
+    return score_log(log, labels, workdir)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from proxy_backends import Backend, shield_config, status_of
+from test_proxy_early import SETTINGS
 
 from shieldwall.config import build_config
 from shieldwall.guard.runtime import GuardRuntime
@@ -27,14 +28,6 @@ from shieldwall.guard.settings import GuardSettings
 from shieldwall.proxy.wiring import Wiring
 from shieldwall.proxy.worker import Shield, run_shield
 
-SETTINGS = {
-    "allow_crawlers": False,
-    "limits": {
-        "routes": [{"name": "limited", "match": ["/limited*"], "rate": 0.001, "burst": 1}],
-        "default_route": {"name": "page", "rate": 1e6, "burst": 1e6},
-        "prefix_factor": {"24": 1e6, "64": 1e6, "48": 1e6},
-    },
-}
 FLOODER = "127.0.0.2"
 SHOPPER = "127.0.0.3"
 

@@ -33,13 +33,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from shieldwall.detect.analyze import analyze
 from shieldwall.detect.detector import Incident, StepResult
 from shieldwall.detect.families import FAMILIES, TEST_SEEDS, TRAIN_SEEDS
 from shieldwall.detect.families._labels import Event, Labels
-from shieldwall.detect.families._log import Log
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window
 
@@ -124,7 +123,15 @@ def score_report(labels: Labels, incidents: list[Incident], states: dict[int, st
     return events, invented, unlabelled
 
 
-def score_log(log: Log, labels: Labels, workdir: Path, settings: DetectSettings | None = None) -> LogScore:
+class WritableLog(Protocol):
+    """A labelled log that can be written where the analyzer reads it (a family's
+    ``Log``, the held-out family's own)."""
+
+    def write(self, path: Path) -> Path: ...
+
+
+def score_log(log: WritableLog, labels: Labels, workdir: Path,
+              settings: DetectSettings | None = None) -> LogScore:
     """Write ``log``, run the analyzer the CLI runs on it, and score it against ``labels``."""
     path = log.write(workdir / f"{labels.family}-{labels.seed}.log")
     states: dict[int, str] = {}
