@@ -136,3 +136,39 @@ def test_a_head_that_never_ends_is_a_bad_response() -> None:
         if owner.failed:
             break
     assert owner.failed == BAD_RESPONSE and owner.head is None and not up.reusable
+
+
+def _exchange(up: UpstreamConnection, data: bytes, pairs: bool) -> tuple[object, ...]:
+    """One response on ``up``: what its owner got, and the framing facts."""
+    owner = _Owner()
+    up.start(owner, head_request=False)
+    if not pairs:  # an owner that never asks for the pairs (no guard, no cache)
+        owner.upstream_head = lambda u, s, cl: setattr(  # type: ignore[method-assign]
+            owner, "lines", u.status_line + u.fields)
+    up.data_received(data)
+    return (owner.head, owner.lines, owner.body, owner.ended, owner.failed, up.content_length,
+            up.chunked, up.reusable)
+
+
+def test_each_response_on_one_connection_goes_on_with_its_own_fields() -> None:
+    """A backend repeats its field block byte for byte from one response to
+    the next on a connection (what was made of it is kept): each response
+    still goes on with exactly its own fields, pairs and framing, as the
+    same response would on a new connection."""
+    rnd = random.Random(11)
+    kinds = [b"Content-Length: 5\r\n", b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n"]
+    bodies = {kinds[0]: b"hello", kinds[1]: b"hey", kinds[2]: b"5\r\nhello\r\n0\r\n\r\n"}
+    blocks = [b"Server: a\r\nDate: 1\r\n", b"Server: a\r\nDate: 2\r\n", b"Set-Cookie: c=1\r\n", b""]
+    up = _connection(_Owner())
+    for _ in range(300):
+        kind = rnd.choice(kinds)
+        data = b"HTTP/1.1 200 OK\r\n" + rnd.choice(blocks) + kind + b"\r\n" + bodies[kind]
+        pairs = rnd.random() < 0.7
+        assert _exchange(up, data, pairs) == _exchange(_connection(_Owner()), data, pairs), data
+    # a block that closes the connection is still seen to close it when repeated
+    data = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    up = _connection(_Owner())
+    first = _exchange(up, data, True)
+    up.reusable = True
+    up.parser = httptools.HttpResponseParser(up)
+    assert _exchange(up, data, True) == first and not up.reusable
