@@ -261,3 +261,59 @@ def test_bare_crs_inside_bodies_are_data_but_between_pipelined_requests_are_refu
         err = events[-1][1]
         assert isinstance(err, ClientError) and err.status == 400
         assert "bare CR" in err.reason
+
+
+_HEAD_FIELDS = ("chunked", "content_length", "cookie", "expect_continue", "has_body", "headers",
+                "host", "keep_alive", "method", "path", "query", "referer", "target",
+                "user_agent", "version", "xff")
+
+
+def _outcome(events: list[tuple[int, object]]) -> list[object]:
+    """Events as comparable values: a head as all its fields."""
+    out: list[object] = []
+    for kind, payload in events:
+        if isinstance(payload, RequestHead):
+            out.append((kind, tuple(getattr(payload, f) for f in _HEAD_FIELDS)))
+        elif isinstance(payload, ClientError):
+            out.append((kind, payload.status))
+        else:
+            out.append((kind, payload))
+    return out
+
+
+def test_a_repeated_field_block_gives_what_a_fresh_framer_gives() -> None:
+    """A head whose header lines repeat the last one's on its connection is
+    read from its request line alone (RequestFramer.feed): 600 random
+    requests fed one per read to one framer (so the block repeats often,
+    with new targets, methods, versions, absolute forms, odd bytes in the
+    target, bodies and closes among them) give the same events as each fed
+    to a fresh framer."""
+    import random
+
+    rnd = random.Random(11)
+    targets = [b"/", b"/a?x=1", b"/p/%41", b"/s?q=a+b&r=~", b"/x y", b"/\x7f", b"/q?a=\"b\"",
+               b"http://other:81/p", b"*", b"/" + b"a" * 9000, b"/a#f", b"/\xc3\xa9"]
+    blocks = [b"Host: shop\r\nUser-Agent: ua\r\n", b"Host: shop\r\nCookie: a=1\r\n",
+              b"Host: shop\r\nConnection: close\r\n", b"User-Agent: ua\r\n",
+              b"Host: shop\r\nContent-Length: 3\r\n", b"Host: shop\r\nConnection: x-a\r\nX-A: 1\r\n",
+              b"Host: shop\r\nX-Forwarded-For: 1.2.3.4\r\nReferer: /r\r\n"]
+    framer = RequestFramer(FramingLimits())
+    hits = 0
+    for _ in range(600):
+        method = b"GET" if rnd.random() < 0.8 else rnd.choice(
+            [b"HEAD", b"OPTIONS", b"POST", b"DELETE"])
+        version = b"1.1" if rnd.random() < 0.85 else rnd.choice([b"1.0", b"1.2"])
+        block = blocks[0] if rnd.random() < 0.7 else rnd.choice(blocks)
+        body = b"abc" if b"Content-Length" in block else b""
+        target = rnd.choice(targets[:4]) if rnd.random() < 0.6 else rnd.choice(targets)
+        data = (method + b" " + target + b" HTTP/" + version + b"\r\n" + block
+                + b"\r\n" + body)
+        got = framer.feed(data)
+        want = RequestFramer(FramingLimits()).feed(data)
+        assert _outcome(got) == _outcome(want), data
+        if got and isinstance(got[0][1], RequestHead) and framer._again is not None \
+                and got[0][1].headers is framer._again.headers and got[0][1] is not framer._again:
+            hits += 1
+        if not got or got[-1][0] != END or not want[0][1].keep_alive:
+            framer = RequestFramer(FramingLimits())  # (the connection would close)
+    assert hits > 60

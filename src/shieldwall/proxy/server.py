@@ -794,8 +794,9 @@ class ClientConnection(asyncio.Protocol):
         if method is None:
             method = head.method.encode() + b" "
         bodiless = head.content_length < 0 and not head.chunked
-        if bodiless and not self.trusted and self.fwd_fields is not None \
-                and self.fwd_fields == head.headers:
+        fields = self.fwd_fields
+        if bodiless and not self.trusted and fields is not None \
+                and (fields is head.headers or fields == head.headers):
             # The header fields of this connection's last request again (a
             # browser's or a tool's requests on one connection mostly are):
             # the rest of the head is what followed that target.
