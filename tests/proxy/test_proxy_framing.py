@@ -317,3 +317,17 @@ def test_a_repeated_field_block_gives_what_a_fresh_framer_gives() -> None:
         if not got or got[-1][0] != END or not want[0][1].keep_alive:
             framer = RequestFramer(FramingLimits())  # (the connection would close)
     assert hits > 60
+
+
+def test_a_bare_cr_read_alone_before_a_request_is_refused_as_in_one_read() -> None:
+    """A CR between requests that is not followed by its LF is refused
+    whether the next request comes in the same read or the next one (the
+    one-read common case of RequestFramer.feed must not skip the check)."""
+    req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    for first in (b"", req):
+        framer = RequestFramer(FramingLimits())
+        if first:
+            assert [k for k, _ in framer.feed(first)] == [HEAD, END]
+        assert framer.feed(b"\r") == []
+        events = framer.feed(req)
+        assert [k for k, _ in events] == [ERROR] and events[0][1].status == 400

@@ -478,17 +478,23 @@ class RequestFramer:
         try:
             # The common case first: between requests, no empty line, one
             # whole head (no body, or a body still to come) in this read.
-            if self._idle and data.find(b"\r\n\r\n") == len(data) - 4 and 13 != data[0] != 10:
+            again = self._again
+            if again is not None and self._idle and not self._gap_cr \
+                    and data.endswith(self._block):
+                # The last head's field lines after a new request line. The
+                # line request_line takes holds no CR or LF, so the block's
+                # first CRLF ends it and its empty line (the block's only one)
+                # ends the head: no search for either.
+                m = self._method_sp
+                eol = len(data) - len(self._block)
+                line = request_line(data, eol, m, self._suffix, self.limits.max_request_line)
+                if line is not None:
+                    events.append((HEAD, again.again(data[len(m):eol - 9], line[1], line[2])))
+                    events.append((END, None))
+                    return events
+            if self._idle and not self._gap_cr and data.find(b"\r\n\r\n") == len(data) - 4 \
+                    and 13 != data[0] != 10:
                 eol = data.find(b"\r\n")
-                again = self._again
-                if again is not None and len(data) - eol == len(self._block) \
-                        and data.endswith(self._block):
-                    m = self._method_sp
-                    line = request_line(data, eol, m, self._suffix, self.limits.max_request_line)
-                    if line is not None:
-                        events.append((HEAD, again.again(data[len(m):eol - 9], line[1], line[2])))
-                        events.append((END, None))
-                        return events
                 sp = data.rfind(b" ", 0, eol)
                 if not data.startswith(b"HTTP/", sp + 1):
                     _check_request_line(data[:eol])

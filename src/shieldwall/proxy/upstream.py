@@ -87,7 +87,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_headers", "_interim", "_lines", "_m_block", "_m_chunked", "_m_close", "_m_fields",
         "_m_headers", "_m_length", "_m_lines", "backend", "chunked", "closed", "content_length",
         "fields", "finished", "got_bytes", "head_at", "head_request", "headed", "idle_since",
-        "owner", "parser", "pool", "raw", "reusable", "status_line", "transport", "write_paused",
+        "owner", "parser", "pool", "raw", "read_at", "reusable", "status_line", "transport",
+        "write_paused",
     )
 
     def __init__(self, pool: Pools, backend: BackendState) -> None:
@@ -99,6 +100,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = True
         self.closed = False
         self.idle_since = 0.0
+        self.read_at = -1.0
+        """The loop's time during the current read, once its owner asked
+        (shieldwall.proxy.server._read_at); < 0 at the start of each read."""
         self.write_paused = False
         self.parser = httptools.HttpResponseParser(self)
         # What _cut_fields made of this connection's last field block (a
@@ -146,6 +150,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.read_at = -1.0
         owner = self.owner
         if owner is None or self.finished:
             # Bytes nobody asked for: the connection's framing is lost.
@@ -186,6 +191,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        self.read_at = -1.0
         owner = self.owner
         self.pool.forget(self)
         if owner is None:
