@@ -58,3 +58,55 @@ def test_any_edit_of_a_token_is_refused(fields: list[str], pos: int, ch: str) ->
     edited = token[:i] + ch + token[i + 1:]
     if edited != token:
         assert signer.verify(edited) is None
+
+
+_nets46 = st.lists(st.one_of(
+    st.tuples(st.just(4), st.integers(0, 2**32 - 1), st.integers(8, 32)),
+    st.tuples(st.just(6), st.integers(0, 2**128 - 1), st.integers(16, 128))), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(nets=_nets46, drop=st.lists(st.integers(0, 29), max_size=10),
+       near=st.lists(st.tuples(st.integers(0, 29), st.integers(0, 2**20)), max_size=30))
+def test_cidr_map_agrees_with_a_linear_scan_after_puts_and_removes(
+        nets: list[tuple[int, int, int]], drop: list[int],
+        near: list[tuple[int, int]]) -> None:
+    """Longest match over both versions, every length (on both sides of the
+    cover's /16 and /32), with networks removed again, probed inside, beside
+    and far from them."""
+    m: CidrMap[str] = CidrMap()
+    live: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
+    for version, value, plen in nets:
+        net: ipaddress.IPv4Network | ipaddress.IPv6Network = (
+            ipaddress.IPv4Network((value, plen), strict=False) if version == 4
+            else ipaddress.IPv6Network((value, plen), strict=False))
+        m.put(str(net), str(net))
+        live[str(net)] = net
+    keys = list(live)
+    for i in drop:
+        if keys and live.pop(keys[i % len(keys)], None) is not None:
+            assert m.remove(keys[i % len(keys)])
+    assert len(m) == len(live)
+    probes: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for i, offset in near:
+        if not nets:
+            break
+        version, value, plen = nets[i % len(nets)]
+        bits = 32 if version == 4 else 128
+        mask = (1 << bits) - 1
+        for v in (value, value + offset, value - offset, value ^ (1 << (bits - 1))):
+            probes.append(ipaddress.IPv4Address(v & mask) if version == 4
+                          else ipaddress.IPv6Address(v & mask))
+    for addr in probes:
+        containing = [n for n in live.values() if n.version == addr.version and addr in n]
+        want = str(max(containing, key=lambda n: n.prefixlen)) if containing else None
+        assert m.lookup(addr.version, int(addr)) == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=100))
+def test_b64_is_base64url_without_padding(data: bytes) -> None:
+    import base64
+
+    from shieldwall.guard._tokens import _b64
+    assert _b64(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -48,6 +48,8 @@ OWN_PREFIX: Final = "/.shieldwall/"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _CHALLENGE_REUSE: Final = 0.5
 """Seconds a prefix's challenge is handed out again (see GuardGate._recent_challenges)."""
+_KEPT_PAGES: Final = 1024
+"""Challenge pages kept for their prefix's next request (see GuardGate._kept_pages)."""
 _EARLY_SECONDS: Final = 10.0
 """How long after a refusal an address's requests are decided from their first bytes."""
 # Enum members as Final constants: compiled, a C static each instead of an
@@ -181,9 +183,12 @@ class _Last:
 
 class _Recent:
     """A challenge token issued to a prefix at a difficulty, and the last
-    page made with it (handed out again while the token is reused)."""
+    page made with it (handed out again while the token is reused). A
+    prefix's tokens of other difficulties hang on ``older`` (a chain, not a
+    list: nearly every prefix has one, and a new network's page then makes
+    one object fewer for the collector)."""
 
-    __slots__ = ("at", "bits", "cls", "decision", "target", "token")
+    __slots__ = ("at", "bits", "cls", "decision", "older", "target", "token")
 
     def __init__(self, bits: int, at: float, token: str) -> None:
         self.bits = bits
@@ -192,6 +197,7 @@ class _Recent:
         self.cls = _UNKNOWN
         self.target = ""
         self.decision: Decision | None = None
+        self.older: _Recent | None = None
 
 
 class _ShadowLog:
@@ -227,15 +233,28 @@ class GuardGate:
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
         self._canned = responses.Canned()
         self._pages = responses.ChallengePages(VERIFY_PATH)
-        self._recent_challenges: dict[str, list[_Recent]] = {}
+        self._recent_challenges: dict[str, _Recent] = {}
         """The challenge last issued per prefix and difficulty: reused for half a
         second (its last page too, when the next request has the same target), so a flood from one network costs one signature per half
         second, not one per request. Nothing is given away: the pass a solved
         challenge buys is bound to that prefix, and any of its challenges
         can be redeemed until it expires anyway."""
-        self._nonces = random.Random(os.urandom(16))
-        """Makes each challenge distinct. Unpredictable enough: a challenge is
-        the signed token, whose MAC no one can compute without the secret."""
+        self._kept_pages: list[_Recent | None] = [None] * _KEPT_PAGES
+        self._kept_at = 0
+        """The _Recent entries whose last page is kept (a ring: the oldest one's
+        page is dropped for a new one). A page is 6 kB; kept for every prefix
+        a flood comes from, 65,536 prefixes held 400 MB, and each new page
+        was fresh memory the kernel had to fault in (5-7 us a page at load 8,
+        most of a new network's challenge). A page dropped makes room for the
+        next one; a prefix whose page went is answered with one made again."""
+        self._nonce = random.Random(os.urandom(16)).getrandbits(48)
+        """Makes each challenge distinct: a count from a random start (a
+        challenge is the signed token, whose MAC no one can compute without
+        the secret, so its nonce need not be unpredictable, only new)."""
+        self._issued_ms = -1
+        self._issued = ""
+        """The issue time's text for the millisecond ``_issued_ms`` (a flood's
+        challenges come many to a millisecond)."""
         self._challenge_reasons = {b: f"challenge:{b}" for b in range(33)}
         ch = settings.challenge
         self._nojs = ch.nojs
@@ -254,6 +273,8 @@ class GuardGate:
         """Addresses refused lately, until when (see early_wanted); bounded."""
         self._shadow_log = _ShadowLog()
         self._lists: dict[str, _Lists] = {}
+        self._clean_lists = _Lists(-1, math.inf, None, False)
+        """What _lists_for gives every address on no list (shared, never changed)."""
         lim = settings.limits
         self._class_factor = {c: lim.class_factor.get(c.label, 1.0) for c in ClientClass}
         self._prefix_factor = {int(k): v for k, v in lim.prefix_factor.items()}
@@ -570,9 +591,16 @@ class GuardGate:
         allow = st.allows.lookup(v, val)
         allowed = (allow is not None and allow.until > now) or \
             st.static_allow.lookup(v, val) is not None
-        expires = min(ban.until if ban is not None else math.inf,
-                      allow.until if allow is not None else math.inf)
-        lists = _Lists(st.version, expires, ban, allowed)
+        if ban is None and allow is None and not allowed:
+            # on no list (nearly every client): one shared record per version
+            # of the lists, not one made per address
+            lists = self._clean_lists
+            if lists.version != st.version:
+                lists = self._clean_lists = _Lists(st.version, math.inf, None, False)
+        else:
+            expires = min(ban.until if ban is not None else math.inf,
+                          allow.until if allow is not None else math.inf)
+            lists = _Lists(st.version, expires, ban, allowed)
         if len(self._lists) >= 65536:
             self._lists.clear()
         self._lists[ident.address] = lists
@@ -764,31 +792,41 @@ class GuardGate:
     def _challenge_decision(self, facts: RequestFacts, ident: Identity, cls: ClientClass,
                             bits: int, now: float, note: str = "") -> Decision:
         prefix = ident.bind_prefix
-        target = facts.path + "?" + facts.query if facts.query else facts.path
+        target = f"{facts.path}?{facts.query}" if facts.query else facts.path
         recent = self._recent_challenges.get(prefix)
         hit: _Recent | None = None
         if recent is not None and not note:
             # (a page with a note answers a failed attempt: always a fresh one)
-            for r in recent:
+            r: _Recent | None = recent
+            while r is not None:
                 if r.bits == bits and now - r.at < _CHALLENGE_REUSE:
                     hit = r
                     break
+                r = r.older
         if hit is not None:
             if hit.decision is not None and hit.cls is cls and hit.target == target:
                 return hit.decision  # the same page: its token and its target
         else:
             ms = int(now * 1000.0)  # the issue time as "%.3f" would print it, without str.format
-            issued = str(ms // 1000) + "." + str(1000 + ms % 1000)[1:]
-            token = self._challenge.sign("1", prefix, issued, str(bits),
-                                         hex(self._nonces.getrandbits(48)))
+            if ms != self._issued_ms:
+                self._issued_ms = ms
+                self._issued = str(ms // 1000) + "." + str(1000 + ms % 1000)[1:]
+            self._nonce = (self._nonce + 1) & 0xFFFFFFFFFFFF
+            token = self._challenge.sign_text(
+                f"1|{prefix}|{self._issued}|{bits}|{hex(self._nonce)}")  # (one build, no concats)
             hit = _Recent(bits, now, token)
-            if recent is None:
-                if len(self._recent_challenges) >= 65536:
-                    self._recent_challenges.clear()
-                self._recent_challenges[prefix] = [hit]
-            else:
-                recent[:] = [r for r in recent if r.bits != bits and now - r.at < _CHALLENGE_REUSE]
-                recent.append(hit)
+            # the prefix's tokens of other difficulties still in use stay behind it
+            last = hit
+            r = recent
+            while r is not None:
+                if r.bits != bits and now - r.at < _CHALLENGE_REUSE:
+                    last.older = r
+                    last = r
+                r = r.older
+            last.older = None
+            if recent is None and len(self._recent_challenges) >= 65536:
+                self._recent_challenges.clear()
+            self._recent_challenges[prefix] = hit
         nojs = self._nojs and cls is not _SUSPECT
         page = self._pages.page(hit.token, bits, target, self._nojs_delay if nojs else None, note)
         d = Decision(_CHALLENGE, cls, reason=self._challenge_reasons.get(bits)
@@ -796,6 +834,15 @@ class GuardGate:
         if not note:
             hit.cls = cls
             hit.target = target
+            if hit.decision is None:
+                # a place among the pages kept: the oldest kept one goes
+                ring = self._kept_pages
+                at = self._kept_at
+                old = ring[at]
+                if old is not None:
+                    old.decision = None
+                ring[at] = hit
+                self._kept_at = (at + 1) % _KEPT_PAGES
             hit.decision = d
         return d
 

@@ -268,12 +268,19 @@ def _plain_target(target: bytes) -> int:
 class _Template:
     """A page cut around its variable parts (see ChallengePages)."""
 
-    __slots__ = ("fixed", "n_quoted", "n_target", "n_token", "nojs_delay", "pieces", "slots")
+    __slots__ = ("fixed", "n_quoted", "n_target", "n_token", "nojs_delay", "parts", "pieces",
+                 "slots")
 
     def __init__(self, pieces: list[bytes], slots: list[int], nojs_delay: float | None) -> None:
         self.pieces = pieces
         self.slots = slots
         """What goes between pieces i and i+1: 0 the token, 1 the target, 2 the quoted target."""
+        parts = [_PAGE_HEAD, b"", _PAGE_TAIL, pieces[0]]
+        for piece in pieces[1:]:
+            parts += [b"", piece]
+        self.parts = parts
+        """The whole response with empty places: the length at 1, slot i's at 4 + 2i
+        (a page copies this list and fills them in)."""
         self.fixed = sum(len(p) for p in pieces)
         self.n_token = slots.count(0)
         self.n_target = slots.count(1)
@@ -350,11 +357,10 @@ class ChallengePages:
                 target = redirect_to.replace("&", "&amp;").encode()
         size = (t.fixed + t.n_token * len(token) + t.n_target * len(target)
                 + t.n_quoted * len(quoted))
-        pieces = t.pieces
-        parts = [_PAGE_HEAD, str(size).encode(), _PAGE_TAIL, pieces[0]]
-        i = 1
+        parts = t.parts[:]
+        parts[1] = str(size).encode()
+        i = 4
         for slot in t.slots:
-            parts.append(token if slot == 0 else target if slot == 1 else quoted)
-            parts.append(pieces[i])
-            i += 1
+            parts[i] = token if slot == 0 else target if slot == 1 else quoted
+            i += 2
         return b"".join(parts)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from binascii import b2a_base64
 from typing import Final
 
 _MAC_BYTES: Final = 16
@@ -21,8 +22,9 @@ _URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
 def _b64(data: bytes) -> str:
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(
-        b"=").decode("ascii")
+    """base64url without padding. (The encoder's own newline and padding are
+    cut by one slice: a keyword argument and an rstrip were two slow calls.)"""
+    return b2a_base64(data)[:(len(data) * 4 + 2) // 3].translate(_URLSAFE).decode("ascii")
 
 
 def _unb64(text: str) -> bytes:
@@ -50,8 +52,12 @@ class Signer:
         return outer.digest()[:_MAC_BYTES]
 
     def sign(self, *fields: str) -> str:
-        payload = "|".join(fields).encode()
-        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+        return self.sign_text("|".join(fields))
+
+    def sign_text(self, text: str) -> str:
+        """The token of fields already joined with ``|`` (what ``sign`` makes of them)."""
+        payload = text.encode()
+        return _b64(payload) + "." + _b64(self._mac(payload))
 
     def verify(self, token: str) -> tuple[str, ...] | None:
         """The fields of a genuine token, or None (forged, truncated, garbage)."""

@@ -1,0 +1,84 @@
+"""A challenge for a client from a network never seen (issue 10: a challenge
+page <= 3 us): what the cheaper path must still do.
+
+Each new network still gets a token of its own, bound to its prefix and
+signed; a prefix's repeat within the reuse window still gets the page it got
+(the very decision), and tokens of other difficulties stay usable; the pages
+kept for repeats are bounded (a page is 6 kB: a flood from 65,536 networks
+once kept 400 MB), and a prefix whose page was dropped gets one made again
+with its token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guard_helpers import Clock, challenge_of, facts, runtime
+
+from shieldwall.guard import _gate
+from shieldwall.guard.decision import Action, ClientClass, Decision
+from shieldwall.guard.runtime import GuardRuntime
+
+
+def _decide(rt: GuardRuntime, client: str, query: str = "a=1") -> tuple[Decision, dict[str, Any]]:
+    d = rt.gate.decide(facts(client, "/shop", query))
+    assert d.action is Action.CHALLENGE
+    return d, challenge_of(d.response)
+
+
+def test_every_new_network_gets_its_own_signed_token_bound_to_its_prefix() -> None:
+    clock = Clock()
+    rt = runtime(clock, mode="under_attack", limits={
+        "default_route": {"name": "page", "rate": 1e9, "burst": 1e9}})
+    tokens = set()
+    for i in range(300):
+        client = f"10.{i // 256}.{i % 256}.9" if i % 3 else f"2001:db8:{i:x}::1"
+        _, ch = _decide(rt, client)
+        token = str(ch["challenge"])
+        fields = rt.gate._challenge.verify(token)
+        assert fields is not None and fields[0] == "1"
+        assert fields[1] == rt.gate._ids.get(client).bind_prefix
+        assert abs(float(fields[2]) - clock.now) < 0.001
+        tokens.add(token)
+    assert len(tokens) == 300
+
+
+def test_a_repeat_gets_the_same_page_and_other_difficulties_stay_in_use() -> None:
+    clock = Clock()
+    rt = runtime(clock, mode="under_attack", limits={
+        "default_route": {"name": "page", "rate": 1e9, "burst": 1e9}})
+    d1, ch1 = _decide(rt, "198.51.100.7")
+    d2, _ = _decide(rt, "198.51.100.7")
+    assert d2 is d1  # the same request again: the page kept
+    d3, ch3 = _decide(rt, "198.51.100.8", "b=2")  # same /24, new target: same token
+    assert ch3["challenge"] == ch1["challenge"] and d3 is not d1
+    # a suspect of the same prefix needs more bits: a token of its own, and
+    # the unknown clients' token stays handed out beside it
+    ident = rt.gate._ids.get("198.51.100.9")
+    rt.gate.state.mark_suspect(ident.address, 1.0, clock.now + 60)
+    d4 = rt.gate.decide(facts("198.51.100.9", "/shop", "a=1"))
+    assert d4.cls is ClientClass.SUSPECT
+    ch4 = challenge_of(d4.response)
+    assert ch4["challenge"] != ch1["challenge"] and ch4["difficulty"] > ch1["difficulty"]
+    _, ch5 = _decide(rt, "198.51.100.10", "c=3")
+    assert ch5["challenge"] == ch1["challenge"]
+    clock.advance(_gate._CHALLENGE_REUSE)
+    _, ch6 = _decide(rt, "198.51.100.7")
+    assert ch6["challenge"] != ch1["challenge"]  # the reuse window is over
+
+
+def test_the_pages_kept_for_repeats_are_bounded_and_a_dropped_one_is_made_again() -> None:
+    clock = Clock()
+    rt = runtime(clock, mode="under_attack", limits={
+        "default_route": {"name": "page", "rate": 1e9, "burst": 1e9}})
+    gate = rt.gate
+    first, ch = _decide(rt, "192.0.2.1")
+    for i in range(_gate._KEPT_PAGES * 3):
+        _decide(rt, f"10.{i // 256 % 256}.{i % 256}.1")
+        kept = [r for r in gate._recent_challenges.values() if r.decision is not None]
+        assert len(kept) <= _gate._KEPT_PAGES
+    assert len(gate._recent_challenges) > _gate._KEPT_PAGES * 3
+    again, ch_again = _decide(rt, "192.0.2.1")
+    assert again is not first  # its page was dropped: made again,
+    assert again.response == first.response and ch_again == ch  # the same bytes
+    assert _decide(rt, "192.0.2.1")[0] is again  # and kept again
