@@ -259,3 +259,28 @@ async def test_a_backend_answering_502_gets_the_stale_copy_served_instead(
         status, _, body = await c.response()
         assert (status, body) == (502, b"bad gateway page")
         c.close()
+
+
+async def test_one_connection_refreshes_the_stale_copy_once_it_is_due(
+        pair: tuple[Backend, Backend]) -> None:
+    """A keep-alive connection that asks for one URL again and again does not
+    ask the cache for each request while its copy is fresh (upstream_head's
+    fresh_until), yet refreshes the copy when ``refresh`` has passed: the
+    copy served stale is the page as it was after the last refresh."""
+    a, _ = pair
+    page = {"v": b"v1"}
+    a.handler = lambda s: Reply(body=page["v"])
+    config = build_config(shield_config([a.url], cache={"refresh": 0.3}))
+    async with run_shield(config) as shield:
+        c = await Client.open(shield.port)
+        for v, then in ((b"v1", 0.0), (b"v2", 0.4), (b"v3", 0.0)):
+            page["v"] = v
+            await c.send(b"GET /p HTTP/1.1\r\nHost: s\r\n\r\n")
+            assert (await c.response())[2] == v
+            await asyncio.sleep(then)
+        # v2 came within the refresh of v1's copy: not captured; v3 after it
+        await a.stop()
+        await c.send(b"GET /p HTTP/1.1\r\nHost: s\r\n\r\n")
+        status, headers, body = await c.response()
+        assert (status, body, headers["x-shieldwall-stale"]) == (200, b"v3", "1")
+        c.close()

@@ -67,6 +67,15 @@ class StaleCache:
         e = self._entries.get(key)
         return e is None or now - e.stored_at >= self.refresh
 
+    def fresh_until(self, key: bytes) -> float:
+        """Until when a response for ``key`` need not be captured (``wants``
+        is false before it): the copy's time plus ``refresh``, 0 without a
+        copy, infinity when the cache is off."""
+        if self.max_bytes <= 0:
+            return float("inf")
+        e = self._entries.get(key)
+        return 0.0 if e is None else e.stored_at + self.refresh
+
     def store(self, key: bytes, entry: Entry) -> None:
         if len(entry.body) > self.max_object_bytes or entry.size > self.max_bytes:
             return

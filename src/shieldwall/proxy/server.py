@@ -88,7 +88,6 @@ _CLOSE: Final = b"Connection: close\r\n"
 _KEEP: Final = b"Connection: keep-alive\r\n"
 _CHUNKED: Final = b"Transfer-Encoding: chunked\r\n"
 _CHUNK_END: Final = b"0\r\n\r\n"
-_NO_BODY_STATUS: Final = frozenset({204, 304})
 _SAFE_FOR_STALE: Final = frozenset({"GET", "HEAD"})
 _METHOD_SP: Final = {m: m.encode() + b" " for m in ("GET", "HEAD", "POST", "PUT", "DELETE",
                                                     "OPTIONS", "PATCH")}
@@ -284,7 +283,8 @@ class ClientConnection(asyncio.Protocol):
         "acquired", "attempt", "attempt_start", "backend", "backlog", "body_deadline_base",
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
         "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer",
-        "fwd_fields", "fwd_tail", "head", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
+        "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail", "head",
+        "len_line", "len_n", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
         "write_paused", "write_paused_at",
@@ -319,6 +319,14 @@ class ClientConnection(asyncio.Protocol):
         self.fwd_tail = b""
         """The last bodiless request forwarded from here: its header fields and
         what followed its target upstream (_build_upstream_head)."""
+        self.len_n = -1
+        self.len_line = b""
+        """The Content-Length line last sent on this connection, and its length."""
+        self.fresh_until = 0.0
+        self.fresh_target = b""
+        self.fresh_host = ""
+        """The stale cache holds a copy of this URL (host, target) younger than
+        its refresh until this wall time (upstream_head)."""
         self._clear()
 
     def _clear(self) -> None:
@@ -1138,11 +1146,14 @@ class ClientConnection(asyncio.Protocol):
             for n, v in extra:
                 parts.append(n + b": " + v + b"\r\n")
         self.out_chunked = False
-        if head.method == "HEAD" or status in _NO_BODY_STATUS:
-            if content_length >= 0:
-                parts.append(b"Content-Length: %d\r\n" % content_length)
-        elif content_length >= 0:
-            parts.append(b"Content-Length: %d\r\n" % content_length)
+        if content_length >= 0:
+            if content_length != self.len_n:
+                # (a connection's responses mostly have one length: its line is kept)
+                self.len_line = b"Content-Length: %d\r\n" % content_length
+                self.len_n = content_length
+            parts.append(self.len_line)
+        elif head.method == "HEAD" or status == 204 or status == 304:
+            pass  # no body
         elif head.version == "1.1":
             parts.append(_CHUNKED)
             self.out_chunked = True
@@ -1157,9 +1168,19 @@ class ClientConnection(asyncio.Protocol):
         self.wbuf = [b"".join(parts)]
         cache = w.cache
         if (cache is not None and status == 200 and head.method == "GET"
-                and content_length <= cache.max_object_bytes):
+                and content_length <= cache.max_object_bytes
+                and not (self.wall < self.fresh_until and head.target == self.fresh_target
+                         and head.host == self.fresh_host)):
             key = _cache_key(head)
-            if cache.wants(key, time.time()) and cacheable(status, up.header_list()):
+            until = cache.fresh_until(key)
+            if self.wall < until:
+                # A copy younger than the cache's refresh: this connection
+                # asks again for this URL only after it is due (no key, no
+                # lookup, no clock per request until then).
+                self.fresh_until = until
+                self.fresh_target = head.target
+                self.fresh_host = head.host
+            elif cacheable(status, up.header_list()):
                 self.cache_parts = []
                 self.cache_size = 0
                 self.cache_headers = [(n, v) for n, v in up.header_list() if n.lower() != b"age"]
