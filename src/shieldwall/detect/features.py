@@ -366,7 +366,16 @@ class RateModel:
     with few windows learned the spread is inflated (an estimate from five seconds is
     not trusted like one from an hour)."""
 
-    __slots__ = ("fast", "low", "low_after_low", "n", "prev_low", "slow", "var")
+    __slots__ = ("fast", "low", "low_after_low", "n", "pages", "prev_low", "slow", "slow_var", "var")
+
+    SLOW_CLIP = 2.0
+    """Where addresses do not count people (``learn(clip=True)``), the slow mean learns
+    a busy second only up to this many of its own standard deviations above itself (a
+    winsorized mean): a crowd building over ten minutes behind a CDN's edge addresses
+    moves it by a few deviations, not to the crowd's level, while a real change of
+    level still gets in, at that pace (and the fast mean follows at once). Where they
+    count people, a building crowd already teaches the rate only at crowd weight (its
+    seconds have more people than usual), and the lines are left alone."""
 
     PRIOR_WINDOWS = 30.0
     """Weight, in windows, of the model's prior guess of the empty-second odds."""
@@ -375,10 +384,14 @@ class RateModel:
         self.fast = _Ewma(alpha, 0.0, warmup)
         self.var = _Ewma(alpha, 0.0, warmup)
         self.slow = _Ewma(slow_alpha, 0.0, int(1 / slow_alpha), warm_alpha=0.0)
+        self.slow_var = _Ewma(slow_alpha, 0.0, int(1 / slow_alpha), warm_alpha=0.0)
+        """The spread of a normal second around the slow mean (clipped as the mean is)."""
         self.low = _Ewma(slow_alpha, 0.0, int(1 / slow_alpha), warm_alpha=0.0)
         """Share of normal seconds that were nearly empty (running mean, then slow EWMA)."""
         self.low_after_low = _Ewma(0.05, 0.0, 20, warm_alpha=0.0)
         """Share of nearly empty normal seconds that followed another one."""
+        self.pages = _Ewma(alpha, 0.0, warmup)
+        """Page requests (not assets) in a normal second: what a stall stops."""
         self.n = 0
         self.prev_low = False
 
@@ -393,11 +406,20 @@ class RateModel:
         var = max(self.var.value, self.fast.value, 1.0)
         return math.sqrt(var * (1.0 + 20.0 / max(1, self.n)))
 
+    def slow_sd(self) -> float:
+        """Standard deviation around the slow mean (at least Poisson's, widened while few
+        windows are learned)."""
+        var = max(self.slow_var.value, self.slow.value, 1.0)
+        return math.sqrt(var * (1.0 + 20.0 / max(1, self.n)))
+
     def dispersion(self) -> float:
         return max(1.0, self.var.value / self.fast.value) if self.fast.value > 0 else 1.0
 
-    def is_low(self, x: float, share: float) -> bool:
-        return x <= share * self.ref
+    def is_low(self, x: float, share: float, pages: float) -> bool:
+        """A nearly empty second: its lines and its pages at most ``share`` of the usual.
+        A stall stops pages (dynamic requests hang); a small shop's lull between bursts
+        thins its lines (a page brings its assets in one burst) while pages still come."""
+        return x <= share * self.ref and pages <= share * self.pages.value
 
     def cdf(self, x: float) -> float:
         """P(a normal second has at most ``x`` requests): a negative binomial with this
@@ -432,10 +454,11 @@ class RateModel:
         q2 = (self.low_after_low.value * m + 1.0) / (m + 10.0)
         return q1, q2
 
-    def learn(self, x: float, low_share: float, weight: float = 1.0) -> None:
+    def learn(self, x: float, low_share: float, weight: float = 1.0, pages: float = 0.0,
+              clip: bool = False) -> None:
         # pauses are counted once the mean is known (a shop ramping up from nothing
         # has "empty" seconds that say nothing about its pauses)
-        low = self.n >= self.fast.warmup and self.is_low(x, low_share)
+        low = self.n >= self.fast.warmup and self.is_low(x, low_share, pages)
         if self.n >= self.fast.warmup and weight >= 1.0:
             self.low.update(float(low))
             if self.prev_low:
@@ -445,7 +468,13 @@ class RateModel:
         dev = x - self.fast.value if self.fast.n else 0.0
         self.var.update(dev * dev, weight)
         self.fast.update(x, weight)
-        self.slow.update(x, weight)
+        xs = x
+        if clip and self.n > self.fast.warmup:
+            xs = min(x, self.slow.value + self.SLOW_CLIP * self.slow_sd())
+        sdev = xs - self.slow.value if self.slow.n else 0.0
+        self.slow_var.update(sdev * sdev, weight)
+        self.slow.update(xs, weight)
+        self.pages.update(pages, weight)
 
 
 class Featurizer:
@@ -631,7 +660,7 @@ class Featurizer:
         sd = rate.sd()
         e = (n - s.rate_factor * ref) / sd
         self.surge = min(max(0.0, self.surge + e), 3.0 * s.surge_threshold)
-        if rate.is_low(n, s.stall_share):
+        if rate.is_low(n, s.stall_share, float(w.pages)):
             # how improbable is this run of nearly empty seconds for this shop: each
             # second under its count distribution, or as often as its own pauses
             # (and pauses following pauses) were seen, whichever is likelier
@@ -899,9 +928,11 @@ class Featurizer:
         # A second judged normal while the shop has many more people than usual is a
         # crowd still building (its lines are not yet a surge): it teaches the rate and
         # the usual number of people only as fast as a crowd does, so a crowd that
-        # builds over minutes cannot teach the baseline that it is normal.
+        # builds over minutes cannot teach the baseline that it is normal. Where the
+        # addresses do not count people (a CDN's edges), the lines' slow mean is
+        # winsorized instead (RateModel.SLOW_CLIP): the only guard such a log allows.
         sw = weight * s.crowd_learning if more_people(f, s) else weight
-        self.rate.learn(f.rps, s.stall_share, sw)
+        self.rate.learn(f.rps, s.stall_share, sw, float(w.pages), clip=not people_counted(f, s))
         self.base_p99.update(f.req_per_source_p99, weight)
         self.base_p99_1.update(f.req_per_source_p99_1s, weight)
         if self.page10:

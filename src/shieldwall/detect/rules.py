@@ -128,8 +128,11 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         return WindowVerdict(DDOS, "slow", _confidence(hits, 3), tuple(ev))
 
     # the rest of a slow attack: its excess connections refused at once (a per-address
-    # cap answering 503) or answered, from the addresses holding slow ones
-    if f.slow_source_share >= 0.5 and (elevated or backend_failing(f, s)):
+    # cap answering 503) or answered, from the addresses holding slow ones. Normal
+    # traffic has no such address at all, so a fifth of the requests is plenty, with
+    # or without a surge: behind a cap the tool's 408s come in bursts one header
+    # timeout apart (a few seconds over the slow floor), its 503s every second.
+    if f.slow_source_share >= s.slow_source_share:
         ev = [f"{_pct(f.slow_source_share)} of requests from addresses that held slow connections "
               f"in the last minute ({_num(f.slow_sources)} in 10 s)", rate_words, backends]
         return WindowVerdict(DDOS, "slow", _confidence(1 + elevated + backend_failing(f, s), 3), tuple(ev))

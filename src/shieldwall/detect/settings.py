@@ -123,6 +123,12 @@ class DetectSettings(BaseModel):
     """Slow attack: at least this many 408s or slow requests per second..."""
     slow_share: float = Field(default=0.1, gt=0.0, le=1.0)
     """...making at least this share of requests."""
+    slow_source_share: float = Field(default=0.2, gt=0.0, le=1.0)
+    """The rest of a slow attack: at least this share of a second's requests came from
+    addresses that held ``SLOW_SOURCE_MIN`` (10) or more slow connections in the last
+    minute -- the tool's excess connections, refused at once by a per-address cap (a
+    503 in a plain log) or answered. Normal traffic has none (a browser's idle
+    preconnect ends as one 408)."""
     backend_error_share: float = Field(default=0.3, gt=0.0, le=1.0)
     """Backend failure: this share of requests failed at the backend (5xx, refused, timeout)..."""
     backend_min_errors: int = Field(default=5, ge=1)
