@@ -35,12 +35,53 @@ def test_every_new_network_gets_its_own_signed_token_bound_to_its_prefix() -> No
         client = f"10.{i // 256}.{i % 256}.9" if i % 3 else f"2001:db8:{i:x}::1"
         _, ch = _decide(rt, client)
         token = str(ch["challenge"])
-        fields = rt.gate._challenge.verify(token)
-        assert fields is not None and fields[0] == "1"
-        assert fields[1] == rt.gate._ids.get(client).bind_prefix
-        assert abs(float(fields[2]) - clock.now) < 0.001
+        signed, _, tag = token.rpartition(".")
+        fields = rt.gate._challenge.verify(signed)
+        assert fields is not None and fields[0] == "2" and int(fields[2]) == ch["difficulty"]
+        assert abs(float(fields[1]) - clock.now) < 0.001
+        ident = rt.gate._ids.get(client)
+        assert tag == _gate.prefix_tag(ident)
+        want = ident.bind_prefix.replace(".", "_") if ident.version == 4 \
+            else ident.bind_prefix.replace(":", "-")
+        assert "." not in tag and tag == want.replace("/", "_")
         tokens.add(token)
     assert len(tokens) == 300
+
+
+def _verify(rt: GuardRuntime, client: str, challenge: str, nonce: int) -> Decision:
+    from urllib.parse import quote
+    return rt.gate.decide(facts(client, "/.shieldwall/verify",
+                                f"c={quote(challenge)}&n={nonce}&r=%2Fshop"))
+
+
+def test_a_solved_challenge_passes_only_from_the_network_of_its_tag() -> None:
+    """The signed part is shared by every network of that half second; the
+    proof of work covers the tag, and only the tag's network may redeem it."""
+    from shieldwall.guard._tokens import solve
+    clock = Clock()
+    rt = runtime(clock, mode="under_attack", challenge={"difficulty": 4, "under_attack_extra": 0})
+    _, ch_a = _decide(rt, "198.51.100.7")
+    _, ch_b = _decide(rt, "203.0.113.9")
+    signed_a, _, tag_a = str(ch_a["challenge"]).rpartition(".")
+    signed_b, _, tag_b = str(ch_b["challenge"]).rpartition(".")
+    assert signed_a == signed_b and tag_a != tag_b  # one signature, two networks
+    a = str(ch_a["challenge"])
+    n = solve(a, 4)
+    taken = _verify(rt, "203.0.113.9", a, n)  # A's solved challenge, from B's network
+    assert taken.action is Action.RESPOND and b"Set-Cookie" not in taken.response
+    assert rt.status()["counters"]["verify:fail:prefix"] == 1
+    # B's tag on the signed part with A's solution: the work is not B's
+    relabelled = signed_a + "." + tag_b
+    moved = _verify(rt, "203.0.113.9", relabelled, n)
+    assert b"Set-Cookie" not in moved.response or solve(relabelled, 4) == n
+    # a signed part not signed by this shield
+    forged = _verify(rt, "198.51.100.7", signed_a[:-2] + "AA." + tag_a, n)
+    assert b"Set-Cookie" not in forged.response
+    ok = _verify(rt, "198.51.100.7", a, n)
+    assert ok.action is Action.RESPOND and b"Set-Cookie: sw_p=" in ok.response
+    # a client text that is no address gets a tag no address has
+    odd = _gate.prefix_tag(rt.gate._ids.get("unix:/run/x"))
+    assert odd.startswith("x") and "/" not in odd and ":" not in odd
 
 
 def test_a_repeat_gets_the_same_page_and_other_difficulties_stay_in_use() -> None:

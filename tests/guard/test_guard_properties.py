@@ -108,5 +108,5 @@ def test_cidr_map_agrees_with_a_linear_scan_after_puts_and_removes(
 def test_b64_is_base64url_without_padding(data: bytes) -> None:
     import base64
 
-    from shieldwall.guard._tokens import _b64
-    assert _b64(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    from shieldwall.guard._tokens import b64
+    assert b64(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -37,7 +37,7 @@ from shieldwall.guard import _responses as responses
 from shieldwall.guard._net import Identity, IdentityCache
 from shieldwall.guard._standing import Conduct, Standing
 from shieldwall.guard._state import Bucket, ListEntry, LocalState
-from shieldwall.guard._tokens import Signer, cookie_value, pow_ok
+from shieldwall.guard._tokens import Signer, b64, cookie_value, pow_ok
 from shieldwall.guard.decision import Action, ClientClass, Decision, Mode, RequestFacts
 from shieldwall.guard.settings import GuardSettings, RouteClass
 
@@ -200,6 +200,38 @@ class _Recent:
         self.older: _Recent | None = None
 
 
+class _Base:
+    """The signed part of the challenges of one difficulty (see prefix_tag)."""
+
+    __slots__ = ("at", "text")
+
+    def __init__(self, at: float, text: str) -> None:
+        self.at = at
+        self.text = text
+
+
+def prefix_tag(ident: Identity) -> str:
+    """The prefix part of a challenge, in base64url's alphabet (no '.', which
+    ends the signed part): "198_51_100_0_24", "2001-db8-aa-bb01--_64".
+
+    A challenge is ``signed "." tag``: ``signed`` is a token over
+    ``2|issue time|difficulty|count``, one per difficulty per half second,
+    and ``tag`` the client's prefix. The proof of work is over the whole
+    challenge, tag included, and the answer is taken only from the prefix of
+    its tag: a solution is bound to its network as when the prefix was inside
+    the signature, and one signature serves every network that comes in that
+    half second (a flood from new networks made one HMAC each, a third of
+    such a challenge's cost). Putting another network's tag on a signed part
+    buys nothing: it must be solved again, and redeemed from that network,
+    where asking for a challenge costs one request. Any client text that is
+    not an address is base64url after an "x", which no address tag has."""
+    if ident.version == 4:
+        return ident.bind_prefix.replace(".", "_").replace("/", "_")
+    if ident.version == 6:
+        return ident.bind_prefix.replace(":", "-").replace("/", "_")
+    return "x" + b64(ident.bind_prefix.encode())
+
+
 class _ShadowLog:
     """Logs what a shadowed rule would have done, at most once a second per rule."""
 
@@ -235,10 +267,11 @@ class GuardGate:
         self._pages = responses.ChallengePages(VERIFY_PATH)
         self._recent_challenges: dict[str, _Recent] = {}
         """The challenge last issued per prefix and difficulty: reused for half a
-        second (its last page too, when the next request has the same target), so a flood from one network costs one signature per half
-        second, not one per request. Nothing is given away: the pass a solved
-        challenge buys is bound to that prefix, and any of its challenges
-        can be redeemed until it expires anyway."""
+        second (its last page too, when the next request has the same
+        target). Its signed part is shared by every prefix (one signature per
+        difficulty per half second, see prefix_tag). Nothing is given away:
+        the pass a solved challenge buys is bound to that prefix, and any of
+        its challenges can be redeemed until it expires anyway."""
         self._kept_pages: list[_Recent | None] = [None] * _KEPT_PAGES
         self._kept_at = 0
         """The _Recent entries whose last page is kept (a ring: the oldest one's
@@ -248,13 +281,11 @@ class GuardGate:
         most of a new network's challenge). A page dropped makes room for the
         next one; a prefix whose page went is answered with one made again."""
         self._nonce = random.Random(os.urandom(16)).getrandbits(48)
-        """Makes each challenge distinct: a count from a random start (a
-        challenge is the signed token, whose MAC no one can compute without
-        the secret, so its nonce need not be unpredictable, only new)."""
-        self._issued_ms = -1
-        self._issued = ""
-        """The issue time's text for the millisecond ``_issued_ms`` (a flood's
-        challenges come many to a millisecond)."""
+        """Makes each signed part distinct: a count from a random start (its
+        MAC no one can compute without the secret, so the count need not be
+        unpredictable, only new)."""
+        self._bases: dict[int, _Base] = {}
+        """The signed part of the challenges of each difficulty (prefix_tag)."""
         self._challenge_reasons = {b: f"challenge:{b}" for b in range(33)}
         ch = settings.challenge
         self._nojs = ch.nojs
@@ -807,14 +838,12 @@ class GuardGate:
             if hit.decision is not None and hit.cls is cls and hit.target == target:
                 return hit.decision  # the same page: its token and its target
         else:
-            ms = int(now * 1000.0)  # the issue time as "%.3f" would print it, without str.format
-            if ms != self._issued_ms:
-                self._issued_ms = ms
-                self._issued = str(ms // 1000) + "." + str(1000 + ms % 1000)[1:]
-            self._nonce = (self._nonce + 1) & 0xFFFFFFFFFFFF
-            token = self._challenge.sign_text(
-                f"1|{prefix}|{self._issued}|{bits}|{hex(self._nonce)}")  # (one build, no concats)
-            hit = _Recent(bits, now, token)
+            base = self._bases.get(bits)
+            if note:
+                base = self._new_base(bits, now, False)  # (a failed answer: a fresh challenge)
+            elif base is None or now - base.at >= _CHALLENGE_REUSE or now < base.at:
+                base = self._new_base(bits, now, True)
+            hit = _Recent(bits, now, base.text + "." + prefix_tag(ident))
             # the prefix's tokens of other difficulties still in use stay behind it
             last = hit
             r = recent
@@ -845,6 +874,17 @@ class GuardGate:
                 self._kept_at = (at + 1) % _KEPT_PAGES
             hit.decision = d
         return d
+
+    def _new_base(self, bits: int, now: float, keep: bool) -> _Base:
+        """Sign the signed part of a challenge of this difficulty (see
+        prefix_tag); ``keep``: for every challenge of the next half second."""
+        ms = int(now * 1000.0)  # the issue time as "%.3f" would print it, without str.format
+        issued = str(ms // 1000) + "." + str(1000 + ms % 1000)[1:]
+        self._nonce = (self._nonce + 1) & 0xFFFFFFFFFFFF
+        base = _Base(now, self._challenge.sign_text(f"2|{issued}|{bits}|{hex(self._nonce)}"))
+        if keep:
+            self._bases[bits] = base
+        return base
 
     def _own(self, facts: RequestFacts, now: float) -> Decision:
         if facts.path != VERIFY_PATH:
@@ -879,13 +919,15 @@ class GuardGate:
             d = self._challenge_decision(retry, ident, cls, need, now, note)
             return Decision(Action.RESPOND, cls, reason="verify:" + why, response=d.response)
 
-        f = self._challenge.verify(challenge) if challenge else None
-        if f is None or len(f) != 5:
+        signed, dot, tag = challenge.rpartition(".")
+        f = self._challenge.verify(signed) if dot and signed else None
+        if f is None or len(f) != 4 or f[0] != "2":
             return fail("forged", "That answer could not be checked; trying again.")
-        _, prefix, issued_s, bits_s, _ = f
+        _, issued_s, bits_s, _ = f
         issued, bits = float(issued_s), int(bits_s)
-        if prefix != ident.bind_prefix:
+        if tag != prefix_tag(ident):
             return fail("prefix", "Your network changed; trying again.")
+        prefix = ident.bind_prefix
         if now - issued > c.challenge_ttl or issued > now + 5.0:
             return fail("expired", "That check expired; trying again.")
         if bits < self.required_bits(cls, self.state.mode):

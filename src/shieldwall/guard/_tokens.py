@@ -21,7 +21,7 @@ _MAC_BYTES: Final = 16
 _URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
     """base64url without padding. (The encoder's own newline and padding are
     cut by one slice: a keyword argument and an rstrip were two slow calls.)"""
     return b2a_base64(data)[:(len(data) * 4 + 2) // 3].translate(_URLSAFE).decode("ascii")
@@ -57,7 +57,7 @@ class Signer:
     def sign_text(self, text: str) -> str:
         """The token of fields already joined with ``|`` (what ``sign`` makes of them)."""
         payload = text.encode()
-        return _b64(payload) + "." + _b64(self._mac(payload))
+        return b64(payload) + "." + b64(self._mac(payload))
 
     def verify(self, token: str) -> tuple[str, ...] | None:
         """The fields of a genuine token, or None (forged, truncated, garbage)."""
@@ -72,8 +72,8 @@ class Signer:
             mac = _unb64(tail)
         except (binascii.Error, ValueError):
             return None
-        if not hmac.compare_digest(mac, self._mac(payload)) or _b64(mac) != tail \
-                or _b64(payload) != head:
+        if not hmac.compare_digest(mac, self._mac(payload)) or b64(mac) != tail \
+                or b64(payload) != head:
             return None  # forged, or a non-canonical spelling of a genuine token
         try:
             fields = tuple(payload.decode().split("|"))
