@@ -14,7 +14,10 @@ Prints one JSON document:
   shield's CPU microseconds per request for proxied requests (``/ok``) and
   rejected ones (``/limited``: 429 from the guard), in the same run, and
   their ratios; and a constant 429 that skips the guard (``/null``), so the
-  guard's own share of a rejection shows.
+  guard's own share of a rejection shows; and the floor (``floor_*``): a
+  uvloop protocol in the same process that answers each read with a fixed
+  429 and has no logic at all, kept alive and with a connection per
+  request, so what the kernel and the event loop alone cost shows beside it.
 
 Goal (issue 3): a decision under 10 µs; a rejection costs at most a fifth of a
 proxied request.
@@ -174,6 +177,37 @@ minus its zone lookup)."""
 
 
 ROUNDS = 2
+
+_FLOOR_BODY = b"Too many requests.\n"
+_FLOOR_429 = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\n"
+              b"Content-Length: %d\r\nRetry-After: 1\r\n\r\n%s" % (len(_FLOOR_BODY), _FLOOR_BODY))
+
+
+class _FloorKeepAlive:
+    """The floor of a refusal on this host: a uvloop protocol that answers
+    every read with a fixed 429 and nothing else (no parsing, no guard, no
+    log, no count). What it costs is the kernel's recv and send and the
+    event loop's own work: no refusal by a Python server can cost less."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(_FLOOR_429)
+
+    def eof_received(self) -> None:
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+class _FloorClose(_FloorKeepAlive):
+    """The same for a client that connects per request: answer, then close."""
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(_FLOOR_429)
+        self.transport.close()
 
 
 class _WithNullRejection:
@@ -381,6 +415,11 @@ async def _proxy(seconds: int, conns: int, syscalls: bool) -> dict[str, Any]:
             # Two shields: the guard's own gate (its early path refuses from the
             # first bytes), and the wrapped one whose /null 429 costs no guard
             # work but goes the parsed path (the wrapper has no early_wanted).
+            loop = asyncio.get_running_loop()
+            floor_ka = await loop.create_server(_FloorKeepAlive, "127.0.0.1", 0)
+            floor_cl = await loop.create_server(_FloorClose, "127.0.0.1", 0)
+            fka = f"http://127.0.0.1:{floor_ka.sockets[0].getsockname()[1]}"
+            fcl = f"http://127.0.0.1:{floor_cl.sockets[0].getsockname()[1]}"
             async with run_shield(config, Wiring(gate=rt.gate)) as sh, \
                     run_shield(config, Wiring(gate=_WithNullRejection(rt.gate))) as sh0:
                 base = f"http://127.0.0.1:{sh.port}"
@@ -395,6 +434,8 @@ async def _proxy(seconds: int, conns: int, syscalls: bool) -> dict[str, Any]:
                     ("nginx_rejected", nbase + "/limited", False, front.pid),
                     ("nginx_rejected_new_connection_each", nbase + "/limited", True,
                      front.pid),
+                    ("floor_fixed_429", fka + "/limited", False, None),
+                    ("floor_fixed_429_new_connection_each", fcl + "/limited", True, None),
                 ]
                 for _, url, close, _pid in cases:  # warm up every path
                     await _wrk(url, 1, conns, close)
@@ -414,6 +455,8 @@ async def _proxy(seconds: int, conns: int, syscalls: bool) -> dict[str, Any]:
                 results["banned_closed_at_accept"] = await _banned(rt, base, seconds, conns)
         finally:
             await rt.stop()
+            floor_ka.close()
+            floor_cl.close()
 
         def ratio(a: str, b: str) -> float:
             return round(results[a]["cpu_us_per_request"]
@@ -436,6 +479,14 @@ async def _proxy(seconds: int, conns: int, syscalls: bool) -> dict[str, Any]:
             "nginx_cpu_ratio_new_connection_each_over_proxied": ratio(
                 "nginx_rejected_new_connection_each", "nginx_proxied"),
             "goal_cpu_ratio": 0.2,
+            # the floor: a fixed 429 from a protocol with no logic at all, same
+            # loop, same process, same wrk; below it no refusal can go here
+            "floor_cpu_ratio_over_proxied": ratio("floor_fixed_429", "proxied"),
+            "floor_cpu_ratio_new_connection_each_over_proxied": ratio(
+                "floor_fixed_429_new_connection_each", "proxied"),
+            "rejected_over_floor": ratio("rejected", "floor_fixed_429"),
+            "rejected_new_connection_each_over_floor": ratio(
+                "rejected_new_connection_each", "floor_fixed_429_new_connection_each"),
         }
         if counted:
             out["syscalls"] = {"how": "perf stat -e raw_syscalls:sys_enter (+ per call) on the "

@@ -422,6 +422,10 @@ class ClientConnection(asyncio.Protocol):
         elif self.head is not None and self.resp_started:
             self._log_and_count()
         self._clear()
+        framer = self.framer
+        if framer is not None:  # (the framer <-> llhttp cycle: see RequestFramer.close)
+            self.framer = None
+            framer.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
