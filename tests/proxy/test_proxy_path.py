@@ -125,6 +125,43 @@ async def test_each_request_goes_up_with_its_own_fields_on_one_connection(
     assert backend.seen[4].body == b"abc" and backend.seen[5].body == b""
 
 
+async def test_each_response_on_one_connection_comes_down_with_its_own_head(
+        shield: Shield, backend: Backend) -> None:
+    """A connection keeps the last response head of the plain shape it sent
+    (upstream_head): 150 random responses on one client connection (statuses,
+    lengths, fields, chunked ones, HEAD requests) each come down with their
+    own status, length, fields and body."""
+    import random
+
+    rnd = random.Random(11)
+    replies = []
+    for i in range(150):
+        status = rnd.choice([200, 200, 200, 404, 500, 201])
+        body = b"x" * rnd.choice([5, 5, 5, 12, 0, 700])
+        fields = rnd.choice([[], [], [("X-V", "a")], [("X-V", "b"), ("X-W", "1")]])
+        replies.append(Reply(status=status, body=body, headers=[("X-I", str(i)), *fields]
+                             if rnd.random() < 0.3 else list(fields),
+                             chunked=rnd.random() < 0.15))
+    backend.handler = lambda seen: replies[int(seen.target.split("=")[1])]
+    c = await Client.open(shield.port)
+    for i, want in enumerate(replies):
+        head = rnd.random() < 0.1
+        await c.send(b"%s /r?i=%d HTTP/1.1\r\nHost: shop\r\n\r\n"
+                     % (b"HEAD" if head else b"GET", i))
+        status, headers, body = await c.response(head_only=head)
+        assert status == want.status, i
+        assert body == (b"" if head else want.body), i
+        assert [(k, v) for k, v in headers.items() if k.startswith("x-")] == [
+            (k.lower(), v) for k, v in want.headers], i
+        if head:
+            pass  # (no body, and no framing header for one that was not sent)
+        elif want.chunked:
+            assert headers.get("transfer-encoding") == "chunked", i
+        else:
+            assert headers["content-length"] == str(len(want.body)), i
+    c.close()
+
+
 async def test_pipelined_requests_are_answered_in_order(shield: Shield, backend: Backend) -> None:
     backend.handler = lambda s: Reply(body=s.target.encode(), delay=0.05 if s.target == "/1" else 0)
     c = await Client.open(shield.port)

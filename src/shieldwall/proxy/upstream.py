@@ -234,11 +234,10 @@ class UpstreamConnection(asyncio.Protocol):
             start += 1  # (llhttp skips empty lines before a response)
         # "HTTP/x.y NNN": llhttp took it, so three digits (read here: a call less)
         status = (raw[start + 9] - 48) * 100 + (raw[start + 10] - 48) * 10 + raw[start + 11] - 48
-        end = raw.find(b"\r\n\r\n", start)
         if status < 200:
             # 1xx interim response: swallowed (we answered Expect ourselves).
             self._interim = True
-            self.head_at = end + 4
+            self.head_at = raw.find(b"\r\n\r\n", start) + 4
             return
         self.headed = True
         self.raw = b""
@@ -253,8 +252,21 @@ class UpstreamConnection(asyncio.Protocol):
             self.status_line = raw[start:eol + 2]
         else:
             self.status_line = b"HTTP/1.1" + raw[start + 8:eol + 2]
-        if eol < end:
-            self._cut_fields(raw[eol + 2:end])
+        # The field block: this connection's last one again when a copy of it
+        # follows the status line and the empty line follows the copy (then
+        # that empty line is the head's first: the copy holds none, and
+        # neither begins nor ends with a CRLF), else found (bytes.find, ~970
+        # instructions).
+        k = eol + 2
+        m = self._m_block
+        end = k + len(m)
+        if m and end + 4 <= n and raw[end] == 13 and raw[end + 1] == 10 and raw[end + 2] == 13 \
+                and raw[end + 3] == 10 and raw[k:end] == m:
+            self._cut_fields(m)
+        else:
+            end = raw.find(b"\r\n\r\n", start)
+            if eol < end:
+                self._cut_fields(raw[eol + 2:end])
         owner = self.owner
         if owner is not None:
             owner.upstream_head(self, status, self.content_length)
