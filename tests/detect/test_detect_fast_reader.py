@@ -103,3 +103,18 @@ def test_any_line_reads_the_same_on_both_paths(rows: list[tuple[str, str, str, s
         log.write_text("".join(text), encoding="utf-8")
         _assert_same(log)
         _assert_same(log, "combined")
+
+
+@pytest.mark.parametrize("extra", range(12))
+def test_lines_of_any_field_count_read_the_same_on_both_paths(tmp_path: Path, extra: int) -> None:
+    """The fast path reads only the columns it uses, and still knows how many fields the
+    lines have: 10 (combined) and 19 (the access log) on it, any other count declined."""
+    fields = ["rt=0.010", "up=-", "ut=0.009", "us=200", "o=ok", "d=allow", "c=unknown", "s=1", "v=0",
+              "x=1", "y=2", "z=3"][:extra]
+    line = ('10.0.0.1 - - [22/Nov/2026:03:04:05 +0000] "GET /p?q=1 HTTP/1.1" 200 12 "-" "ua"'
+            + "".join(" " + f for f in fields) + "\n")
+    log = tmp_path / "n.log"
+    log.write_text(line * 40, encoding="utf-8")
+    stats = _assert_same(log)
+    assert stats.lines == 40
+    assert (stats.fast_lines == 40) == (extra in (0, 9))
