@@ -151,6 +151,8 @@ class Incident:
     open: bool = True
     votes: dict[str, float] = field(default_factory=dict, repr=False)
     """Weighted windows per verdict since the incident began (a surge's verdict)."""
+    judged: Counter[str] = field(default_factory=Counter, repr=False)
+    """Windows per verdict of their own (before hysteresis) since the incident began."""
     relabels: int = 0
     threat: bool = False
     """Some window of it threatened the shop as a whole (not contained per address)."""
@@ -512,6 +514,7 @@ class Detector:
         inc.requests += w.n
         if v.verdict != NORMAL:
             inc.votes[v.verdict] = inc.votes.get(v.verdict, 0.0) + _vote(v)
+            inc.judged[v.verdict] += 1
         if v.verdict == BACKEND_FAILURE and v.kind != STALL:
             inc.stall_only = False
         if v.kind and v.kind != STALL:
@@ -672,8 +675,12 @@ class Detector:
     def _report(self, inc: Incident) -> list[Incident]:
         """A closed incident as reported: a "crowd" shorter than ``crowd_min_seconds`` is
         a burst of a few shoppers, not a crowd (real demand lasts minutes), and is not
-        reported (it never raised the mode)."""
-        if inc.verdict == FLASH_CROWD and inc.end - inc.start < self.s.crowd_min_seconds:
+        reported (it never raised the mode). Its length is counted in the seconds judged
+        a crowd, not in how long the people hold kept its record open: a few bursts in
+        a small shop with people just over their hold level are not demand (train: such
+        episodes had 2-3 crowd seconds, every real crowd over 300)."""
+        if inc.verdict == FLASH_CROWD and min(inc.end - inc.start,
+                                              inc.judged[FLASH_CROWD]) < self.s.crowd_min_seconds:
             return []
         return [inc]
 

@@ -770,7 +770,9 @@ class Featurizer:
         # people: how far the page clients stand above the shop's usual number, in its
         # own spread (lines are not people: one shopper's page brings a burst of lines)
         ref_pc = min(self.base_pc.value, self.slow_pc.value) if self.slow_pc.n else self.base_pc.value
-        sd_pc = math.sqrt(max(self.base_pc_var.value, ref_pc, 1.0))
+        # (widened while few windows were learned, as the rate's spread is: an estimate
+        # from a minute is not trusted like one from an hour)
+        sd_pc = math.sqrt(max(self.base_pc_var.value, ref_pc, 1.0) * (1.0 + 20.0 / max(1, self.learned)))
         extra_pc = n_pc - ref_pc
         people_z = extra_pc / sd_pc if self.warm else 0.0
         # an excess of at least half the usual number (and of a few clients, beyond the

@@ -166,8 +166,9 @@ class DetectSettings(BaseModel):
     """The same for a slow attack (ddos/slow): it shows only each time the server cuts
     its connections, one header or body timeout apart (up to a few minutes)."""
     crowd_min_seconds: float = Field(default=10.0, ge=0.0)
-    """A flash crowd shorter than this is not reported: a few shoppers' bursts in
-    adjacent seconds are not a crowd (real demand lasts minutes)."""
+    """A flash crowd shorter than this, or with fewer seconds judged a crowd, is not
+    reported: a few shoppers' bursts in adjacent seconds are not a crowd (real demand
+    lasts minutes)."""
     relabel_ratio: float = Field(default=1.0, gt=0.0)
     """Attack evidence persisting in an open crowd incident relabels the whole incident
     ddos when it outweighs the crowd evidence since the start by this factor (else the
