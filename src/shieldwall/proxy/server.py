@@ -284,7 +284,8 @@ class ClientConnection(asyncio.Protocol):
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
         "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer",
         "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail", "h_bytes",
-        "h_fields", "h_len", "h_status", "head", "len_line", "len_n", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
+        "h_fields", "h_len", "h_status", "head", "len_line", "len_n", "log_c", "log_d",
+        "log_decision", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
         "write_paused", "write_paused_at",
@@ -321,6 +322,10 @@ class ClientConnection(asyncio.Protocol):
         what followed its target upstream (_build_upstream_head)."""
         self.len_n = -1
         self.len_line = b""
+        self.log_decision: Decision | None = None
+        self.log_d = ""
+        self.log_c = ""
+        """The access log's labels of the last decision logged here (_log_row)."""
         self.h_bytes = b""
         self.h_len = -1
         self.h_fields = b""
@@ -1323,10 +1328,19 @@ class ClientConnection(asyncio.Protocol):
             d = c = ""
             session = verified = False
         else:
-            d = _ACTION[decision.action]
-            if decision.shadow:
-                d = "shadow-" + d
-            c = _CLASS[decision.cls]
+            if decision is self.log_decision:
+                # (the guard's allowed decisions are prebuilt: a connection's
+                # requests mostly get the same object, and its labels)
+                d = self.log_d
+                c = self.log_c
+            else:
+                d = _ACTION[decision.action]
+                if decision.shadow:
+                    d = "shadow-" + d
+                c = _CLASS[decision.cls]
+                self.log_decision = decision
+                self.log_d = d
+                self.log_c = c
             session = decision.session
             verified = decision.cls is _VERIFIED
         outcome = _OUTCOME[self.outcome]
