@@ -123,3 +123,33 @@ def test_the_pages_kept_for_repeats_are_bounded_and_a_dropped_one_is_made_again(
     assert again is not first  # its page was dropped: made again,
     assert again.response == first.response and ch_again == ch  # the same bytes
     assert _decide(rt, "192.0.2.1")[0] is again  # and kept again
+
+
+def test_challenges_are_counted_and_a_retracted_one_is_taken_back() -> None:
+    # (the challenge count is a native counter folded into counts when read)
+    rt = runtime(Clock(), mode="under_attack")
+    d1, _ = _decide(rt, "198.51.100.1")
+    d2, _ = _decide(rt, "203.0.113.1")
+    assert rt.gate.counts["challenge"] == 2
+    rt.gate.retract(d2)
+    assert rt.gate.counts["challenge"] == 1
+    _decide(rt, "192.0.2.77")
+    rt.gate.retract(d1)  # (one not folded yet, one already in counts)
+    rt.gate.retract(d1)
+    assert rt.gate.counts["challenge"] == 0
+    rt.gate.retract(d1)
+    assert rt.gate.counts["challenge"] == 0
+
+
+def test_a_new_address_and_a_known_one_share_their_buckets() -> None:
+    # a new address makes its buckets without the route/class key; coming
+    # back to a route it had, it takes from the same buckets as before
+    rt = runtime(Clock(), mode="under_attack",
+                 limits={"default_route": {"name": "page", "rate": 0.001, "burst": 2},
+                         "routes": [{"name": "static", "match": ["/static/*"],
+                                     "rate": 100, "burst": 100}]})
+    client = "198.51.100.9"
+    assert rt.gate.decide(facts(client, "/shop")).action is Action.CHALLENGE
+    assert rt.gate.decide(facts(client, "/static/a.css")).action is not Action.LIMIT
+    assert rt.gate.decide(facts(client, "/shop")).action is Action.CHALLENGE
+    assert rt.gate.decide(facts(client, "/shop")).action is Action.LIMIT

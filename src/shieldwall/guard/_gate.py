@@ -260,8 +260,10 @@ class GuardGate:
         self._counts: dict[str, int] = {}
         self._n_allow = 0
         self._n_limit = 0
-        """The two counters of every request, as native ints (folded into
-        ``counts`` when it is read): a dict update was ~550 instructions."""
+        self._n_challenge = 0
+        """The counters of most requests (and of every challenge in a flood),
+        as native ints (folded into ``counts`` when it is read): a dict update
+        was ~550 instructions."""
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
         self._canned = responses.Canned()
         self._pages = responses.ChallengePages(VERIFY_PATH)
@@ -375,6 +377,10 @@ class GuardGate:
         if n:
             self._n_limit = 0
             c["limit"] = c.get("limit", 0) + n
+        n = self._n_challenge
+        if n:
+            self._n_challenge = 0
+            c["challenge"] = c.get("challenge", 0) + n
         return c
 
     def _count(self, key: str) -> None:
@@ -439,6 +445,9 @@ class GuardGate:
         if d.action is Action.LIMIT:
             self._n_limit -= 1
             return
+        if d.action is _CHALLENGE and self._n_challenge > 0:
+            self._n_challenge -= 1
+            return
         key = "block" if d.action is Action.BLOCK else "challenge" \
             if d.action is _CHALLENGE else ""
         n = self._counts.get(key, 0) if key else 0
@@ -486,7 +495,7 @@ class GuardGate:
 
         sid = self._sid(tokens)
         if last is None or last.route is not route or last.cls is not cls or last.sid != sid:
-            last = _Last(route, cls, sid, self._spends(route, ident, cls, sid))
+            last = _Last(route, cls, sid, self._spends(route, ident, cls, sid, last is not None))
             if len(self._last) >= 65536:
                 self._last.clear()
             self._last[ident.address] = last
@@ -565,7 +574,8 @@ class GuardGate:
         d = self._challenge_decision(facts, ident, cls, need, now)
         if self._shadow_challenge:
             return self._shadowed(d, "challenge", facts, now)
-        self._refused("challenge", ident.address, now)
+        self._n_challenge += 1
+        self._remember(ident.address, now + _EARLY_SECONDS)
         if kind:
             self._count(kind)
         return d
@@ -710,32 +720,46 @@ class GuardGate:
             return tokens.sid
         return ""
 
-    def _spends(self, route: _Route, ident: Identity, cls: ClientClass, sid: str) -> _Spends:
+    def _spends(self, route: _Route, ident: Identity, cls: ClientClass, sid: str,
+                known: bool = True) -> _Spends:
         """The buckets a request of this route, class, address and session
-        takes from (see _take)."""
+        takes from (see _take). ``known``: the address has a _Last, so it may
+        come back to a route, class or session it had (kept in
+        ``_bucket_keys``); an address without one (new, or its _Last cleared)
+        makes its _Spends without building, hashing and storing that key:
+        its next request reads them from its _Last (a flood from new
+        addresses stored one key per address, used by none). The buckets are
+        the store's either way (found by their key in ``state.buckets``)."""
         st = self.state
+        if not known:
+            return self._new_spends(route, ident, cls, sid, st.bucket_gen)
         ck = (route.name, cls, ident.address, sid)
         spends = self._bucket_keys.get(ck)
         if spends is None:
-            factor = self._class_factor[cls]
-            if sid:
-                shared = factor * self._shared_factor
-                items = [_Spend(f"{route.name}|{ident.address}|{sid}", route.rate * factor,
-                                route.burst * factor),
-                         _Spend(f"{route.name}|{ident.address}", route.rate * shared,
-                                route.burst * shared)]
-            else:
-                items = [_Spend(f"{route.name}|{ident.address}", route.rate * factor,
-                                route.burst * factor)]
-            if cls <= _UNKNOWN:
-                for plen, net in ident.prefixes:
-                    pf = self._prefix_factor.get(plen, 16.0)
-                    items.append(_Spend(f"{route.name}|{net}", route.rate * pf, route.burst * pf))
             if len(self._bucket_keys) >= 65536:
                 self._bucket_keys.clear()
-            spends = _Spends(items, st.bucket_gen)
+            spends = self._new_spends(route, ident, cls, sid, st.bucket_gen)
             self._bucket_keys[ck] = spends
         return spends
+
+    def _new_spends(self, route: _Route, ident: Identity, cls: ClientClass, sid: str,
+                    gen: int) -> _Spends:
+        """A request's buckets as _Spend entries (the buckets found on first use)."""
+        factor = self._class_factor[cls]
+        if sid:
+            shared = factor * self._shared_factor
+            items = [_Spend(f"{route.name}|{ident.address}|{sid}", route.rate * factor,
+                            route.burst * factor),
+                     _Spend(f"{route.name}|{ident.address}", route.rate * shared,
+                            route.burst * shared)]
+        else:
+            items = [_Spend(f"{route.name}|{ident.address}", route.rate * factor,
+                            route.burst * factor)]
+        if cls <= _UNKNOWN:
+            for plen, net in ident.prefixes:
+                pf = self._prefix_factor.get(plen, 16.0)
+                items.append(_Spend(f"{route.name}|{net}", route.rate * pf, route.burst * pf))
+        return _Spends(items, gen)
 
     def _take(self, spends: _Spends, now: float, sid: str) -> float:
         """Take one token from every bucket of this request, or none; returns 0.0

@@ -245,31 +245,31 @@ _PAGE_TAIL: Final = b"\r\nCache-Control: no-store\r\n\r\n"
 
 
 _TOKEN_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
-_PLAIN: Final = bytes(1 if chr(c) in _TOKEN_CHARS + "~/" else 2 if chr(c) in "?=&" else 0
-                      for c in range(256))
+_PLAIN: Final = bytes(1 if chr(c) in _TOKEN_CHARS + "~/" else 2 if c == 63 else 4 if c == 61
+                      else 8 if c == 38 else 0 for c in range(256))
 """Per byte: 1 in :data:`_PLAIN_TARGET`'s alphabet and the same in every form,
-2 in it and replaced in some form ('?', '=', '&'), 0 not in it."""
+2 '?', 4 '=', 8 '&' (in it, and replaced in some form), 0 not in it."""
 
 
 def _plain_target(target: bytes) -> int:
-    """0 if ``target`` is not made of :data:`_PLAIN_TARGET`'s alphabet, 1 if
-    it is and needs no replacement, 2 if it holds '?', '=' or '&'. A loop
-    over the bytes: compiled, cheaper than a regex or bytes method call."""
+    """0 if ``target`` is not made of :data:`_PLAIN_TARGET`'s alphabet, else
+    1 with 2 added if it holds a '?', 4 a '=' and 8 a '&' (so a page makes
+    only the replacements its target needs). A loop over the bytes:
+    compiled, cheaper than a regex or bytes method call."""
     kind = 1
     for i in range(len(target)):
         k = _PLAIN[target[i]]
         if k == 0:
             return 0
-        if k == 2:
-            kind = 2
+        kind |= k
     return kind
 
 
 class _Template:
     """A page cut around its variable parts (see ChallengePages)."""
 
-    __slots__ = ("fixed", "n_quoted", "n_target", "n_token", "nojs_delay", "parts", "pieces",
-                 "slots")
+    __slots__ = ("first", "fixed", "layout", "n_quoted", "n_target", "n_token", "nojs_delay",
+                 "parts", "pieces", "slots")
 
     def __init__(self, pieces: list[bytes], slots: list[int], nojs_delay: float | None) -> None:
         self.pieces = pieces
@@ -286,6 +286,12 @@ class _Template:
         self.n_target = slots.count(1)
         self.n_quoted = slots.count(2)
         self.nojs_delay = nojs_delay
+        self.first = _PAGE_TAIL + pieces[0]
+        """The head's end and the body's first piece, one part of the join."""
+        self.layout = 1 if slots == [0, 1, 0, 2, 0, 2] else 2 if slots == [0, 1] else 0
+        """1: the page with a no-JS way (token, target, then token and quoted
+        target twice), 2: without it (token, target), 0: another; 1 and 2 are
+        joined from a list made at once, not a copy of ``parts`` filled in."""
 
 
 class ChallengePages:
@@ -301,6 +307,8 @@ class ChallengePages:
         self._plain: dict[int, _Template] = {}
         """The templates without a note (every page but a failed answer's), by
         difficulty and whether a no-JS delay is given: an int key."""
+        self._sizes: dict[int, bytes] = {}
+        """Content-Length values as they are written (a few hundred in use)."""
 
     def _template(self, difficulty: int, nojs_delay: float | None, note: str) -> _Template:
         if not note:
@@ -349,16 +357,35 @@ class ChallengePages:
                                   nojs_delay, note)
         t = self._template(difficulty, nojs_delay, note)
         quoted = target
-        if kind == 2:
+        if kind != 1:
             if t.n_quoted:
-                quoted = redirect_to.replace("?", "%3F").replace("=", "%3D").replace(
-                    "&", "%26").encode()
-            if "&" in redirect_to:
+                # (the replacements add no '?', '=' or '&': their order is free)
+                q = redirect_to
+                if kind & 2:
+                    q = q.replace("?", "%3F")
+                if kind & 4:
+                    q = q.replace("=", "%3D")
+                if kind & 8:
+                    q = q.replace("&", "%26")
+                quoted = q.encode()
+            if kind & 8:
                 target = redirect_to.replace("&", "&amp;").encode()
         size = (t.fixed + t.n_token * len(token) + t.n_target * len(target)
                 + t.n_quoted * len(quoted))
+        sizes = self._sizes
+        length = sizes.get(size)
+        if length is None:
+            length = str(size).encode()
+            if len(sizes) < 4096:
+                sizes[size] = length
+        p = t.pieces
+        if t.layout == 1:
+            return b"".join([_PAGE_HEAD, length, t.first, token, p[1], target, p[2], token, p[3],
+                             quoted, p[4], token, p[5], quoted, p[6]])
+        if t.layout == 2:
+            return b"".join([_PAGE_HEAD, length, t.first, token, p[1], target, p[2]])
         parts = t.parts[:]
-        parts[1] = str(size).encode()
+        parts[1] = length
         i = 4
         for slot in t.slots:
             parts[i] = token if slot == 0 else target if slot == 1 else quoted
