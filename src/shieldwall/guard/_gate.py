@@ -305,7 +305,6 @@ class GuardGate:
         self._refusing: dict[str, float] = {}
         """Addresses refused lately, until when (see early_wanted); bounded."""
         self._shadow_log = _ShadowLog()
-        self._lists: dict[str, _Lists] = {}
         self._clean_lists = _Lists(-1, math.inf, None, False)
         """What _lists_for gives every address on no list (shared, never changed)."""
         lim = settings.limits
@@ -624,8 +623,8 @@ class GuardGate:
 
     def _lists_for(self, ident: Identity, now: float) -> _Lists:
         st = self.state
-        hit = self._lists.get(ident.address)
-        if hit is not None and hit.version == st.version and now < hit.expires:
+        hit = ident.lists  # (our IdentityCache's identities only: see Identity.lists)
+        if isinstance(hit, _Lists) and hit.version == st.version and now < hit.expires:
             return hit
         v, val = ident.version, ident.value
         ban = st.bans.lookup(v, val) or st.static_block.lookup(v, val)
@@ -642,9 +641,7 @@ class GuardGate:
             expires = min(ban.until if ban is not None else math.inf,
                           allow.until if allow is not None else math.inf)
             lists = _Lists(st.version, expires, ban, allowed)
-        if len(self._lists) >= 65536:
-            self._lists.clear()
-        self._lists[ident.address] = lists
+        ident.lists = lists
         return lists
 
     def _classify(self, tokens: _Tokens, ident: Identity, lists: _Lists,

@@ -20,9 +20,9 @@ class Identity:
     """Who a client is, network-wise. A plain class (not a frozen dataclass:
     its ``__init__`` went through ``object.__setattr__`` per field, ~6,000
     instructions compiled) made once per address by :class:`IdentityCache`;
-    treat it as immutable."""
+    treat it as immutable but for ``lists``."""
 
-    __slots__ = ("address", "bind_prefix", "prefixes", "value", "version")
+    __slots__ = ("address", "bind_prefix", "lists", "prefixes", "value", "version")
 
     def __init__(self, address: str, version: int, value: int,
                  prefixes: tuple[tuple[int, str], ...]) -> None:
@@ -37,6 +37,11 @@ class Identity:
         self.bind_prefix = prefixes[0][1] if prefixes else address
         """The prefix that challenge tokens are bound to (the narrowest tier),
         kept rather than computed: read on every challenge and pass check."""
+        self.lists: object = None
+        """What the gate that owns the cache last found of this address on its
+        block and allow lists (shieldwall.guard._gate.GuardGate._lists_for,
+        which checks it is current): kept here, not in a dict of its own by
+        address, a probe and an insert fewer per new address."""
 
     def __repr__(self) -> str:
         return (f"Identity({self.address!r}, {self.version}, {self.value}, "
