@@ -67,7 +67,7 @@ def _run(rt: GuardRuntime, clock: Clock, ops: list[tuple[str, object]],
             client, target = arg  # type: ignore[misc]
             path, _, query = target.partition("?")
             if not keep:
-                rt.gate._last.clear()  # the reference: nothing kept between requests
+                rt.gate.forget_last()  # the reference: nothing kept between requests
             out.append(_seen(rt.gate.decide(facts(client=client, path=path, query=query))))
         elif kind == "advance":
             clock.advance(arg)  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ def test_a_ban_an_allow_and_a_suspect_mark_act_on_the_next_refused_request() -> 
     assert d.action is Action.LIMIT and parse(d.response).header("Retry-After") == "100"
     clock.advance(0.2)
     assert rt.gate.decide(facts()).action is Action.LIMIT  # its buckets kept
-    assert "192.0.2.10" in rt.gate._last
+    assert rt.gate._ids.get("192.0.2.10").last is not None
     rt.ban("192.0.2.10", ttl=60)
     d = rt.gate.decide(facts())
     assert d.action is Action.BLOCK and d.close

@@ -328,8 +328,6 @@ class GuardGate:
         self._limit_decisions: dict[str, dict[int, Decision]] = {}
         """Per route, per (whole seconds, class)."""
         self._bucket_keys: dict[tuple[str, ClientClass, str, str], _Spends] = {}
-        self._last: dict[str, _Last] = {}
-        """Per address, what its last request took from (_Last); bounded."""
         self._allow_decisions: dict[int, Decision] = {
             _allow_key(c, p, sess): Decision(_ALLOW, c, reason="allow", priority=p, session=sess)
             for c in ClientClass for p in Standing for sess in (False, True)
@@ -357,7 +355,13 @@ class GuardGate:
         self._challenge = Signer(secret, "challenge")
         self._pass = Signer(secret, "pass")
         self._cookie_tokens: dict[str, _Tokens] = {}
-        self._last = {}  # (their tokens were verified with the old key)
+        self.forget_last()  # (their tokens were verified with the old key)
+
+    def forget_last(self) -> None:
+        """Drop what is kept of every address's last request (its _Last, on
+        its Identity: the identity cache is made anew, the lists memo with it)."""
+        s = self.settings
+        self._ids = IdentityCache(s.ipv4_prefixes, s.ipv6_prefixes)
 
     @staticmethod
     def _route(r: RouteClass) -> _Route:
@@ -482,7 +486,8 @@ class GuardGate:
             shadowed = self._shadowed(d, "block", facts, now)
 
         cookie = facts.cookie
-        last = self._last.get(ident.address)
+        kept_last = ident.last  # (our IdentityCache's identities only: see Identity.last)
+        last = kept_last if isinstance(kept_last, _Last) else None
         if not cookie:
             tokens = _NO_TOKENS
         elif last is not None and last.cookie == cookie:
@@ -495,9 +500,7 @@ class GuardGate:
         sid = self._sid(tokens)
         if last is None or last.route is not route or last.cls is not cls or last.sid != sid:
             last = _Last(route, cls, sid, self._spends(route, ident, cls, sid, last is not None))
-            if len(self._last) >= 65536:
-                self._last.clear()
-            self._last[ident.address] = last
+            ident.last = last
         last.cookie = cookie
         last.tokens = tokens
         wait = self._take(last.spends, now, sid)
@@ -997,7 +1000,8 @@ class GuardGate:
         if not cookie:
             tokens = _NO_TOKENS
         else:
-            last = self._last.get(facts.client)
+            kept = self._ids.get(facts.client).last
+            last = kept if isinstance(kept, _Last) else None
             # (decide kept this very header's tokens: the same string object)
             tokens = last.tokens if last is not None and last.cookie is cookie \
                 else self._tokens_of(cookie)

@@ -20,9 +20,9 @@ class Identity:
     """Who a client is, network-wise. A plain class (not a frozen dataclass:
     its ``__init__`` went through ``object.__setattr__`` per field, ~6,000
     instructions compiled) made once per address by :class:`IdentityCache`;
-    treat it as immutable but for ``lists``."""
+    treat it as immutable but for ``lists`` and ``last``."""
 
-    __slots__ = ("address", "bind_prefix", "lists", "prefixes", "value", "version")
+    __slots__ = ("address", "bind_prefix", "last", "lists", "prefixes", "value", "version")
 
     def __init__(self, address: str, version: int, value: int,
                  prefixes: tuple[tuple[int, str], ...]) -> None:
@@ -42,6 +42,9 @@ class Identity:
         block and allow lists (shieldwall.guard._gate.GuardGate._lists_for,
         which checks it is current): kept here, not in a dict of its own by
         address, a probe and an insert fewer per new address."""
+        self.last: object = None
+        """The same gate's memo of this client's last request
+        (shieldwall.guard._gate._Last), kept here for the same reason."""
 
     def __repr__(self) -> str:
         return (f"Identity({self.address!r}, {self.version}, {self.value}, "
