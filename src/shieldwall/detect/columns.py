@@ -106,19 +106,22 @@ class _Groups:
     def __init__(self, seg: Array, codes: Array, ncodes: int, nseg: int,
                  inverse: bool = False) -> None:
         import numpy as np
+        import pyarrow as pa  # type: ignore[import-untyped]
+        import pyarrow.compute as pc  # type: ignore[import-untyped]
 
         key = seg * ncodes + codes
-        inv: Array = None
-        if inverse:
-            u, first, inv, counts = np.unique(key, return_index=True, return_inverse=True,
-                                              return_counts=True)
-        else:
-            u, first, counts = np.unique(key, return_index=True, return_counts=True)
-        order = np.argsort(first, kind="stable")
-        u = u[order]
-        self.order = order
-        self.inverse = inv
-        self.counts = counts[order]
+        # Arrow's hash table numbers the distinct keys in first-seen order (no sort: a
+        # sort-based np.unique, then the groups sorted by their first line, took half
+        # of the counting); the lines are in second order, so the groups come grouped
+        # by second, each second's in first-seen order
+        d = pc.dictionary_encode(pa.array(key))
+        inv: Array = d.indices.to_numpy()
+        u = d.dictionary.to_numpy()
+        self.order = np.arange(len(u))
+        """The groups' first-seen ranks (here the identity)."""
+        self.inverse: Array = inv if inverse else None
+        """Per line, its group."""
+        self.counts = np.bincount(inv, minlength=len(u))
         self.codes = u % ncodes
         """The pairs' key codes (numpy), in first-seen order."""
         self.bounds = np.searchsorted(u // ncodes, np.arange(nseg + 1)).tolist()
