@@ -12,11 +12,30 @@ Where to start reading (docs/DETECT.md has the whole story):
 - ``synth``, ``evaluate``: labelled synthetic traffic and scoring
 - ``settings``  the ``[detect]`` config section
 
-Only light modules are imported here, so ``shieldwall.config`` can import the
-settings without pulling in the detector.
+Nothing is imported here until it is asked for (PEP 562): ``shieldwall analyze``
+starts its parsing process from ``readers`` before anything else, and the
+settings' pydantic model (a tenth of a second to import and build) would
+otherwise be built first, in both processes' start-up.
 """
 
-from shieldwall.detect.events import EventSink, Outcome, RequestEvent
-from shieldwall.detect.settings import DetectSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shieldwall.detect.events import EventSink, Outcome, RequestEvent
+    from shieldwall.detect.settings import DetectSettings
 
 __all__ = ["DetectSettings", "EventSink", "Outcome", "RequestEvent"]
+
+_HOME = {"DetectSettings": "settings", "EventSink": "events", "Outcome": "events",
+         "RequestEvent": "events"}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
