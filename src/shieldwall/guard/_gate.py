@@ -153,7 +153,7 @@ class _Spends:
         self.gen = gen
 
 
-class _Last:
+class _Last(_Spends):
     """What the gate keeps of an address's last request (issue 10: cheap
     refusal, issue 11: less per request): the buckets it took from, so the
     next request of the same route, class and session reads them without
@@ -161,11 +161,19 @@ class _Last:
     is refused without a new lookup. The buckets are still read, refilled
     and tested on every request (a neighbour spending a shared prefix
     bucket, a sweep, a Redis sync all show at once); every rule before the
-    limit (bans, allow-lists, class, mode) is decided per request as ever."""
+    limit (bans, allow-lists, class, mode) is decided per request as ever.
 
-    __slots__ = ("cls", "cookie", "decision", "early", "route", "secs", "sid", "spends", "tokens")
+    It is the _Spends of that request itself (its ``items`` may be shared
+    with the _Spends kept for its route, class and session in
+    GuardGate._bucket_keys; each has its own ``gen``): a new address's
+    request makes one object fewer for the collector."""
 
-    def __init__(self, route: _Route, cls: ClientClass, sid: str, spends: _Spends) -> None:
+    __slots__ = ("cls", "cookie", "decision", "early", "route", "secs", "sid", "tokens")
+
+    def __init__(self, route: _Route, cls: ClientClass, sid: str, items: list[_Spend],
+                 gen: int) -> None:
+        self.items = items
+        self.gen = gen
         self.cookie = ""
         self.tokens = _NO_TOKENS
         """Its Cookie header and what _tokens_of made of it: a browser sends the
@@ -173,7 +181,6 @@ class _Last:
         self.route = route
         self.cls = cls
         self.sid = sid
-        self.spends = spends
         self.secs = 0
         self.decision: Decision | None = None
         """The 429 for ``secs`` whole seconds (the last one made for this address)."""
@@ -499,11 +506,17 @@ class GuardGate:
 
         sid = self._sid(tokens)
         if last is None or last.route is not route or last.cls is not cls or last.sid != sid:
-            last = _Last(route, cls, sid, self._spends(route, ident, cls, sid, last is not None))
+            if last is None:
+                # (see _spends: an address without a _Last needs no _bucket_keys entry)
+                last = _Last(route, cls, sid, self._spend_items(route, ident, cls, sid),
+                             self.state.bucket_gen)
+            else:
+                had = self._spends(route, ident, cls, sid)
+                last = _Last(route, cls, sid, had.items, had.gen)
             ident.last = last
         last.cookie = cookie
         last.tokens = tokens
-        wait = self._take(last.spends, now, sid)
+        wait = self._take(last, now, sid)
         if wait > 0.0:
             if not self._by_session:
                 self._strike(ident, now)
@@ -720,30 +733,27 @@ class GuardGate:
             return tokens.sid
         return ""
 
-    def _spends(self, route: _Route, ident: Identity, cls: ClientClass, sid: str,
-                known: bool = True) -> _Spends:
+    def _spends(self, route: _Route, ident: Identity, cls: ClientClass, sid: str) -> _Spends:
         """The buckets a request of this route, class, address and session
-        takes from (see _take). ``known``: the address has a _Last, so it may
-        come back to a route, class or session it had (kept in
-        ``_bucket_keys``); an address without one (new, or its _Last cleared)
-        makes its _Spends without building, hashing and storing that key:
-        its next request reads them from its _Last (a flood from new
-        addresses stored one key per address, used by none). The buckets are
-        the store's either way (found by their key in ``state.buckets``)."""
+        takes from (see _take), kept in ``_bucket_keys`` for an address that
+        may come back to a route, class or session it had. An address
+        without a _Last (new, or its _Last dropped) gets its _Last made from
+        _spend_items without building, hashing and storing that key: its
+        next request reads them from its _Last (a flood from new addresses
+        stored one key per address, used by none). The buckets are the
+        store's either way (found by their key in ``state.buckets``)."""
         st = self.state
-        if not known:
-            return self._new_spends(route, ident, cls, sid, st.bucket_gen)
         ck = (route.name, cls, ident.address, sid)
         spends = self._bucket_keys.get(ck)
         if spends is None:
             if len(self._bucket_keys) >= 65536:
                 self._bucket_keys.clear()
-            spends = self._new_spends(route, ident, cls, sid, st.bucket_gen)
+            spends = _Spends(self._spend_items(route, ident, cls, sid), st.bucket_gen)
             self._bucket_keys[ck] = spends
         return spends
 
-    def _new_spends(self, route: _Route, ident: Identity, cls: ClientClass, sid: str,
-                    gen: int) -> _Spends:
+    def _spend_items(self, route: _Route, ident: Identity, cls: ClientClass,
+                     sid: str) -> list[_Spend]:
         """A request's buckets as _Spend entries (the buckets found on first use)."""
         factor = self._class_factor[cls]
         if sid:
@@ -759,7 +769,7 @@ class GuardGate:
             for plen, net in ident.prefixes:
                 pf = self._prefix_factor.get(plen, 16.0)
                 items.append(_Spend(f"{route.name}|{net}", route.rate * pf, route.burst * pf))
-        return _Spends(items, gen)
+        return items
 
     def _take(self, spends: _Spends, now: float, sid: str) -> float:
         """Take one token from every bucket of this request, or none; returns 0.0
