@@ -17,13 +17,6 @@ from shieldwall.proxy.worker import Parked, Shield, run_shield
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    b = await Backend().start()
-    yield b
-    await b.stop()
-
-
-@pytest.fixture
 async def shield(backend: Backend) -> AsyncIterator[Shield]:
     config = build_config(shield_config([backend.url], timeouts={"header": 30.0, "idle": 30.0}))
     async with run_shield(config) as s:

@@ -69,13 +69,6 @@ class ShedAll:
 
 
 @pytest.fixture
-async def backend() -> AsyncIterator[Backend]:
-    b = await Backend().start()
-    yield b
-    await b.stop()
-
-
-@pytest.fixture
 async def shield(backend: Backend) -> AsyncIterator[Shield]:
     async with run_shield(build_config(shield_config([backend.url]))) as s:
         yield s
