@@ -86,6 +86,27 @@ def test_a_randomized_flood_cannot_grow_the_counters_without_bound() -> None:
     assert paths[OTHER][0] == 500
 
 
+def test_a_second_drained_in_pieces_counts_as_one_second_with_the_same_bound() -> None:
+    clock = Clock()
+    rec = Recorder(clock)
+    for piece in range(3):  # three drains within one second, as the live loop does
+        for i in range(MAX_KEYS_PER_SECOND // 2):
+            rec.sink(ev(path=f"/r/{piece}/{i}"))
+        rec.sink(ev("198.51.100.9"))
+        rec.drain()
+    paths = rec.top["path"].total
+    assert len(paths) == MAX_KEYS_PER_SECOND + 1, "the cap holds per second, not per drain"
+    # 7,500 distinct paths and "/": the first 4,999 and "/" fill the cap, the rest is OTHER
+    assert paths[OTHER][0] == 3 * (MAX_KEYS_PER_SECOND // 2) - (MAX_KEYS_PER_SECOND - 1)
+    assert len(rec.top["path"].seconds) == 1
+    assert rec.top["address"].total["198.51.100.9"] == [3, 0]
+    [(_at, outcomes, _c, _l)] = rec.view()["seconds"]
+    assert outcomes == {"allowed": 3 * (MAX_KEYS_PER_SECOND // 2 + 1)}
+    clock.t += 61
+    rec.tick()
+    assert rec.top["path"].total == {} and rec.top["address"].total == {}
+
+
 def test_percentiles_come_from_log_buckets_and_say_none_without_requests() -> None:
     assert percentile({}, 0.99) is None
     p = percentile({0: 99, 20: 1}, 0.5)

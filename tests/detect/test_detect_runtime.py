@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.synth import Phase, Scenario, generate, make_scenario, write_log
 from shieldwall.detect.windows import Window
 from shieldwall.guard.decision import Mode
+from shieldwall.rowfeed import RowFeed
 
 
 class FakeClock:
@@ -254,6 +256,25 @@ async def test_start_ticks_in_the_background_and_stop_ends_it() -> None:
     n = rt.ticks
     await asyncio.sleep(0.05)
     assert rt.ticks == n
+
+
+async def test_between_ticks_the_feed_is_moved_into_the_windows_in_small_pieces() -> None:
+    """A second of a flood's rows moved at once held every request behind it (the
+    default wiring's p99): the runtime drains the feed ten times a second."""
+    feed = RowFeed()
+    rt = DetectRuntime.from_settings(DetectSettings())
+    rt.attach(feed)
+    row = (time.time(), "10.0.0.1", "/", "", 200, 1, 0.01, "ua", False, False, "ok", 0.005,
+           "allow", "", "")
+    feed.push(row)
+    waiting = asyncio.create_task(rt._drain_sleep(1.0))
+    await asyncio.sleep(0.25)
+    assert feed.rows == [], "moved before the next tick"
+    assert sum(w.n for w in rt.builder._open.values()) == 1
+    feed.push(row)
+    await waiting
+    rt._move()  # the tick's own move
+    assert feed.rows == [] and sum(w.n for w in rt.builder._open.values()) == 2
 
 
 def test_a_failing_callback_does_not_stop_detection() -> None:
