@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shieldwall.detect.features import Features, Featurizer, Prefixer, more_people
 from shieldwall.detect.rules import (
@@ -29,9 +29,12 @@ from shieldwall.detect.rules import (
     WindowVerdict,
     classify,
 )
-from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window
 from shieldwall.guard.decision import Mode
+
+if TYPE_CHECKING:
+    # (annotations only: `shieldwall analyze` without --config never imports pydantic)
+    from shieldwall.detect.settings import DetectSettings
 
 
 class Hll:

@@ -21,10 +21,13 @@ import math
 from collections import _count_elements, deque  # type: ignore[attr-defined]
 from dataclasses import asdict, dataclass
 from itertools import islice, repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import _ASSET, _PAGE, _TRUSTED, Window
+
+if TYPE_CHECKING:
+    # (annotations only: `shieldwall analyze` without --config never imports pydantic)
+    from shieldwall.detect.settings import DetectSettings
 
 SLOW_SOURCE_MIN = 10
 REPEAT_MIN = 3  # at least 2: a client's first second never counts

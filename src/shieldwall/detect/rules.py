@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shieldwall.detect.features import (
     MIN_BASE_WINDOWS,
@@ -20,7 +21,10 @@ from shieldwall.detect.features import (
     more_people,
     people_counted,
 )
-from shieldwall.detect.settings import DetectSettings
+
+if TYPE_CHECKING:
+    # (annotations only: `shieldwall analyze` without --config never imports pydantic)
+    from shieldwall.detect.settings import DetectSettings
 
 NORMAL = "normal"
 FLASH_CROWD = "flash_crowd"
