@@ -80,3 +80,59 @@ def test_config_detect_section_is_validated_and_names_the_key(tmp_path: Path) ->
     res = _analyze(str(REAL), "--config", str(cfg))
     assert res.returncode == 2
     assert "detect.rate_factor" in res.stdout and "0.5" in res.stdout
+
+
+def _via_typer(*args: str) -> subprocess.CompletedProcess[str]:
+    """The same command line through Typer (what every non-plain command line takes)."""
+    code = "import sys; from shieldwall.cli import make_app; make_app(['detect'])(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, "analyze", *args], capture_output=True,
+                          text=True, timeout=120, env={"COLUMNS": "200", "PATH": ""})
+
+
+def test_a_plain_command_line_runs_without_typer_and_prints_what_typer_prints(tmp_path: Path) -> None:
+    sc = make_scenario(12, ["flood", "backend_failure"], family="heldout", warmup=60)
+    log = tmp_path / "shop.log"
+    write_log(generate(sc), log)
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[[backends]]\nurl = "http://127.0.0.1:9001"\n[detect]\nrate_factor = 0.5\n')
+    for args in ([str(REAL), "--format", "combined"],
+                 [str(log), "--revenue-per-minute=50000", "--json", "{d}/a.json", "--html", "{d}/a.html"],
+                 [str(log), str(REAL), "--json", "{d}/a.json"],
+                 [str(REAL), "--config", str(cfg)]):
+        runs = []
+        for how, run in (("plain", _analyze), ("typer", _via_typer)):
+            d = tmp_path / how
+            d.mkdir(exist_ok=True)
+            res = run(*(a.replace("{d}", str(d)) for a in args))
+            files = {p.name: p.read_text() for p in sorted(d.iterdir())}
+            runs.append((res.returncode, res.stdout, files))
+            for p in d.iterdir():
+                p.unlink()
+        assert runs[0] == runs[1], args
+        assert runs[0][0] == (2 if "--config" in args else 0)
+
+
+def test_only_plain_command_lines_skip_typer(tmp_path: Path) -> None:
+    from shieldwall.detect import _run
+    from shieldwall.detect.readers import FORMATS
+
+    assert _run.FORMATS == FORMATS
+    log = str(REAL)
+    p = _run.plain_args([log, "--json", "o.json", "--format=combined", "--revenue-per-minute", "2.5"])
+    assert p == _run.Plain([REAL], "combined", Path("o.json"), None, 2.5, None)
+    assert _run.plain_args(["--", log]) == _run.Plain([REAL])
+    for args in ([], ["--help"], [log, "--help"], [log, "--verbose"], [log, "--json"],
+                 [log, "--json", "a", "--json", "b"], [log, "--json", "--html"], [log, "--json="],
+                 [str(tmp_path / "missing.log")], [log, "--format", "apache"],
+                 [log, "--revenue-per-minute", "-1"], [log, "--revenue-per-minute", "x"],
+                 [log, "--revenue-per-minute", "inf"]):
+        assert _run.plain_args(args) is None, args
+    # and such a line runs without Typer (or pydantic: no --config, the cached defaults)
+    code = ("import sys; sys.argv = ['shieldwall', 'analyze', sys.argv[1]]\n"
+            "from shieldwall.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'pydantic')),"
+            " file=sys.stderr)")
+    for _ in range(2):  # the first run may write the defaults' cache
+        res = subprocess.run([sys.executable, "-c", code, log], capture_output=True, text=True,
+                             timeout=120, check=True)
+    assert res.stderr.strip().splitlines()[-1] == "[]"

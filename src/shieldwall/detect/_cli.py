@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
-
-if TYPE_CHECKING:
-    from shieldwall.detect.readers import ColumnFeed
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +24,8 @@ def analyze_cmd(
         None, "--config", help="A shield config (TOML) whose [detect] section tunes the rules."),
 ) -> None:
     """Tell what happened in access logs: attack, flash crowd or broken backend, when, from where."""
-    from shieldwall.detect.readers import FORMATS, ColumnFeed, take_early
+    from shieldwall.detect import _run
+    from shieldwall.detect.readers import FORMATS
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"{fmt!r}; expected one of {', '.join(FORMATS)}", param_hint="--format")
@@ -38,45 +34,7 @@ def analyze_cmd(
             raise typer.BadParameter(f"{p}: no such file", param_hint="LOGS")
     # the parsing process (started before Typer's import by cli.main, or now): its
     # imports and first chunks overlap ours
-    feed = take_early(logs[0], fmt) if len(logs) == 1 else None
-    if feed is None and len(logs) == 1 and fmt != "json":
-        feed = ColumnFeed(logs[0], fmt)
-    try:
-        _analyze_cmd(logs, fmt, json_out, html_out, revenue_per_minute, config, feed)
-    finally:
-        if feed is not None:
-            feed.close()
-
-
-def _analyze_cmd(logs: list[Path], fmt: str, json_out: Path | None, html_out: Path | None,
-                 revenue_per_minute: float | None, config: Path | None, feed: ColumnFeed | None) -> None:
-    from rich.console import Console
-
-    from shieldwall.detect.analyze import analyze
-    from shieldwall.detect.report import incident_details, render_html, timeline_table
-
-    console = Console()
-    settings = None
-    if config is not None:
-        from shieldwall.config import ConfigError, load_config
-
-        try:
-            settings = load_config(config).detect
-        except ConfigError as exc:
-            console.print(str(exc), markup=False, highlight=False)
-            raise typer.Exit(2) from None
-    report = analyze(logs, fmt, settings, feed=feed)
-    console.print(timeline_table(report, revenue_per_minute))
-    for line in incident_details(report):
-        console.print(line, markup=False, highlight=False)
-    if report.stats.unparsed:
-        console.print(f"[yellow]{report.stats.unparsed:,} line(s) could not be parsed; first ones:[/]")
-        for s in report.stats.samples:
-            console.print(f"  {s}", markup=False, highlight=False)
-    if not report.incidents:
-        console.print("no incident: traffic looked normal throughout")
-    if json_out is not None:
-        json_out.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
-    if html_out is not None:
-        title = "shieldwall analyze: " + ", ".join(p.name for p in logs)
-        html_out.write_text(render_html(report, title, revenue_per_minute), encoding="utf-8")
+    code = _run.run(logs, fmt, json_out, html_out, revenue_per_minute, config,
+                    _run.feed_for(logs, fmt))
+    if code:
+        raise typer.Exit(code)

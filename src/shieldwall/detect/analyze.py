@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from shieldwall.detect._defaults import default_settings
 from shieldwall.detect.columns import BuilderArgs, Columns, add_columns, apply_counts
 from shieldwall.detect.detector import Detector, Incident, StepResult
 from shieldwall.detect.readers import (
@@ -24,8 +25,10 @@ from shieldwall.detect.readers import (
     read_column_batches,
     read_logs,
 )
-from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Window, WindowBuilder
+
+if TYPE_CHECKING:
+    from shieldwall.detect.settings import DetectSettings
 
 ENGINES = ("columns", "rows")
 
@@ -125,7 +128,9 @@ def analyze(
 def _analyze(paths: list[Path], fmt: str, settings: DetectSettings | None,
              on_step: Callable[[Window, StepResult], None] | None, engine: str,
              feed: ColumnFeed | None) -> Report:
-    s = settings or DetectSettings()
+    # (no settings: the defaults, without building the pydantic model when a cache of
+    # them is current; _defaults)
+    s = settings or default_settings()
     det = Detector(s, score_clients=False)
     builder = WindowBuilder(lateness=s.offline_lateness, **det.make_builder_args())
     report = Report()
