@@ -10,7 +10,10 @@ whoever improves the detector raises the floor to what it then achieves.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -68,6 +71,28 @@ def test_a_seed_makes_the_same_log_and_labels_every_time() -> None:
     assert a_lab.as_json() == b_lab.as_json()
     c_log, _ = small_shop(1006, 25)
     assert _digest(iter(c_log)) != _digest(iter(a_log))
+
+
+def test_a_seed_makes_the_same_log_in_every_process() -> None:
+    """Not only within one process: string hashing differs between processes (a set of
+    addresses iterated in hash order gave each run of a bench its own botnet)."""
+    code = ("import hashlib; from shieldwall.detect.families import small_shop; "
+            "log, _ = small_shop(1001, 20); h = hashlib.sha256(); "
+            "[h.update(line.encode()) for line in log]; print(h.hexdigest())")
+    out = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                               check=True, timeout=120).stdout.strip())
+    assert len(out) == 1
+
+
+def test_a_full_day_keeps_every_event_it_drew() -> None:
+    """A day's events never wait for another seed: one that does not fit makes the day
+    longer (the stepped crowd the CDN family's train split never had was left out so)."""
+    _, lab = small_shop(2)  # drew two crowds after a stepped one: the old length held two
+    assert [e.name for e in lab.events] == ["flash_step", "flash_build", "flash_mobile"]
+    assert lab.end - lab.start > max(e.end for e in lab.events) - lab.start + 5 * 60 - 1
 
 
 def test_splits_do_not_share_seeds() -> None:

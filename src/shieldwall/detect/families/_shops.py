@@ -24,6 +24,7 @@ from shieldwall.detect.families._traffic import (
     arrivals,
     crawlers,
     monitors,
+    monitors_more,
     scanners,
 )
 from shieldwall.detect.families._world import Agents, Catalogue, Rng, World
@@ -77,7 +78,12 @@ def _schedule(rng: Rng, menu: tuple[str, ...], seed: int, t0: float, hours: floa
 
 
 def build(shape: Shape, seed: int, minutes: float | None = None) -> tuple[Log, Labels]:
-    """Draw the shop and the day for ``seed``; ``minutes`` shortens the log (fewer events)."""
+    """Draw the shop and the day for ``seed``; ``minutes`` shortens the log (fewer events).
+
+    A full day lasts until its events are over: one that would not fit in the drawn
+    length makes the day longer (the everyday traffic goes on), never is left out --
+    leaving out what did not fit left out the longest events most (crowds, low-and-slow
+    floods), and whole splits of a family went without a stepped crowd."""
     rng = _seed_rng(shape.name, seed)
     quiet = seed % 4 == 3
     tz = int(rng.choice(TZ_CHOICES))
@@ -114,35 +120,35 @@ def build(shape: Shape, seed: int, minutes: float | None = None) -> tuple[Log, L
     trend = 1.0 + shape.diurnal * float(rng.uniform(0.5, 1.0)) * np.sin(np.pi * x * float(rng.uniform(0.6, 1.0)))
     walk = np.cumsum(rng.normal(0, 0.015, dur // 60 + 2))
     walk = np.exp(walk - walk.mean())
-    shape_s = trend * np.repeat(walk, 60)[:dur]
-    session_rate_arr = rps * shop_share / per_session * shape_s
-
-    def session_rate(t: float) -> float:
-        i = int(np.clip(t - t0, 0, dur - 1))
-        return float(session_rate_arr[i])
+    level = _Level(trend * np.repeat(walk, 60)[:dur], rps * shop_share / per_session, t0)
 
     rows = Rows()
-    gen.sessions(rows, arrivals(rng, t0, session_rate_arr))
+    gen.sessions(rows, arrivals(rng, t0, level.session_rates()))
     per_app = 8.0
-    app_clients(rows, rng, cat, world, agents, t0, rps * app / per_app * shape_s, beh.backend_median)
+    app_clients(rows, rng, cat, world, agents, t0, rps * app / per_app * level.shape, beh.backend_median)
     crawl = {0: rps * float(rng.uniform(0.01, 0.05)), 1: rps * float(rng.uniform(0.005, 0.03))}
     for ci in (2, 3, 4, 5):
         if rng.random() < 0.5:
             crawl[ci] = rps * float(rng.uniform(0.002, 0.01))
     crawlers(rows, rng, cat, t0, t1, crawl, beh.backend_median)
     mons = [int(i) for i in rng.choice(5, int(rng.integers(1, 4)), replace=False)]
-    monitors(rows, rng, t0, t1, mons, str(rng.choice(["/", "/healthz", "/status"])))
-    scanners(rows, rng, world, t0, t1, float(rng.uniform(0.5, 4)))
+    probes = monitors(rows, rng, t0, t1, mons, str(rng.choice(["/", "/healthz", "/status"])))
+    scan_rate = float(rng.uniform(0.5, 4))
+    scanners(rows, rng, world, t0, t1, scan_rate)
+    t1_drawn = t1
 
-    ctx = inc.Ctx(rng, rows, cat, world, gen, rps, session_rate)
+    ctx = inc.Ctx(rng, rows, cat, world, gen, rps, level.session_rate)
     events: list[Event] = []
     t = t0 + float(rng.uniform(12, 20)) * 60
     if quiet:
         bumps = ["crawler_spike", "newsletter_bump", "deploy_blip"]
         rng.shuffle(bumps)
         for b in bumps:
-            if t + (3600 if b == "newsletter_bump" else 1200) + 5 * 60 > t1:
-                continue
+            need = t + (3600 if b == "newsletter_bump" else 1200) + 5 * 60
+            if need > t1:
+                if minutes is not None:
+                    continue  # a log cut short leaves out what does not fit
+                t1 = level.extend(rng, need)
             e = _bump(ctx, b, t, beh.backend_median)
             events.append(e)
             t = min(e.end, t + 900) + float(rng.uniform(5, 15)) * 60
@@ -153,11 +159,22 @@ def build(shape: Shape, seed: int, minutes: float | None = None) -> tuple[Log, L
         for name in names:
             longest = 1600.0 if name in CROWDS else 30.0 if name == "deploy_blip" else EVENT_DURATION[name][1]
             if t + longest + 5 * 60 > t1:
-                continue  # no room left for this one: it waits for another seed
-            ctx.base_rps = rps * float(shape_s[int(np.clip(t - t0, 0, dur - 1))])
+                if minutes is not None:
+                    continue  # a log cut short leaves out what does not fit
+                t1 = level.extend(rng, t + longest + 5 * 60)
+            ctx.base_rps = rps * level.shape_at(t)
             e = _event(ctx, name, t, beh, world)
             events.append(e)
             t = e.end + float(rng.uniform(8, 15)) * 60
+    if t1 > t1_drawn:
+        # the everyday traffic of the longer day: the same shoppers, apps, crawlers, probes
+        a = t1_drawn
+        gen.sessions(rows, arrivals(rng, a, level.session_rates(a)))
+        app_clients(rows, rng, cat, world, agents, a, rps * app / per_app * level.shape[int(a - t0):],
+                    beh.backend_median)
+        crawlers(rows, rng, cat, a, t1, crawl, beh.backend_median)
+        monitors_more(rows, rng, t1, probes)
+        scanners(rows, rng, world, a, t1, scan_rate)
     cols = rows.columns()
     for rw in ctx.rewrites:
         cols = rw(cols, rng)
@@ -175,6 +192,34 @@ def build(shape: Shape, seed: int, minutes: float | None = None) -> tuple[Log, L
             _edge_addresses(rng, cols)
     labels = Labels(shape.name, seed, t0, t1, tz_string(tz), events, quiet_day=quiet, notes=notes)
     return Log(cols, style, rng), labels
+
+
+class _Level:
+    """The day's traffic level second by second (a multiple of the shop's mean), longer
+    when its events need it: the level then wanders on from where it was."""
+
+    def __init__(self, shape: np.ndarray, sessions_per_level: float, t0: float) -> None:
+        self.shape = shape
+        self.per = sessions_per_level
+        self.t0 = t0
+
+    def shape_at(self, t: float) -> float:
+        return float(self.shape[int(np.clip(t - self.t0, 0, len(self.shape) - 1))])
+
+    def session_rate(self, t: float) -> float:
+        """Shopper sessions per second at ``t``."""
+        return self.per * self.shape_at(t)
+
+    def session_rates(self, a: float | None = None) -> np.ndarray:
+        """Sessions per second for every second from ``a`` (the start) to the end."""
+        return self.per * self.shape[0 if a is None else int(a - self.t0):]
+
+    def extend(self, rng: Rng, t1: float) -> float:
+        """Make the day last until ``t1`` (whole seconds); returns its new end."""
+        more = max(1, int(np.ceil(t1 - self.t0)) - len(self.shape))
+        walk = np.exp(np.cumsum(rng.normal(0, 0.015, more // 60 + 1)))
+        self.shape = np.concatenate([self.shape, self.shape[-1] * np.repeat(walk, 60)[:more]])
+        return self.t0 + len(self.shape)
 
 
 def _style(rng: Rng, shape: Shape, tz: int) -> Style:

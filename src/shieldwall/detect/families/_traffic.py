@@ -324,8 +324,14 @@ def crawlers(rows: Rows, rng: Rng, cat: Catalogue, t0: float, t1: float, rates: 
                      st, nb, "-", ua, dyn=True)
 
 
-def monitors(rows: Rows, rng: Rng, t0: float, t1: float, which: list[int], path: str) -> None:
-    """Uptime checks: the same URL from each probe address on a fixed period."""
+Probe = tuple[str, str, str, str, float, float]
+"""One probe address's schedule: (address, agent, method, URL, period, its next check)."""
+
+
+def monitors(rows: Rows, rng: Rng, t0: float, t1: float, which: list[int], path: str) -> list[Probe]:
+    """Uptime checks: the same URL from each probe address on a fixed period. Returns the
+    probes' schedules, so that a longer day goes on with them (:func:`monitors_more`)."""
+    probes: list[Probe] = []
     for mi in which:
         ua, addrs, method = MONITORS[mi]
         period = float(rng.choice([10.0, 15.0, 30.0])) if ua.startswith(("ELB", "kube")) \
@@ -333,9 +339,25 @@ def monitors(rows: Rows, rng: Rng, t0: float, t1: float, which: list[int], path:
         for addr in addrs:
             ts = np.arange(t0 + rng.uniform(0, period), t1, period)
             tgt = "/healthz" if ua.startswith(("ELB", "kube")) else path
-            for t in ts.tolist():
-                rows.add(t + float(rng.normal(0, 0.05)), float(rng.uniform(0.003, 0.03)), addr, method, tgt,
-                         200, 0 if method == "HEAD" else (2 if tgt == "/healthz" else 31000), "-", ua, dyn=True)
+            _probe_rows(rows, rng, ts, addr, ua, method, tgt)
+            probes.append((addr, ua, method, tgt, period, float(ts[-1]) + period if len(ts) else t1))
+    return probes
+
+
+def monitors_more(rows: Rows, rng: Rng, t1: float, probes: list[Probe]) -> list[Probe]:
+    """The same probes on the same periods, from where they were, until ``t1``."""
+    out: list[Probe] = []
+    for addr, ua, method, tgt, period, nxt in probes:
+        ts = np.arange(nxt, t1, period)
+        _probe_rows(rows, rng, ts, addr, ua, method, tgt)
+        out.append((addr, ua, method, tgt, period, float(ts[-1]) + period if len(ts) else nxt))
+    return out
+
+
+def _probe_rows(rows: Rows, rng: Rng, ts: np.ndarray, addr: str, ua: str, method: str, tgt: str) -> None:
+    for t in ts.tolist():
+        rows.add(t + float(rng.normal(0, 0.05)), float(rng.uniform(0.003, 0.03)), addr, method, tgt,
+                 200, 0 if method == "HEAD" else (2 if tgt == "/healthz" else 31000), "-", ua, dyn=True)
 
 
 SCAN_PATHS = ("/wp-login.php", "/xmlrpc.php", "/.env", "/.git/config", "/phpmyadmin/", "/admin/",
@@ -351,7 +373,7 @@ def scanners(rows: Rows, rng: Rng, world: World, t0: float, t1: float, per_hour:
     """Vulnerability scanners: one address, a few dozen to a few hundred probes, mostly 404."""
     n = int(rng.poisson(per_hour * (t1 - t0) / 3600))
     for _ in range(n):
-        a = float(rng.uniform(t0, t1 - 300))
+        a = float(rng.uniform(t0, max(t0, t1 - 300)))
         addr = world.anywhere(1, hosting_share=0.7)[0]
         ua = SCAN_AGENTS[int(rng.integers(len(SCAN_AGENTS)))]
         k = int(rng.integers(20, 300))

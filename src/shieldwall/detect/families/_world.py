@@ -118,7 +118,9 @@ class World:
             else:
                 out.add(f"{_public_octet(rng)}.{int(rng.integers(0, 256))}."
                         f"{int(rng.integers(0, 256))}.{int(rng.integers(1, 255))}")
-        return sorted(out, key=lambda _: rng.random())
+        # sorted first: a set of strings iterates in a per-process hash order, and the same
+        # seed must give the same log in every process
+        return sorted(sorted(out), key=lambda _: rng.random())
 
 
 def _browsers(rng: Rng) -> list[tuple[str, float, bool]]:
