@@ -107,7 +107,8 @@ class Features:
     """Distinct sources of slow requests and 408s over the 10 s view."""
     slow_source_share: float
     """Share of this second's requests from addresses with at least ``SLOW_SOURCE_MIN``
-    slow requests or 408s in the last 60 s."""
+    slow requests or 408s in the last 60 s and at least half of their requests this
+    second slow or failed (not answered)."""
     asset_share: float
     """Share of page clients in the 10 s view that also fetched page assets."""
     page_clients: int
@@ -822,13 +823,18 @@ class Featurizer:
         top5_share = top5 / self._n10 if self._n10 else 0.0
         slow_srcs = len({c for win in self._v10 if win.slow_src for c in win.slow_src})
         # this second's requests from addresses that held many slow connections lately:
-        # the tool's excess connections, refused at once by a per-address cap
+        # the tool's excess connections, refused at once by a per-address cap. Such an
+        # address does nothing else: its requests this second are mostly slow or refused.
+        # An address that carries many people (a CDN's edge, a carrier NAT) gathers the
+        # occasional 408 of each of its browsers -- many in a minute when its traffic
+        # grows (a crowd) -- while nearly all of its requests are answered.
         from_slow = 0
         if self.slow60:
             s60 = self.slow60
             lim = SLOW_SOURCE_MIN
+            ws, wf = w.slow_src, w.failed_src
             for c, cnt in w.src.items():
-                if s60.get(c, 0) >= lim:
+                if s60.get(c, 0) >= lim and 2 * (ws.get(c, 0) + wf.get(c, 0)) >= cnt:
                     from_slow += cnt
         repeaters = self._repeats(w)
         return Features(
