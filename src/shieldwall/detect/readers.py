@@ -19,6 +19,8 @@ import gzip
 import heapq
 import itertools
 import json
+import marshal
+import pickle
 import queue
 import re
 import threading
@@ -393,7 +395,7 @@ class ColumnFeed:
             self._args.close()
             while True:
                 try:
-                    tag, item = recv_end.recv()
+                    tag, item = _loads(recv_end.recv_bytes())
                 except EOFError:
                     raise RuntimeError(f"the parsing process for {self.path} ended without a "
                                        f"word (exit code {child.exitcode})") from None
@@ -505,7 +507,7 @@ def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> N
         finally:
             args.close()
         for counted in _counted(itertools.chain(ahead, parsed), counting):
-            out.send(("part", counted))
+            out.send_part(counted)
         out.send(("end", stats))
     except BrokenPipeError:
         pass  # the consumer stopped early
@@ -518,6 +520,22 @@ def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> N
             out.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
     finally:
         out.close()
+
+
+_MARSHALLED = b"M"
+"""The first byte of a part sent as a marshal (a pickle starts with its protocol's 0x80)."""
+
+
+def _loads(buf: bytes) -> tuple[str, Any]:
+    """A message from the parsing process: (tag, item)."""
+    if buf[:1] == _MARSHALLED:
+        from shieldwall.detect.columns import Counts
+
+        cnt = Counts.__new__(Counts)
+        cnt.__setstate__(marshal.loads(memoryview(buf)[1:]))
+        return "part", cnt
+    msg: tuple[str, Any] = pickle.loads(buf)
+    return msg
 
 
 class _Sender:
@@ -552,6 +570,21 @@ class _Sender:
                 conn.send_bytes(buf)
             except OSError:  # BrokenPipeError: the consumer stopped early
                 self._broken = True
+
+    def send_part(self, part: list[Parsed] | Columns | Counts) -> None:
+        """Queue a part: counts as a marshal (a quarter quicker to write and to read than
+        their pickle: lists of strings and numbers, no classes), the rest pickled."""
+        from shieldwall.detect.columns import Counts
+
+        if self._broken:
+            raise BrokenPipeError("the consumer stopped")
+        if isinstance(part, Counts):
+            try:
+                self._q.put(memoryview(_MARSHALLED + marshal.dumps(part.__getstate__())))
+                return
+            except ValueError:
+                pass  # a value marshal does not take (none is made today): pickled
+        self._q.put(self._dumps(("part", part)))
 
     def send(self, obj: Any) -> None:
         """Queue ``obj`` (pickled here); BrokenPipeError once the consumer has gone."""
