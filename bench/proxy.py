@@ -308,6 +308,28 @@ def median_round(rounds: list[dict[str, object]]) -> dict[str, object]:
     return dict(ranked[(len(ranked) - 1) // 2])
 
 
+def goals(result: dict[str, object]) -> dict[str, object]:
+    """Issue 11's "Done when", read off this run: the default wiring at >= 0.8 of
+    nginx's 2xx req/s at each connection level, p99 <= 1.5x nginx's, no timeouts
+    (nor other socket errors) in any round, 10,000 idle connections under 60 MB."""
+    out: dict[str, object] = {}
+    runs = result.get("wrk")
+    if isinstance(runs, dict):
+        for level, row in runs.items():
+            rps, p99 = row.get("ratio_rps_default"), row.get("ratio_p99_default")
+            errs = row.get("errors_and_timeouts_all_rounds", {})
+            out[level] = {
+                "default_rps_ratio_at_least_0.8": isinstance(rps, float) and rps >= 0.8,
+                "default_p99_ratio_at_most_1.5": isinstance(p99, float) and p99 <= 1.5,
+                "no_errors_or_timeouts": isinstance(errs, dict) and not any(errs.values()),
+            }
+    for key in ("idle", "idle_default_wiring"):
+        idle = result.get(key)
+        if isinstance(idle, dict) and idle.get("connections_requested", 0) >= 10000:
+            out[key + "_under_60_mb"] = float(idle["rss_mb_holding"]) < 60
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -389,7 +411,8 @@ adaptive = false
         result["machine"] = {"cpus": os.cpu_count(), "nginx": subprocess.run(
             [nginx, "-v"], capture_output=True, text=True).stderr.strip(),
             "python": sys.version.split()[0], "duration_s": args.duration,
-            "workers": WORKERS}
+            "workers": WORKERS, "rounds": args.rounds}
+        result["goals"] = goals(result)
         print(json.dumps(result, indent=2))
     finally:
         for p in reversed(procs):
