@@ -25,6 +25,7 @@ from shieldwall.detect.rules import (
     BACKEND_FAILURE,
     DDOS,
     FLASH_CROWD,
+    NO_ASSETS,
     NORMAL,
     WindowVerdict,
     classify,
@@ -243,6 +244,14 @@ class StepResult:
     suspects: tuple[tuple[str, float], ...] = ()
 
 
+def blind(f: Features) -> bool:
+    """Nothing in this log shows whether a surge's clients browse: no asset lines (a CDN
+    serves them). More addresses than usual are no proof of people there: a tool's
+    thousands of volunteers are as many addresses, and show what they are (each re-sends
+    its one URL) only after a few of their requests, 5-20 s apart."""
+    return f.warm and f.base_asset_share < NO_ASSETS
+
+
 def pages_without_assets(c: str, pages: dict[str, int], assets: dict[str, int]) -> bool:
     """Pages and not one asset, in at least two seconds of the 10 s view.
 
@@ -450,9 +459,14 @@ class Detector:
     def _overwhelming(self, f: Features, v: WindowVerdict) -> bool:
         """Persistence is for doubtful seconds: a surge so far above the shop's spread
         that it fills the CUSUM in one second (``fast_surge`` x the threshold), with
-        attack evidence and not contained per address, opens the incident at once."""
+        attack evidence and not contained per address, opens the incident at once -- as
+        the attack it is. Not when the surge's own windows so far say crowd by their weight
+        (the CUSUM filled over them, not in this second): then one attack second is
+        evidence to weigh like any other, and the surge opens by the weight of all of
+        them (an incident opened as a crowd because one second was an attack's was a
+        crowd for a second, then an attack)."""
         return (v.verdict == DDOS and f.surge >= self.s.fast_surge * self.s.surge_threshold
-                and not self.contained(f, v))
+                and not self.contained(f, v) and self._cand_verdict() == DDOS)
 
     def _merge(self, inc: Incident) -> int:
         """Normal windows that close an incident. A slow attack shows only when the
@@ -469,9 +483,13 @@ class Detector:
         """Windows that open an incident. A crowd that is only the absence of attack
         evidence waits longer than an attack: its first seconds may only lack the evidence
         so far (the 10 s view still filling), and a crowd raises no mode, so waiting costs
-        nothing. A crowd the page clients show (more people than usual) opens as soon."""
+        nothing. A crowd the page clients show (more people than usual) opens as soon --
+        except in a log without asset lines (:func:`blind`): there it waits longest, more
+        people or not."""
         if verdict == BACKEND_FAILURE:
             return self.s.backend_enter_windows
+        if verdict == FLASH_CROWD and f is not None and blind(f):
+            return max(self.s.enter_windows, self.s.crowd_enter_windows, self.s.crowd_blind_windows)
         if verdict == FLASH_CROWD and not (f is not None and more_people(f, self.s)):
             return max(self.s.enter_windows, self.s.crowd_enter_windows)
         return self.s.enter_windows

@@ -130,6 +130,11 @@ class Features:
     verified_share: float
     error_share: float
     backend_fail_share: float
+    own_fail_share: float
+    """The failed share of this second's requests from sources that sent fewer than
+    ``per_source_min_1s`` (a browser, a household, most of a carrier NAT): a backend
+    that fails, fails the shop's people; refusals that fall on a few sources sending
+    dozens a second are a per-address cap refusing a tool."""
     backend_fails: int
     backend_fails_3: int
     """Backend failures over the last 3 s (a quiet shop's failing second may hold few requests)."""
@@ -804,6 +809,16 @@ class Featurizer:
         if legit_failed and other:
             legit_failed -= sum(map(failed.get, other, repeat(0, len(other))))
         inv = 1.0 / n if n else 0.0
+        # failures of the sources under the heavy hitters' rate (a backend fails everyone)
+        heavy_1s = self.s.per_source_min_1s
+        own_n, own_failed = n, sum(failed.values())
+        if failed:
+            for c, cnt in failed.items():
+                sent = src.get(c, 0)
+                if sent >= heavy_1s:
+                    own_n -= sent
+                    own_failed -= cnt
+        own_fail_share = own_failed / own_n if own_n > 0 else 0.0
         if n:
             # an empty second says nothing about the backends (a hang thins the lines out)
             floor_share = self.s.backend_error_share
@@ -885,6 +900,7 @@ class Featurizer:
             verified_share=w.verified * inv,
             error_share=w.errors * inv,
             backend_fail_share=w.bfail * inv,
+            own_fail_share=own_fail_share,
             backend_fails=w.bfail,
             backend_fails_3=sum(self._bf3),
             fail_evidence=self.fail_evidence,
@@ -938,7 +954,7 @@ class Featurizer:
         self.learned += 1
         # A second judged normal while the shop has many more people than usual is a
         # crowd still building (its lines are not yet a surge): it teaches the rate and
-        # the usual number of people only as fast as a crowd does, so a crowd that
+        # the usual people (how many, how many fetch assets) only as fast as a crowd does, so a crowd that
         # builds over minutes cannot teach the baseline that it is normal. Where the
         # addresses do not count people (a CDN's edges), the lines' slow mean is
         # winsorized instead (RateModel.SLOW_CLIP): the only guard such a log allows.
@@ -947,14 +963,18 @@ class Featurizer:
         self.base_p99.update(f.req_per_source_p99, weight)
         self.base_p99_1.update(f.req_per_source_p99_1s, weight)
         if self.page10:
-            self.base_asset.update(f.asset_share, weight)
+            self.base_asset.update(f.asset_share, sw)
         dev = f.page_clients - self.base_pc.value if self.base_pc.n else 0.0
         self.base_pc_var.update(dev * dev, sw)
         self.base_pc.update(f.page_clients, sw)
         if f.page_clients:
             self.base_ppc.update(self._pages10 / f.page_clients, weight)
         self.slow_pc.update(f.page_clients, sw)
-        self.base_po.update(f.pageonly_clients, weight)
+        # who the usual people are learns as fast as how many: while there are many more
+        # than usual, their page-only share and asset share teach at crowd weight too (a
+        # crawler's many addresses fetch pages and no asset: learned at full weight, they
+        # became the usual page-only clients in a minute and hid what they are)
+        self.base_po.update(f.pageonly_clients, sw)
         self.base_rep.update(f.repeaters, sw)
         self.base_urls.update(f.distinct_urls, weight)
         self.base_qd.update(f.query_distinct, weight)

@@ -69,9 +69,11 @@ def stalled(f: Features, s: DetectSettings) -> bool:
 def backend_failing(f: Features, s: DetectSettings) -> bool:
     """This second's requests mostly failed at the backend, enough of them lately, and for
     long enough given how many (one second of a dead backend is enough; a third of the
-    requests failing must persist: a rolling deploy fails some requests for seconds)."""
+    requests failing must persist: a rolling deploy fails some requests for seconds), and
+    the failures fall on the shop's people, not only on a few sources sending dozens a
+    second (a per-address cap refusing a tool's excess connections: 503 in a plain log)."""
     return (f.backend_fail_share >= s.backend_error_share and f.backend_fails_3 >= s.backend_min_errors
-            and f.fail_evidence >= s.backend_evidence)
+            and f.fail_evidence >= s.backend_evidence and f.own_fail_share >= s.backend_error_share)
 
 
 def _backend_words(f: Features, s: DetectSettings) -> str:
@@ -98,6 +100,17 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     # one busy second proves nothing: the excess must persist (or be huge) against the
     # shop's own spread
     elevated = have_base and f.rps >= threshold and f.surge >= s.surge_threshold
+    # ... or people: page clients ``rate_factor`` x the usual number, well outside the shop's
+    # own spread (the 10 s view is their persistence). A shopper's page brings a burst of
+    # assets, a tool's request is one line: thousands of volunteers each under every
+    # per-address limit raise the lines 3-5x and the people ten times more.
+    people_surge = (have_base and f.warm and people_counted(f, s) and f.rps >= s.min_elevated_rps
+                    and f.people_z >= s.people_z and f.page_clients >= s.rate_factor * f.base_page_clients)
+    # (for the attack rules only: shoppers raise the lines at least as much as the people,
+    # each bringing pages and assets; people up tenfold while the lines are not even
+    # tripled are clients that each send little -- volunteers, a crawler's many addresses)
+    lines_elevated = elevated
+    elevated = elevated or people_surge
     rate_words = (f"{_num(f.rps)} req/s = {f.rps / base_rps:.1f}x the baseline {base_rps:.0f}"
                   if base_rps > 0 else f"{_num(f.rps)} req/s (no baseline yet)")
     base_asset = f.base_asset_share if f.warm else 1.0
@@ -224,9 +237,11 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
         ev.append(backends)
         return WindowVerdict(DDOS, "flood", _confidence(hits, 5), tuple(ev))
 
-    # a crowd is more people, not only more lines
+    # a crowd is more people, not only more lines; and people browse: where the log shows
+    # assets, a surge whose extra clients fetch none is not a crowd (nor, without more
+    # evidence, yet an attack: a tool's volunteers re-send their URL soon enough)
     people = not f.warm or not people_counted(f, s) or more_people(f, s)
-    if elevated and people:
+    if lines_elevated and people and not assets_low:
         ev = [rate_words,
               f"{_pct(f.new_source_share)} of sources new, but only {_pct(f.new_prefix_share)} "
               f"from networks never seen" if f.warm else f"{_num(f.sources)} sources",

@@ -152,6 +152,13 @@ class DetectSettings(BaseModel):
     """A surge that is a flash crowd only by the absence of attack evidence (no surge of
     people either: a CDN's edge addresses, say) opens only after this many windows (an
     attack after ``enter_windows``): its first seconds may only lack the evidence so far."""
+    crowd_blind_windows: int = Field(default=30, ge=1)
+    """A surge that looks like a crowd in a log without asset lines (an origin behind a
+    CDN) opens only after this many, more people or not: nothing there shows that its
+    clients browse. A tool's thousands of volunteers are as many new addresses as a crowd
+    and show what they are (each re-sends its one URL) only after a few requests 5-20 s
+    apart; evidence from the 10 s view needs the view filled and then a few seconds to
+    outweigh the crowd's half-weight votes. A crowd raises no mode; waiting costs nothing."""
     backend_enter_windows: int = Field(default=1, ge=1)
     """A backend failure opens faster: its thresholds are absolute and a dead backend
     must be reported within 2 s."""
