@@ -473,6 +473,9 @@ class Detector:
         server cuts its connections, one timeout apart: its record stays open that long."""
         if inc.verdict == DDOS and inc.kind == "slow":
             return max(self.s.merge_windows, self.s.slow_merge_windows)
+        if inc.verdict == BACKEND_FAILURE and inc.stall_only:
+            # hung requests end as 504s a read timeout after the stall began
+            return max(self.s.merge_windows, self.s.stall_merge_windows)
         return self.s.merge_windows
 
     def _cand_kind(self, v: WindowVerdict) -> str:

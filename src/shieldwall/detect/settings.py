@@ -172,6 +172,10 @@ class DetectSettings(BaseModel):
     slow_merge_windows: int = Field(default=300, ge=1)
     """The same for a slow attack (ddos/slow): it shows only each time the server cuts
     its connections, one header or body timeout apart (up to a few minutes)."""
+    stall_merge_windows: int = Field(default=120, ge=1)
+    """The same for a backend failure seen so far only as traffic stalling: requests that
+    hang end as 504s one proxy read timeout later (nginx's default 60 s, often 90), and
+    those are the same outage, not a second one."""
     crowd_min_seconds: float = Field(default=10.0, ge=0.0)
     """A flash crowd shorter than this, or with fewer seconds judged a crowd, is not
     reported: a few shoppers' bursts in adjacent seconds are not a crowd (real demand
