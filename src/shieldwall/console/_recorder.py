@@ -145,6 +145,16 @@ class Second:
         return [at, self.outcomes, self.classes, {str(k): v for k, v in self.latency.items()}]
 
 
+def _add_into(counts: dict[str, list[int]], key: str, n: int, refused: int) -> None:
+    """Add ``[n, refused]`` to ``counts[key]`` (a new list when the key is new)."""
+    cur = counts.get(key)
+    if cur is None:
+        counts[key] = [n, refused]
+    else:
+        cur[0] += n
+        cur[1] += refused
+
+
 class _Rolling:
     """Counts over the last TOP_WINDOW seconds for one dimension: key -> [requests, refused]."""
 
@@ -162,29 +172,13 @@ class _Rolling:
             for k, (n, r) in counts.items():
                 if k not in held and len(held) >= MAX_KEYS_PER_SECOND:
                     k = OTHER
-                cur = held.get(k)
-                if cur is None:
-                    held[k] = [n, r]
-                else:
-                    cur[0] += n
-                    cur[1] += r
-                m = merged.get(k)
-                if m is None:
-                    merged[k] = [n, r]
-                else:
-                    m[0] += n
-                    m[1] += r
+                _add_into(held, k, n, r)
+                _add_into(merged, k, n, r)
             counts = merged
         else:
             self.seconds.append((at, counts))
-        total = self.total
         for k, (n, r) in counts.items():
-            cur = total.get(k)
-            if cur is None:
-                total[k] = [n, r]
-            else:
-                cur[0] += n
-                cur[1] += r
+            _add_into(self.total, k, n, r)
 
     def expire(self, before: int) -> None:
         total = self.total
