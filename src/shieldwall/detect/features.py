@@ -42,6 +42,17 @@ MIN_BASE_WINDOWS = 5
 """Windows of normal traffic before a rate can be called elevated at all (the rest of
 the baseline -- seen networks, assets -- waits for the full ``warmup_windows``)."""
 
+HEAD_PATHS = 32
+"""The 10 s view's busiest page paths (query strings aside) that count as its head; the
+rest of its page requests are its tail. A tool's target list is short (one URL to a
+few dozen: a plain flood's one to three, a volunteer botnet's ten); people browse
+the whole catalogue."""
+BROWSE_MIN_TAIL = 20.0
+"""Page requests the tail of a normal 10 s view must usually hold for ``browse`` to be
+judged (a small shop's ten seconds hold fewer pages than there are head paths)."""
+BROWSE_MIN_EXCESS = 0.25
+"""...and the view's page requests above the usual number, as a share of it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Features:
@@ -181,6 +192,14 @@ class Features:
     """``repeaters`` over this second's page clients."""
     base_repeaters: float = 0.0
     """The usual number of repeaters in a second (monitors, app clients polling)."""
+    browse: float = -1.0
+    """How much of the surge browses: the page requests above the usual number in the
+    10 s view that fell outside its ``HEAD_PATHS`` busiest paths, over the share the
+    usual view has outside them. About 1 when the extra visitors spread over the
+    catalogue as the shop's people do (a crowd lands on a few featured pages, then
+    browses); about 0 when the extra requests all repeat a fixed few paths (a flood,
+    or a randomised query on one path: its paths are still few). -1: not judged (no
+    page excess of ``BROWSE_MIN_EXCESS``, or too few pages in the usual tail)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -546,6 +565,12 @@ class Featurizer:
         pages, last such second]; forgotten after ``REPEAT_GAP`` s without a page."""
         self._rep_sweep = 0
         self.base_rep = _Ewma(a, 0.0, wu)
+        self.base_pages10 = _Ewma(a, 0.0, wu)
+        """Page requests in the usual 10 s view."""
+        self.base_tail_share = _Ewma(a, 0.0, wu)
+        """The share of them in its tail (``HEAD_PATHS``), learned from every tenth view
+        (views that do not overlap: the catalogue's popularity changes slowly, and the
+        tail costs a pass over the view's paths)."""
 
     @property
     def warm(self) -> bool:
@@ -654,6 +679,15 @@ class Featurizer:
                 del rep[c]
         return hits
 
+    def _tail(self) -> int:
+        """Page requests of the 10 s view outside its ``HEAD_PATHS`` busiest paths (from a
+        histogram of the counts, one C pass, as for the sources)."""
+        paths10 = self.paths10
+        if len(paths10) <= HEAD_PATHS:
+            return 0
+        hist = _histogram(paths10.values())
+        return self._pages10 - _top_sum(hist, sorted(hist, reverse=True), HEAD_PATHS)
+
     # -- features ----------------------------------------------------------------
     def _rate_stats(self, w: Window) -> tuple[float, float, float, float]:
         """(ref, sd, surge, nats of the empty run) after this window."""
@@ -755,6 +789,13 @@ class Featurizer:
             top_share = top_n / pages10
         else:
             top_path, top_share = "", 0.0
+        # does a surge of pages browse? (judged only when there is one)
+        browse = -1.0
+        bp = self.base_pages10.value
+        bt = bp * self.base_tail_share.value
+        if self.warm and bt >= BROWSE_MIN_TAIL and pages10 >= (1.0 + BROWSE_MIN_EXCESS) * bp:
+            tail = self._tail()
+            browse = min(2.0, max(0.0, (tail - bt) / (pages10 - bp) * bp / bt))
         path_h = _entropy(w.paths, w.pages)
         # queries this second
         # distinct query strings over every path (busting spreads over search and
@@ -931,6 +972,7 @@ class Featurizer:
             repeaters=repeaters,
             repeat_share=repeaters / len(w.curl) if w.curl else 0.0,
             base_repeaters=self.base_rep.value,
+            browse=browse,
         )
 
     def learn(self, w: Window, f: Features, weight: float = 1.0) -> None:
@@ -976,6 +1018,9 @@ class Featurizer:
         # became the usual page-only clients in a minute and hid what they are)
         self.base_po.update(f.pageonly_clients, sw)
         self.base_rep.update(f.repeaters, sw)
+        self.base_pages10.update(self._pages10, sw)
+        if self.learned % 10 == 1 and self._pages10:
+            self.base_tail_share.update(self._tail() / self._pages10, sw)
         self.base_urls.update(f.distinct_urls, weight)
         self.base_qd.update(f.query_distinct, weight)
         self.base_err.update(f.error_share, weight)

@@ -201,7 +201,11 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
 
     # clients that passed a challenge (or hold a session) and then hammer pages without
     # ever fetching an asset: a shopper's session or pass does not make a bot a shopper
-    heavy_pages = f.heavy_page_share >= s.heavy_share
+    # Where the log shows no asset at all every client is page-only, and the busy ones are
+    # addresses that carry many people (a CDN's edges, a carrier NAT): heavy page-only
+    # clients are a flood's only where the surge does not browse (``Features.browse``).
+    browsing = f.browse >= s.browse_share
+    heavy_pages = f.heavy_page_share >= s.heavy_share and not (no_assets and browsing)
     # thousands of light clients, each re-sending one URL (no navigation, no asset)
     repeating = (f.warm and f.repeaters - f.base_repeaters >= s.repeat_min
                  and f.repeat_share >= s.repeat_share)
