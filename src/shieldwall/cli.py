@@ -10,11 +10,10 @@ says whose it is) and registers that part alone; the root's help, a mistyped
 command and ``from shieldwall.cli import app`` (the tests) get every part.
 
 Typer itself is imported only once :func:`main` has looked at the command line:
-``shieldwall analyze`` starts the log's parsing process first
-(:func:`shieldwall.detect.readers.start_early`), so that process's start-up runs
-beside Typer's import instead of after it; and a plain ``analyze`` command line
-(:mod:`shieldwall.detect._run`) runs without Typer at all (Typer 0.29 builds a
-pydantic adapter per parameter: a fifth of the analyzer's start-up).
+a plain ``analyze`` command line (:mod:`shieldwall.detect._run`) runs without Typer
+at all (Typer 0.29 builds a pydantic adapter per parameter: a fifth of the
+analyzer's start-up), and starts the log's parsing process before its own imports,
+so that process's start-up runs beside them instead of after them.
 """
 
 from __future__ import annotations
@@ -107,9 +106,7 @@ def main() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["analyze"]:
         from shieldwall.detect import _run
-        from shieldwall.detect.readers import start_early
 
-        start_early(argv[1:])
         _run.main(argv[1:])  # a plain command line runs (and exits) without Typer
     make_app(parts_for(argv))()
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shieldwall.detect import readers
+from shieldwall.detect import _run, readers
 from shieldwall.detect.columns import Columns
 from shieldwall.detect.readers import ReadStats, _column_parts, parse_apart
 from shieldwall.detect.synth import generate, make_scenario, write_log
@@ -167,30 +167,29 @@ def test_the_parser_does_not_wait_for_the_consumer(tmp_path: Path,
     (["missing.log"], None),
 ])
 def test_started_early_for_the_plain_command_line_only(args: list[str], want: str | None) -> None:
-    """``shieldwall analyze``'s parsing process starts before Typer is imported when a
-    quick look at the arguments finds one log and a columns format; the command takes it
-    only for the log and format Typer parsed, and stops it otherwise."""
+    """``shieldwall analyze``'s parsing process starts before the command's imports when
+    its one reader of the command line (``_run.plain_args``) finds a plain line with one
+    log in a columns format; any other line starts none (Typer's, or the rows' turn)."""
     log = DATA / "real-apache-2015.log"
-    readers.start_early([str(log) if a == "LOG" else a for a in args])
+    p = _run.plain_args([str(log) if a == "LOG" else a for a in args])
+    feed = _run.feed_for(p.logs, p.fmt) if p is not None else None
     try:
         if want is None:
-            assert not readers._EARLY
+            assert feed is None
             return
-        [feed] = readers._EARLY
-        assert (feed.path, feed.fmt) == (log, want)
-        assert readers.take_early(log, "json" if want == "auto" else "auto") is None
-        assert not readers._EARLY
-        assert not [p for p in mp.active_children() if p.name == "shieldwall-parse"]
+        assert feed is not None and (feed.path, feed.fmt) == (log, want)
     finally:
-        while readers._EARLY:
-            readers._EARLY.pop().close()
+        if feed is not None:
+            feed.close()
+    assert not [c for c in mp.active_children() if c.name == "shieldwall-parse"]
 
 
 def test_a_feed_started_early_is_taken_by_its_command() -> None:
     log = DATA / "real-apache-2015.log"
-    readers.start_early([str(log)])
-    feed = readers.take_early(log, "auto")
-    assert feed is not None and not readers._EARLY
+    p = _run.plain_args([str(log)])
+    assert p is not None
+    feed = _run.feed_for(p.logs, p.fmt)
+    assert feed is not None
     try:
         stats = ReadStats()
         assert list(feed.parts(stats)) and stats.lines == 10_000

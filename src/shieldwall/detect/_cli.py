@@ -32,8 +32,8 @@ def analyze_cmd(
     for p in logs:
         if not p.is_file():
             raise typer.BadParameter(f"{p}: no such file", param_hint="LOGS")
-    # the parsing process (started before Typer's import by cli.main, or now): its
-    # imports and first chunks overlap ours
+    # the parsing process, started before the command's imports: its imports and
+    # first chunks overlap them
     code = _run.run(logs, fmt, json_out, html_out, revenue_per_minute, config,
                     _run.feed_for(logs, fmt))
     if code:

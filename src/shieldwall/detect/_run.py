@@ -10,7 +10,9 @@ here (:func:`plain_args`) and run directly; anything else (help, an unknown or
 repeated option, a missing file, a value Typer would refuse) goes through Typer as
 before, so every message about a bad command line is still Typer's. Both ways run
 :func:`run`, the one body of the command; ``tests/detect/test_detect_analyze_cli.py``
-holds the two to the same output.
+holds the two to the same output. :func:`plain_args` is the only reader of the
+command line before Typer: a plain line also starts its log's parsing process
+before the command's imports (:func:`feed_for`), so nothing else needs to look.
 """
 
 from __future__ import annotations
@@ -91,20 +93,21 @@ def plain_args(args: Sequence[str]) -> Plain | None:
 
 
 def run_plain(p: Plain) -> int:
-    """Run a plain command line (its parsing process taken from the early start, or
-    started now); the exit status."""
+    """Run a plain command line; the exit status. Its parsing process starts first,
+    before the detector's and the report's imports (:func:`feed_for`)."""
     return run(p.logs, p.fmt, p.json_out, p.html_out, p.revenue_per_minute, p.config,
                feed_for(p.logs, p.fmt))
 
 
 def feed_for(logs: list[Path], fmt: str) -> ColumnFeed | None:
-    """The parsing process for ``logs``: the one ``start_early`` started, or a new one."""
-    from shieldwall.detect.readers import ColumnFeed, take_early
+    """The parsing process for ``logs`` (one log, not JSON lines), started now: the
+    caller starts it before its own imports, so the child's imports (numpy, Arrow) and
+    first chunks overlap them."""
+    if len(logs) != 1 or fmt == "json":
+        return None
+    from shieldwall.detect.readers import ColumnFeed
 
-    feed = take_early(logs[0], fmt) if len(logs) == 1 else None
-    if feed is None and len(logs) == 1 and fmt != "json":
-        feed = ColumnFeed(logs[0], fmt)
-    return feed
+    return ColumnFeed(logs[0], fmt)
 
 
 def run(logs: list[Path], fmt: str, json_out: Path | None, html_out: Path | None,

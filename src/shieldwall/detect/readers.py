@@ -24,7 +24,7 @@ import pickle
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -428,55 +428,6 @@ class ColumnFeed:
             if child.is_alive():
                 child.terminate()
                 child.join()
-
-
-_EARLY: list[ColumnFeed] = []
-"""The feed :func:`start_early` started, until :func:`take_early` takes (or drops) it."""
-
-_ANALYZE_VALUED = frozenset({"--format", "--json", "--html", "--revenue-per-minute", "--config"})
-"""``shieldwall analyze``'s options that take a value (the rest of its line is logs)."""
-
-
-def start_early(args: Sequence[str]) -> None:
-    """Start the parsing process of ``shieldwall analyze ARGS``'s log before the CLI
-    imports Typer (a tenth of a second): a quick look at the arguments, for the plain
-    case only (one log, combined or auto); anything else -- several logs, JSON, help,
-    an option it does not know -- starts nothing, and the command starts its feed (or
-    none) as before. The command takes the feed with :func:`take_early`, which drops
-    it unless it is for the log and format Typer parsed."""
-    logs: list[str] = []
-    fmt = "auto"
-    it = iter(args)
-    for a in it:
-        if a == "--":
-            logs.extend(it)
-            break
-        if a.startswith("-") and a != "-":
-            name, eq, value = a.partition("=")
-            if name not in _ANALYZE_VALUED:
-                return  # --help, or something Typer will refuse
-            if not eq:
-                value = next(it, "")
-            if name == "--format":
-                fmt = value
-        else:
-            logs.append(a)
-    if len(logs) != 1 or fmt not in ("auto", "combined"):
-        return
-    p = Path(logs[0])
-    if p.is_file():
-        _EARLY.append(ColumnFeed(p, fmt))
-
-
-def take_early(p: Path, fmt: str) -> ColumnFeed | None:
-    """The feed :func:`start_early` started, if it is of log ``p`` in format ``fmt``
-    (else it is stopped, and None)."""
-    while _EARLY:
-        feed = _EARLY.pop()
-        if feed.path == p and feed.fmt == fmt:
-            return feed
-        feed.close()
-    return None
 
 
 def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> None:
