@@ -566,7 +566,9 @@ class Featurizer:
         self._rep_sweep = 0
         self.base_rep = _Ewma(a, 0.0, wu)
         self.base_pages10 = _Ewma(a, 0.0, wu)
-        """Page requests in the usual 10 s view."""
+        self.slow_pages10 = _Ewma(settings.slow_alpha, 0.0, int(1 / settings.slow_alpha), warm_alpha=0.0)
+        """Page requests in the usual 10 s view: a fast and a slow mean, the lower judged
+        against (as for the rate: a crowd building over minutes teaches the fast one)."""
         self.base_tail_share = _Ewma(a, 0.0, wu)
         """The share of them in its tail (``HEAD_PATHS``), learned from every tenth view
         (views that do not overlap: the catalogue's popularity changes slowly, and the
@@ -792,6 +794,8 @@ class Featurizer:
         # does a surge of pages browse? (judged only when there is one)
         browse = -1.0
         bp = self.base_pages10.value
+        if self.slow_pages10.n:
+            bp = min(bp, self.slow_pages10.value)
         bt = bp * self.base_tail_share.value
         if self.warm and bt >= BROWSE_MIN_TAIL and pages10 >= (1.0 + BROWSE_MIN_EXCESS) * bp:
             tail = self._tail()
@@ -1019,6 +1023,7 @@ class Featurizer:
         self.base_po.update(f.pageonly_clients, sw)
         self.base_rep.update(f.repeaters, sw)
         self.base_pages10.update(self._pages10, sw)
+        self.slow_pages10.update(self._pages10, sw)
         if self.learned % 10 == 1 and self._pages10:
             self.base_tail_share.update(self._tail() / self._pages10, sw)
         self.base_urls.update(f.distinct_urls, weight)

@@ -122,6 +122,9 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     # A log without asset lines (an origin behind a CDN, an API) has no asset signal at
     # all: rules that need one fall back on the others.
     no_assets = f.warm and base_asset < NO_ASSETS
+    # There, where the surge goes says what its assets would have: its extra page
+    # requests repeating a fixed few paths (``Features.browse``) are not browsing.
+    repeats_paths = no_assets and 0.0 <= f.browse < s.browse_share
     new_prefixes = f.warm and f.new_prefix_share >= s.new_prefix_share
     backends = _backend_words(f, s)
     per_source_limit = max(s.per_source_min, s.per_source_factor * (f.base_p99 if f.warm else 0.0))
@@ -130,6 +133,9 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
                                                        s.per_source_factor * (f.base_p99_1s if f.warm else 0.0)))
     asset_words = (f"{_pct(f.asset_share)} of page clients fetched assets "
                    f"(baseline {_pct(base_asset)})")
+    if repeats_paths:
+        asset_words = (f"no asset lines in this log; the extra page requests repeat a few paths "
+                       f"(browse {f.browse:.2f}: their share beyond the 32 busiest paths vs the shop's own)")
 
     # slow: 408s and long requests that carry almost nothing
     # (relative to the shop's own share: browsers' idle preconnects end as 408s too)
@@ -210,7 +216,8 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     repeating = (f.warm and f.repeaters - f.base_repeaters >= s.repeat_min
                  and f.repeat_share >= s.repeat_share)
     if elevated and (heavy_sources or heavy_pages or repeating
-                     or (assets_low and (new_prefixes or f.top_path_share >= s.top_path_share))):
+                     or (assets_low and (new_prefixes or f.top_path_share >= s.top_path_share))
+                     or repeats_paths):
         ev = [rate_words]
         hits = 1
         if heavy_pages:
@@ -228,7 +235,7 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
             ev.append(f"{_pct(f.repeat_share)} of this second's page clients ({f.repeaters}, "
                       f"usually {f.base_repeaters:.0f}) re-sent one URL and nothing else in "
                       f"{REPEAT_MIN}+ seconds")
-        if assets_low:
+        if assets_low or repeats_paths:
             hits += 1
             ev.append(asset_words)
         if new_prefixes:
