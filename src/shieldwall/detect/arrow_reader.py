@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped]
 
+from shieldwall.detect import _kernels as pc
 from shieldwall.detect.columns import Columns
 from shieldwall.detect.readers import Parsed, _TimeCache
 
@@ -145,25 +145,34 @@ class ArrowCombined:
         if nc == 19:
             for i in range(10, 19):
                 prefix = _ACCESS_KEYS.get(i)
-                if prefix is not None and not pc.all(pc.starts_with(col[i], prefix)).as_py():
+                if prefix is not None and not pc.all_true(pc.starts_with(col[i], prefix)).as_py():
                     raise _Reject("access tail")
-                if not ascii_only and not pc.all(pc.string_is_ascii(col[i])).as_py():
+                if not ascii_only and not pc.all_true(pc.string_is_ascii(col[i])).as_py():
                     raise _Reject("access tail")  # str.split() cuts at Unicode spaces too
-        # time: "[dd/Mon/yyyy:HH:MM:SS" and "+zzzz]", parsed once per distinct value
-        stamp = pc.dictionary_encode(pc.binary_join_element_wise(col[3], col[4], _S[" "]))
+        # time: "[dd/Mon/yyyy:HH:MM:SS" and "+zzzz]", parsed once per distinct value; the
+        # halves encoded apart when the chunk has one zone (a log's usual case: joining
+        # every line's halves first cost twice the encoding)
+        day = pc.dictionary_encode(col[3])
+        zones = pc.dictionary_encode(col[4]).dictionary.to_pylist()
+        if len(zones) == 1:
+            stamps = [d + " " + zones[0] for d in day.dictionary.to_pylist()]
+            which = day.indices
+        else:
+            stamp = pc.dictionary_encode(pc.binary_join_element_wise(col[3], col[4], _S[" "]))
+            stamps, which = stamp.dictionary.to_pylist(), stamp.indices
         tcache = self._time
         secs = []
-        for s in stamp.dictionary.to_pylist():
+        for s in stamps:
             if len(s) != 28 or s[0] != "[" or s[-1] != "]":
                 raise _Reject("time")
             secs.append(tcache(s[1:-1]))
-        t = np.asarray(secs, dtype=np.float64)[stamp.indices.to_numpy()]
+        t = np.asarray(secs, dtype=np.float64)[which.to_numpy()]
         # request line -> target -> path, query (as LineParser.parse_combined cuts it),
         # cut once per distinct request line (a chunk repeats most of them)
         req_d = pc.dictionary_encode(col[5])
         req = req_d.dictionary
         words = pc.split_pattern(req, " ")
-        if pc.all(pc.equal(pc.list_value_length(words), _THREE)).as_py():
+        if pc.all_true(pc.equal(pc.list_value_length(words), _THREE)).as_py():
             target = pc.list_element(words, _ONE)  # "METHOD target PROTOCOL": nearly every line
         else:
             two = pc.struct_field(pc.extract_regex(req, _TARGET2), [0])
@@ -175,7 +184,7 @@ class ArrowCombined:
                               max_splits=1)
         path = pc.list_element(pq, _ZERO)
         query = pc.utf8_slice_codeunits(pc.list_element(pq, _ONE), 0, -1)
-        if not pc.any(pc.not_equal(query, _S[""])).as_py():
+        if not pc.any_true(pc.not_equal(query, _S[""])).as_py():
             query = None  # no line has a query string (counted as such, more cheaply)
         status = pc.cast(col[6], pa.int64()).to_numpy()
         nbytes = pc.cast(pc.if_else(pc.equal(col[7], _S["-"]), _S["0"], col[7]), pa.int64()).to_numpy()

@@ -21,11 +21,12 @@ second once, not each line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 from itertools import repeat
-from operator import add
-from typing import Any
+from operator import add, or_
+from typing import Any, TypeVar
 
 from shieldwall.detect.windows import (
     _ASSET,
@@ -35,6 +36,8 @@ from shieldwall.detect.windows import (
     Window,
     WindowBuilder,
 )
+
+V = TypeVar("V")
 
 Array = Any
 """A numpy array (numpy's own stubs are loose about shapes and dtypes anyway).
@@ -107,7 +110,8 @@ class _Groups:
                  inverse: bool = False) -> None:
         import numpy as np
         import pyarrow as pa  # type: ignore[import-untyped]
-        import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+        from shieldwall.detect import _kernels as pc
 
         key = seg * ncodes + codes
         # Arrow's hash table numbers the distinct keys in first-seen order (no sort: a
@@ -134,13 +138,37 @@ class _Groups:
         return out
 
 
-def _count_into(d: dict[str, int], keys: list[str], counts: list[int]) -> None:
+def _merge_into(d: dict[str, V], keys: list[str], values: list[V], join: Callable[[V, V], V]) -> None:
+    """``d[k] = join(d[k], v)`` for the keys already in ``d``, ``d[k] = v`` for the rest,
+    in the order of ``keys`` (distinct): what the per-line loop leaves, keys in the same
+    order (a new key goes last, a known one stays where it is).
+
+    A second that straddles two parts continues its window's dicts; in a flood most of
+    its keys are new to them, so the known ones are found by one C-level intersection,
+    everything is set by one ``update`` and only the known ones are joined in Python."""
     if not d:
-        d.update(zip(keys, counts, strict=True))
+        d.update(zip(keys, values, strict=True))
         return
-    get = d.get
-    for k, c in zip(keys, counts, strict=True):
-        d[k] = get(k, 0) + c
+    known = d.keys() & keys  # (walks ``keys``, looking each up in ``d``)
+    if 2 * len(known) > len(keys):
+        get = d.get
+        for k, v in zip(keys, values, strict=True):
+            was = get(k)
+            d[k] = v if was is None else join(was, v)
+        return
+    old = {k: d[k] for k in known}
+    d.update(zip(keys, values, strict=True))
+    for k, was in old.items():
+        d[k] = join(was, d[k])
+
+
+def _one_url(was: str, url: str) -> str:
+    """A page client's one URL of a second, from two parts of it ("" once it has two)."""
+    return url if was == url else ""
+
+
+def _count_into(d: dict[str, int], keys: list[str], counts: list[int]) -> None:
+    _merge_into(d, keys, counts, add)
 
 
 def _seq_sum(start: float, values: list[float]) -> float:
@@ -497,13 +525,7 @@ def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
         ga, gz = src_b[i], src_b[i + 1]
         keys = src_keys[ga:gz]
         _count_into(w.src, keys, src_counts[ga:gz])
-        cf = w.cflags
-        if not cf:
-            cf.update(zip(keys, src_flags[ga:gz], strict=True))
-        else:
-            get = cf.get
-            for k, f in zip(keys, src_flags[ga:gz], strict=True):
-                cf[k] = get(k, 0) | f
+        _merge_into(w.cflags, keys, src_flags[ga:gz], or_)
         ga, gz = ua_b[i], ua_b[i + 1]
         _count_into(w.uas, ua_keys[ga:gz], ua_counts[ga:gz])
         ga, gz = paths_b[i], paths_b[i + 1]
@@ -512,26 +534,27 @@ def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
             ga, gz = urls_b[i], urls_b[i + 1]
             w.urls.update(url_keys[ga:gz])
             ga, gz = cu_b[i], cu_b[i + 1]
-            cu = w.curl
-            if not cu:
-                cu.update(zip(cu_keys[ga:gz], cu_vals[ga:gz], strict=True))
-            else:
-                cu_get = cu.get
-                for k, u in zip(cu_keys[ga:gz], cu_vals[ga:gz], strict=True):
-                    was = cu_get(k)
-                    cu[k] = u if was is None or was == u else ""
+            _merge_into(w.curl, cu_keys[ga:gz], cu_vals[ga:gz], _one_url)
         if any_q:
             ga, gz = q_b[i], q_b[i + 1]
             if ga != gz:
                 _count_into(w.queries, q_keys[ga:gz], q_counts[ga:gz])
                 qp = w.qpaths
-                for j in range(qp_b[i], qp_b[i + 1]):
-                    p = qp_keys[j]
-                    qs = qp.get(p)
-                    if qs is None:
-                        qp[p] = set(qp_strs[qp_off[j]:qp_off[j + 1]])
-                    else:
-                        qs.update(qp_strs[qp_off[j]:qp_off[j + 1]])
+                ja, jz = qp_b[i], qp_b[i + 1]
+                if not qp:
+                    # a new window: each path's set made in C (a random-query flood brings
+                    # hundreds of paths a second), in the paths' order
+                    qp.update(zip(qp_keys[ja:jz], map(set, map(
+                        qp_strs.__getitem__, map(slice, qp_off[ja:jz], qp_off[ja + 1:jz + 1]))),
+                        strict=True))
+                else:
+                    for j in range(ja, jz):
+                        p = qp_keys[j]
+                        qs = qp.get(p)
+                        if qs is None:
+                            qp[p] = set(qp_strs[qp_off[j]:qp_off[j + 1]])
+                        else:
+                            qs.update(qp_strs[qp_off[j]:qp_off[j + 1]])
         if failed is not None:
             ga, gz = failed[2][i], failed[2][i + 1]
             if ga != gz:
