@@ -32,8 +32,16 @@ instructions - the quiet rate x its wall time) / N. ``top`` lists the
 functions with the most inclusive instructions per request (mypyc's
 compiled functions by name; interpreted code shows as the eval loop).
 
+``--cache N``: cache misses per request with N keep-alive connections held
+open and every one of them in flight (what wrk -cN does), for the shields
+asked and for nginx as the proxy, under one cache model (callgrind
+``--cache-sim``: a 48 KiB L1d, and a 1 MiB "LL" standing for this machine's
+per-core L2; no L3, no kernel). At 1,000 connections the shield's CPU per
+request grows ~2x from 100 (nginx's ~1.6x) while its instructions barely
+move: this shows whether it is our memory traffic (issue 11).
+
 Usage: .venv/bin/python bench/proxy_callgrind.py [--requests 1000] [--keep DIR] [--whole]
-       [--conns 16] [bare default refused]
+       [--conns 16] [--cache 1000] [bare default refused]
 (``--keep DIR``: leave the callgrind files there, for ``callgrind_annotate --inclusive=yes``.)
 Prints JSON. Needs valgrind and nginx (the backend); loopback only.
 """
@@ -44,6 +52,7 @@ import argparse
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -184,8 +193,8 @@ def _top(text: str, n: int, per: int, skip: int) -> dict[str, int]:
 
 
 @contextmanager
-def _shield(work: Path, backend_port: int, wiring: str,
-            out: Path) -> Iterator[tuple[int, int, str, str]]:
+def _shield(work: Path, backend_port: int, wiring: str, out: Path,
+            tool_args: tuple[str, ...] = ()) -> Iterator[tuple[int, int, str, str]]:
     """One shield of this wiring under callgrind (instrumentation off until asked):
     yields its pid, port, the session cookie its first answer set and the path to
     ask; then stops it cleanly (its callgrind file written), killed if it hangs."""
@@ -193,9 +202,9 @@ def _shield(work: Path, backend_port: int, wiring: str,
     conf.write_text(config_text(work, backend_port, wiring))
     shield = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         sys.executable, "-c", SHIELD, str(conf)],
+         *tool_args, sys.executable, "-c", SHIELD, str(conf)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=bench.raise_nofile)
     try:
         assert shield.stdout is not None and shield.stdin is not None
         port = int(shield.stdout.readline())
@@ -248,12 +257,162 @@ def measure_whole(work: Path, backend_port: int, wiring: str, n: int,
             "top": _top(load_text, 40, n, 1000)}
 
 
+CACHE_MODEL = ("--cache-sim=yes", "--D1=49152,12,64", "--LL=1048576,16,64")
+"""The cache model of ``--cache``: this machine's L1d (48 KiB, 12-way) and,
+as the last level, its per-core L2 (1 MiB, 16-way); 64-byte lines."""
+
+
+class HeldConnections:
+    """``conns`` keep-alive connections opened once and kept; :meth:`run`
+    sends n requests over them with every connection's request in flight at
+    once (one selector, no threads), as wrk does: between two requests on one
+    connection the proxy serves all the others (the reuse distance that
+    decides what is still in its caches)."""
+
+    def __init__(self, port: int, conns: int, cookie: str) -> None:
+        self.request = (f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench\r\n"
+                        "Accept: */*\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "")
+                        + "\r\n").encode()
+        self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
+
+    def run(self, n: int) -> None:
+        left = n
+        got: dict[socket.socket, bytes] = {}
+        with selectors.DefaultSelector() as sel:
+            for s in self.socks[:n]:
+                s.sendall(self.request)
+                left -= 1
+                got[s] = b""
+                sel.register(s, selectors.EVENT_READ)
+            while got:
+                ready = sel.select(timeout=120)
+                if not ready:
+                    raise RuntimeError("no answer in 120 s")
+                for key, _ in ready:
+                    c = key.fileobj
+                    assert isinstance(c, socket.socket)
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        raise RuntimeError("the proxy closed a kept-alive connection")
+                    buf = got[c] + chunk
+                    i = buf.find(b"\r\n\r\n")
+                    m = re.search(rb"content-length: (\d+)", buf[:i], re.I) if i >= 0 else None
+                    if not (m and len(buf) >= i + 4 + int(m.group(1))):
+                        got[c] = buf
+                    elif left > 0:
+                        c.sendall(self.request)
+                        left -= 1
+                        got[c] = b""
+                    else:
+                        del got[c]
+                        sel.unregister(c)
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
+def _events(path: Path) -> tuple[dict[str, int], str]:
+    """Every event's program total, and the annotation sorted by LL read misses."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--sort=DLmr", str(path)],
+                          capture_output=True, text=True, check=True).stdout
+    shown = re.search(r"^Events shown:\s+(.*)$", text, re.M)
+    totals = re.search(r"^(.*?)\s+PROGRAM TOTALS", text, re.M)
+    if shown is None or totals is None:
+        raise RuntimeError("callgrind recorded nothing")
+    values = [int(v.replace(",", "")) for v in re.findall(r"([\d,]+) \(", totals.group(1))]
+    return dict(zip(shown.group(1).split(), values, strict=True)), text
+
+
+def _cache_result(path: Path, n: int, conns: int) -> dict[str, object]:
+    totals, text = _events(path)
+    names = list(totals)
+    top: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s*((?:[\d,]+ \([\s\d.]+%\)\s+|\.\s+)+)(\S+)", line)
+        if m is None or "PROGRAM TOTALS" in line:
+            continue
+        cells = re.findall(r"([\d,]+) \(|(?<!\S)\.(?!\S)", m.group(1))
+        if len(cells) != len(names):
+            continue
+        row = dict(zip(names, (int(c.replace(",", "")) if c else 0 for c in cells), strict=True))
+        top[m.group(2).rsplit(":", 1)[-1]] = round((row["DLmr"] + row["DLmw"]) / n, 2)
+        if len(top) >= 15:
+            break
+    return {"connections": conns, "requests": n,
+            "per_request": {k: round(v / n, 1) for k, v in totals.items()},
+            "ll_misses_per_request": round((totals["DLmr"] + totals["DLmw"]) / n, 1),
+            "top_ll_misses_per_request": top}
+
+
+def measure_cache(work: Path, backend_port: int, wiring: str, n: int,
+                  conns: int) -> dict[str, object]:
+    """One shield of this wiring (see --cache)."""
+    out = work / f"{wiring}-cache.callgrind"
+    with _shield(work, backend_port, wiring, out, CACHE_MODEL) as (pid, port, cookie, _path):
+        held = HeldConnections(port, conns, cookie)
+        try:
+            held.run(conns * 3)  # warm up: every connection, the pools, the caches
+            _control(pid, "-i", "on")
+            held.run(n)
+            _control(pid, "-i", "off")
+        finally:
+            held.close()
+    return _cache_result(out, n, conns)
+
+
+def measure_cache_nginx(work: Path, backend_port: int, n: int, conns: int) -> dict[str, object]:
+    """nginx as the proxy (bench/proxy.py's, one process: no master) under the same model."""
+    port = bench.free_port()
+    conf = bench.nginx_conf(work, "proxy", f"""
+  access_log {work}/nginx-access.log combined buffer=64k flush=1s;
+  upstream shop {{ server 127.0.0.1:{backend_port}; keepalive 1024; }}
+  server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_timeout 600s;
+           location / {{ proxy_pass http://shop; proxy_http_version 1.1;
+                        proxy_set_header Connection "";
+                        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}""")
+    conf.write_text("master_process off;\n" + conf.read_text())
+    out = work / "nginx-cache.callgrind"
+    nginx = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         *CACHE_MODEL, shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf),
+         "-p", str(work)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=bench.raise_nofile)
+    try:
+        bench.wait_port(port, 60)
+        held = HeldConnections(port, conns, "")
+        try:
+            held.run(conns * 3)
+            _control(nginx.pid, "-i", "on")
+            held.run(n)
+            _control(nginx.pid, "-i", "off")
+            _control(nginx.pid, "-d")
+        finally:
+            held.close()
+        for _ in range(100):
+            if Path(f"{out}.1").exists():
+                break
+            time.sleep(0.1)
+        return _cache_result(Path(f"{out}.1"), n, conns)
+    finally:
+        os.killpg(nginx.pid, signal.SIGTERM)
+        try:
+            nginx.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(nginx.pid, signal.SIGKILL)
+            nginx.wait()
+
+
 def config_text(work: Path, backend_port: int, wiring: str) -> str:
     return f"""
 listen = "127.0.0.1:0"
 access_log = "{work}/{wiring}-access.log"
 [[backends]]
 url = "http://127.0.0.1:{backend_port}"
+[limits]
+max_connections = 30000
+max_connections_per_client = 30000
 [timeouts]
 header = 600.0
 idle = 600.0
@@ -296,6 +455,8 @@ def main() -> None:
                     help="the whole process per request, background ticks included")
     ap.add_argument("--conns", type=int, default=16, help="--whole: connections at once")
     ap.add_argument("--quiet", type=float, default=3.0, help="--whole: seconds of no traffic")
+    ap.add_argument("--cache", type=int, default=0, metavar="N",
+                    help="cache misses per request at N held connections, nginx beside")
     ap.add_argument("--tail", type=float, default=2.5,
                     help="--whole: seconds counted after the last request (its ticks)")
     ap.add_argument("wirings", nargs="*",
@@ -316,12 +477,17 @@ def main() -> None:
         port = bench.free_port()
         conf = bench.nginx_conf(work, "backend", f"""
   access_log off;
-  server {{ listen 127.0.0.1:{port}; keepalive_timeout 600s;
+  server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_timeout 600s;
            location / {{ default_type text/plain; return 200 "{bench.BODY}"; }} }}""")
         backend = subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)],
                                    start_new_session=True)
         bench.wait_port(port)
-        if args.whole:
+        if args.cache:
+            bench.raise_nofile()
+            n = max(args.requests, 4 * args.cache)  # every connection asked 4 times or more
+            out = {w: measure_cache(work, port, w, n, args.cache) for w in wirings}
+            out["nginx"] = measure_cache_nginx(work, port, n, args.cache)
+        elif args.whole:
             out = {w: measure_whole(work, port, w, args.requests, args.conns, args.quiet,
                                     args.tail) for w in wirings}
         else:

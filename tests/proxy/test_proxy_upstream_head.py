@@ -9,8 +9,9 @@ import random
 
 import httptools
 
+from shieldwall.proxy import upstream
 from shieldwall.proxy.balancer import BackendState
-from shieldwall.proxy.upstream import BAD_RESPONSE, Pool, UpstreamConnection
+from shieldwall.proxy.upstream import BAD_RESPONSE, FieldCuts, Pool, UpstreamConnection
 
 _HOP = {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
         b"trailer", b"upgrade", b"content-length"}
@@ -150,25 +151,57 @@ def _exchange(up: UpstreamConnection, data: bytes, pairs: bool) -> tuple[object,
             up.chunked, up.reusable)
 
 
-def test_each_response_on_one_connection_goes_on_with_its_own_fields() -> None:
-    """A backend repeats its field block byte for byte from one response to
-    the next on a connection (what was made of it is kept): each response
-    still goes on with exactly its own fields, pairs and framing, as the
-    same response would on a new connection."""
+def _unremembered(data: bytes, pairs: bool) -> tuple[object, ...]:
+    """The same response on a new connection of a worker that remembers no
+    field block: the reference."""
+    kept = upstream._CUTS.last, dict(upstream._CUTS.recent)
+    upstream._CUTS.last = None
+    upstream._CUTS.recent.clear()
+    try:
+        return _exchange(_connection(_Owner()), data, pairs)
+    finally:
+        upstream._CUTS.last = kept[0]
+        upstream._CUTS.recent.clear()
+        upstream._CUTS.recent.update(kept[1])
+
+
+def test_each_response_goes_on_with_its_own_fields_on_any_connection() -> None:
+    """A backend repeats its field blocks byte for byte from one response to
+    the next, on all its connections (what was made of a block is kept for
+    the worker): each response still goes on with exactly its own fields,
+    pairs and framing, as it would with nothing remembered, whichever
+    connection it comes on and whatever came before."""
     rnd = random.Random(11)
     kinds = [b"Content-Length: 5\r\n", b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n"]
     bodies = {kinds[0]: b"hello", kinds[1]: b"hey", kinds[2]: b"5\r\nhello\r\n0\r\n\r\n"}
-    blocks = [b"Server: a\r\nDate: 1\r\n", b"Server: a\r\nDate: 2\r\n", b"Set-Cookie: c=1\r\n", b""]
-    up = _connection(_Owner())
-    for _ in range(300):
+    blocks = [b"Server: a\r\nDate: 1\r\n", b"Server: a\r\nDate: 2\r\n", b"Set-Cookie: c=1\r\n", b"",
+              b"Server: a\r\n", b"Server: a\r\nDate: 1\r\nX: y\r\n"]
+    ups = [_connection(_Owner()) for _ in range(4)]
+    for _ in range(400):
         kind = rnd.choice(kinds)
         data = b"HTTP/1.1 200 OK\r\n" + rnd.choice(blocks) + kind + b"\r\n" + bodies[kind]
         pairs = rnd.random() < 0.7
-        assert _exchange(up, data, pairs) == _exchange(_connection(_Owner()), data, pairs), data
-    # a block that closes the connection is still seen to close it when repeated
+        assert _exchange(rnd.choice(ups), data, pairs) == _unremembered(data, pairs), data
+    # a block that closes the connection is still seen to close it when repeated,
+    # on the connection that saw it first and on another
     data = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     up = _connection(_Owner())
     first = _exchange(up, data, True)
     up.reusable = True
     up.parser = httptools.HttpResponseParser(up)
     assert _exchange(up, data, True) == first and not up.reusable
+    other = _connection(_Owner())
+    assert _exchange(other, data, True) == first and not other.reusable
+
+
+def test_the_worker_remembers_a_bounded_number_of_field_blocks() -> None:
+    """A backend whose every block is new (a request id per response) does
+    not grow the memory past FieldCuts.MAX blocks, and each response still
+    goes on with its own fields."""
+    up = _connection(_Owner())
+    for i in range(3 * FieldCuts.MAX):
+        data = b"HTTP/1.1 200 OK\r\nX-Request-Id: %d\r\nContent-Length: 0\r\n\r\n" % i
+        head, lines = _exchange(up, data, True)[:2]
+        assert head == (200, b"OK", [(b"X-Request-Id", b"%d" % i)], 0)
+        assert lines == b"HTTP/1.1 200 OK\r\nX-Request-Id: %d\r\n" % i
+        assert len(upstream._CUTS.recent) <= FieldCuts.MAX

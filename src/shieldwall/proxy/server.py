@@ -182,6 +182,15 @@ class Shared:
         self.early: Callable[[str], bool] | None = None
         """The gate's ``early_wanted`` (the guard's): whether to decide on a
         request of this address from its first bytes (ClientConnection._early)."""
+        self.h_bytes = b""
+        self.h_len = -1
+        self.h_fields = b""
+        self.h_status = b""
+        """The last response head of the plain shape sent (upstream_head), and
+        the status line, fields and length it was made of: a pure function
+        of those, so the worker's, not a connection's (a shopper's connection
+        asks too seldom for its own last head to be of this second: the
+        fields, Date among them, come from one shared FieldCut a second)."""
 
     @property
     def gate(self) -> Gate:
@@ -283,8 +292,8 @@ class ClientConnection(asyncio.Protocol):
         "acquired", "attempt", "attempt_start", "backend", "backlog", "body_deadline_base",
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
         "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer",
-        "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail", "h_bytes",
-        "h_fields", "h_len", "h_status", "head", "len_line", "len_n", "log_c", "log_d",
+        "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail",
+        "head", "len_line", "len_n", "log_c", "log_d",
         "log_decision", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
@@ -322,17 +331,11 @@ class ClientConnection(asyncio.Protocol):
         what followed its target upstream (_build_upstream_head)."""
         self.len_n = -1
         self.len_line = b""
+        """The Content-Length line last sent on this connection, and its length."""
         self.log_decision: Decision | None = None
         self.log_d = ""
         self.log_c = ""
         """The access log's labels of the last decision logged here (_log_row)."""
-        self.h_bytes = b""
-        self.h_len = -1
-        self.h_fields = b""
-        self.h_status = b""
-        """The last response head of the plain shape sent here, and the status
-        line and fields it was made of (upstream_head)."""
-        """The Content-Length line last sent on this connection, and its length."""
         self.fresh_until = 0.0
         self.fresh_target = b""
         self.fresh_host = ""
@@ -1164,10 +1167,10 @@ class ClientConnection(asyncio.Protocol):
             not decision.add_response_headers and head.version == "1.1"
         fields = up.fields
         status_line = up.status_line
-        if plain and content_length == self.h_len and fields == self.h_fields \
-                and status_line == self.h_status:
+        if plain and content_length == w.h_len and fields == w.h_fields \
+                and status_line == w.h_status:
             self.closing = False
-            self.wbuf = [self.h_bytes]
+            self.wbuf = [w.h_bytes]
         else:
             self._response_head(up, decision, extra, content_length, closing, plain)
         cache = w.cache
@@ -1194,7 +1197,7 @@ class ClientConnection(asyncio.Protocol):
                        extra: Sequence[tuple[bytes, bytes]], content_length: int,
                        closing: bool, plain: bool) -> None:
         """The response's head as sent to the client, into ``wbuf``; kept as
-        this connection's last (``h_*``) when of the plain shape."""
+        the worker's last (``Shared.h_*``) when of the plain shape."""
         head = self.head
         assert head is not None
         status = self.up_status
@@ -1226,10 +1229,11 @@ class ClientConnection(asyncio.Protocol):
         joined = b"".join(parts)
         self.wbuf = [joined]
         if plain:
-            self.h_bytes = joined
-            self.h_len = content_length
-            self.h_fields = up.fields
-            self.h_status = up.status_line
+            w = self.w
+            w.h_bytes = joined
+            w.h_len = content_length
+            w.h_fields = up.fields
+            w.h_status = up.status_line
 
     def flush_out(self) -> None:
         buf = self.wbuf

@@ -41,7 +41,7 @@ TIMEOUT = 4
 """No response (or no progress) within the response timeout."""
 BAD_RESPONSE = 5
 
-# hop-by-hop fields of a response (_cut_fields)
+# hop-by-hop fields of a response (cut_fields)
 _CONNECTION: Final = 1
 _CONTENT_LENGTH: Final = 2
 _TRANSFER_ENCODING: Final = 3
@@ -84,11 +84,10 @@ class Pools(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
-        "_headers", "_interim", "_lines", "_m_block", "_m_chunked", "_m_close", "_m_fields",
-        "_m_headers", "_m_length", "_m_lines", "backend", "chunked", "closed", "content_length",
-        "fields", "finished", "got_bytes", "head_at", "head_request", "headed", "idle_since",
-        "owner", "parser", "pool", "raw", "read_at", "reusable", "status_line", "transport",
-        "write_paused",
+        "_cut", "_headers", "_interim", "_lines", "backend", "chunked", "closed",
+        "content_length", "fields", "finished", "got_bytes", "head_at", "head_request", "headed",
+        "idle_since", "owner", "parser", "pool", "raw", "read_at", "reusable", "status_line",
+        "transport", "write_paused",
     )
 
     def __init__(self, pool: Pools, backend: BackendState) -> None:
@@ -105,16 +104,6 @@ class UpstreamConnection(asyncio.Protocol):
         (shieldwall.proxy.server._read_at); < 0 at the start of each read."""
         self.write_paused = False
         self.parser = httptools.HttpResponseParser(self)
-        # What _cut_fields made of this connection's last field block (a
-        # backend's responses on one connection mostly repeat it byte for
-        # byte within a second: Date is the only field that moves).
-        self._m_block = b""
-        self._m_fields = b""
-        self._m_lines: list[bytes] | None = None
-        self._m_headers: list[tuple[bytes, bytes]] | None = None
-        self._m_length = -1
-        self._m_chunked = False
-        self._m_close = False
         self._reset()
 
     def _reset(self) -> None:
@@ -131,6 +120,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] | None = None
         self._lines: list[bytes] | None = None
         """The forwarded field lines, one by one (for :meth:`header_list`)."""
+        self._cut: FieldCut | None = None
+        """What the current head's field block came to (shared: see FieldCuts)."""
         self.content_length = -1
         self.chunked = False
         self.headed = False
@@ -252,21 +243,38 @@ class UpstreamConnection(asyncio.Protocol):
             self.status_line = raw[start:eol + 2]
         else:
             self.status_line = b"HTTP/1.1" + raw[start + 8:eol + 2]
-        # The field block: this connection's last one again when a copy of it
+        # The field block: the worker's last one again when a copy of it
         # follows the status line and the empty line follows the copy (then
         # that empty line is the head's first: the copy holds none, and
         # neither begins nor ends with a CRLF), else found (bytes.find, ~970
-        # instructions).
+        # instructions) and looked up among the worker's recent ones.
         k = eol + 2
-        m = self._m_block
-        end = k + len(m)
-        if m and end + 4 <= n and raw[end] == 13 and raw[end + 1] == 10 and raw[end + 2] == 13 \
-                and raw[end + 3] == 10 and raw[k:end] == m:
-            self._cut_fields(m)
-        else:
+        cuts = _CUTS
+        cut = cuts.last
+        if cut is not None:
+            m = cut.block
+            end = k + len(m)
+            if not (end + 4 <= n and raw[end] == 13 and raw[end + 1] == 10
+                    and raw[end + 2] == 13 and raw[end + 3] == 10 and raw[k:end] == m):
+                cut = None
+        if cut is None:
             end = raw.find(b"\r\n\r\n", start)
             if eol < end:
-                self._cut_fields(raw[eol + 2:end])
+                block = raw[eol + 2:end]
+                cut = cuts.recent.get(block)
+                if cut is None:
+                    cut = cut_fields(block)
+                    cuts.add(cut)
+                cuts.last = cut
+        if cut is not None:
+            self._cut = cut
+            self.fields = cut.fields
+            self._lines = cut.lines
+            self._headers = cut.headers
+            self.content_length = cut.length
+            self.chunked = cut.chunked
+            if cut.close:
+                self.reusable = False
         owner = self.owner
         if owner is not None:
             owner.upstream_head(self, status, self.content_length)
@@ -275,89 +283,6 @@ class UpstreamConnection(asyncio.Protocol):
                 # for the announced body: end here, and do not reuse.
                 self.reusable = False
                 self.on_message_complete()
-
-    def _cut_fields(self, block: bytes) -> None:
-        """The field lines of ``block`` (the head between the status line and
-        the empty line, valid for llhttp) to forward, and the framing facts
-        of the hop-by-hop ones. A name is ruled out as hop-by-hop by its
-        first letter and where its colon is, then compared byte by byte
-        without case: native ints, no lower() (a method call by name) and
-        no set lookup (a hash of a new bytes object).
-
-        The same block as this connection's last response (one bytes
-        compare) takes what was made of it then: the lines, the block to
-        forward, the pairs if they were asked for, and the framing facts.
-        Cutting and pairing cost ~7,000 instructions a response."""
-        if block == self._m_block:
-            self.fields = self._m_fields
-            self._lines = self._m_lines
-            self._headers = self._m_headers
-            self.content_length = self._m_length
-            self.chunked = self._m_chunked
-            if self._m_close:
-                self.reusable = False
-            return
-        lines = block.split(b"\r\n")
-        kept: list[bytes] = []
-        dropped = False
-        close = False
-        for line in lines:
-            c = line[0] | 0x20
-            size = len(line)
-            hop = 0
-            if c == 99:  # c
-                if size > 10 and line[10] == 58 and _is(line, b"connection"):
-                    hop = _CONNECTION
-                elif size > 14 and line[14] == 58 and _is(line, b"content-length"):
-                    hop = _CONTENT_LENGTH
-            elif c == 116:  # t
-                if size > 17 and line[17] == 58 and _is(line, b"transfer-encoding"):
-                    hop = _TRANSFER_ENCODING
-                elif (size > 2 and line[2] == 58 and _is(line, b"te")) \
-                        or (size > 7 and line[7] == 58 and _is(line, b"trailer")):
-                    hop = _OTHER
-            elif c == 107:  # k
-                if size > 10 and line[10] == 58 and _is(line, b"keep-alive"):
-                    hop = _OTHER
-            elif c == 112:  # p
-                if size > 16 and line[16] == 58 and _is(line, b"proxy-connection"):
-                    hop = _OTHER
-            elif c == 117 and size > 7 and line[7] == 58 and _is(line, b"upgrade"):  # u
-                hop = _OTHER
-            if not hop:
-                kept.append(line)
-                continue
-            dropped = True
-            if hop == _CONTENT_LENGTH:
-                # digits only (llhttp refuses anything else), trailing blanks allowed
-                k = 15
-                n = 0
-                while k < size and (line[k] == 32 or line[k] == 9):
-                    k += 1
-                while k < size and 48 <= line[k] <= 57:
-                    n = n * 10 + line[k] - 48
-                    k += 1
-                self.content_length = n
-            elif hop == _TRANSFER_ENCODING:
-                self.chunked = True
-            elif hop == _CONNECTION:
-                value = _value(line, 10)
-                if value != b"keep-alive" and b"close" in value.lower():
-                    close = True
-                    self.reusable = False
-        if not dropped:
-            self.fields = block + b"\r\n"
-            self._lines = lines
-        elif kept:
-            self._lines = kept
-            self.fields = b"\r\n".join(kept) + b"\r\n"
-        self._m_block = block
-        self._m_fields = self.fields
-        self._m_lines = self._lines
-        self._m_headers = None
-        self._m_length = self.content_length
-        self._m_chunked = self.chunked
-        self._m_close = close
 
     def header_list(self) -> list[tuple[bytes, bytes]]:
         """The forwarded fields as ``(name, value)`` pairs, values as llhttp
@@ -374,8 +299,9 @@ class UpstreamConnection(asyncio.Protocol):
                     while line[colon] != 58:
                         colon += 1
                     got.append((line[:colon], _value(line, colon)))
-                if lines is self._m_lines:
-                    self._m_headers = got
+                cut = self._cut
+                if cut is not None and lines is cut.lines:
+                    cut.headers = got  # (read only: shared by the worker's connections)
         return got
 
     def reason(self) -> bytes:
@@ -417,6 +343,123 @@ def _value(line: bytes, colon: int) -> bytes:
     while k < n and (line[k] == 32 or line[k] == 9):
         k += 1
     return line[k:]
+
+
+class FieldCut:
+    """What one response field block comes to (:func:`cut_fields`): the
+    block to forward, its lines, the pairs once asked for, and the framing
+    facts of the hop-by-hop fields."""
+
+    __slots__ = ("block", "chunked", "close", "fields", "headers", "length", "lines")
+
+    def __init__(self, block: bytes, fields: bytes, lines: list[bytes] | None, length: int,
+                 chunked: bool, close: bool) -> None:
+        self.block = block
+        self.fields = fields
+        self.lines = lines
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        """The pairs, made by the first header_list that asks (read only)."""
+        self.length = length
+        self.chunked = chunked
+        self.close = close
+
+
+class FieldCuts:
+    """The field blocks a worker's backends sent lately, and what each came to.
+
+    A backend repeats a few field blocks byte for byte (Date is the field
+    that moves, once a second) on all its connections. Remembered per
+    connection, as before, the block a shopper's connection saw last is
+    seconds old when a shop has many shoppers each asking now and then:
+    at 1,000 kept-alive connections asking about once a second every
+    response was cut again (callgrind, bench/proxy_callgrind.py --cache
+    1000). Remembered for the worker, a block is cut once a second. Bounded:
+    a backend whose every block is new (a request id, a fresh session
+    cookie) costs a lookup and an insert a response, and the memory of
+    :data:`MAX` blocks."""
+
+    MAX: Final = 64
+
+    def __init__(self) -> None:
+        self.last: FieldCut | None = None
+        self.recent: dict[bytes, FieldCut] = {}
+
+    def add(self, cut: FieldCut) -> None:
+        recent = self.recent
+        if len(recent) >= FieldCuts.MAX:
+            recent.clear()
+        recent[cut.block] = cut
+
+
+_CUTS: Final = FieldCuts()
+"""The worker's (one per process: a worker is one)."""
+
+
+def cut_fields(block: bytes) -> FieldCut:
+    """The field lines of ``block`` (the head between the status line and
+    the empty line, valid for llhttp) to forward, and the framing facts
+    of the hop-by-hop ones. A name is ruled out as hop-by-hop by its
+    first letter and where its colon is, then compared byte by byte
+    without case: native ints, no lower() (a method call by name) and
+    no set lookup (a hash of a new bytes object).
+
+    Cutting and pairing cost ~7,000 instructions a response: a pure
+    function of the block, remembered for the worker (FieldCuts)."""
+    lines = block.split(b"\r\n")
+    kept: list[bytes] = []
+    dropped = False
+    close = False
+    chunked = False
+    length = -1
+    for line in lines:
+        c = line[0] | 0x20
+        size = len(line)
+        hop = 0
+        if c == 99:  # c
+            if size > 10 and line[10] == 58 and _is(line, b"connection"):
+                hop = _CONNECTION
+            elif size > 14 and line[14] == 58 and _is(line, b"content-length"):
+                hop = _CONTENT_LENGTH
+        elif c == 116:  # t
+            if size > 17 and line[17] == 58 and _is(line, b"transfer-encoding"):
+                hop = _TRANSFER_ENCODING
+            elif (size > 2 and line[2] == 58 and _is(line, b"te")) \
+                    or (size > 7 and line[7] == 58 and _is(line, b"trailer")):
+                hop = _OTHER
+        elif c == 107:  # k
+            if size > 10 and line[10] == 58 and _is(line, b"keep-alive"):
+                hop = _OTHER
+        elif c == 112:  # p
+            if size > 16 and line[16] == 58 and _is(line, b"proxy-connection"):
+                hop = _OTHER
+        elif c == 117 and size > 7 and line[7] == 58 and _is(line, b"upgrade"):  # u
+            hop = _OTHER
+        if not hop:
+            kept.append(line)
+            continue
+        dropped = True
+        if hop == _CONTENT_LENGTH:
+            # digits only (llhttp refuses anything else), trailing blanks allowed
+            k = 15
+            n = 0
+            while k < size and (line[k] == 32 or line[k] == 9):
+                k += 1
+            while k < size and 48 <= line[k] <= 57:
+                n = n * 10 + line[k] - 48
+                k += 1
+            length = n
+        elif hop == _TRANSFER_ENCODING:
+            chunked = True
+        elif hop == _CONNECTION:
+            value = _value(line, 10)
+            if value != b"keep-alive" and b"close" in value.lower():
+                close = True
+    if not dropped:
+        return FieldCut(block, block + b"\r\n", lines, length, chunked, close)
+    if kept:
+        return FieldCut(block, b"\r\n".join(kept) + b"\r\n", kept, length, chunked, close)
+    return FieldCut(block, b"", None, length, chunked, close)
+
 
 
 class Pool:
