@@ -835,7 +835,10 @@ class ClientConnection(asyncio.Protocol):
         xff = head.xff + b", " + peer if (self.trusted and head.xff) else peer
         parts = [b" HTTP/1.1"]
         for n, v in head.headers:
-            parts += (b"\r\n", n, b": ", v)
+            parts.append(b"\r\n")
+            parts.append(n)
+            parts.append(b": ")
+            parts.append(v)
         parts.append(b"\r\nX-Forwarded-For: ")
         parts.append(xff)
         parts.append(b"\r\nX-Forwarded-Proto: https\r\n" if self.tls
