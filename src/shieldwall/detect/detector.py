@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shieldwall.detect.features import Features, Featurizer, Prefixer, more_people
+from shieldwall.detect.features import NO_ASSETS, Features, Featurizer, Prefixer, more_people
 from shieldwall.detect.rules import (
     BACKEND_FAILURE,
     DDOS,
     FLASH_CROWD,
-    NO_ASSETS,
     NORMAL,
     WindowVerdict,
     classify,

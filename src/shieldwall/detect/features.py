@@ -42,6 +42,10 @@ MIN_BASE_WINDOWS = 5
 """Windows of normal traffic before a rate can be called elevated at all (the rest of
 the baseline -- seen networks, assets -- waits for the full ``warmup_windows``)."""
 
+NO_ASSETS = 0.15
+"""Below this baseline share of page clients fetching assets, the log shows no assets:
+their absence is missing data, not evidence."""
+
 HEAD_PATHS = 32
 """The 10 s view's busiest page paths (query strings aside) that count as its head; the
 rest of its page requests are its tail. A tool's target list is short (one URL to a
@@ -199,7 +203,8 @@ class Features:
     catalogue as the shop's people do (a crowd lands on a few featured pages, then
     browses); about 0 when the extra requests all repeat a fixed few paths (a flood,
     or a randomised query on one path: its paths are still few). -1: not judged (no
-    page excess of ``BROWSE_MIN_EXCESS``, or too few pages in the usual tail)."""
+    page excess of ``BROWSE_MIN_EXCESS``, or too few pages in the usual tail; and in a
+    log that shows assets, which say more about whether a surge browses)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -682,13 +687,17 @@ class Featurizer:
         return hits
 
     def _tail(self) -> int:
-        """Page requests of the 10 s view outside its ``HEAD_PATHS`` busiest paths (from a
-        histogram of the counts, one C pass, as for the sources)."""
+        """Page requests of the 10 s view outside its ``HEAD_PATHS`` busiest paths: the
+        counts sorted in C (a catalogue's few hundred paths), or their histogram when there
+        are thousands (random paths: a handful of distinct counts)."""
         paths10 = self.paths10
-        if len(paths10) <= HEAD_PATHS:
+        n = len(paths10)
+        if n <= HEAD_PATHS:
             return 0
-        hist = _histogram(paths10.values())
-        return self._pages10 - _top_sum(hist, sorted(hist, reverse=True), HEAD_PATHS)
+        if n > 2000:
+            hist = _histogram(paths10.values())
+            return self._pages10 - _top_sum(hist, sorted(hist, reverse=True), HEAD_PATHS)
+        return sum(sorted(paths10.values())[:-HEAD_PATHS])
 
     # -- features ----------------------------------------------------------------
     def _rate_stats(self, w: Window) -> tuple[float, float, float, float]:
@@ -797,7 +806,8 @@ class Featurizer:
         if self.slow_pages10.n:
             bp = min(bp, self.slow_pages10.value)
         bt = bp * self.base_tail_share.value
-        if self.warm and bt >= BROWSE_MIN_TAIL and pages10 >= (1.0 + BROWSE_MIN_EXCESS) * bp:
+        if (self.warm and self.base_asset.value < NO_ASSETS and bt >= BROWSE_MIN_TAIL
+                and pages10 >= (1.0 + BROWSE_MIN_EXCESS) * bp):
             tail = self._tail()
             browse = min(2.0, max(0.0, (tail - bt) / (pages10 - bp) * bp / bt))
         path_h = _entropy(w.paths, w.pages)
@@ -1024,7 +1034,7 @@ class Featurizer:
         self.base_rep.update(f.repeaters, sw)
         self.base_pages10.update(self._pages10, sw)
         self.slow_pages10.update(self._pages10, sw)
-        if self.learned % 10 == 1 and self._pages10:
+        if self.learned % 10 == 1 and self._pages10 and self.base_asset.value < NO_ASSETS:
             self.base_tail_share.update(self._tail() / self._pages10, sw)
         self.base_urls.update(f.distinct_urls, weight)
         self.base_qd.update(f.query_distinct, weight)

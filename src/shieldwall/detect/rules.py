@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from shieldwall.detect.features import (
     MIN_BASE_WINDOWS,
+    NO_ASSETS,
     REPEAT_MIN,
     Features,
     more_people,
@@ -31,9 +32,6 @@ FLASH_CROWD = "flash_crowd"
 DDOS = "ddos"
 BACKEND_FAILURE = "backend_failure"
 VERDICTS = (NORMAL, FLASH_CROWD, DDOS, BACKEND_FAILURE)
-NO_ASSETS = 0.15
-"""Below this baseline share of page clients fetching assets, the log shows no assets:
-their absence is missing data, not evidence."""
 KINDS = ("flood", "randomized", "slow", "cache_bust")
 
 
