@@ -28,7 +28,8 @@ latter, the critical path when each has a core, ``child_cpu_s`` the former),
 (``analyze(engine="rows")``); with ``--before REF`` also ``before``: the same
 command run from the sources of git revision REF (``git archive``, on
 PYTHONPATH), so old and new are timed side by side in one run, with
-``*_vs_before`` ratios and a check that both found the same incidents.
+``*_vs_before`` ratios and a check that both found the same incidents. Both trees
+are byte-compiled first (:func:`_byte_compiled`), as an installed package is.
 
 Usage: .venv/bin/python bench/analyze.py [--lines 10000000] [--format access|combined]
                                          [--whole-lines 650000] [--repeat 3] [--whole-only]
@@ -191,9 +192,22 @@ _ROWS = ("import sys; from pathlib import Path; from shieldwall.detect.analyze i
          "Path(sys.argv[2]).write_text(json.dumps(r.as_json()))")
 
 
+def _byte_compiled(src: Path) -> None:
+    """Byte-compile the modules under ``src`` once, as installing a package does. With
+    ``PYTHONDONTWRITEBYTECODE`` set (it is, on the machines these benches run on) a tree
+    whose ``.pyc`` files are missing or older than its sources -- a ``git archive`` of
+    ``--before``, a module just edited -- compiles every such module again in every run:
+    250M instructions in the parsing process alone on the 650,000-line log (callgrind),
+    a cost no installed command pays, and one that favoured whichever tree had them."""
+    import compileall
+
+    compileall.compile_dir(str(src), quiet=1)
+
+
 def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dict[str, object]:
     """``shieldwall analyze`` as a user runs it, per log format, ``repeat`` times."""
     exe = Path(sys.executable).with_name("shieldwall")
+    _byte_compiled(Path(__file__).resolve().parent.parent / "src")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "cli": ([sys.executable, "-c", _CLI, "analyze", "{log}", "--json", "{out}"], env),
@@ -208,6 +222,7 @@ def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dic
         archive = subprocess.run(["git", "-C", str(repo), "archive", before, "src"],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        _byte_compiled(src / "src")
         commands["before"] = ([str(exe), "analyze", "{log}", "--json", "{out}"],
                               {**env, "PYTHONPATH": str(src / "src")})
     out: dict[str, object] = {}
