@@ -51,6 +51,10 @@ HEAD_PATHS = 32
 rest of its page requests are its tail. A tool's target list is short (one URL to a
 few dozen: a plain flood's one to three, a volunteer botnet's ten); people browse
 the whole catalogue."""
+BROWSE_WALK = 1.75
+"""A ``browse`` this far above 1: the surge's tail grew much faster than the shop's people
+make it -- paths nobody usually asks for (random paths, a crawler walking the whole
+catalogue), not people browsing. (Train crowds: 1.33 at most in any second.)"""
 BROWSE_MIN_TAIL = 20.0
 """Page requests the tail of a normal 10 s view must usually hold for ``browse`` to be
 judged (a small shop's ten seconds hold fewer pages than there are head paths)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shieldwall.detect.features import (
+    BROWSE_WALK,
     MIN_BASE_WINDOWS,
     NO_ASSETS,
     REPEAT_MIN,
@@ -208,7 +209,8 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     # Where the log shows no asset at all every client is page-only, and the busy ones are
     # addresses that carry many people (a CDN's edges, a carrier NAT): heavy page-only
     # clients are a flood's only where the surge does not browse (``Features.browse``).
-    browsing = f.browse >= s.browse_share
+    # (a tail that grew far faster than people make it is paths nobody asks for: not browsing)
+    browsing = s.browse_share <= f.browse < BROWSE_WALK
     heavy_pages = f.heavy_page_share >= s.heavy_share and not (no_assets and browsing)
     # thousands of light clients, each re-sending one URL (no navigation, no asset)
     repeating = (f.warm and f.repeaters - f.base_repeaters >= s.repeat_min
