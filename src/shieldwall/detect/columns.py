@@ -393,7 +393,7 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     o_fail = np.asarray([o in FAILED_OUTCOMES for o in oc], dtype=bool)[outcome]
     o_tout = np.asarray([o == "timeout" for o in oc], dtype=bool)[outcome]
     err = status >= 500
-    gw = err & o_dash & ((status == 502) | (status == 503) | (status == 504))
+    gw = err & o_dash & ((status == 500) | (status == 502) | (status == 503) | (status == 504))
     bfail = gw.astype(np.int64) + o_fail
     touts = (gw & (status == 504)).astype(np.int64) + o_tout
     failed = err | o_fail | (status == 429)

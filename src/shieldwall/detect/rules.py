@@ -78,7 +78,7 @@ def backend_failing(f: Features, s: DetectSettings) -> bool:
 def _backend_words(f: Features, s: DetectSettings) -> str:
     if backend_failing(f, s):
         return (f"backends failing: {_pct(f.backend_fail_share)} of requests refused, timed out "
-                f"or 502/503/504 ({_pct(f.timeout_share)} timeouts)")
+                f"or 500/502/503/504 ({_pct(f.timeout_share)} timeouts)")
     return f"backends healthy ({_pct(f.error_share)} 5xx)"
 
 

@@ -59,8 +59,9 @@ class Window:
         self.errors = 0
         """Responses with status >= 500."""
         self.bfail = 0
-        """Backend failures: outcome refused/timeout/none, or 502/503/504 when the
-        outcome is unknown (plain logs)."""
+        """Backend failures: outcome refused/timeout/none, or 500/502/503/504 when
+        the outcome is unknown (plain logs: a gateway's errors, and the app's own
+        500s: a shop whose database is down answers every page 500)."""
         self.timeouts = 0
         self.s408 = 0
         self.slow = 0
@@ -269,7 +270,7 @@ class WindowBuilder:
         if status >= 500:
             w.errors += k
             failed = True
-            if outcome == "-" and status in (502, 503, 504):
+            if outcome == "-" and (status == 500 or 502 <= status <= 504):
                 w.bfail += k
                 if status == 504:
                     w.timeouts += k
