@@ -67,3 +67,24 @@ def test_interrupting_a_drill_stops_its_backends(procs: Procs, tmp_path: Path) -
         for pid in _lab_pids(str(out)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_every_process_s_exit_is_recorded_even_when_it_goes_before_its_turn(tmp_path: Path) -> None:
+    """stop_all asks all to stop, then waits for each in turn: a process that exits
+    while an earlier one is still being waited for (nginx, on a loaded machine) still
+    has its exit in the history the drill report shows; one the drill killed stays killed."""
+    from shieldwall.drill.procs import Lab
+
+    slow = "import signal, time\nsignal.signal(signal.SIGTERM, lambda *a: None)\ntime.sleep(60)\n"
+    with Lab(tmp_path) as lab:
+        quick = lab.python("quick", "-c", "import time; time.sleep(60)")
+        lab.python("slow", "-c", slow)  # waited for first (stop_all goes in reverse order)
+        killed = lab.python("killed", "-c", "import time; time.sleep(60)")
+        time.sleep(0.5)
+        lab.kill("killed")
+        lab.stop_all(grace=1.0)
+        assert [e for e, _ in lab.procs["quick"].history] == ["start", "exit"]
+        assert [e for e, _ in lab.procs["slow"].history] == ["start", "exit"]
+        assert [e for e, _ in lab.procs["killed"].history] == ["start", "kill"]
+        for m in (quick, killed, lab.procs["slow"]):
+            assert m.proc is not None and m.proc.poll() is not None
