@@ -389,11 +389,11 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     flags = kind | np.where(trusted, _TRUSTED, 0)
     # per distinct outcome
     oc = c.outcomes
-    o_dash = np.asarray([o == "-" for o in oc], dtype=bool)[outcome]
+    o_answered = np.asarray([o == "-" or o == "ok" for o in oc], dtype=bool)[outcome]
     o_fail = np.asarray([o in FAILED_OUTCOMES for o in oc], dtype=bool)[outcome]
     o_tout = np.asarray([o == "timeout" for o in oc], dtype=bool)[outcome]
     err = status >= 500
-    gw = err & o_dash & ((status == 500) | (status == 502) | (status == 503) | (status == 504))
+    gw = err & o_answered & ((status == 500) | (status == 502) | (status == 503) | (status == 504))
     bfail = gw.astype(np.int64) + o_fail
     touts = (gw & (status == 504)).astype(np.int64) + o_tout
     failed = err | o_fail | (status == 429)

@@ -59,9 +59,11 @@ class Window:
         self.errors = 0
         """Responses with status >= 500."""
         self.bfail = 0
-        """Backend failures: outcome refused/timeout/none, or 500/502/503/504 when
-        the outcome is unknown (plain logs: a gateway's errors, and the app's own
-        500s: a shop whose database is down answers every page 500)."""
+        """Backend failures: outcome refused/timeout/none, or 500/502/503/504 that
+        the backend answered itself (outcome ok) or that a plain log shows (a
+        gateway's errors, and the app's own 500s: a shop whose database is down
+        answers every page 500; behind the shop's own nginx a dead PHP-FPM is a
+        502 the shield receives as an answer)."""
         self.timeouts = 0
         self.s408 = 0
         self.slow = 0
@@ -270,7 +272,7 @@ class WindowBuilder:
         if status >= 500:
             w.errors += k
             failed = True
-            if outcome == "-" and (status == 500 or 502 <= status <= 504):
+            if (outcome == "-" or outcome == "ok") and (status == 500 or 502 <= status <= 504):
                 w.bfail += k
                 if status == 504:
                     w.timeouts += k
