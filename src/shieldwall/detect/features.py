@@ -247,10 +247,12 @@ def shared_browsers(counts: dict[str, int], pages: dict[str, int], assets: dict[
     does is treated as the asset share already treats it, as a browser, and the
     guard's per-address limits still apply to it."""
     out: set[str] = set()
-    for c, cnt in counts.items():
-        if cnt >= heavy:
+    # (only a source that fetched assets can qualify: the intersection, in C, leaves
+    # out a flood's page-only thousands)
+    for c in counts.keys() & assets.keys():
+        if counts[c] >= heavy:
             pg = pages.get(c, 0)
-            if pg and 2 * assets.get(c, 0) >= pg:
+            if pg and 2 * assets[c] >= pg:
                 out.add(c)
     return out
 
