@@ -107,6 +107,22 @@ http {{
     return conf
 
 
+def nginx_proxy(work: Path, backend_port: int, port: int, keepalive_timeout: str = "75s") -> str:
+    """The ``http`` body of nginx as the proxy the shields are compared with: its
+    access log (the shield's fields: times and upstream, buffered), upstream
+    keep-alive 1024, X-Forwarded-For added."""
+    return f"""
+  log_format combined_rt '$remote_addr - $remote_user [$time_local] "$request" $status '
+                         '$body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time '
+                         'up=$upstream_addr ut=$upstream_response_time us=$upstream_status';
+  access_log {work}/nginx-access.log combined_rt buffer=64k flush=1s;
+  upstream shop {{ server 127.0.0.1:{backend_port}; keepalive 1024; }}
+  server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_timeout {keepalive_timeout};
+           location / {{ proxy_pass http://shop; proxy_http_version 1.1;
+                        proxy_set_header Connection "";
+                        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}"""
+
+
 def parse_wrk(out: str) -> dict[str, float]:
     def latency(label: str) -> float:
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -359,16 +375,7 @@ def main() -> None:
   access_log off;
   server {{ listen 127.0.0.1:{backend_port} backlog=4096; keepalive_timeout 75s;
            location / {{ default_type text/plain; return 200 "{BODY}"; }} }}""")
-        proxy_conf = nginx_conf(work, "proxy", f"""
-  log_format combined_rt '$remote_addr - $remote_user [$time_local] "$request" $status '
-                         '$body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time '
-                         'up=$upstream_addr ut=$upstream_response_time us=$upstream_status';
-  access_log {work}/nginx-access.log combined_rt buffer=64k flush=1s;
-  upstream shop {{ server 127.0.0.1:{backend_port}; keepalive 1024; }}
-  server {{ listen 127.0.0.1:{nginx_port} backlog=4096; keepalive_timeout 75s;
-           location / {{ proxy_pass http://shop; proxy_http_version 1.1;
-                        proxy_set_header Connection "";
-                        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}""")
+        proxy_conf = nginx_conf(work, "proxy", nginx_proxy(work, backend_port, nginx_port))
         for conf in (backend_conf, proxy_conf) if args.only == "all" else (backend_conf,):
             procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(work)],
                                           preexec_fn=raise_nofile, start_new_session=True))

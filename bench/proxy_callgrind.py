@@ -398,13 +398,7 @@ def measure_cache(work: Path, backend_port: int, wiring: str, n: int,
 def measure_cache_nginx(work: Path, backend_port: int, n: int, conns: int) -> dict[str, object]:
     """nginx as the proxy (bench/proxy.py's, one process: no master) under the same model."""
     port = bench.free_port()
-    conf = bench.nginx_conf(work, "proxy", f"""
-  access_log {work}/nginx-access.log combined buffer=64k flush=1s;
-  upstream shop {{ server 127.0.0.1:{backend_port}; keepalive 1024; }}
-  server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_timeout 600s;
-           location / {{ proxy_pass http://shop; proxy_http_version 1.1;
-                        proxy_set_header Connection "";
-                        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }} }}""")
+    conf = bench.nginx_conf(work, "proxy", bench.nginx_proxy(work, backend_port, port, "600s"))
     conf.write_text("master_process off;\n" + conf.read_text())
     out = work / "nginx-cache.callgrind"
     nginx = subprocess.Popen(
