@@ -10,8 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from shieldwall.detect.analyze import analyze
+from shieldwall.detect.families._labels import Labels
 from shieldwall.detect.families.score import Summary, score_report
-from shieldwall.detect.holdout import headless_shop, holdout_shop
+from shieldwall.detect.holdout import HoldoutLog, headless_shop, holdout_shop
+
+
+def _honest(log: HoldoutLog, labels: Labels, outages: tuple[str, ...], failures: tuple[int, ...],
+            after: float, silent: tuple[str, ...] = ()) -> int:
+    """Every line an event's actors sent finishes inside the event (plus a session's or
+    a timeout's tail; ``silent`` events send none of their own), and every line with a
+    status in ``failures`` inside one of the ``outages`` (plus ``after`` seconds).
+    The number of events."""
+    for i, e in enumerate(labels.events):
+        done = [d for d, o in zip(log.done, log.owner, strict=True) if o == i]
+        tail = 1800.0 if e.verdict in ("flash_crowd", "normal") else 90.0  # sessions end by themselves
+        if e.name not in silent:
+            assert done, e.name
+            assert e.start <= min(done) and max(done) <= e.end + tail, e.name
+    failed = [d for d, f in zip(log.done, log.fields, strict=True) if f[2] in failures]
+    down = [e for e in labels.events if e.name in outages]
+    assert all(any(e.start <= d <= e.end + after for e in down) for d in failed)
+    return len(labels.events)
 
 
 def test_event_lines_stay_in_their_windows() -> None:
@@ -19,15 +38,7 @@ def test_event_lines_stay_in_their_windows() -> None:
     seen = 0
     for seed in (5001, 5002, 5004, 5006):
         log, labels = holdout_shop(seed, minutes=30)
-        seen += len(labels.events)
-        for i, e in enumerate(labels.events):
-            done = [d for d, o in zip(log.done, log.owner, strict=True) if o == i]
-            tail = 1800.0 if e.verdict in ("flash_crowd", "normal") else 90.0  # sessions end by themselves
-            assert done, e.name
-            assert e.start <= min(done) and max(done) <= e.end + tail, e.name
-        failed = [d for d, f in zip(log.done, log.fields, strict=True) if f[2] in (502, 504)]
-        outages = [e for e in labels.events if e.name in ("backend_dies", "backend_hangs", "deploy_blip")]
-        assert all(any(e.start <= d <= e.end + 61 for e in outages) for d in failed)
+        seen += _honest(log, labels, ("backend_dies", "backend_hangs", "deploy_blip"), (502, 504), 61)
     assert seen, "short logs still carry labelled events"
 
 
@@ -55,18 +66,10 @@ def test_the_late_family_is_honest_about_what_it_wrote() -> None:
     the event (plus a session's tail), every 500/502/504 falls in a database outage or
     a rolling deploy, and the log holds no asset line (the storefront's CDN serves them)."""
     seen = 0
+    outages = ("db_down", "db_slow", "rolling_deploy")  # (the shop's own requests fail then)
     for seed in (5000, 5001, 5002, 5006):
         log, labels = headless_shop(seed, minutes=40)
-        seen += len(labels.events)
-        for i, e in enumerate(labels.events):
-            done = [d for d, o in zip(log.done, log.owner, strict=True) if o == i]
-            tail = 1800.0 if e.verdict in ("flash_crowd", "normal") else 90.0
-            if e.name not in ("db_down", "db_slow", "rolling_deploy"):  # (the shop's own requests fail then)
-                assert done, e.name
-                assert e.start <= min(done) and max(done) <= e.end + tail, e.name
-        failed = [d for d, f in zip(log.done, log.fields, strict=True) if f[2] in (500, 502, 504)]
-        outages = [e for e in labels.events if e.name in ("db_down", "db_slow", "rolling_deploy")]
-        assert all(any(e.start <= d <= e.end + 31 for e in outages) for d in failed)
+        seen += _honest(log, labels, outages, (500, 502, 504), 31, silent=outages)
         assert not any(f[1].split(" ")[1].startswith("/static") for f in log.fields if f[1] != "-")
     assert seen
 
