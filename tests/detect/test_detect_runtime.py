@@ -264,7 +264,7 @@ async def test_between_ticks_the_feed_is_moved_into_the_windows_in_small_pieces(
     feed = RowFeed()
     rt = DetectRuntime.from_settings(DetectSettings())
     rt.attach(feed)
-    row = (time.time(), "10.0.0.1", "/", "", 200, 1, 0.01, "ua", False, False, "ok", 0.005,
+    row = ((time.time(), "10.0.0.1", "/", "", 200, 1, 0.01, "ua", False, False, "ok", 0.005),
            "allow", "", "")
     feed.push(row)
     waiting = asyncio.create_task(rt._drain_sleep(1.0))

@@ -377,7 +377,7 @@ async def test_early_refusals_count_log_and_feed_what_the_first_one_did(tmp_path
     first = unstamped(lines[1])  # the first refusal: the framer's, _log_row's line
     assert '429 ' in first and ' "http://shop/" "flood" rt=0.000 up=- ' in first
     assert all(unstamped(ln) == first for ln in lines[2:])
-    rows = feed.rows
+    rows = [(*req, *rest) for req, *rest in feed.rows]  # (the detector's part, the console's)
     assert len(rows) == len(targets)
     assert [(r[2], r[3]) for r in rows] == [t.partition("?")[::2] for t in targets]
     # (rt: 0 for those logged from the memo, answered in the callback that

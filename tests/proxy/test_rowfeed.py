@@ -9,8 +9,8 @@ from shieldwall.rowfeed import LiveRow, RowFeed
 
 def row(i: int, t: float = 1_000_000.5, decision: str = "allow", status: int = 200,
         outcome: str = "ok", upstream: str = "b:1") -> LiveRow:
-    return (t, f"192.0.2.{i % 250}", f"/p/{i}", "", status, 512, 0.002, "ua", False, False,
-            outcome, 0.001, decision, "unknown", upstream)
+    return ((t, f"192.0.2.{i % 250}", f"/p/{i}", "", status, 512, 0.002, "ua", False, False,
+             outcome, 0.001), decision, "unknown", upstream)
 
 
 def test_each_reader_takes_every_row_once_and_taken_rows_are_dropped() -> None:
@@ -18,15 +18,15 @@ def test_each_reader_takes_every_row_once_and_taken_rows_are_dropped() -> None:
     a, b = feed.reader(), feed.reader()
     for i in range(3):
         feed.push(row(i))
-    assert [r[2] for r in a()] == ["/p/0", "/p/1", "/p/2"]
+    assert [r[0][2] for r in a()] == ["/p/0", "/p/1", "/p/2"]
     assert len(feed.rows) == 3, "b has not read them yet"
     feed.push(row(3))
-    assert [r[2] for r in b()] == ["/p/0", "/p/1", "/p/2", "/p/3"]
+    assert [r[0][2] for r in b()] == ["/p/0", "/p/1", "/p/2", "/p/3"]
     assert len(feed.rows) == 1, "rows both readers took are gone"
-    assert [r[2] for r in a()] == ["/p/3"]
+    assert [r[0][2] for r in a()] == ["/p/3"]
     assert feed.rows == [] and a() == [] and b() == []
     feed.rows.append(row(4))  # the proxy appends to the list itself
-    assert [r[2] for r in b()] == ["/p/4"] and [r[2] for r in a()] == ["/p/4"]
+    assert [r[0][2] for r in b()] == ["/p/4"] and [r[0][2] for r in a()] == ["/p/4"]
 
 
 def test_a_reader_made_later_starts_at_the_end_and_the_cap_drops_and_counts() -> None:
@@ -37,8 +37,8 @@ def test_a_reader_made_later_starts_at_the_end_and_the_cap_drops_and_counts() ->
     feed.push(row(1))
     feed.push(row(2))
     assert feed.dropped == 1
-    assert [r[2] for r in late()] == ["/p/1"]
-    assert [r[2] for r in first()] == ["/p/0", "/p/1"]
+    assert [r[0][2] for r in late()] == ["/p/1"]
+    assert [r[0][2] for r in first()] == ["/p/0", "/p/1"]
 
 
 def test_the_console_counts_the_feeds_rows_at_its_tick() -> None:

@@ -77,9 +77,9 @@ def outcome_of(ev: RequestEvent) -> str:
 
 def row_of(ev: RequestEvent) -> LiveRow:
     """The feed's row for one event (what the proxy builds itself)."""
-    return (ev.time + ev.request_time, ev.client, ev.path, ev.query, ev.status, ev.bytes_sent,
-            ev.request_time, ev.user_agent, ev.session, ev.verified, ev.outcome.value,
-            ev.upstream_time, ev.decision, ev.cls, ev.upstream)
+    return ((ev.time + ev.request_time, ev.client, ev.path, ev.query, ev.status, ev.bytes_sent,
+             ev.request_time, ev.user_agent, ev.session, ev.verified, ev.outcome.value,
+             ev.upstream_time), ev.decision, ev.cls, ev.upstream)
 
 
 def _outcome(d: str, o: str, status: int, path: str) -> str:

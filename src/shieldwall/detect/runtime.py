@@ -37,7 +37,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from shieldwall.admin_api import AdminRequest, AdminResponse, AdminRoute
@@ -47,7 +46,7 @@ from shieldwall.detect.rules import DDOS, FLASH_CROWD, NORMAL
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import Row, WindowBuilder
 from shieldwall.guard.decision import Mode
-from shieldwall.rowfeed import ROW_FIELDS, LiveRow, RowFeed
+from shieldwall.rowfeed import LiveRow, RowFeed, detector_rows
 
 if TYPE_CHECKING:
     from shieldwall.detect.cluster import ClusterJudge
@@ -64,9 +63,6 @@ flood's rows at once (50,000 at 50k req/s, ~4 ms) held every request behind it
 that long, which showed as the default wiring's p99 (bench/proxy.py)."""
 MAX_BUFFER = 1_000_000
 """Events held between ticks at most; beyond this the sink drops (and counts) them."""
-
-_DETECTOR_ROW = itemgetter(slice(0, ROW_FIELDS))
-"""A feed's LiveRow -> the detector's Row (its leading fields)."""
 
 
 class DetectRuntime:
@@ -152,9 +148,9 @@ class DetectRuntime:
         self._taken_at = self.clock()
         n = 0
         if live and self.enabled:
-            self.builder.add_rows(map(_DETECTOR_ROW, live))
+            self.builder.add_rows(detector_rows(live))
             if since is not None:
-                n += sum(1 for r in live if r[0] >= since)
+                n += sum(1 for r in live if r[0][0] >= since)
         if rows:
             self.builder.add_rows(rows)
             if since is not None:

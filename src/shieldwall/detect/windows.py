@@ -18,6 +18,7 @@ longer than ``idle_gap`` is skipped rather than replayed as empty windows.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from shieldwall.detect.events import RequestEvent
 
@@ -96,6 +97,10 @@ Row = tuple[float, str, str, str, int, int, float, str, bool, bool, str, float]
 what the log readers produce per line (``readers.Parsed``)."""
 
 
+_NO_SECOND: Final = -(1 << 60)
+"""No second: never a window's (a log's seconds are Unix times, within ~2**33)."""
+
+
 class WindowBuilder:
     """Turns a stream of requests into closed 1 s :class:`Window` objects in order."""
 
@@ -157,7 +162,7 @@ class WindowBuilder:
         slow_s = self._slow_seconds
         slow_b = self._slow_max_bytes
         late = events = 0
-        cur_sec: int | None = None
+        cur_sec = _NO_SECOND  # (a native int: an Optional is boxed and compared generically)
         w: Window | None = None
         # the run being counted: its window, its fields and its length
         rw: Window | None = None
@@ -178,7 +183,7 @@ class WindowBuilder:
                 w = opened.get(sec)
                 if w is None:
                     w = opened[sec] = Window(sec)
-                cur_sec = sec if sec == int(t_end) else None
+                cur_sec = sec if sec == int(t_end) else _NO_SECOND
             if t_end > mx:
                 mx = t_end
             if w is not rw or status != r_status or client != r_client or path != r_path \

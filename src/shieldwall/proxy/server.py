@@ -1377,22 +1377,22 @@ class ClientConnection(asyncio.Protocol):
                       self.bytes_sent, referer, agent, rt, up, self.up_time,
                       self.up_status, outcome, d, c, session, verified)
         rows = w.feed_rows
-        if rows is not None:
-            # One row for the detector and the console (shieldwall.rowfeed):
-            # appended, no call and no object per request; they read it at their ticks.
-            if len(rows) < w.feed_cap:
-                rows.append((self.wall + rt, client, path, query, self.status, self.bytes_sent,
-                             rt, agent, session, verified, outcome, self.up_time, d, c, up))
-            else:
-                feed = w.feed
-                if feed is not None:
-                    feed.dropped += 1
-        if w.row_sinks:
+        sinks = w.row_sinks
+        if rows is not None or sinks:
             # The detector's row (shieldwall.detect.windows.Row): what it counts,
             # without an event object per request.
             row = (self.wall + rt, client, path, query, self.status, self.bytes_sent, rt, agent,
                    session, verified, outcome, self.up_time)
-            for rs in w.row_sinks:
+            if rows is not None:
+                # One row for the detector and the console (shieldwall.rowfeed):
+                # appended, no call and no object per request; they read it at their ticks.
+                if len(rows) < w.feed_cap:
+                    rows.append((row, d, c, up))
+                else:
+                    feed = w.feed
+                    if feed is not None:
+                        feed.dropped += 1
+            for rs in sinks:
                 try:
                     rs(row)
                 except Exception as exc:  # a sink must never break the data path
@@ -1450,9 +1450,9 @@ class ClientConnection(asyncio.Protocol):
         rows = w.feed_rows
         if rows is not None:
             if len(rows) < w.feed_cap:
-                rows.append((self.wall, self.peer, facts.path, facts.query, self.status,
-                             self.bytes_sent, 0.0, facts.user_agent, memo.session,
-                             memo.verified, memo.outcome, self.up_time, memo.row_d,
+                rows.append(((self.wall, self.peer, facts.path, facts.query, self.status,
+                              self.bytes_sent, 0.0, facts.user_agent, memo.session,
+                              memo.verified, memo.outcome, self.up_time), memo.row_d,
                              memo.row_c, ""))
             else:
                 feed = w.feed
