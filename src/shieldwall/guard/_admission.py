@@ -51,12 +51,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from shieldwall.guard._standing import PROVEN, Standing, of_class
 from shieldwall.guard.decision import ClientClass
 from shieldwall.guard.settings import AdmissionSettings
 
+_PROVEN_N: Final = int(PROVEN)
 _RANKS = sorted((s for s in Standing if s is not Standing.UNSET), reverse=True)
 _BY_VALUE: tuple[Standing, ...] = tuple(sorted(Standing))
 """Standing by its value: ``Standing(n)`` is a call into the Enum machinery
@@ -90,8 +91,13 @@ class AdmissionCore:
     def __init__(self, settings: AdmissionSettings, shadow: bool = False) -> None:
         self.s = settings
         self.shadow = shadow
-        self.limit = float(settings.limit)
         self._reserve = settings.reserve
+        self._limit = 0.0
+        self._limit_n = 0
+        self._cap_low = 0
+        """int(limit), and the slots a rank below PROVEN may fill: read per
+        request as native ints, set with the limit (see :attr:`limit`)."""
+        self.limit = float(settings.limit)
         self._adaptive = settings.adaptive
         self._overload_after = settings.overload_after
         """Settings read per request, as native fields (an attribute of the
@@ -118,6 +124,17 @@ class AdmissionCore:
         """"admit" of the fast path, a native int folded into ``counts`` when read."""
 
     @property
+    def limit(self) -> float:
+        """Requests let through to the backend at once (adapted unless fixed)."""
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: float) -> None:
+        self._limit = value
+        self._limit_n = int(value)
+        self._cap_low = self._cap(Standing.NEW)
+
+    @property
     def counts(self) -> dict[str, int]:
         n = self._n_admit
         if n:
@@ -129,7 +146,7 @@ class AdmissionCore:
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def _full(self) -> bool:
-        return self.inflight >= int(self.limit)
+        return self.inflight >= self._limit_n
 
     def _cap(self, rank: Standing) -> int:
         """Slots requests of this rank may fill (the rest is kept for shoppers)."""
@@ -253,9 +270,11 @@ class AdmissionCore:
         """Admit at once if a slot is free and nobody waits (the common case),
         else False and nothing changed: the caller goes through ``offer``."""
         n = self.inflight
-        if self.waiting == 0 and n < int(self.limit) and (
-                priority >= PROVEN or n < self._cap(
-                    _BY_VALUE[priority] if 0 < priority < len(_BY_VALUE) else rank_of(cls, priority))):
+        if self.waiting == 0 and n < self._limit_n and (
+                n < self._cap_low or priority >= _PROVEN_N
+                or (priority <= 0 and cls is ClientClass.CUSTOMER)):
+            # (below PROVEN every rank has the same cap; the only class whose
+            # own rank is PROVEN or above is CUSTOMER: see of_class)
             self.inflight = n + 1
             self._n_admit += 1
             return True
@@ -329,11 +348,14 @@ class PriorityAdmission:
         self.clock = clock
         self.shadow = shadow
         self.cores: dict[str, AdmissionCore] = {}
+        self._all: list[AdmissionCore] = []
+        """The cores' values as a list: :meth:`pressure` walks it per request."""
 
     def core(self, backend: str) -> AdmissionCore:
         c = self.cores.get(backend)
         if c is None:
             c = self.cores[backend] = AdmissionCore(self.settings, self.shadow)
+            self._all.append(c)
         return c
 
     def try_acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> bool:
@@ -393,14 +415,14 @@ class PriorityAdmission:
         """A backend is overloaded now, or was within ``overload_hold`` seconds.
         Asked per request of an unproven client: with every queue empty and no
         hold running (the common case) it is False without reading the clock."""
-        for core in self.cores.values():
+        for core in self._all:
             if core.busy_since is not None or core.pressure_until >= 0.0:
                 break
         else:
             return False
         now = self.clock()
         hot = False
-        for core in self.cores.values():
+        for core in self._all:
             if core.overloaded(now):
                 core.pressure_until = now + self.settings.overload_hold
             if now < core.pressure_until:

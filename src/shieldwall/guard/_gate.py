@@ -540,11 +540,16 @@ class GuardGate:
             sd = self._shadowed(d, "limit", facts, now)
             shadowed = shadowed or sd
 
+        pressed = -1  # self.pressure(), asked at most once a request (-1: not yet)
         if not lists.allowed and cls <= _UNKNOWN:
             mode = self.state.mode
+            if not (mode is not _NORMAL and (
+                    mode is _UNDER_ATTACK or cls is _SUSPECT or route.expensive)) \
+                    and not self.conduct.proven(ident.address):
+                pressed = 1 if self.pressure() else 0
             if (mode is not _NORMAL and (
                 mode is _UNDER_ATTACK or cls is _SUSPECT or route.expensive
-            )) or (not self.conduct.proven(ident.address) and self.pressure()):
+            )) or pressed == 1:
                 need = self.required_bits(cls, mode)
                 if pass_bits < need and cls is _UNKNOWN and \
                         self.conduct.admits(ident.address, route.asset, now):
@@ -565,8 +570,11 @@ class GuardGate:
                 shadowed = shadowed or d
 
         standing = self._standing(tokens, ident, cls, route, lists, now)
+        if standing is _HEAVY and not lists.allowed and pressed < 0 and \
+                self.state.mode is _NORMAL:
+            pressed = 1 if self.pressure() else 0
         if standing is _HEAVY and not lists.allowed and (
-                self.state.mode is not _NORMAL or self.pressure()):
+                self.state.mode is not _NORMAL or pressed == 1):
             # Pages at a rate nobody clicks, without their assets: a pass does not
             # make that a shopper. Outside normal mode, or while a backend is
             # overloaded, it pays a suspect's challenge before the detector names it.
