@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
+from shieldwall.detect._feed import ColumnFeed as ColumnFeed
+
 if TYPE_CHECKING:
     from shieldwall.detect.columns import BuilderArgs, Columns, Counts
 
@@ -316,11 +318,6 @@ PARSE_AHEAD = 32
 """Chunks the parsing process parses before the consumer says how to count them (while
 the consumer imports the detector): a few tens of MB at most."""
 
-PIPE_BYTES = 8 << 20
-"""The pipe from the parsing process is asked to hold this much (Linux ``F_SETPIPE_SZ``;
-without the privilege to exceed ``/proc/sys/fs/pipe-max-size``, that much): fewer,
-larger writes and reads per part."""
-
 SEND_AHEAD = 64
 """Parts (pickled, a few hundred kB each) the parsing process holds for the consumer
 beyond what the pipe holds: the parser never waits for a slow window or two."""
@@ -332,102 +329,6 @@ def parse_apart(p: Path, fmt: str, stats: ReadStats,
     handed back over a pipe, in order: the stats it counted are copied into ``stats``
     once the last part has been taken, and an error in the child is raised here."""
     yield from ColumnFeed(p, fmt).parts(stats, counting)
-
-
-class ColumnFeed:
-    """One file parsed (and counted) in a forked child process, started ahead of its
-    consumer: the CLI starts it before it imports the detector and the report, so the
-    child's imports (numpy, Arrow) and first chunks overlap the parent's.
-
-    Why a process and not a thread: what parses a chunk (Arrow's tokenizer and kernels,
-    and the Python around them: time stamps, the distinct strings made into ``str``)
-    holds the GIL for a good part of its time, so on a thread it overlapped little with
-    the window counting and the detector; in a process it runs on the other core, and
-    the parent never imports Arrow or numpy. A part crosses as a pickle: the chunk's
-    distinct strings and its counts, a small fraction of what making them cost. With
-    ``counting`` (sent when the consumer starts) the child also counts each chunk per
-    second (numpy group-bys): the parent only adds the counts to its windows.
-
-    Where ``fork`` is not available, or other threads are running (a fork copies only
-    the calling thread: a lock another thread held stays held in the child), or the
-    child cannot be started, the parts are made on a thread (:func:`prefetch`) when
-    consumed."""
-
-    def __init__(self, p: Path, fmt: str) -> None:
-        import multiprocessing as mp
-
-        self.path, self.fmt = p, fmt
-        self._child: Any = None
-        if threading.active_count() > 1:
-            return
-        try:
-            ctx = mp.get_context("fork")
-            recv_end, send_end = ctx.Pipe(duplex=False)
-        except (ValueError, OSError):
-            return
-        args_recv, args_send = ctx.Pipe(duplex=False)
-        _grow_pipe(send_end.fileno())
-        child = ctx.Process(target=_parse_child, args=(p, fmt, send_end, args_recv, args_send),
-                            name="shieldwall-parse", daemon=True)
-        try:
-            child.start()
-        except OSError:
-            for conn in (recv_end, send_end, args_recv, args_send):
-                conn.close()
-            return
-        send_end.close()
-        args_recv.close()
-        self._child, self._recv, self._args = child, recv_end, args_send
-
-    def parts(self, stats: ReadStats,
-              counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
-        """The parts, in order (once); then the child's stats are added to ``stats``."""
-        child = self._child
-        if child is None:
-            yield from prefetch(_column_parts(self.path, self.fmt, stats, counting))
-            return
-        recv_end = self._recv
-        try:
-            try:
-                self._args.send(counting)
-            except OSError:
-                pass  # the child has stopped: its word (or none) follows
-            self._args.close()
-            while True:
-                try:
-                    tag, item = _loads(recv_end.recv_bytes())
-                except EOFError:
-                    raise RuntimeError(f"the parsing process for {self.path} ended without a "
-                                       f"word (exit code {child.exitcode})") from None
-                if tag == "part":
-                    yield item
-                elif tag == "end":
-                    done: ReadStats = item
-                    stats.lines += done.lines
-                    stats.unparsed += done.unparsed
-                    stats.fast_lines += done.fast_lines
-                    for sample in done.samples:
-                        if len(stats.samples) < stats.max_samples:
-                            stats.samples.append(sample)
-                    return
-                else:
-                    raise item
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop the child (if it is still running) and reap it."""
-        child = self._child
-        if child is None:
-            return
-        self._child = None
-        self._recv.close()
-        self._args.close()
-        if child.is_alive():
-            child.join(1.0)
-            if child.is_alive():
-                child.terminate()
-                child.join()
 
 
 def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> None:
@@ -548,20 +449,6 @@ class _Sender:
         self._q.put(None)
         self._th.join()
         self._conn.close()
-
-
-def _grow_pipe(fd: int) -> None:
-    try:
-        import fcntl
-
-        setsz = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-        try:
-            fcntl.fcntl(fd, setsz, PIPE_BYTES)
-        except PermissionError:  # above pipe-max-size without CAP_SYS_RESOURCE
-            with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as fh:
-                fcntl.fcntl(fd, setsz, min(PIPE_BYTES, int(fh.read())))
-    except (ImportError, OSError, ValueError):
-        pass  # a smaller pipe only means more writes and reads
 
 
 def prefetch(parts: Iterator[T], depth: int = 4) -> Iterator[T]:
