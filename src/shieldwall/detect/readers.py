@@ -290,7 +290,8 @@ def _column_parts(p: Path, fmt: str, stats: ReadStats,
                   counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
     from shieldwall.detect.arrow_reader import ArrowCombined
 
-    yield from _counted(_read_chunks(p, fmt, stats, ArrowCombined().columns), counting)
+    arrow = ArrowCombined()
+    yield from _counted(_read_chunks(p, fmt, stats, arrow.columns, arrow.columns_group), counting)
 
 
 def _counted(parts: Iterator[list[Parsed] | Columns],
@@ -345,7 +346,8 @@ def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> N
 
         # parse ahead while the consumer is still starting up (its imports): counting
         # needs its settings, parsing does not
-        parsed = _read_chunks(p, fmt, stats, ArrowCombined().columns)
+        arrow = ArrowCombined()
+        parsed = _read_chunks(p, fmt, stats, arrow.columns, arrow.columns_group)
         ahead: list[list[Parsed] | Columns] = []
         while len(ahead) < PARSE_AHEAD and not args.poll():
             part = next(parsed, None)
@@ -501,47 +503,87 @@ def prefetch(parts: Iterator[T], depth: int = 4) -> Iterator[T]:
             close()
 
 
+GroupParse = Callable[[list[bytes], list[int]], "list[Columns] | None"]
+"""Chunks (and their newline counts) parsed in one call into one part each, or None."""
+
+GROUP_CHUNKS = 4
+"""Chunks parsed together by a :data:`GroupParse` once the first ones are out (1, 2, then
+this many): Arrow's cost per call, and each distinct string made into a Python string,
+paid once per group. The first chunk goes alone, so that the consumer's first part is no
+later than before."""
+
+
+def _file_chunks(fh: BinaryIO) -> Iterator[bytes]:
+    """The file in chunks of about ``CHUNK_BYTES``, each cut after its last newline."""
+    from shieldwall.detect.arrow_reader import CHUNK_BYTES
+
+    rest = b""
+    while True:
+        data = fh.read(CHUNK_BYTES)
+        if not data:
+            chunk, rest = rest, b""
+        else:
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            chunk, rest = data[:cut], data[cut:]
+        if not chunk:
+            return
+        yield chunk
+
+
 def _read_chunks(p: Path, fmt: str, stats: ReadStats,
                  fast_parse: Callable[[bytes], list[Parsed] | Columns | None],
+                 group_parse: GroupParse | None = None,
                  ) -> Iterator[list[Parsed] | Columns]:
-    from shieldwall.detect.arrow_reader import CHUNK_BYTES, decode_lines, split_odd_lines
+    """The parts of ``p``: a chunk's lines each, parsed by ``fast_parse`` or, where it
+    declines, in Python (around the odd lines). With ``group_parse`` consecutive chunks
+    are parsed together (:data:`GROUP_CHUNKS`), still one part per chunk, the same ones;
+    a group it declines is read chunk by chunk as without it."""
+    from shieldwall.detect.arrow_reader import count_byte, decode_lines, split_odd_lines
 
     parser = LineParser(fmt)
     lineno = 0
     with open_binary(p) as fh:
-        rest = b""
+        chunks = _file_chunks(fh)
+        size = 1
         while True:
-            data = fh.read(CHUNK_BYTES)
-            if not data:
-                chunk, rest = rest, b""
-            else:
-                data = rest + data
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    rest = data
-                    continue
-                chunk, rest = data[:cut], data[cut:]
-            if not chunk:
+            group = list(itertools.islice(chunks, size))
+            if not group:
                 return
-            rows = fast_parse(chunk)
-            if rows is not None:
-                stats.lines += len(rows)
-                stats.fast_lines += len(rows)
-                lineno += _count_lines(chunk)
-                yield rows
-                continue
-            pieces = split_odd_lines(chunk) or [(False, chunk)]
-            for worth_trying, piece in pieces:
-                rows = fast_parse(piece) if worth_trying else None
+            if group_parse is not None:
+                size = min(GROUP_CHUNKS, 2 * size)
+                newlines = [count_byte(chunk, 10) for chunk in group]
+                cols = group_parse(group, newlines) if len(group) > 1 else None
+                if cols is not None:
+                    for chunk, nl, part in zip(group, newlines, cols, strict=True):
+                        stats.lines += len(part)
+                        stats.fast_lines += len(part)
+                        lineno += nl + (chunk[-1:] != b"\n")
+                        yield part
+                    continue
+            for chunk in group:
+                rows = fast_parse(chunk)
                 if rows is not None:
                     stats.lines += len(rows)
                     stats.fast_lines += len(rows)
-                    lineno += _count_lines(piece)
-                else:
-                    lines = decode_lines(piece)
-                    rows = _parse_lines(parser, fmt, lines, p, lineno, stats)
-                    lineno += len(lines)
-                yield rows
+                    lineno += _count_lines(chunk)
+                    yield rows
+                    continue
+                pieces = split_odd_lines(chunk) or [(False, chunk)]
+                for worth_trying, piece in pieces:
+                    rows = fast_parse(piece) if worth_trying else None
+                    if rows is not None:
+                        stats.lines += len(rows)
+                        stats.fast_lines += len(rows)
+                        lineno += _count_lines(piece)
+                    else:
+                        lines = decode_lines(piece)
+                        rows = _parse_lines(parser, fmt, lines, p, lineno, stats)
+                        lineno += len(lines)
+                    yield rows
 
 
 def _count_lines(chunk: bytes) -> int:
