@@ -164,9 +164,12 @@ def main(args: Sequence[str]) -> None:
         return
     import atexit
 
-    # (registered first, so it runs last: after every other exit handler, and after
-    # whatever a caller that catches the SystemExit still does)
-    atexit.register(_quick_exit)
+    # Only as the first exit handler, so that it runs last: after every other one, and
+    # after whatever a caller that catches the SystemExit still does. (A handler
+    # registered before the command ran, by a program that runs it in process, would be
+    # skipped: then the process ends as usual.)
+    if not atexit._ncallbacks():  # type: ignore[attr-defined]
+        atexit.register(_quick_exit)
     try:
         code = run_plain(p)
     except KeyboardInterrupt:
