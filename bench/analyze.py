@@ -204,6 +204,30 @@ def _byte_compiled(src: Path) -> None:
     compileall.compile_dir(str(src), quiet=1)
 
 
+def _same_build(src: Path) -> bool:
+    """Give the tree unpacked at ``src`` this tree's compiled hot path, when its hot sources
+    are byte for byte this tree's (else it runs them pure, as it would have to).
+
+    ``git archive`` unpacks sources only: without this the revision before ran the window
+    builder and the rest of the hot path as pure Python while the tree ran them compiled,
+    a difference that had nothing to do with the change timed. All or nothing, as
+    ``shieldwall._build`` requires (compiled modules call each other directly)."""
+    from shieldwall import _build
+
+    here = Path(_build.__file__).resolve().parent.parent
+    for name in _build.HOT:
+        rel = Path(*name.split(".")).with_suffix(".py")
+        if not (src / rel).is_file() or (src / rel).read_bytes() != (here / rel).read_bytes():
+            return False
+    import shutil
+
+    for so in here.rglob("*.so"):
+        dest = src / so.relative_to(here)
+        if dest.parent.is_dir():
+            shutil.copy2(so, dest)
+    return True
+
+
 def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dict[str, object]:
     """``shieldwall analyze`` as a user runs it, per log format, ``repeat`` times."""
     exe = Path(sys.executable).with_name("shieldwall")
@@ -215,6 +239,7 @@ def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dic
                           "--json", "{out}"], env),
         "rows": ([sys.executable, "-c", _ROWS, "{log}", "{out}"], env),
     }
+    compiled_before = False
     if before:
         src = tmp / "before"
         src.mkdir()
@@ -223,9 +248,12 @@ def whole_process(tmp: Path, lines: int, repeat: int, before: str | None) -> dic
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
         _byte_compiled(src / "src")
+        compiled_before = _same_build(src / "src")
         commands["before"] = ([str(exe), "analyze", "{log}", "--json", "{out}"],
                               {**env, "PYTHONPATH": str(src / "src")})
     out: dict[str, object] = {}
+    if before:
+        out["before_compiled"] = compiled_before
     for fmt in ("combined", "access"):
         log = tmp / f"whole-{fmt}.log"
         info = make_log(log, lines, fmt)

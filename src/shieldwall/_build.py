@@ -20,7 +20,6 @@ would run two copies of a class. This module is never compiled itself.
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -28,6 +27,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import importlib.abc
 
 HOT: tuple[str, ...] = (
     "shieldwall.http.framing",
@@ -83,16 +86,23 @@ def _stale() -> str:
     return ""
 
 
-class _PureFinder(importlib.abc.MetaPathFinder):
-    """Finds the hot modules as source files, skipping their extensions."""
+def _pure_finder() -> importlib.abc.MetaPathFinder:
+    """A finder of the hot modules as source files, skipping their extensions. (Made
+    when needed: ``importlib.abc`` imports ``importlib.resources`` and with it tempfile,
+    shutil, random, bz2 and lzma, a sixth of ``shieldwall analyze``'s start-up before it
+    forks its parsing process, in every command that runs the compiled build.)"""
+    import importlib.abc
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _HOT_SET:
-            return None
-        src = _source(fullname)
-        return importlib.util.spec_from_file_location(
-            fullname, src, loader=importlib.machinery.SourceFileLoader(fullname, str(src)))
+    class _PureFinder(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname: str, path: Sequence[str] | None,
+                      target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+            if fullname not in _HOT_SET:
+                return None
+            src = _source(fullname)
+            return importlib.util.spec_from_file_location(
+                fullname, src, loader=importlib.machinery.SourceFileLoader(fullname, str(src)))
+
+    return _PureFinder()
 
 
 def install() -> None:
@@ -107,7 +117,7 @@ def install() -> None:
         reason = f"{stale} changed after the compiled build"
         print(f"shieldwall: {reason}: running the pure-Python hot path "
               "(`make build` recompiles it)", file=sys.stderr)
-    sys.meta_path.insert(0, _PureFinder())
+    sys.meta_path.insert(0, _pure_finder())
 
 
 def describe() -> str:

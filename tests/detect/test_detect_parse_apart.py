@@ -5,6 +5,7 @@ leaves no child behind."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -195,3 +196,44 @@ def test_a_feed_started_early_is_taken_by_its_command() -> None:
         assert list(feed.parts(stats)) and stats.lines == 10_000
     finally:
         feed.close()
+
+
+@pytest.mark.parametrize("name", ["real", "odd", "mixed"])
+def test_chunks_parsed_in_groups_are_the_parts_read_one_by_one(tmp_path: Path, name: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several chunks parsed by Arrow at once (``GROUP_CHUNKS``) give each chunk's part
+    exactly as parsing it alone did, counted the same (the window builder is drained after
+    each): a group with an odd line, a blank line or a byte-order mark in it is read chunk
+    by chunk."""
+    from shieldwall.detect import arrow_reader
+    from shieldwall.detect.columns import BuilderArgs
+    from shieldwall.detect.windows import WindowBuilder
+
+    if name == "real":
+        log = DATA / "real-apache-2015.log"
+    elif name == "odd":
+        log = _odd_log(tmp_path)
+    else:
+        gen = tmp_path / "gen.log"
+        write_log(generate(make_scenario(3, ["flood"], family="train")), gen)
+        src = gen.read_bytes().splitlines(keepends=True)
+        for i, odd in zip(range(3000, len(src), 6000), itertools.cycle(
+                (b"not a log line\n", b"\n", b"\xef\xbb\xbf" + src[0]))):
+            src[i] = odd
+        log = tmp_path / "mixed.log"
+        log.write_bytes(b"".join(src))
+    # small chunks: groups of four, some declined, across the whole log
+    monkeypatch.setattr(arrow_reader, "CHUNK_BYTES", 65_536)
+    b = WindowBuilder(lateness=30.0)
+    counting = (b.lateness, BuilderArgs(b))
+
+    def parts(group: int) -> tuple[list[Any], tuple[Any, ...]]:
+        monkeypatch.setattr(readers, "GROUP_CHUNKS", group)
+        st = ReadStats()
+        out = [p if isinstance(p, list) else p.__getstate__()
+               for p in _column_parts(log, "auto", st, counting)]
+        return out, (st.lines, st.unparsed, st.fast_lines, st.samples)
+
+    one, grouped = parts(1), parts(4)
+    assert len(one[0]) > 4
+    assert grouped == one

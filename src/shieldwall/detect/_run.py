@@ -17,16 +17,14 @@ before the command's imports (:func:`feed_for`), so nothing else needs to look.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from shieldwall.detect.readers import ColumnFeed
+    from shieldwall.detect._feed import ColumnFeed
 
 FORMATS = ("auto", "combined", "json")
 """Kept equal to ``readers.FORMATS`` (a test says so): this module is imported before it."""
@@ -34,9 +32,10 @@ FORMATS = ("auto", "combined", "json")
 _VALUED = ("--format", "--json", "--html", "--revenue-per-minute", "--config")
 
 
-@dataclass(frozen=True)
-class Plain:
-    """A plain ``shieldwall analyze`` command line, read."""
+class Plain(NamedTuple):
+    """A plain ``shieldwall analyze`` command line, read. (A named tuple, not a dataclass:
+    ``dataclasses`` imports ``inspect``, and everything imported here is imported before
+    the parsing process is forked, so it delays that process's whole run.)"""
 
     logs: list[Path]
     fmt: str = "auto"
@@ -105,7 +104,7 @@ def feed_for(logs: list[Path], fmt: str) -> ColumnFeed | None:
     first chunks overlap them."""
     if len(logs) != 1 or fmt == "json":
         return None
-    from shieldwall.detect.readers import ColumnFeed
+    from shieldwall.detect._feed import ColumnFeed
 
     return ColumnFeed(logs[0], fmt)
 
@@ -149,6 +148,8 @@ def _run(logs: list[Path], fmt: str, json_out: Path | None, html_out: Path | Non
     if not report.incidents:
         console.print("no incident: traffic looked normal throughout")
     if json_out is not None:
+        import json
+
         json_out.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
     if html_out is not None:
         title = "shieldwall analyze: " + ", ".join(p.name for p in logs)
@@ -161,10 +162,42 @@ def main(args: Sequence[str]) -> None:
     p = plain_args(args)
     if p is None:
         return
+    import atexit
+
+    # Only as the first exit handler, so that it runs last: after every other one, and
+    # after whatever a caller that catches the SystemExit still does. (A handler
+    # registered before the command ran, by a program that runs it in process, would be
+    # skipped: then the process ends as usual.)
+    if not atexit._ncallbacks():  # type: ignore[attr-defined]
+        atexit.register(_quick_exit)
     try:
         code = run_plain(p)
     except KeyboardInterrupt:
         # as Click ends a command interrupted
         print("\nAborted!", file=sys.stderr)
         code = 1
+    global _exit_code
+    _exit_code = code
     sys.exit(code)
+
+
+_exit_code: int | None = None
+
+
+def _quick_exit() -> None:
+    """End the process without the interpreter's teardown, once the command is done.
+
+    Its output is written and its files closed; what is left is freeing every object
+    and module one by one (and a last collection): 0.02-0.04 CPU s of the command's
+    own process on the 650,000-line log, after its last line, for nothing. Flushed
+    first; exits with the command's status."""
+    if _exit_code is None:
+        return  # the command did not end (an error is on its way out): the usual exit
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(_exit_code)

@@ -85,6 +85,14 @@ class Columns:
     def __len__(self) -> int:
         return len(self.t_end)
 
+    def cut(self, a: int, z: int) -> Columns:
+        """Lines ``[a, z)``, codes into the same lists of distinct values."""
+        return Columns(
+            self.t_end[a:z], self.client[a:z], self.clients, self.path[a:z], self.paths,
+            self.query[a:z], self.queries, self.status[a:z], self.nbytes[a:z], self.rt[a:z],
+            self.ua[a:z], self.uas, self.session[a:z], self.verified[a:z], self.outcome[a:z],
+            self.outcomes, self.ut[a:z], self.url[a:z], self.urls)
+
     def rows(self) -> list[tuple[float, str, str, str, int, int, float, str, bool, bool, str, float]]:
         """The same lines as rows (what :meth:`WindowBuilder.add_rows` takes)."""
         import numpy as np
@@ -368,21 +376,11 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     cnt.nseg = nseg
     cnt.bounds = np.append(starts, n).tolist()
 
-    # per distinct path: no request line, asset, or page (memoised across chunks)
-    kinds = _path_kinds(args.asset_ext, args.asset_prefixes)
-    kind_of = np.fromiter(map(kinds.get, c.paths, repeat(-1)), dtype=np.int64, count=len(c.paths))
-    unknown = kind_of < 0
-    if unknown.any():
-        asset_ext = args.asset_ext
-        asset_prefixes = args.asset_prefixes
-        for i in np.flatnonzero(unknown).tolist():
-            p = c.paths[i]
-            pk = 0 if not p else _ASSET if (p.rpartition(".")[2] in asset_ext
-                                            or p.startswith(asset_prefixes)) else _PAGE
-            kind_of[i] = pk
-            if len(kinds) < _KINDS_MAX:
-                kinds[p] = pk
-    kind = kind_of[path]
+    # per distinct string: a path's kind (no request line, asset, or page; memoised across
+    # chunks), a query's length, the strings as object arrays -- made once for the lines
+    # of one parse (its parts share the lists: ArrowCombined.columns_group)
+    per = _per_distinct(c, args)
+    kind = per.kind_of[path]
     page = kind == _PAGE
     noreq = kind == 0
     trusted = session | verified
@@ -400,7 +398,7 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     s408 = status == 408
     slow = s408 | ((rt >= args.slow_seconds) & (nbytes <= args.slow_max_bytes))
     nf = page & (status == 404)
-    has_q = np.fromiter(map(len, c.queries), dtype=np.int64, count=len(c.queries))[query] > 0
+    has_q = per.q_len[query] > 0
 
     # the scalar sums per second, one row per field (the order apply_counts adds them in)
     x = np.stack([page, nf, noreq, err, bfail, touts, s408, slow, session, verified, nbytes]).astype(np.int64)
@@ -416,7 +414,7 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
         cnt.ut = cnt.ut_n = None
 
     # dicts: (second, key) groups in first-seen order, their keys made in one take each
-    clients = np.asarray(c.clients, dtype=object)
+    clients = per.clients
     nclients = max(1, len(c.clients))
     g_src = _Groups(seg, client, nclients, nseg, inverse=True)
     fl = np.zeros(len(g_src.order), dtype=np.int64)
@@ -424,14 +422,14 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     cnt.src = (g_src.keys(clients), g_src.counts.tolist(), g_src.bounds)
     cnt.src_flags = fl[g_src.order].tolist()
     g_ua = _Groups(seg, ua, max(1, len(c.uas)), nseg)
-    cnt.ua = (g_ua.keys(np.asarray(c.uas, dtype=object)), g_ua.counts.tolist(), g_ua.bounds)
-    paths_obj = np.asarray(c.paths, dtype=object)
+    cnt.ua = (g_ua.keys(per.uas), g_ua.counts.tolist(), g_ua.bounds)
+    paths_obj = per.paths
     seg_p = seg[page]
     g_paths = _Groups(seg_p, path[page], max(1, len(c.paths)), nseg)
     cnt.path_keys = (g_paths.keys(paths_obj), g_paths.counts.tolist())
     cnt.paths_b = g_paths.bounds
     g_urls = _Groups(seg_p, url[page], max(1, len(c.urls)), nseg)
-    cnt.url_keys = g_urls.keys(np.asarray(c.urls, dtype=object))
+    cnt.url_keys = g_urls.keys(per.urls)
     cnt.urls_b = g_urls.bounds
     # per (second, page client) in first-seen order: its one URL, or "" for several
     url_p = url[page]
@@ -441,13 +439,13 @@ def count_columns(c: Columns, clock: Clock, args: BuilderArgs) -> Counts | None:
     np.minimum.at(lo, g_cu.inverse, url_p)
     np.maximum.at(hi, g_cu.inverse, url_p)
     lo, hi = lo[g_cu.order], hi[g_cu.order]
-    cu_vals = np.asarray([*c.urls, ""], dtype=object)[np.where(lo == hi, lo, len(c.urls))]
+    cu_vals = per.urls_or_none[np.where(lo == hi, lo, len(c.urls))]
     cnt.curl = (g_cu.keys(clients), cu_vals.tolist(), g_cu.bounds)
     pq = page & has_q
     cnt.any_q = bool(pq.any())
     cnt.queries = cnt.qp = None
     if cnt.any_q:
-        queries = np.asarray(c.queries, dtype=object)
+        queries = per.queries
         seg_q, query_q = seg[pq], query[pq]
         g_queries = _Groups(seg_q, query_q, max(1, len(c.queries)), nseg)
         cnt.queries = (g_queries.keys(queries), g_queries.counts.tolist(), g_queries.bounds)
@@ -563,6 +561,58 @@ def apply_counts(b: WindowBuilder, cnt: Counts) -> None:
             ga, gz = slow[2][i], slow[2][i + 1]
             if ga != gz:
                 _count_into(w.slow_src, slow[0][ga:gz], slow[1][ga:gz])
+
+
+class _PerDistinct:
+    """What :func:`count_columns` makes of a chunk's lists of distinct strings."""
+
+    __slots__ = ("clients", "key", "kind_of", "paths", "q_len", "queries", "uas", "urls",
+                 "urls_or_none")
+
+    def __init__(self, c: Columns, args: BuilderArgs) -> None:
+        import numpy as np
+
+        self.key = (c.clients, c.paths, c.queries, c.uas, c.urls, args)
+        kinds = _path_kinds(args.asset_ext, args.asset_prefixes)
+        kind_of = np.fromiter(map(kinds.get, c.paths, repeat(-1)), dtype=np.int64, count=len(c.paths))
+        unknown = kind_of < 0
+        if unknown.any():
+            asset_ext = args.asset_ext
+            asset_prefixes = args.asset_prefixes
+            for i in np.flatnonzero(unknown).tolist():
+                p = c.paths[i]
+                pk = 0 if not p else _ASSET if (p.rpartition(".")[2] in asset_ext
+                                                or p.startswith(asset_prefixes)) else _PAGE
+                kind_of[i] = pk
+                if len(kinds) < _KINDS_MAX:
+                    kinds[p] = pk
+        self.kind_of: Array = kind_of
+        self.q_len: Array = np.fromiter(map(len, c.queries), dtype=np.int64, count=len(c.queries))
+        self.clients: Array = np.asarray(c.clients, dtype=object)
+        self.uas: Array = np.asarray(c.uas, dtype=object)
+        self.paths: Array = np.asarray(c.paths, dtype=object)
+        self.urls: Array = np.asarray(c.urls, dtype=object)
+        self.urls_or_none: Array = np.asarray([*c.urls, ""], dtype=object)
+        """The URLs and "" after them (a page client with several URLs in a second)."""
+        self.queries: Array = np.asarray(c.queries, dtype=object)
+
+
+_LAST: list[_PerDistinct] = []
+"""The last chunk's :class:`_PerDistinct` (the parts of one parse share its lists)."""
+
+
+def _per_distinct(c: Columns, args: BuilderArgs) -> _PerDistinct:
+    """:class:`_PerDistinct` of ``c``'s lists, made once for the parts that share them (the
+    same list objects: a parse of several chunks at once, cut into its chunks)."""
+    if _LAST:
+        last = _LAST[0]
+        k = last.key
+        if (k[0] is c.clients and k[1] is c.paths and k[2] is c.queries and k[3] is c.uas
+                and k[4] is c.urls and k[5] is args):
+            return last
+    per = _PerDistinct(c, args)
+    _LAST[:] = [per]
+    return per
 
 
 _KINDS: dict[tuple[frozenset[str], tuple[str, ...]], dict[str, int]] = {}

@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
+from shieldwall.detect._feed import ColumnFeed as ColumnFeed
+
 if TYPE_CHECKING:
     from shieldwall.detect.columns import BuilderArgs, Columns, Counts
 
@@ -288,7 +290,8 @@ def _column_parts(p: Path, fmt: str, stats: ReadStats,
                   counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
     from shieldwall.detect.arrow_reader import ArrowCombined
 
-    yield from _counted(_read_chunks(p, fmt, stats, ArrowCombined().columns), counting)
+    arrow = ArrowCombined()
+    yield from _counted(_read_chunks(p, fmt, stats, arrow.columns, arrow.columns_group), counting)
 
 
 def _counted(parts: Iterator[list[Parsed] | Columns],
@@ -316,11 +319,6 @@ PARSE_AHEAD = 32
 """Chunks the parsing process parses before the consumer says how to count them (while
 the consumer imports the detector): a few tens of MB at most."""
 
-PIPE_BYTES = 8 << 20
-"""The pipe from the parsing process is asked to hold this much (Linux ``F_SETPIPE_SZ``;
-without the privilege to exceed ``/proc/sys/fs/pipe-max-size``, that much): fewer,
-larger writes and reads per part."""
-
 SEND_AHEAD = 64
 """Parts (pickled, a few hundred kB each) the parsing process holds for the consumer
 beyond what the pipe holds: the parser never waits for a slow window or two."""
@@ -332,102 +330,6 @@ def parse_apart(p: Path, fmt: str, stats: ReadStats,
     handed back over a pipe, in order: the stats it counted are copied into ``stats``
     once the last part has been taken, and an error in the child is raised here."""
     yield from ColumnFeed(p, fmt).parts(stats, counting)
-
-
-class ColumnFeed:
-    """One file parsed (and counted) in a forked child process, started ahead of its
-    consumer: the CLI starts it before it imports the detector and the report, so the
-    child's imports (numpy, Arrow) and first chunks overlap the parent's.
-
-    Why a process and not a thread: what parses a chunk (Arrow's tokenizer and kernels,
-    and the Python around them: time stamps, the distinct strings made into ``str``)
-    holds the GIL for a good part of its time, so on a thread it overlapped little with
-    the window counting and the detector; in a process it runs on the other core, and
-    the parent never imports Arrow or numpy. A part crosses as a pickle: the chunk's
-    distinct strings and its counts, a small fraction of what making them cost. With
-    ``counting`` (sent when the consumer starts) the child also counts each chunk per
-    second (numpy group-bys): the parent only adds the counts to its windows.
-
-    Where ``fork`` is not available, or other threads are running (a fork copies only
-    the calling thread: a lock another thread held stays held in the child), or the
-    child cannot be started, the parts are made on a thread (:func:`prefetch`) when
-    consumed."""
-
-    def __init__(self, p: Path, fmt: str) -> None:
-        import multiprocessing as mp
-
-        self.path, self.fmt = p, fmt
-        self._child: Any = None
-        if threading.active_count() > 1:
-            return
-        try:
-            ctx = mp.get_context("fork")
-            recv_end, send_end = ctx.Pipe(duplex=False)
-        except (ValueError, OSError):
-            return
-        args_recv, args_send = ctx.Pipe(duplex=False)
-        _grow_pipe(send_end.fileno())
-        child = ctx.Process(target=_parse_child, args=(p, fmt, send_end, args_recv, args_send),
-                            name="shieldwall-parse", daemon=True)
-        try:
-            child.start()
-        except OSError:
-            for conn in (recv_end, send_end, args_recv, args_send):
-                conn.close()
-            return
-        send_end.close()
-        args_recv.close()
-        self._child, self._recv, self._args = child, recv_end, args_send
-
-    def parts(self, stats: ReadStats,
-              counting: Counting | None = None) -> Iterator[list[Parsed] | Columns | Counts]:
-        """The parts, in order (once); then the child's stats are added to ``stats``."""
-        child = self._child
-        if child is None:
-            yield from prefetch(_column_parts(self.path, self.fmt, stats, counting))
-            return
-        recv_end = self._recv
-        try:
-            try:
-                self._args.send(counting)
-            except OSError:
-                pass  # the child has stopped: its word (or none) follows
-            self._args.close()
-            while True:
-                try:
-                    tag, item = _loads(recv_end.recv_bytes())
-                except EOFError:
-                    raise RuntimeError(f"the parsing process for {self.path} ended without a "
-                                       f"word (exit code {child.exitcode})") from None
-                if tag == "part":
-                    yield item
-                elif tag == "end":
-                    done: ReadStats = item
-                    stats.lines += done.lines
-                    stats.unparsed += done.unparsed
-                    stats.fast_lines += done.fast_lines
-                    for sample in done.samples:
-                        if len(stats.samples) < stats.max_samples:
-                            stats.samples.append(sample)
-                    return
-                else:
-                    raise item
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Stop the child (if it is still running) and reap it."""
-        child = self._child
-        if child is None:
-            return
-        self._child = None
-        self._recv.close()
-        self._args.close()
-        if child.is_alive():
-            child.join(1.0)
-            if child.is_alive():
-                child.terminate()
-                child.join()
 
 
 def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> None:
@@ -444,7 +346,8 @@ def _parse_child(p: Path, fmt: str, conn: Any, args: Any, args_parent: Any) -> N
 
         # parse ahead while the consumer is still starting up (its imports): counting
         # needs its settings, parsing does not
-        parsed = _read_chunks(p, fmt, stats, ArrowCombined().columns)
+        arrow = ArrowCombined()
+        parsed = _read_chunks(p, fmt, stats, arrow.columns, arrow.columns_group)
         ahead: list[list[Parsed] | Columns] = []
         while len(ahead) < PARSE_AHEAD and not args.poll():
             part = next(parsed, None)
@@ -550,20 +453,6 @@ class _Sender:
         self._conn.close()
 
 
-def _grow_pipe(fd: int) -> None:
-    try:
-        import fcntl
-
-        setsz = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-        try:
-            fcntl.fcntl(fd, setsz, PIPE_BYTES)
-        except PermissionError:  # above pipe-max-size without CAP_SYS_RESOURCE
-            with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as fh:
-                fcntl.fcntl(fd, setsz, min(PIPE_BYTES, int(fh.read())))
-    except (ImportError, OSError, ValueError):
-        pass  # a smaller pipe only means more writes and reads
-
-
 def prefetch(parts: Iterator[T], depth: int = 4) -> Iterator[T]:
     """``parts`` produced on a second thread, ``depth`` ahead of the consumer.
 
@@ -614,47 +503,87 @@ def prefetch(parts: Iterator[T], depth: int = 4) -> Iterator[T]:
             close()
 
 
+GroupParse = Callable[[list[bytes], list[int]], "list[Columns] | None"]
+"""Chunks (and their newline counts) parsed in one call into one part each, or None."""
+
+GROUP_CHUNKS = 4
+"""Chunks parsed together by a :data:`GroupParse` once the first ones are out (1, 2, then
+this many): Arrow's cost per call, and each distinct string made into a Python string,
+paid once per group. The first chunk goes alone, so that the consumer's first part is no
+later than before."""
+
+
+def _file_chunks(fh: BinaryIO) -> Iterator[bytes]:
+    """The file in chunks of about ``CHUNK_BYTES``, each cut after its last newline."""
+    from shieldwall.detect.arrow_reader import CHUNK_BYTES
+
+    rest = b""
+    while True:
+        data = fh.read(CHUNK_BYTES)
+        if not data:
+            chunk, rest = rest, b""
+        else:
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            chunk, rest = data[:cut], data[cut:]
+        if not chunk:
+            return
+        yield chunk
+
+
 def _read_chunks(p: Path, fmt: str, stats: ReadStats,
                  fast_parse: Callable[[bytes], list[Parsed] | Columns | None],
+                 group_parse: GroupParse | None = None,
                  ) -> Iterator[list[Parsed] | Columns]:
-    from shieldwall.detect.arrow_reader import CHUNK_BYTES, decode_lines, split_odd_lines
+    """The parts of ``p``: a chunk's lines each, parsed by ``fast_parse`` or, where it
+    declines, in Python (around the odd lines). With ``group_parse`` consecutive chunks
+    are parsed together (:data:`GROUP_CHUNKS`), still one part per chunk, the same ones;
+    a group it declines is read chunk by chunk as without it."""
+    from shieldwall.detect.arrow_reader import count_byte, decode_lines, split_odd_lines
 
     parser = LineParser(fmt)
     lineno = 0
     with open_binary(p) as fh:
-        rest = b""
+        chunks = _file_chunks(fh)
+        size = 1
         while True:
-            data = fh.read(CHUNK_BYTES)
-            if not data:
-                chunk, rest = rest, b""
-            else:
-                data = rest + data
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    rest = data
-                    continue
-                chunk, rest = data[:cut], data[cut:]
-            if not chunk:
+            group = list(itertools.islice(chunks, size))
+            if not group:
                 return
-            rows = fast_parse(chunk)
-            if rows is not None:
-                stats.lines += len(rows)
-                stats.fast_lines += len(rows)
-                lineno += _count_lines(chunk)
-                yield rows
-                continue
-            pieces = split_odd_lines(chunk) or [(False, chunk)]
-            for worth_trying, piece in pieces:
-                rows = fast_parse(piece) if worth_trying else None
+            if group_parse is not None:
+                size = min(GROUP_CHUNKS, 2 * size)
+                newlines = [count_byte(chunk, 10) for chunk in group]
+                cols = group_parse(group, newlines) if len(group) > 1 else None
+                if cols is not None:
+                    for chunk, nl, part in zip(group, newlines, cols, strict=True):
+                        stats.lines += len(part)
+                        stats.fast_lines += len(part)
+                        lineno += nl + (chunk[-1:] != b"\n")
+                        yield part
+                    continue
+            for chunk in group:
+                rows = fast_parse(chunk)
                 if rows is not None:
                     stats.lines += len(rows)
                     stats.fast_lines += len(rows)
-                    lineno += _count_lines(piece)
-                else:
-                    lines = decode_lines(piece)
-                    rows = _parse_lines(parser, fmt, lines, p, lineno, stats)
-                    lineno += len(lines)
-                yield rows
+                    lineno += _count_lines(chunk)
+                    yield rows
+                    continue
+                pieces = split_odd_lines(chunk) or [(False, chunk)]
+                for worth_trying, piece in pieces:
+                    rows = fast_parse(piece) if worth_trying else None
+                    if rows is not None:
+                        stats.lines += len(rows)
+                        stats.fast_lines += len(rows)
+                        lineno += _count_lines(piece)
+                    else:
+                        lines = decode_lines(piece)
+                        rows = _parse_lines(parser, fmt, lines, p, lineno, stats)
+                        lineno += len(lines)
+                    yield rows
 
 
 def _count_lines(chunk: bytes) -> int:
