@@ -1035,12 +1035,6 @@ class Featurizer:
             # a jump while still warming up (a crowd or an attack in the first seconds)
             # is not what normal looks like: do not learn it, and do not count it
             return
-        if f.backend_fail_share >= s.backend_error_share:
-            # a second whose requests mostly failed is not the shop's normal traffic,
-            # whatever its verdict (a per-address cap refusing a tool's connections
-            # before its attack is judged one; a deploy's blip): its rate and its
-            # addresses teach nothing
-            return
         if w.n == 0:
             # an empty second of normal traffic is part of the shop's rate (a small
             # shop has many), but says nothing about sources, paths or assets
