@@ -1,7 +1,7 @@
 """Tune the detector in seconds, not minutes: the families' windows once, the detector many times.
 
-Usage: .venv/bin/python bench/detect_replay.py cache [--split train|test|both] [--family NAME ...]
-       .venv/bin/python bench/detect_replay.py replay [--split train|test|both] [--family NAME ...] [--per-log]
+Usage: .venv/bin/python bench/detect_replay.py cache [--split train|pool|test|both|all] [--family NAME ...]
+       .venv/bin/python bench/detect_replay.py replay [--split train|pool|test|both|all] [--family NAME ...] [--per-log]
 
 ``cache`` writes each family log, runs the ``analyze`` the CLI runs on it, and pickles
 every window ``Detector.step`` received (with its ``at_end``) and the labels, under
@@ -10,7 +10,8 @@ the current code over those windows and scores them with families/score.py, so i
 table is bench/detect_confusion.py's for any change after the window builder (features,
 rules, hysteresis) at a fraction of the time. A change to the windows themselves
 (windows.py, the readers, the builder's settings) needs a new cache.
-Train seeds are for tuning; the test split is for scores only.
+Train seeds are for tuning, and so is ``pool`` (``TUNING_POOL_SEEDS``, 8-31: more training
+days, session 8); the test split is for scores only. ``all`` is train, pool, test.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from typing import Any
 
 from shieldwall.detect.analyze import analyze
 from shieldwall.detect.detector import Detector, Incident, StepResult
-from shieldwall.detect.families import FAMILIES, TEST_SEEDS, TRAIN_SEEDS
+from shieldwall.detect.families import FAMILIES, TEST_SEEDS, TRAIN_SEEDS, TUNING_POOL_SEEDS
 from shieldwall.detect.families.score import LogScore, Summary, score_report
 from shieldwall.detect.settings import DetectSettings
 from shieldwall.detect.windows import FIELDS, Window
 
-SPLITS = {"train": TRAIN_SEEDS, "test": TEST_SEEDS}
+SPLITS = {"train": TRAIN_SEEDS, "pool": TUNING_POOL_SEEDS, "test": TEST_SEEDS}
 
 
 def _dump(w: Window) -> dict[str, Any]:
@@ -93,12 +94,12 @@ def cell(j: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["cache", "replay"])
-    ap.add_argument("--split", default="both", choices=["train", "test", "both"])
+    ap.add_argument("--split", default="both", choices=["train", "pool", "test", "both", "all"])
     ap.add_argument("--family", action="append", choices=sorted(FAMILIES))
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "shieldwall-replay")
     ap.add_argument("--per-log", action="store_true", help="print every log's incidents")
     args = ap.parse_args()
-    splits = ["train", "test"] if args.split == "both" else [args.split]
+    splits = {"both": ["train", "test"], "all": ["train", "pool", "test"]}.get(args.split, [args.split])
     args.dir.mkdir(parents=True, exist_ok=True)
     for fam in args.family or list(FAMILIES):
         for sp in splits:

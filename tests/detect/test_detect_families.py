@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shieldwall.detect.families import FAMILIES, TEST_SEEDS, TRAIN_SEEDS, Labels, Log, small_shop
+from shieldwall.detect.families import (
+    FAMILIES,
+    TEST_SEEDS,
+    TRAIN_SEEDS,
+    TUNING_POOL_SEEDS,
+    Labels,
+    Log,
+    small_shop,
+)
 from shieldwall.detect.families._log import Rows, Style
 from shieldwall.detect.families.score import DRAIN, LogScore, Summary, score_log
 from shieldwall.detect.readers import LineParser
@@ -33,6 +41,8 @@ SCORED = [("small_shop", 1000, None), ("small_shop", 1001, None), ("small_shop",
           ("small_shop", 1003, None), ("cdn_origin", 1002, 35), ("cdn_origin", 1005, 35),
           ("mid_shop", 1004, 35)]
 
+# c6ca703 (session 8: a per-address cap's refusals of a slow tool's few busy addresses are not a backend
+# failure): small_shop 1001's slow POST is one incident, 0 splits; the other floors unchanged.
 # 49ad73c (families: every split goes through its menu, a day keeps its events): the same 7 logs now 8.2 h, 13
 # labelled incidents: found 1.0, kind 1.0 (7 of 7), 1 split -- small_shop 1001's slow POST behind a per-address
 # cap --, 0 invented, 0 on the quiet day, 0 crossed: the floors hold unchanged.
@@ -43,7 +53,7 @@ SCORED = [("small_shop", 1000, None), ("small_shop", 1001, None), ("small_shop",
 # as the detector improves.
 FLOOR_FOUND_SHARE = 1.0        # goal 1.0: every labelled incident found with its verdict
 FLOOR_KIND_SHARE = 1.0         # goal >= 0.9: the ddos kind right
-CEIL_SPLIT_EVENTS = 1          # goal 0: at most one reported incident per labelled event
+CEIL_SPLIT_EVENTS = 0          # goal 0: at most one reported incident per labelled event
 CEIL_INVENTED_PER_2H = 0.0     # goal <= 1 per two hours of unlabelled traffic
 CEIL_QUIET_DAY_INCIDENTS = 0   # goal 0 on quiet days
 CEIL_CROSSED = 0                # goal 0: a crowd never called ddos, a ddos never called a crowd
@@ -107,6 +117,9 @@ def test_a_full_day_keeps_every_event_it_drew_and_a_split_covers_the_menu() -> N
 
 def test_splits_do_not_share_seeds() -> None:
     assert not set(TRAIN_SEEDS) & set(TEST_SEEDS)
+    # the tuning pool is more training data: disjoint from test and from the held-out families (5000+)
+    assert not set(TUNING_POOL_SEEDS) & (set(TEST_SEEDS) | set(TRAIN_SEEDS))
+    assert max(TUNING_POOL_SEEDS) < min(TEST_SEEDS)
     assert len(TRAIN_SEEDS) >= 8 and len(TEST_SEEDS) >= 8
 
 

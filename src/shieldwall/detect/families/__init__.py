@@ -28,6 +28,10 @@ TRAIN_SEEDS = tuple(range(0, 8))
 """Tune on these."""
 TEST_SEEDS = tuple(range(1000, 1008))
 """Never used to tune: scored as they come."""
+TUNING_POOL_SEEDS = tuple(range(8, 32))
+"""More tuning data (session 8): three more blocks of eight train days, each through the
+family's whole menu from its own start. Disjoint from ``TEST_SEEDS`` and from the held-out
+families' seeds (5000 and up); tune on these as on ``TRAIN_SEEDS``."""
 
-__all__ = ["FAMILIES", "KINDS", "TEST_SEEDS", "TRAIN_SEEDS", "VERDICTS", "Event", "Family", "Labels", "Log",
+__all__ = ["FAMILIES", "KINDS", "TEST_SEEDS", "TRAIN_SEEDS", "TUNING_POOL_SEEDS", "VERDICTS", "Event", "Family", "Labels", "Log",
            "cdn_origin", "mid_shop", "small_shop"]
