@@ -42,7 +42,9 @@ SCORED = [("small_shop", 1000, None), ("small_shop", 1001, None), ("small_shop",
           ("mid_shop", 1004, 35)]
 
 # c6ca703 (session 8: a per-address cap's refusals of a slow tool's few busy addresses are not a backend
-# failure): small_shop 1001's slow POST is one incident, 0 splits; the other floors unchanged.
+# failure) made small_shop 1001's slow POST one incident (0 splits), but live it kept `make demo`'s recovery
+# at ddos after the flood ended (3 of 3 runs; 57ec037 back to normal in 2 of 2): taken out again, the
+# ceiling back at 1.
 # 49ad73c (families: every split goes through its menu, a day keeps its events): the same 7 logs now 8.2 h, 13
 # labelled incidents: found 1.0, kind 1.0 (7 of 7), 1 split -- small_shop 1001's slow POST behind a per-address
 # cap --, 0 invented, 0 on the quiet day, 0 crossed: the floors hold unchanged.
@@ -53,7 +55,7 @@ SCORED = [("small_shop", 1000, None), ("small_shop", 1001, None), ("small_shop",
 # as the detector improves.
 FLOOR_FOUND_SHARE = 1.0        # goal 1.0: every labelled incident found with its verdict
 FLOOR_KIND_SHARE = 1.0         # goal >= 0.9: the ddos kind right
-CEIL_SPLIT_EVENTS = 0          # goal 0: at most one reported incident per labelled event
+CEIL_SPLIT_EVENTS = 1          # goal 0: at most one reported incident per labelled event
 CEIL_INVENTED_PER_2H = 0.0     # goal <= 1 per two hours of unlabelled traffic
 CEIL_QUIET_DAY_INCIDENTS = 0   # goal 0 on quiet days
 CEIL_CROSSED = 0                # goal 0: a crowd never called ddos, a ddos never called a crowd
