@@ -43,7 +43,7 @@ SCORED = [("small_shop", 1000, None), ("small_shop", 1001, None), ("small_shop",
 
 # c6ca703 (session 8: a per-address cap's refusals of a slow tool's few busy addresses are not a backend
 # failure) made small_shop 1001's slow POST one incident (0 splits), but live it kept `make demo`'s recovery
-# at ddos after the flood ended (3 of 3 runs; 57ec037 back to normal in 2 of 2): taken out again, the
+# at ddos after the flood ended (2 of 2 runs; 57ec037 and the take-out back to normal in 3 of 3): taken out, the
 # ceiling back at 1.
 # 49ad73c (families: every split goes through its menu, a day keeps its events): the same 7 logs now 8.2 h, 13
 # labelled incidents: found 1.0, kind 1.0 (7 of 7), 1 split -- small_shop 1001's slow POST behind a per-address
