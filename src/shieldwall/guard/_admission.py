@@ -150,7 +150,7 @@ class AdmissionCore:
 
     def _cap(self, rank: Standing) -> int:
         """Slots requests of this rank may fill (the rest is kept for shoppers)."""
-        limit = int(self.limit)
+        limit = self._limit_n
         if rank >= PROVEN or self._reserve <= 0.0 or limit < 2:
             return limit
         return max(1, limit - max(1, int(limit * self._reserve)))

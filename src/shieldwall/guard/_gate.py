@@ -543,13 +543,11 @@ class GuardGate:
         pressed = -1  # self.pressure(), asked at most once a request (-1: not yet)
         if not lists.allowed and cls <= _UNKNOWN:
             mode = self.state.mode
-            if not (mode is not _NORMAL and (
-                    mode is _UNDER_ATTACK or cls is _SUSPECT or route.expensive)) \
-                    and not self.conduct.proven(ident.address):
+            strict = mode is not _NORMAL and (
+                mode is _UNDER_ATTACK or cls is _SUSPECT or route.expensive)
+            if not strict and not self.conduct.proven(ident.address):
                 pressed = 1 if self.pressure() else 0
-            if (mode is not _NORMAL and (
-                mode is _UNDER_ATTACK or cls is _SUSPECT or route.expensive
-            )) or pressed == 1:
+            if strict or pressed == 1:
                 need = self.required_bits(cls, mode)
                 if pass_bits < need and cls is _UNKNOWN and \
                         self.conduct.admits(ident.address, route.asset, now):
@@ -570,20 +568,20 @@ class GuardGate:
                 shadowed = shadowed or d
 
         standing = self._standing(tokens, ident, cls, route, lists, now)
-        if standing is _HEAVY and not lists.allowed and pressed < 0 and \
-                self.state.mode is _NORMAL:
-            pressed = 1 if self.pressure() else 0
-        if standing is _HEAVY and not lists.allowed and (
-                self.state.mode is not _NORMAL or pressed == 1):
-            # Pages at a rate nobody clicks, without their assets: a pass does not
-            # make that a shopper. Outside normal mode, or while a backend is
-            # overloaded, it pays a suspect's challenge before the detector names it.
-            need = self.required_bits(_SUSPECT, self.state.mode)
-            if pass_bits < need:
-                d = self._challenged(facts, ident, _SUSPECT, need, now, "challenge:heavy")
-                if not d.shadow:
-                    return d
-                shadowed = shadowed or d
+        if standing is _HEAVY and not lists.allowed:
+            normal = self.state.mode is _NORMAL
+            if normal and pressed < 0:
+                pressed = 1 if self.pressure() else 0
+            if not normal or pressed == 1:
+                # Pages at a rate nobody clicks, without their assets: a pass does not
+                # make that a shopper. Outside normal mode, or while a backend is
+                # overloaded, it pays a suspect's challenge before the detector names it.
+                need = self.required_bits(_SUSPECT, self.state.mode)
+                if pass_bits < need:
+                    d = self._challenged(facts, ident, _SUSPECT, need, now, "challenge:heavy")
+                    if not d.shadow:
+                        return d
+                    shadowed = shadowed or d
         if shadowed is not None:
             return shadowed
         self._n_allow += 1
