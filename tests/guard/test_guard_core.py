@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import time
+
 import pytest
 from guard_helpers import Clock, cookie_pair, facts, parse, runtime
 from pydantic import ValidationError
@@ -340,3 +343,29 @@ def test_sweep_forgets_full_buckets_and_expired_entries_only() -> None:
     clock.advance(5)
     assert rt.state.sweep(clock()) == 2  # address and /24 buckets are full again
     assert rt.status()["buckets"] == 0
+
+
+def _issued(extra: tuple[tuple[bytes, bytes], ...]) -> int:
+    """The issue time written into a session cookie (its payload's third field)."""
+    token = extra[0][1].decode().split(";")[0].split("=", 1)[1]
+    head = token.split(".")[0]
+    payload = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)).decode()
+    return int(payload.split("|")[2])
+
+
+def test_the_proxys_reading_of_the_wall_clock_is_the_gates_now_only_on_the_wall_clock() -> None:
+    """The proxy reads time.time once per request and hands it to decide and
+    observe_response (a clock call less each); a gate with another clock (a
+    test's, a replay's) keeps reading its own."""
+    clock = Clock()
+    rt = runtime(clock)
+    f = facts()
+    d = rt.gate.decide(f, 5.0)
+    assert _issued(rt.gate.observe_response(f, d, 200, [], 5.0)) == int(clock.now)
+
+    wall = runtime(time.time)
+    later = time.time() + 3600.0
+    f = facts()
+    d = wall.gate.decide(f, later)
+    assert _issued(wall.gate.observe_response(f, d, 200, [], later)) == int(later)
+    assert _issued(wall.gate.observe_response(f, d, 200, [])) <= int(time.time())

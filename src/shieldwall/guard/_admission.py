@@ -87,6 +87,12 @@ def rank_of(cls: ClientClass, priority: int) -> Standing:
     return of_class(cls)
 
 
+_NO_TICKETS: Final[list[Ticket]] = []
+"""What a release with nobody waiting wakes: one shared empty list."""
+_MONOTONIC: Final = time.monotonic
+"""The clock a caller's ``now`` is read from (see PriorityAdmission.release)."""
+
+
 class AdmissionCore:
     def __init__(self, settings: AdmissionSettings, shadow: bool = False) -> None:
         self.s = settings
@@ -290,7 +296,7 @@ class AdmissionCore:
             # Nobody to admit: skip the walk over every rank's queue (the
             # uncontended hot path). Tickets no longer waiting that remain in
             # the queues are dropped by the next expire() or _admit_next().
-            return []
+            return _NO_TICKETS  # (shared, never appended to: no list per request)
         return self._admit_next(now)
 
     def _adapt(self, latency: float, ok: bool, saturated: bool, now: float) -> None:
@@ -400,11 +406,19 @@ class PriorityAdmission:
         for t in core._admit_next(self.clock()):
             _wake(t, None)
 
-    def release(self, backend: str, latency: float, ok: bool) -> None:
+    def release(self, backend: str, latency: float, ok: bool, now: float = -1.0) -> None:
+        """``now``: the caller's reading of the event loop's clock (monotonic,
+        as this one's default), used only while this admission's clock is
+        ``time.monotonic``. The clock is read only when something uses it
+        (waiters to expire, the adaptive limit's window): a call is ~180
+        instructions of a request's few thousand here."""
         core = self.cores.get(backend)
         if core is None:
             core = self.core(backend)
-        now = self.clock()
+        if not core.waiting and not core._adaptive:
+            now = 0.0  # (unused below: no waiter, no window)
+        elif now < 0.0 or self.clock is not _MONOTONIC:
+            now = self.clock()
         if core.waiting:
             for t in core.expire(now):
                 _wake(t, self.settings.retry_after)

@@ -230,11 +230,13 @@ class Conduct:
         rec = self.records[client] = Record(now)
         return rec
 
-    def see(self, client: str, asset: bool, now: float) -> Record:
-        """Count one request of ``client`` that goes to the shop."""
-        rec = self.records.get(client)
+    def see(self, client: str, asset: bool, now: float, rec: Record | None = None) -> Record:
+        """Count one request of ``client`` that goes to the shop. ``rec``: its
+        record when the caller looked it up already this request (None: look)."""
         if rec is None:
-            rec = self._new(client, now)
+            rec = self.records.get(client)
+            if rec is None:
+                rec = self._new(client, now)
         dt = now - rec.stamp
         if dt > 0.0:
             decay = math.exp(-dt / HEAT_TAU_S)
@@ -277,11 +279,14 @@ class Conduct:
             return Standing.PASS
         return Standing.NEW
 
-    def _enter(self, client: str, now: float) -> tuple[Record, int]:
+    def _enter(self, client: str, now: float,
+               rec: Record | None = None) -> tuple[Record, int]:
         """The record of ``client``, and how it came: SEEN (it was there), or
         never seen, made now, and then ON_TRIAL (it took a token of the
-        newcomer budget: let in without a check) or BEYOND (no token)."""
-        rec = self.records.get(client)
+        newcomer budget: let in without a check) or BEYOND (no token).
+        ``rec``: as in :meth:`see`."""
+        if rec is None:
+            rec = self.records.get(client)
         if rec is not None:
             return rec, SEEN
         rec = self._new(client, now)
@@ -290,7 +295,7 @@ class Conduct:
             return rec, ON_TRIAL
         return rec, BEYOND
 
-    def admits(self, client: str, asset: bool, now: float) -> bool:
+    def admits(self, client: str, asset: bool, now: float, rec: Record | None = None) -> bool:
         """Instead of a check: may this unknown client's request go on unchallenged?
 
         A client never seen before enters on trial if the newcomer budget
@@ -302,7 +307,7 @@ class Conduct:
         under load does not cost a shopper its standing). A client seen
         before without a trial (it was challenged) never enters free: the
         first seconds of a flood spend the budget once, not per request."""
-        rec, entered = self._enter(client, now)
+        rec, entered = self._enter(client, now, rec)
         if entered != SEEN:
             return entered == ON_TRIAL
         if not rec.trial:
@@ -313,7 +318,7 @@ class Conduct:
             return now - rec.last_page <= TRIAL_ASSET_S
         return rec.followed >= BROWSER_ASSETS and rec.asset_heat * 2.0 >= rec.heat
 
-    def surge_checks(self, client: str, now: float) -> bool:
+    def surge_checks(self, client: str, now: float, rec: Record | None = None) -> bool:
         """Where no mode or pressure asks for a check: should this unknown
         client be checked because it is one of a surge of new clients?
 
@@ -323,7 +328,7 @@ class Conduct:
         and stays checked while it keeps coming (``SURGE_HOLD_S``) unless it
         holds a pass. The first second of a flood from fresh addresses stops
         at the shield before any verdict; a flash crowd is not a surge."""
-        rec, entered = self._enter(client, now)
+        rec, entered = self._enter(client, now, rec)
         if entered == ON_TRIAL:
             return False
         if entered == BEYOND:

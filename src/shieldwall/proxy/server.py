@@ -653,8 +653,9 @@ class ClientConnection(asyncio.Protocol):
             plain = False
             memo = None
         guard = w.guard
+        wall = _wall_clock()  # (the gate's "now" and, refused, the log's time)
         try:
-            decision = guard.decide(facts) if guard is not None else w.gate.decide(facts)
+            decision = guard.decide(facts, wall) if guard is not None else w.gate.decide(facts)
         except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
             w.reject_log("gate_error", repr(exc))
             return False
@@ -679,7 +680,7 @@ class ClientConnection(asyncio.Protocol):
         if now < 0.0:
             now = w.loop.time()
         self.start = now
-        self.wall = _wall_clock()
+        self.wall = wall
         self.requests += 1
         resp = self._shield_answer(decision)
         self.req_done = True
@@ -780,7 +781,8 @@ class ClientConnection(asyncio.Protocol):
             self.facts = facts
             guard = w.guard
             try:
-                decision = guard.decide(facts) if guard is not None else w.gate.decide(facts)
+                decision = guard.decide(facts, self.wall) if guard is not None \
+                    else w.gate.decide(facts)
             except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
                 w.reject_log("gate_error", repr(exc))
                 decision = ALLOW_ALL
@@ -1068,10 +1070,12 @@ class ClientConnection(asyncio.Protocol):
         b.outstanding -= 1
         if self.acquired is not None:
             w = self.w
-            latency = (now if now >= 0.0 else w.loop.time()) - self.attempt_start
+            if now < 0.0:
+                now = w.loop.time()
+            latency = now - self.attempt_start
             pa = w.priority
             if pa is not None:
-                pa.release(self.acquired, latency, ok)
+                pa.release(self.acquired, latency, ok, now)
             else:
                 admission = w.admission
                 assert admission is not None
@@ -1159,7 +1163,9 @@ class ClientConnection(asyncio.Protocol):
             assert facts is not None
             guard = w.guard
             headers = up.header_list()
-            extra = (guard.observe_response(facts, decision, status, headers) if guard is not None
+            # (``self.wall``: the request's arrival, for the session cookie's times)
+            extra = (guard.observe_response(facts, decision, status, headers, self.wall)
+                     if guard is not None
                      else w.gate.observe_response(facts, decision, status, headers))
         self.out_chunked = False
         # The plain shape (a length, kept alive, HTTP/1.1, nothing added):
