@@ -274,6 +274,9 @@ class GuardGate:
         as native ints (folded into ``counts`` when it is read): a dict update
         was ~550 instructions."""
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
+        self.ids_gen = 0
+        """Counts new identity caches (forget_last): an :meth:`identity` a caller
+        kept from an older one holds memos this gate dropped, so ask again."""
         self._canned = responses.Canned()
         self._pages = responses.ChallengePages(VERIFY_PATH)
         self._recent_challenges: dict[str, _Recent] = {}
@@ -371,6 +374,7 @@ class GuardGate:
         its Identity: the identity cache is made anew, the lists memo with it)."""
         s = self.settings
         self._ids = IdentityCache(s.ipv4_prefixes, s.ipv6_prefixes)
+        self.ids_gen += 1
 
     @staticmethod
     def _route(r: RouteClass) -> _Route:
@@ -468,14 +472,23 @@ class GuardGate:
 
     # -- the decision ------------------------------------------------------
 
-    def decide(self, facts: RequestFacts, now: float = -1.0) -> Decision:
+    def identity(self, client: str) -> Identity:
+        """Who ``client`` is to this gate: what a connection keeps and hands
+        back to :meth:`decide` and :meth:`observe_response` for each of its
+        requests (its address does not change; a probe of the identity cache
+        is ~170 instructions, two a request)."""
+        return self._ids.get(client)
+
+    def decide(self, facts: RequestFacts, now: float = -1.0,
+               ident: Identity | None = None) -> Decision:
         """``now``: the caller's reading of ``time.time`` for this request (the
         proxy reads it once per request for its log), used only while this
         gate's clock is ``time.time``: a clock call is ~180 instructions and a
-        request asked for it in ``decide`` and again in ``observe_response``."""
+        request asked for it in ``decide`` and again in ``observe_response``.
+        ``ident``: :meth:`identity` of ``facts.client``, when the caller kept it."""
         if now < 0.0 or self.clock is not _WALL:
             now = self.clock()
-        d = self._decide(facts, now)
+        d = self._decide(facts, now, ident if ident is not None else self._ids.get(facts.client))
         if facts.method != "GET" and d.response is not None and d.enforced:
             if facts.method == "HEAD":
                 return replace(d, response=responses.head_only(d.response))
@@ -484,11 +497,10 @@ class GuardGate:
                 return replace(d, response=responses.with_close(d.response), close=True)
         return d
 
-    def _decide(self, facts: RequestFacts, now: float) -> Decision:
+    def _decide(self, facts: RequestFacts, now: float, ident: Identity) -> Decision:
         path = facts.path
         if path.startswith(OWN_PREFIX):
             return self._own(facts, now)
-        ident = self._ids.get(facts.client)
         lists = self._lists_for(ident, now)
         shadowed: Decision | None = None
 
@@ -1017,11 +1029,11 @@ class GuardGate:
     # -- after the upstream answered ----------------------------------------
 
     def observe_response(self, facts: RequestFacts, decision: Decision, status: int,
-                         headers: list[tuple[bytes, bytes]],
-                         now: float = -1.0) -> tuple[tuple[bytes, bytes], ...]:
+                         headers: list[tuple[bytes, bytes]], now: float = -1.0,
+                         ident: Identity | None = None) -> tuple[tuple[bytes, bytes], ...]:
         """Issue the session cookie to a new browser, and mark it customer when
-        the shop says the session has a cart or is checking out. ``now``: as
-        in :meth:`decide`."""
+        the shop says the session has a cart or is checking out. ``now`` and
+        ``ident``: as in :meth:`decide`."""
         if decision.action is not _ALLOW and not decision.shadow:
             return ()
         if now < 0.0 or self.clock is not _WALL:
@@ -1031,7 +1043,9 @@ class GuardGate:
         if not cookie:
             tokens = _NO_TOKENS
         else:
-            kept = self._ids.get(facts.client).last
+            if ident is None:
+                ident = self._ids.get(facts.client)
+            kept = ident.last
             last = kept if isinstance(kept, _Last) else None
             # (decide kept this header's tokens, unless another connection of the
             # address came between: compared by value, ~40 instructions against

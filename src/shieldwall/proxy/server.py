@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from shieldwall.detect.events import EventSink, Outcome, RequestEvent
 from shieldwall.guard._admission import PriorityAdmission
 from shieldwall.guard._gate import GuardGate
+from shieldwall.guard._net import Identity
 from shieldwall.guard.decision import (
     ALLOW_ALL,
     Action,
@@ -293,7 +294,7 @@ class ClientConnection(asyncio.Protocol):
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
         "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer",
         "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail",
-        "head", "len_line", "len_n", "log_c", "log_d",
+        "head", "ident", "ident_gen", "len_line", "len_n", "log_c", "log_d",
         "log_decision", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
@@ -312,6 +313,10 @@ class ClientConnection(asyncio.Protocol):
         connection); interned, so a thousand connections from one address
         share one string."""
         self.trusted = False
+        self.ident: Identity | None = None
+        """The guard's :meth:`~GuardGate.identity` of ``peer``, asked at the first
+        request that is decided (a trusted proxy's clients come per request)."""
+        self.ident_gen = -1
         self.state = IDLE
         self.deadline = _INF
         self.pause_bits = 0
@@ -655,7 +660,10 @@ class ClientConnection(asyncio.Protocol):
         guard = w.guard
         wall = _wall_clock()  # (the gate's "now" and, refused, the log's time)
         try:
-            decision = guard.decide(facts, wall) if guard is not None else w.gate.decide(facts)
+            if guard is not None:
+                decision = guard.decide(facts, wall, self._ident(guard))
+            else:
+                decision = w.gate.decide(facts)
         except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
             w.reject_log("gate_error", repr(exc))
             return False
@@ -751,6 +759,15 @@ class ClientConnection(asyncio.Protocol):
                 return
             i += 1
 
+    def _ident(self, guard: GuardGate) -> Identity:
+        """The guard's identity of ``peer``, asked once per connection (and
+        again after the guard dropped its memos: a new secret)."""
+        ident = self.ident
+        if ident is None or self.ident_gen != guard.ids_gen:
+            ident = self.ident = guard.identity(self.peer)
+            self.ident_gen = guard.ids_gen
+        return ident
+
     def _on_head(self, head: RequestHead, loop_now: float) -> None:
         w = self.w
         self.start = loop_now
@@ -781,8 +798,11 @@ class ClientConnection(asyncio.Protocol):
             self.facts = facts
             guard = w.guard
             try:
-                decision = guard.decide(facts, self.wall) if guard is not None \
-                    else w.gate.decide(facts)
+                if guard is not None:
+                    decision = guard.decide(facts, self.wall,
+                                            self._ident(guard) if client is self.peer else None)
+                else:
+                    decision = w.gate.decide(facts)
             except Exception as exc:  # a guard bug must not close the shop: fail open, loudly
                 w.reject_log("gate_error", repr(exc))
                 decision = ALLOW_ALL
@@ -1164,7 +1184,9 @@ class ClientConnection(asyncio.Protocol):
             guard = w.guard
             headers = up.header_list()
             # (``self.wall``: the request's arrival, for the session cookie's times)
-            extra = (guard.observe_response(facts, decision, status, headers, self.wall)
+            extra = (guard.observe_response(facts, decision, status, headers, self.wall,
+                                            self._ident(guard) if facts.client is self.peer
+                                            else None)
                      if guard is not None
                      else w.gate.observe_response(facts, decision, status, headers))
         self.out_chunked = False
