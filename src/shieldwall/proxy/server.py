@@ -294,7 +294,7 @@ class ClientConnection(asyncio.Protocol):
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
         "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer",
         "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail",
-        "head", "ident", "ident_gen", "len_line", "len_n", "log_c", "log_d",
+        "head", "ident", "ident_gen", "last_facts", "len_line", "len_n", "log_c", "log_d",
         "log_decision", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
@@ -337,6 +337,10 @@ class ClientConnection(asyncio.Protocol):
         self.len_n = -1
         self.len_line = b""
         """The Content-Length line last sent on this connection, and its length."""
+        self.facts: RequestFacts | None = None
+        self.last_facts: RequestFacts | None = None
+        """The facts of the last request decided here, for the next one if it
+        repeats it (_on_head)."""
         self.log_decision: Decision | None = None
         self.log_d = ""
         self.log_c = ""
@@ -350,7 +354,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _clear(self) -> None:
         self.head: RequestHead | None = None
-        self.facts: RequestFacts | None = None
+        self.last_facts = self.facts
+        self.facts = None
         self.decision: Decision | None = None
         self.req_done = False
         self.discard = False
@@ -793,8 +798,19 @@ class ClientConnection(asyncio.Protocol):
         elif w.observe:
             if kept is not None:  # the parser saw another request than the early path
                 w.reject_log("early_mismatch", f"{head.method} {head.path}")
-            facts = RequestFacts(client, head.method, head.path, head.query, head.host,
-                                 head.user_agent, head.referer, head.cookie, self.tls)
+            if facts is None:
+                facts = self.last_facts
+            if facts is None or facts.cookie is not head.cookie or facts.path != head.path \
+                    or facts.query != head.query or facts.client is not client \
+                    or facts.method is not head.method or facts.user_agent is not head.user_agent \
+                    or facts.referer is not head.referer or facts.host is not head.host:
+                # (else this connection's last facts again: a head the framer made
+                # from the last one's field lines shares their strings, and a
+                # flood's or a poller's requests repeat; ~300 instructions of
+                # building and freeing it, and the tests by identity fail for
+                # any head parsed anew)
+                facts = RequestFacts(client, head.method, head.path, head.query, head.host,
+                                     head.user_agent, head.referer, head.cookie, self.tls)
             self.facts = facts
             guard = w.guard
             try:
