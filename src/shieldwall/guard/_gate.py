@@ -34,6 +34,7 @@ from typing import Final
 from urllib.parse import parse_qs, quote
 
 from shieldwall.guard import _responses as responses
+from shieldwall.guard._admission import PriorityAdmission
 from shieldwall.guard._net import Identity, IdentityCache
 from shieldwall.guard._standing import Conduct, Record, Standing
 from shieldwall.guard._state import Bucket, ListEntry, LocalState
@@ -170,7 +171,8 @@ class _Last(_Spends):
     GuardGate._bucket_keys; each has its own ``gen``): a new address's
     request makes one object fewer for the collector."""
 
-    __slots__ = ("cls", "cookie", "decision", "early", "route", "secs", "sid", "tokens")
+    __slots__ = ("allow", "allow_session", "allow_standing", "cls", "cookie", "decision", "early",
+                 "route", "secs", "sid", "tokens")
 
     def __init__(self, route: _Route, cls: ClientClass, sid: str, items: list[_Spend],
                  gen: int) -> None:
@@ -188,6 +190,12 @@ class _Last(_Spends):
         """The 429 for ``secs`` whole seconds (the last one made for this address)."""
         self.early = 0.0
         """Until when this address was last put in GuardGate._refusing."""
+        self.allow: Decision | None = None
+        self.allow_standing = Standing.UNSET
+        self.allow_session = False
+        """The allowed decision last given here (of this _Last's class), and
+        the standing and session it was for: the next one of the same is that
+        object again, without the int key and its dict probe (~240 instructions)."""
 
 
 class _Recent:
@@ -350,10 +358,14 @@ class GuardGate:
                                newcomers=settings.challenge.newcomers,
                                newcomers_window=settings.challenge.newcomers_window)
         """What each client did: its standing in the admission queue (_standing.py)."""
-        self.pressure: Callable[[], bool] = _never
-        """True while a backend is overloaded (the runtime wires the admission's):
-        then a client that has shown no browser conduct is challenged, whatever
-        the mode, instead of queueing with the flood that overloads it."""
+        self.pressure: Callable[[], bool] | None = None
+        """True while a backend is overloaded: then a client that has shown no
+        browser conduct is challenged, whatever the mode, instead of queueing
+        with the flood that overloads it. Left None, ``admission``'s
+        is asked (called natively: a call through this attribute is ~170
+        instructions a request); set, it is asked instead (tests)."""
+        self.admission: PriorityAdmission | None = None
+        """The admission whose pressure() the gate asks (the runtime wires it)."""
         self._customer_cookie = settings.customer_cookie.encode() + b"="
         self._customer_header = settings.customer_header.encode()
         self._session_ttl = settings.session_ttl
@@ -564,12 +576,13 @@ class GuardGate:
         # The address's conduct record, looked up once for proven, the checks
         # and _standing (None: never seen, or forgotten; they make it)
         rec = conduct.records.get(ident.address)
-        if not lists.allowed and cls <= _UNKNOWN:
+        if not lists.allowed and (cls is _UNKNOWN or cls is _SUSPECT):  # (cls <= UNKNOWN,
+            # without the generic comparison of two IntEnum members)
             mode = self.state.mode
             strict = mode is not _NORMAL and (
                 mode is _UNDER_ATTACK or cls is _SUSPECT or route.expensive)
             if not strict and (rec is None or rec.followed <= 0):  # not conduct.proven
-                pressed = 1 if self.pressure() else 0
+                pressed = 1 if self._pressure() else 0
             if strict or pressed == 1:
                 need = self.required_bits(cls, mode)
                 if pass_bits < need and cls is _UNKNOWN and \
@@ -595,7 +608,7 @@ class GuardGate:
         if standing is _HEAVY and not lists.allowed:
             normal = self.state.mode is _NORMAL
             if normal and pressed < 0:
-                pressed = 1 if self.pressure() else 0
+                pressed = 1 if self._pressure() else 0
             if not normal or pressed == 1:
                 # Pages at a rate nobody clicks, without their assets: a pass does not
                 # make that a shopper. Outside normal mode, or while a backend is
@@ -609,7 +622,23 @@ class GuardGate:
         if shadowed is not None:
             return shadowed
         self._n_allow += 1
-        return self._allow_decisions[_allow_key(cls, standing, session)]
+        if last.allow_standing is standing and last.allow_session == session:
+            kept_allow = last.allow
+            if kept_allow is not None:
+                return kept_allow
+        allow = self._allow_decisions[_allow_key(cls, standing, session)]
+        last.allow = allow
+        last.allow_standing = standing
+        last.allow_session = session
+        return allow
+
+    def _pressure(self) -> bool:
+        """See ``pressure``."""
+        p = self.pressure
+        if p is None:
+            adm = self.admission
+            return adm is not None and adm.pressure()
+        return p()
 
     def _challenged(self, facts: RequestFacts, ident: Identity, cls: ClientClass, need: int,
                     now: float, kind: str) -> Decision:
@@ -1070,10 +1099,6 @@ class GuardGate:
         cookie = (f"{s.session_cookie}={token}; Path=/; Max-Age={int(s.session_ttl)}; "
                   "HttpOnly; SameSite=Lax" + ("; Secure" if facts.tls else ""))
         return ((b"Set-Cookie", cookie.encode()),)
-
-
-def _never() -> bool:
-    return False
 
 
 def _allow_key(cls: ClientClass, standing: Standing, session: bool) -> int:

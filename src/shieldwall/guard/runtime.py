@@ -97,7 +97,7 @@ class GuardRuntime:
         admission = PriorityAdmission(settings.admission, clock=time.monotonic,
                                       shadow="shed" in settings.shadow)
         if settings.admission.challenge_on_overload:
-            gate.pressure = admission.pressure
+            gate.admission = admission  # (its pressure(), asked natively)
         rt = cls(settings, state, gate, admission, clock)
         rt.allow_source = source
         if settings.redis.url:
