@@ -175,6 +175,32 @@ async def test_a_refused_address_is_answered_from_the_first_bytes_on_a_kept_conn
     assert metrics.refused_early == 5
 
 
+async def test_a_refusal_on_one_connection_moves_the_addresss_other_connections_to_the_early_path(
+        rig: Rig) -> None:
+    """A connection asks the guard's early window again only when the guard
+    put some address in it (refusing_gen): a refusal on another connection
+    of the same address must still reach this one at its next request."""
+    shield, _backend, rt = rig
+    metrics = shield.worker.metrics
+    a = await Client.open(shield.port)
+    b = await Client.open(shield.port)
+    try:
+        for _ in range(3):  # a is a shopper's connection: parsed and forwarded
+            await a.send(_req("/ok"))
+            assert (await a.response())[0] == 200
+        assert metrics.refused_early == 0
+        for expect in (200, 429):  # b spends the address's one /limited token
+            await b.send(_req("/limited"))
+            assert (await b.response())[0] == expect
+        await a.send(_req("/limited"))
+        assert (await a.response())[0] == 429
+        assert metrics.refused_early == 1  # a's request was decided from its first bytes
+        assert rt.gate.counts["limit"] == 2
+    finally:
+        a.writer.close()
+        b.writer.close()
+
+
 async def test_an_early_refusal_closes_when_the_request_says_so_or_a_body_may_follow(
         rig: Rig) -> None:
     shield, backend, _rt = rig

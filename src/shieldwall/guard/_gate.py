@@ -283,6 +283,10 @@ class GuardGate:
         was ~550 instructions."""
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
         self.ids_gen = 0
+        self.refusing_gen = 0
+        """Counts additions to the early-refusal window (_remember): only those
+        turn :meth:`early_wanted` from False to True in normal mode, so a caller
+        that had False at this count may take it as False again."""
         """Counts new identity caches (forget_last): an :meth:`identity` a caller
         kept from an older one holds memos this gate dropped, so ask again."""
         self._canned = responses.Canned()
@@ -421,6 +425,7 @@ class GuardGate:
         self._remember(address, now + _EARLY_SECONDS)
 
     def _remember(self, address: str, until: float) -> None:
+        self.refusing_gen += 1
         refusing = self._refusing
         if len(refusing) >= 65536:
             refusing.clear()

@@ -36,6 +36,7 @@ from shieldwall.guard.decision import (
     ClientClass,
     Decision,
     Gate,
+    Mode,
     OpenGate,
     RequestFacts,
 )
@@ -109,6 +110,7 @@ _O_SHIELD: Final = Outcome.SHIELD
 _O_OK: Final = Outcome.OK
 _VERIFIED: Final = ClientClass.VERIFIED
 _wall_clock: Final = time.time
+_NORMAL_MODE: Final = Mode.NORMAL
 
 
 @lru_cache(maxsize=4096)
@@ -292,7 +294,7 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = (
         "acquired", "attempt", "attempt_start", "backend", "backlog", "body_deadline_base",
         "body_received", "bytes_sent", "cache_headers", "cache_parts", "cache_reason",
-        "cache_size", "closing", "deadline", "decision", "discard", "facts", "framer",
+        "cache_size", "closing", "deadline", "decision", "discard", "early_gen", "facts", "framer",
         "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail",
         "head", "ident", "ident_gen", "last_facts", "len_line", "len_n", "log_c", "log_d",
         "log_decision", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
@@ -317,6 +319,8 @@ class ClientConnection(asyncio.Protocol):
         """The guard's :meth:`~GuardGate.identity` of ``peer``, asked at the first
         request that is decided (a trusted proxy's clients come per request)."""
         self.ident_gen = -1
+        self.early_gen = -1
+        """The guard's ``refusing_gen`` when its early_wanted said False here."""
         self.state = IDLE
         self.deadline = _INF
         self.pause_bits = 0
@@ -572,7 +576,7 @@ class ClientConnection(asyncio.Protocol):
                 and self.decision is None and self.backlog is None and not self.skip_to_end and not self.trusted
                 and framer.resting()
                 and ((memo is not None and 0.0 <= now < memo.until)  # refused here lately
-                     or (guard.early_wanted(self.peer) if guard is not None
+                     or (self._early_wanted(guard) if guard is not None
                          else early is not None and early(self.peer)))
                 and self._early(data, now)):
             return
@@ -763,6 +767,18 @@ class ClientConnection(asyncio.Protocol):
                 self._on_error(payload)
                 return
             i += 1
+
+    def _early_wanted(self, guard: GuardGate) -> bool:
+        """The guard's ``early_wanted`` for ``peer``, asked again only after the
+        guard put some address in its early window or left normal mode (its
+        dict probe and clock read, ~200 instructions a request, otherwise)."""
+        gen = guard.refusing_gen
+        if gen == self.early_gen and guard.state.mode is _NORMAL_MODE:
+            return False
+        if guard.early_wanted(self.peer):
+            return True
+        self.early_gen = gen
+        return False
 
     def _ident(self, guard: GuardGate) -> Identity:
         """The guard's identity of ``peer``, asked once per connection (and
