@@ -356,6 +356,11 @@ class PriorityAdmission:
         self.cores: dict[str, AdmissionCore] = {}
         self._all: list[AdmissionCore] = []
         """The cores' values as a list: :meth:`pressure` walks it per request."""
+        self._last_key = ""
+        self._last_core: AdmissionCore | None = None
+        """The core asked for last, by its key (the balancer's own string: an
+        identity test): most shops have one backend or two, and a request asks
+        twice (try_acquire, release), ~130 instructions a dict probe."""
 
     def core(self, backend: str) -> AdmissionCore:
         c = self.cores.get(backend)
@@ -364,13 +369,20 @@ class PriorityAdmission:
             self._all.append(c)
         return c
 
+    def _core_of(self, backend: str) -> AdmissionCore:
+        core = self._last_core
+        if core is None or backend is not self._last_key:
+            core = self.cores.get(backend)
+            if core is None:
+                core = self.core(backend)
+            self._last_key = backend
+            self._last_core = core
+        return core
+
     def try_acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> bool:
         """The uncontended case, synchronously: no expiry walk, no future, no
         task. Nobody waits, so no waiter can have expired or be passed over."""
-        core = self.cores.get(backend)
-        if core is None:
-            core = self.core(backend)
-        return core.try_admit(cls, priority)
+        return self._core_of(backend).try_admit(cls, priority)
 
     async def acquire(self, backend: str, cls: ClientClass, priority: int = 0) -> float | None:
         core = self.core(backend)
@@ -412,9 +424,7 @@ class PriorityAdmission:
         ``time.monotonic``. The clock is read only when something uses it
         (waiters to expire, the adaptive limit's window): a call is ~180
         instructions of a request's few thousand here."""
-        core = self.cores.get(backend)
-        if core is None:
-            core = self.core(backend)
+        core = self._core_of(backend)
         if not core.waiting and not core._adaptive:
             now = 0.0  # (unused below: no waiter, no window)
         elif now < 0.0 or self.clock is not _MONOTONIC:
