@@ -171,8 +171,8 @@ class _Last(_Spends):
     GuardGate._bucket_keys; each has its own ``gen``): a new address's
     request makes one object fewer for the collector."""
 
-    __slots__ = ("allow", "allow_session", "allow_standing", "cls", "cookie", "decision", "early",
-                 "path", "route", "secs", "sid", "tokens")
+    __slots__ = ("allow", "allow_session", "allow_standing", "clean_gen", "cls", "cookie",
+                 "decision", "early", "path", "route", "secs", "sid", "tokens")
 
     def __init__(self, route: _Route, cls: ClientClass, sid: str, items: list[_Spend],
                  gen: int) -> None:
@@ -195,6 +195,8 @@ class _Last(_Spends):
         """The 429 for ``secs`` whole seconds (the last one made for this address)."""
         self.early = 0.0
         """Until when this address was last put in GuardGate._refusing."""
+        self.clean_gen = -1
+        """The guard state's ``suspects_gen`` at which this address was no suspect."""
         self.allow: Decision | None = None
         self.allow_standing = Standing.UNSET
         self.allow_session = False
@@ -546,7 +548,7 @@ class GuardGate:
             tokens = last.tokens
         else:
             tokens = self._tokens_of(cookie)
-        cls, pass_bits, session = self._classify(tokens, ident, lists, now)
+        cls, pass_bits, session = self._classify(tokens, ident, lists, now, last)
 
         sid = self._sid(tokens)
         if last is None or last.route is not route or last.cls is not cls or last.sid != sid:
@@ -734,9 +736,12 @@ class GuardGate:
         return lists
 
     def _classify(self, tokens: _Tokens, ident: Identity, lists: _Lists,
-                  now: float) -> tuple[ClientClass, int, bool]:
+                  now: float, last: _Last | None = None) -> tuple[ClientClass, int, bool]:
         """The class, the difficulty of a valid pass token (-1: none), and
-        whether a valid session cookie came with the request."""
+        whether a valid session cookie came with the request. ``last``: the
+        address's memo, which keeps the suspects' count (``suspects_gen``) at
+        which it was found no suspect (a flood's addresses are marked often;
+        the others never, and were probed per request, ~130 instructions)."""
         pass_bits = -1
         if tokens.has_pass and tokens.pass_until > now and (
                 tokens.pass_prefix == ident.bind_prefix or tokens.pass_prefix == ident.address):
@@ -744,9 +749,13 @@ class GuardGate:
         has_session = tokens.session
         if lists.allowed:
             return _VERIFIED, pass_bits, has_session
-        sus = self.state.suspects.get(ident.address)  # not cached: marked often in a flood
-        if sus is not None and sus[1] > now and sus[0] >= self.settings.suspect_score:
-            return _SUSPECT, pass_bits, has_session
+        st = self.state
+        if last is None or last.clean_gen != st.suspects_gen:
+            sus = st.suspects.get(ident.address)
+            if sus is not None and sus[1] > now and sus[0] >= self.settings.suspect_score:
+                return _SUSPECT, pass_bits, has_session
+            if last is not None:
+                last.clean_gen = st.suspects_gen
         if has_session and tokens.cust_until > now:
             return _CUSTOMER, pass_bits, True
         if pass_bits >= 0 and pass_bits >= self.required_bits(_UNKNOWN,

@@ -67,7 +67,12 @@ class LocalState:
         self.bans: CidrMap[ListEntry] = CidrMap()
         self.allows: CidrMap[ListEntry] = CidrMap()
         self.suspects: dict[str, tuple[float, float]] = {}
-        """address -> (score, until)."""
+        """address -> (score, until). Written only by :meth:`mark_suspect`
+        (and emptied of the expired by the sweep)."""
+        self.suspects_gen = 0
+        """Bumped by every :meth:`mark_suspect`: only that makes an address a
+        suspect, so a caller that found it none at this count may take it as
+        none again until it moves (the gate's per-address memo)."""
         self.buckets: dict[str, Bucket] = {}
         self.bucket_gen = 0
         """Bumped when buckets go (the sweep): the gate's references to
@@ -166,6 +171,7 @@ class LocalState:
     # -- suspects ----------------------------------------------------------
 
     def mark_suspect(self, address: str, score: float, until: float) -> None:
+        self.suspects_gen += 1
         old = self.suspects.get(address)
         if old is None or old[0] <= score or old[1] < until:
             self.suspects[address] = (max(score, old[0]) if old else score,
