@@ -140,6 +140,10 @@ def iso(sec: float) -> str:
     return datetime.fromtimestamp(sec, UTC).isoformat().replace("+00:00", "Z")
 
 
+SLOW_KIND_SECONDS = 5
+"""Seconds judged ``ddos/slow`` that make a ddos incident a slow attack (:attr:`Incident.kind`)."""
+
+
 @dataclass
 class Incident:
     start: float
@@ -182,8 +186,16 @@ class Incident:
 
     @property
     def kind(self) -> str | None:
+        """The most frequent kind of its seconds -- unless it held slow connections for
+        a few seconds (``SLOW_KIND_SECONDS``): a slow attack shows what it is only when the
+        server cuts its connections (one header or body timeout apart) and while its
+        addresses are remembered; between, its excess connections (refused by a
+        per-address cap) look like a flood of whatever URL the tool asks for, often for
+        longer. No other attack holds connections until the server cuts them."""
         if self.verdict != DDOS or not self.kinds:
             return None
+        if self.kinds.get("slow", 0) >= SLOW_KIND_SECONDS:
+            return "slow"
         return self.kinds.most_common(1)[0][0]
 
     @property
