@@ -41,6 +41,9 @@ SCORED = [("small_shop", 1000, None), ("small_shop", 1001, None), ("small_shop",
           ("small_shop", 1003, None), ("cdn_origin", 1002, 35), ("cdn_origin", 1005, 35),
           ("mid_shop", 1004, 35)]
 
+# Session 9 (det11a): c6ca703's own_fail_share back (the demo's recovery at ddos had another cause: an attack's
+# clients still in the 10 s view after it stopped, fixed in the detector), with its learn and slow-kind rules:
+# small_shop 1001's slow POST is one incident again, the ceiling 1 -> 0.
 # c6ca703 (session 8: a per-address cap's refusals of a slow tool's few busy addresses are not a backend
 # failure) made small_shop 1001's slow POST one incident (0 splits), but live it kept `make demo`'s recovery
 # at ddos after the flood ended (2 of 2 runs; 57ec037 and the take-out back to normal in 3 of 3): taken out, the
@@ -55,7 +58,7 @@ SCORED = [("small_shop", 1000, None), ("small_shop", 1001, None), ("small_shop",
 # as the detector improves.
 FLOOR_FOUND_SHARE = 1.0        # goal 1.0: every labelled incident found with its verdict
 FLOOR_KIND_SHARE = 1.0         # goal >= 0.9: the ddos kind right
-CEIL_SPLIT_EVENTS = 1          # goal 0: at most one reported incident per labelled event
+CEIL_SPLIT_EVENTS = 0          # goal 0: at most one reported incident per labelled event
 CEIL_INVENTED_PER_2H = 0.0     # goal <= 1 per two hours of unlabelled traffic
 CEIL_QUIET_DAY_INCIDENTS = 0   # goal 0 on quiet days
 CEIL_CROSSED = 0                # goal 0: a crowd never called ddos, a ddos never called a crowd

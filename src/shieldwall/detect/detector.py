@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shieldwall.detect.features import NO_ASSETS, Features, Featurizer, Prefixer, more_people
+from shieldwall.detect.features import (
+    MIN_BASE_WINDOWS,
+    NO_ASSETS,
+    Features,
+    Featurizer,
+    Prefixer,
+    more_people,
+)
 from shieldwall.detect.rules import (
     BACKEND_FAILURE,
     DDOS,
@@ -113,6 +120,9 @@ _COARSE: dict[str, str] = {}
 SURGE = (DDOS, FLASH_CROWD)
 STALL = "stall"
 """The window kind of a backend failure seen only as traffic stalling."""
+_SURGE_KINDS = ("flood", "randomized")
+"""The ddos kinds that need a surge (``classify``'s ``elevated``); slow connections and
+cache busting are judged without one."""
 
 
 def _class(verdict: str | None) -> str | None:
@@ -128,6 +138,10 @@ def _vote(v: WindowVerdict) -> float:
 
 def iso(sec: float) -> str:
     return datetime.fromtimestamp(sec, UTC).isoformat().replace("+00:00", "Z")
+
+
+SLOW_KIND_SECONDS = 5
+"""Seconds judged ``ddos/slow`` that make a ddos incident a slow attack (:attr:`Incident.kind`)."""
 
 
 @dataclass
@@ -172,8 +186,16 @@ class Incident:
 
     @property
     def kind(self) -> str | None:
+        """The most frequent kind of its seconds -- unless it held slow connections for
+        a few seconds (``SLOW_KIND_SECONDS``): a slow attack shows what it is only when the
+        server cuts its connections (one header or body timeout apart) and while its
+        addresses are remembered; between, its excess connections (refused by a
+        per-address cap) look like a flood of whatever URL the tool asks for, often for
+        longer. No other attack holds connections until the server cuts them."""
         if self.verdict != DDOS or not self.kinds:
             return None
+        if self.kinds.get("slow", 0) >= SLOW_KIND_SECONDS:
+            return "slow"
         return self.kinds.most_common(1)[0][0]
 
     @property
@@ -331,6 +353,9 @@ class Detector:
             # are the shoppers it held up coming back -- so they neither extend it
             # nor end its pause; after a long pause they are an event of their own.
             v = WindowVerdict(NORMAL, evidence=("crowd-like traffic after the attack paused", *v.evidence))
+        if (cur is not None and cur.verdict == DDOS and v.verdict == DDOS and v.kind in _SURGE_KINDS
+                and 0 < self._normal_run < self.s.exit_windows and self._remembered(w, f)):
+            v = WindowVerdict(NORMAL, evidence=("the paused attack's clients, still in the 10 s view", *v.evidence))
         if cur is None:
             if v.verdict == NORMAL:
                 self._cand, self._cand_n, self._cand_windows = None, 0, []
@@ -416,6 +441,21 @@ class Detector:
         if self.current is not None and self._normal_run < self.s.exit_windows:
             return self.current
         return None
+
+    def _remembered(self, w: Window, f: Features) -> bool:
+        """A surge only the 10 s view still holds: this second's lines are no surge (as
+        ``classify`` judges one) and its page clients are no more than the shop's usual
+        number in ten seconds. After an attack stops, its thousands of clients stay in the
+        10 s view for ten seconds (more people than usual, none of them fetching assets,
+        from networks never seen): the shop's own traffic coming back above
+        ``min_elevated_rps`` then reads as a flood by people (live, ``make demo``'s recovery
+        re-raised ``under_attack`` 5 s after the flood had ended). An attack that goes on
+        is in this second too: its lines, or its clients (a low-and-slow flood's hundreds a
+        second, each under every limit)."""
+        s = self.s
+        lines = (f.baseline_windows >= MIN_BASE_WINDOWS and f.surge >= s.surge_threshold
+                 and f.rps >= max(s.rate_factor * f.ref_rps, s.min_elevated_rps))
+        return not lines and len(w.curl) <= f.base_page_clients
 
     def _candidate(self, w: Window, f: Features, v: WindowVerdict) -> None:
         """Count a window towards a new incident (consecutive windows of one class)."""

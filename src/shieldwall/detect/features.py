@@ -150,10 +150,13 @@ class Features:
     error_share: float
     backend_fail_share: float
     own_fail_share: float
-    """The failed share of this second's requests from sources that sent fewer than
-    ``per_source_min_1s`` (a browser, a household, most of a carrier NAT): a backend
-    that fails, fails the shop's people; refusals that fall on a few sources sending
-    dozens a second are a per-address cap refusing a tool."""
+    """The failed share of the requests of the light sources of the 10 s view (under
+    ``per_source_min_1s`` requests in it, or busy but browsing: a carrier NAT) this
+    second, or over the last 3 s when this second holds fewer than
+    ``backend_min_errors`` of them and none failed; else (a few failing, or every
+    address busy: a CDN's edges) of this second's requests from sources that sent fewer than
+    ``per_source_min_1s`` this second. A backend that fails, fails the shop's people;
+    refusals that fall on a few busy sources are a per-address cap refusing a tool."""
     backend_fails: int
     backend_fails_3: int
     """Backend failures over the last 3 s (a quiet shop's failing second may hold few requests)."""
@@ -569,6 +572,8 @@ class Featurizer:
         self.slow60: dict[str, int] = {}
         """Slow requests per source over the last 60 s (a slowloris shows only when
         the server cuts its connections, every header timeout)."""
+        self._light3: deque[tuple[int, int]] = deque()
+        """(requests, failed) of the light sources in each of the last 3 windows."""
         self._n60 = 0
         self._err60 = 0
         self._rep: dict[str, list[Any]] = {}
@@ -870,10 +875,33 @@ class Featurizer:
         if legit_failed and other:
             legit_failed -= sum(map(failed.get, other, repeat(0, len(other))))
         inv = 1.0 / n if n else 0.0
-        # failures of the sources under the heavy hitters' rate (a backend fails everyone)
-        heavy_1s = self.s.per_source_min_1s
+        # failures of the shop's people (a backend fails everyone): the light sources of
+        # the 10 s view (and busy addresses that browse: a carrier NAT), this second or,
+        # when the few of this second were all served (a small shop's shoppers come in
+        # bursts), the last 3 s, when they sent enough to judge by (a few failing now
+        # are the backend failing: the fallback below). A per-address cap refusing a tool's excess connections fails the
+        # tool's few busy addresses, a dozen a second each (a slow attack before its
+        # first timeout), while the shoppers beside it are served. Else (an origin behind
+        # a CDN's edges: every address is busy) the sources under the heavy hitters' rate
+        # this second.
         own_n, own_failed = n, sum(failed.values())
-        if failed:
+        light_n, light_failed = own_n, own_failed
+        if big:
+            for c in big.keys() & src.keys():
+                if c not in shared:
+                    light_n -= src[c]
+                    light_failed -= failed.get(c, 0)
+        light3 = self._light3
+        light3.append((light_n, light_failed))
+        if len(light3) > 3:
+            light3.popleft()
+        if light_n < self.s.backend_min_errors and not light_failed:
+            light_n = sum(x[0] for x in light3)
+            light_failed = sum(x[1] for x in light3)
+        if light_n >= self.s.backend_min_errors:
+            own_n, own_failed = light_n, light_failed
+        elif failed:
+            heavy_1s = self.s.per_source_min_1s
             for c, cnt in failed.items():
                 sent = src.get(c, 0)
                 if sent >= heavy_1s:
@@ -1006,6 +1034,12 @@ class Featurizer:
                 and f.rps > s.rate_factor * self.base_rps.value):
             # a jump while still warming up (a crowd or an attack in the first seconds)
             # is not what normal looks like: do not learn it, and do not count it
+            return
+        if f.backend_fail_share >= s.backend_error_share and f.own_fail_share < s.backend_error_share:
+            # a per-address cap refusing a tool's connections (most requests failed, not
+            # the shop's people's: a slow attack before its first timeout, between its
+            # waves) is not the shop's normal traffic, though no rule judges it yet: its
+            # rate and its addresses teach nothing
             return
         if w.n == 0:
             # an empty second of normal traffic is part of the shop's rate (a small
