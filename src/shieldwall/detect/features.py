@@ -61,6 +61,29 @@ judged (a small shop's ten seconds hold fewer pages than there are head paths)."
 BROWSE_MIN_EXCESS = 0.25
 """...and the view's page requests above the usual number, as a share of it."""
 
+SLOW_SHIFT = 1.5
+"""A 60 s view this many times the slow mean is demand that has moved, not a busy
+second: the slow mean learns such windows only at ``crowd_learning`` weight, so a crowd
+that builds over minutes (every one of its seconds still "normal" to a fast baseline
+that follows it) cannot teach it. (Train and pool, without it: the slow mean ended
+1.3-2.1x where it began over every crowd missed behind a CDN and mid 22's; with it,
+at most 1.13x. At 1.3 a mid shop's evening rise outran it: pool mid 23.)"""
+SLOW_SURGE = 2.5
+"""The 60 s and the 10 s view at least this many times the slow mean are a surge however
+the seconds scatter -- where addresses do not count people (lines are the only measure
+of demand there), or where the page clients show many more people than usual: a crowd
+of shoppers adds fewer lines than people (crawlers, app clients and monitors do not
+come with it), and ``rate_factor`` x is a bar for one second, not for ten minutes.
+Train and pool behind a CDN: the crowds the CUSUM missed stood 2.75-3.3x the protected
+slow mean for 420-650 s; crawler spikes and newsletter bumps (labelled normal) 1.95x at
+most, the rest of the quiet stretches 2.45x (the tail of a crowd). Without more people
+a small shop's quiet stretches reach 3.8x (bursts): lines alone say nothing there."""
+SLOW_SURGE_NOW = 2.0
+"""...with this second itself at least this many times it (the 60 s view outlives what
+filled it by a minute: the surge is over when its seconds are)."""
+SLOW_SURGE_WINDOWS = 60
+"""Windows learned before the slow surge is judged (a full 60 s view of normal traffic)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Features:
@@ -497,7 +520,10 @@ class RateModel:
         return q1, q2
 
     def learn(self, x: float, low_share: float, weight: float = 1.0, pages: float = 0.0,
-              clip: bool = False) -> None:
+              clip: bool = False, slow_weight: float | None = None, spread: bool = True) -> None:
+        """``slow_weight``: the slow mean's weight for this second, if not ``weight``;
+        ``spread``: whether it teaches the spreads (not while demand has moved: a crowd's
+        deviations, at any weight, would widen them until its own seconds looked ordinary)."""
         # pauses are counted once the mean is known (a shop ramping up from nothing
         # has "empty" seconds that say nothing about its pauses)
         low = self.n >= self.fast.warmup and self.is_low(x, low_share, pages)
@@ -507,15 +533,18 @@ class RateModel:
                 self.low_after_low.update(float(low))
         self.prev_low = low
         self.n += 1
-        dev = x - self.fast.value if self.fast.n else 0.0
-        self.var.update(dev * dev, weight)
+        sw = weight if slow_weight is None else slow_weight
+        if spread:
+            dev = x - self.fast.value if self.fast.n else 0.0
+            self.var.update(dev * dev, weight)
         self.fast.update(x, weight)
         xs = x
         if clip and self.n > self.fast.warmup:
             xs = min(x, self.slow.value + self.SLOW_CLIP * self.slow_sd())
         sdev = xs - self.slow.value if self.slow.n else 0.0
-        self.slow_var.update(sdev * sdev, weight)
-        self.slow.update(xs, weight)
+        if spread:
+            self.slow_var.update(sdev * sdev, sw)
+        self.slow.update(xs, sw)
         self.pages.update(pages, weight)
 
 
@@ -1055,17 +1084,25 @@ class Featurizer:
         # addresses do not count people (a CDN's edges), the lines' slow mean is
         # winsorized instead (RateModel.SLOW_CLIP): the only guard such a log allows.
         sw = weight * s.crowd_learning if more_people(f, s) else weight
-        self.rate.learn(f.rps, s.stall_share, sw, float(w.pages), clip=not people_counted(f, s))
+        # ... and whatever the addresses say, a 60 s view standing well above the slow mean
+        # is demand that moved: it teaches the slow means and the spreads -- of the lines
+        # and of the people -- only at crowd weight (SLOW_SHIFT)
+        slow = self.rate.slow
+        moved = len(self._v60) >= 60 and slow.n >= 60 and f.rps_60 >= SLOW_SHIFT * slow.value
+        slow_w = min(sw, weight * s.crowd_learning) if moved else sw
+        self.rate.learn(f.rps, s.stall_share, sw, float(w.pages), clip=not people_counted(f, s),
+                        slow_weight=slow_w, spread=not moved)
         self.base_p99.update(f.req_per_source_p99, weight)
         self.base_p99_1.update(f.req_per_source_p99_1s, weight)
         if self.page10:
             self.base_asset.update(f.asset_share, sw)
-        dev = f.page_clients - self.base_pc.value if self.base_pc.n else 0.0
-        self.base_pc_var.update(dev * dev, sw)
+        if not moved:
+            dev = f.page_clients - self.base_pc.value if self.base_pc.n else 0.0
+            self.base_pc_var.update(dev * dev, sw)
         self.base_pc.update(f.page_clients, sw)
         if f.page_clients:
             self.base_ppc.update(self._pages10 / f.page_clients, weight)
-        self.slow_pc.update(f.page_clients, sw)
+        self.slow_pc.update(f.page_clients, slow_w)
         # who the usual people are learns as fast as how many: while there are many more
         # than usual, their page-only share and asset share teach at crowd weight too (a
         # crawler's many addresses fetch pages and no asset: learned at full weight, they
@@ -1073,7 +1110,7 @@ class Featurizer:
         self.base_po.update(f.pageonly_clients, sw)
         self.base_rep.update(f.repeaters, sw)
         self.base_pages10.update(self._pages10, sw)
-        self.slow_pages10.update(self._pages10, sw)
+        self.slow_pages10.update(self._pages10, slow_w)
         if self.learned % 10 == 1 and self._pages10 and self.base_asset.value < NO_ASSETS:
             self.base_tail_share.update(self._tail() / self._pages10, sw)
         self.base_urls.update(f.distinct_urls, weight)

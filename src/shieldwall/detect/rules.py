@@ -19,6 +19,9 @@ from shieldwall.detect.features import (
     MIN_BASE_WINDOWS,
     NO_ASSETS,
     REPEAT_MIN,
+    SLOW_SURGE,
+    SLOW_SURGE_NOW,
+    SLOW_SURGE_WINDOWS,
     Features,
     more_people,
     people_counted,
@@ -99,6 +102,15 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     # one busy second proves nothing: the excess must persist (or be huge) against the
     # shop's own spread
     elevated = have_base and f.rps >= threshold and f.surge >= s.surge_threshold
+    # ... or lines well above the slow mean for a minute and still this second, where
+    # addresses do not count people (a CDN's edges) or where they show many more people
+    # than usual: a crowd adds fewer lines than people, and the per-second spread says
+    # nothing about a shift that lasts (SLOW_SURGE)
+    if (not elevated and f.warm and f.baseline_windows >= SLOW_SURGE_WINDOWS
+            and (not people_counted(f, s) or more_people(f, s))
+            and f.slow_rps > 0 and f.rps_60 >= SLOW_SURGE * f.slow_rps and f.rps_10 >= SLOW_SURGE * f.slow_rps
+            and f.rps >= max(s.min_elevated_rps, SLOW_SURGE_NOW * f.slow_rps)):
+        elevated = True
     # ... or people: page clients ``rate_factor`` x the usual number, well outside the shop's
     # own spread (the 10 s view is their persistence). A shopper's page brings a burst of
     # assets, a tool's request is one line: thousands of volunteers each under every
