@@ -297,7 +297,7 @@ class ClientConnection(asyncio.Protocol):
         "cache_size", "closing", "deadline", "decision", "discard", "early_gen", "facts", "framer",
         "fresh_host", "fresh_target", "fresh_until", "fwd_fields", "fwd_tail",
         "head", "ident", "ident_gen", "last_facts", "len_line", "len_n", "log_c", "log_d",
-        "log_decision", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
+        "log_decision", "log_o", "log_outcome", "memo", "out_chunked", "outcome", "pause_bits", "peer", "pending", "req_done", "requests",
         "resp_started", "sent", "skip_to_end", "start", "state", "status", "tls", "transport",
         "trusted", "up", "up_head", "up_key", "up_status", "up_time", "w", "wall", "wbuf",
         "write_paused", "write_paused_at",
@@ -348,6 +348,9 @@ class ClientConnection(asyncio.Protocol):
         self.log_decision: Decision | None = None
         self.log_d = ""
         self.log_c = ""
+        self.log_o = _O_UNKNOWN
+        self.log_outcome = _OUTCOME[_O_UNKNOWN]
+        """The last outcome logged here and its plain text (_log_row)."""
         """The access log's labels of the last decision logged here (_log_row)."""
         self.fresh_until = 0.0
         self.fresh_target = b""
@@ -1410,7 +1413,12 @@ class ClientConnection(asyncio.Protocol):
                 self.log_c = c
             session = decision.session
             verified = decision.cls is _VERIFIED
-        outcome = _OUTCOME[self.outcome]
+        o = self.outcome
+        if o is self.log_o:
+            outcome = self.log_outcome  # (the last one's again: no dict probe, ~130)
+        else:
+            outcome = self.log_outcome = _OUTCOME[o]
+            self.log_o = o
         w.metrics.observe(self.status, d or "-", outcome, rt)
         up = self.up_key
         client = self.facts.client if self.facts is not None else self.peer
