@@ -290,12 +290,12 @@ class GuardGate:
         was ~550 instructions."""
         self._ids = IdentityCache(settings.ipv4_prefixes, settings.ipv6_prefixes)
         self.ids_gen = 0
+        """Counts new identity caches (forget_last): an :meth:`identity` a caller
+        kept from an older one holds memos this gate dropped, so ask again."""
         self.refusing_gen = 0
         """Counts additions to the early-refusal window (_remember): only those
         turn :meth:`early_wanted` from False to True in normal mode, so a caller
         that had False at this count may take it as False again."""
-        """Counts new identity caches (forget_last): an :meth:`identity` a caller
-        kept from an older one holds memos this gate dropped, so ask again."""
         self._canned = responses.Canned()
         self._pages = responses.ChallengePages(VERIFY_PATH)
         self._recent_challenges: dict[str, _Recent] = {}
@@ -590,7 +590,8 @@ class GuardGate:
         pressed = -1  # self.pressure(), asked at most once a request (-1: not yet)
         conduct = self.conduct
         # The address's conduct record, looked up once for proven, the checks
-        # and _standing (None: never seen, or forgotten; they make it)
+        # and _standing (None: never seen, or forgotten; admits, surge_checks
+        # or see make it, and see looks again for one they made)
         rec = conduct.records.get(ident.address)
         if not lists.allowed and (cls is _UNKNOWN or cls is _SUSPECT):  # (cls <= UNKNOWN,
             # without the generic comparison of two IntEnum members)
@@ -619,8 +620,7 @@ class GuardGate:
                     return d
                 shadowed = shadowed or d
 
-        standing = self._standing(tokens, ident, cls, route, lists, now,
-                                  rec if rec is not None else conduct.records.get(ident.address))
+        standing = self._standing(tokens, ident, cls, route, lists, now, rec)
         if standing is _HEAVY and not lists.allowed:
             normal = self.state.mode is _NORMAL
             if normal and pressed < 0:

@@ -348,10 +348,10 @@ class ClientConnection(asyncio.Protocol):
         self.log_decision: Decision | None = None
         self.log_d = ""
         self.log_c = ""
+        """The access log's labels of the last decision logged here (_log_row)."""
         self.log_o = _O_UNKNOWN
         self.log_outcome = _OUTCOME[_O_UNKNOWN]
         """The last outcome logged here and its plain text (_log_row)."""
-        """The access log's labels of the last decision logged here (_log_row)."""
         self.fresh_until = 0.0
         self.fresh_target = b""
         self.fresh_host = ""
