@@ -20,14 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shieldwall.detect.features import (
-    MIN_BASE_WINDOWS,
-    NO_ASSETS,
-    Features,
-    Featurizer,
-    Prefixer,
-    more_people,
-)
+from shieldwall.detect.features import NO_ASSETS, Features, Featurizer, Prefixer, more_people
 from shieldwall.detect.rules import (
     BACKEND_FAILURE,
     DDOS,
@@ -35,6 +28,7 @@ from shieldwall.detect.rules import (
     NORMAL,
     WindowVerdict,
     classify,
+    lines_surge,
 )
 from shieldwall.detect.windows import Window
 from shieldwall.guard.decision import Mode
@@ -452,10 +446,7 @@ class Detector:
         re-raised ``under_attack`` 5 s after the flood had ended). An attack that goes on
         is in this second too: its lines, or its clients (a low-and-slow flood's hundreds a
         second, each under every limit)."""
-        s = self.s
-        lines = (f.baseline_windows >= MIN_BASE_WINDOWS and f.surge >= s.surge_threshold
-                 and f.rps >= max(s.rate_factor * f.ref_rps, s.min_elevated_rps))
-        return not lines and len(w.curl) <= f.base_page_clients
+        return not lines_surge(f, self.s) and len(w.curl) <= f.base_page_clients
 
     def _candidate(self, w: Window, f: Features, v: WindowVerdict) -> None:
         """Count a window towards a new incident (consecutive windows of one class)."""

@@ -85,6 +85,14 @@ def _backend_words(f: Features, s: DetectSettings) -> str:
     return f"backends healthy ({_pct(f.error_share)} 5xx)"
 
 
+def lines_surge(f: Features, s: DetectSettings) -> bool:
+    """This second's lines are a surge: ``rate_factor`` x the baseline (and at least
+    ``min_elevated_rps``), persisting against the shop's own spread -- once the
+    baseline has a few windows. One busy second proves nothing."""
+    return (f.baseline_windows >= MIN_BASE_WINDOWS and f.surge >= s.surge_threshold
+            and f.rps >= max(s.rate_factor * f.ref_rps, s.min_elevated_rps))
+
+
 def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     """The verdict of one window. Pure: the same features always give the same answer."""
     if stalled(f, s):
@@ -98,10 +106,7 @@ def classify(f: Features, s: DetectSettings) -> WindowVerdict:
     # baseline -- seen networks, assets -- only after the full warm-up).
     have_base = f.baseline_windows >= MIN_BASE_WINDOWS
     base_rps = f.ref_rps if have_base else 0.0
-    threshold = max(s.rate_factor * base_rps, s.min_elevated_rps)
-    # one busy second proves nothing: the excess must persist (or be huge) against the
-    # shop's own spread
-    elevated = have_base and f.rps >= threshold and f.surge >= s.surge_threshold
+    elevated = lines_surge(f, s)
     # ... or lines well above the slow mean for a minute and still this second, where
     # addresses do not count people (a CDN's edges) or where they show many more people
     # than usual: a crowd adds fewer lines than people, and the per-second spread says
